@@ -1,0 +1,219 @@
+//! The flows table: every hop that publish, subscribe and invoke need, written down once.
+//!
+//! The checker reads it to decide which network paths must be open, the graph draws it, and
+//! the compiler and simulator will read the same table. A hop may be added here; it may not be
+//! hard-coded anywhere else.
+
+use crate::vocab::{BalancerKind, Component, Role};
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Flow {
+    Publish,
+    Subscribe,
+    Invoke,
+}
+
+impl Flow {
+    pub const ALL: &'static [Flow] = &[Flow::Publish, Flow::Subscribe, Flow::Invoke];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flow::Publish => "publish",
+            Flow::Subscribe => "subscribe",
+            Flow::Invoke => "invoke",
+        }
+    }
+}
+
+impl fmt::Display for Flow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// People and programs outside the topology.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Client {
+    /// API providers, who use the publisher.
+    Provider,
+    /// API consumers, who use the store.
+    Consumer,
+    /// Consumers' applications, which call the gateway.
+    Application,
+}
+
+impl Client {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Client::Provider => "API providers",
+            Client::Consumer => "API consumers",
+            Client::Application => "applications",
+        }
+    }
+
+    /// Consumers and their applications come from the public network when there is one;
+    /// providers are the organisation's own people.
+    pub fn comes_from_public(self) -> bool {
+        matches!(self, Client::Consumer | Client::Application)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum End {
+    Client(Client),
+    Component(Component),
+    Database(Role),
+}
+
+/// How a hop reaches its target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// Straight to the target (one node, or a database).
+    Direct,
+    /// Straight to every node of every cluster running the target.
+    EachNode,
+    /// Through a balancer of this kind when the target cluster has two or more nodes.
+    Balanced(BalancerKind),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Hop {
+    pub flow: Flow,
+    pub from: End,
+    pub to: End,
+    pub why: &'static str,
+    pub path: Path,
+}
+
+use BalancerKind::{External, Internal};
+use Client::*;
+use Component::*;
+use End::{Client as C, Component as N, Database as D};
+use Flow::*;
+use Path::*;
+use Role::*;
+
+const fn hop(flow: Flow, from: End, to: End, why: &'static str, path: Path) -> Hop {
+    Hop {
+        flow,
+        from,
+        to,
+        why,
+        path,
+    }
+}
+
+/// The table of DESIGN.md, "The flows table", one row per hop.
+pub static FLOWS: &[Hop] = &[
+    hop(
+        Publish,
+        C(Provider),
+        N(Publisher),
+        "create, publish, retire APIs",
+        Balanced(External),
+    ),
+    hop(
+        Publish,
+        N(Publisher),
+        D(User),
+        "authenticate providers, check roles",
+        Direct,
+    ),
+    hop(Publish, N(Publisher), D(Apim), "API records", Direct),
+    hop(
+        Publish,
+        N(Publisher),
+        D(Registry),
+        "published API metadata",
+        Direct,
+    ),
+    hop(
+        Publish,
+        N(Publisher),
+        N(Gateway),
+        "publish notification",
+        EachNode,
+    ),
+    hop(
+        Publish,
+        N(Gateway),
+        D(Registry),
+        "catch up at start and reconcile",
+        Direct,
+    ),
+    hop(
+        Subscribe,
+        C(Consumer),
+        N(Store),
+        "sign up, browse, applications, subscriptions",
+        Balanced(External),
+    ),
+    hop(Subscribe, N(Store), D(User), "users", Direct),
+    hop(Subscribe, N(Store), D(Registry), "published APIs", Direct),
+    hop(
+        Subscribe,
+        N(Store),
+        D(Apim),
+        "applications and subscriptions",
+        Direct,
+    ),
+    hop(
+        Subscribe,
+        N(Store),
+        N(KeyManager),
+        "consumer keys and tokens",
+        Balanced(Internal),
+    ),
+    hop(Subscribe, N(KeyManager), D(User), "users and roles", Direct),
+    hop(Subscribe, N(KeyManager), D(Apim), "keys and tokens", Direct),
+    hop(
+        Subscribe,
+        N(KeyManager),
+        N(Gateway),
+        "revocation notification",
+        EachNode,
+    ),
+    hop(
+        Invoke,
+        C(Application),
+        N(Gateway),
+        "API calls and /token",
+        Balanced(External),
+    ),
+    hop(
+        Invoke,
+        N(Gateway),
+        N(KeyManager),
+        "token introspection and subscription check",
+        Balanced(Internal),
+    ),
+];
+
+/// The database roles a component uses, read from the table.
+pub fn roles_used_by(component: Component) -> impl Iterator<Item = Role> {
+    let mut roles: Vec<Role> = FLOWS
+        .iter()
+        .filter_map(|h| match (h.from, h.to) {
+            (N(c), D(r)) if c == component => Some(r),
+            _ => None,
+        })
+        .collect();
+    roles.sort();
+    roles.dedup();
+    roles.into_iter()
+}
+
+/// The balancer kinds that must front a multi-node cluster running `component`.
+pub fn balancer_kinds_needed(component: Component) -> impl Iterator<Item = BalancerKind> {
+    let mut kinds: Vec<BalancerKind> = FLOWS
+        .iter()
+        .filter_map(|h| match (h.to, h.path) {
+            (N(c), Balanced(k)) if c == component => Some(k),
+            _ => None,
+        })
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds.into_iter()
+}

@@ -1,0 +1,891 @@
+//! Reading a topology file into the model, reporting every structural problem on the way.
+//!
+//! The TOML is parsed into toml's spanned document tree and walked by hand against the format's
+//! schema, so that every unknown key, wrong type and missing key becomes a diagnostic pointing at
+//! its own position, and one problem never hides the next.
+
+pub mod host;
+pub mod url;
+
+use crate::codes::*;
+use crate::diagnostic::{Code, Diagnostic, Label};
+use crate::model::*;
+use crate::source::{Span, Spanned};
+use crate::suggest;
+use crate::vocab::{ADMIN_PORT_KEY, BalancerKind, Component, Engine, Role};
+use std::borrow::Cow;
+use toml::de::{DeTable, DeValue};
+
+type Key<'i> = toml::Spanned<Cow<'i, str>>;
+type Value<'i> = toml::Spanned<DeValue<'i>>;
+
+/// Syntax errors past this many are summarised; garbage input can produce one per byte.
+const MAX_SYNTAX_ERRORS: usize = 20;
+
+const TOP_KEYS: &[&str] = &[
+    "version",
+    "deployment",
+    "networks",
+    "firewall",
+    "databases",
+    "clusters",
+    "load_balancers",
+];
+const DEPLOYMENT_KEYS: &[&str] = &["name", "pattern"];
+const NETWORK_KEYS: &[&str] = &["public"];
+const FIREWALL_KEYS: &[&str] = &["from", "to", "ports"];
+const DATABASE_KEYS: &[&str] = &["roles", "engine", "url", "network"];
+const CLUSTER_KEYS: &[&str] = &["components", "network", "hosts", "ports"];
+const BALANCER_KEYS: &[&str] = &["kind", "network", "host", "fronts"];
+
+/// Parses `text`, returning the model (possibly partial) and every structural diagnostic.
+pub fn parse(text: &str) -> (Topology, Vec<Diagnostic>) {
+    let mut p = Parser::default();
+    let (root, errors) = DeTable::parse_recoverable(text);
+    p.syntax_errors(text, &errors);
+    let topology = p.topology(root.get_ref());
+    (topology, p.diags)
+}
+
+#[derive(Default)]
+struct Parser {
+    diags: Vec<Diagnostic>,
+}
+
+fn span(r: std::ops::Range<usize>) -> Span {
+    Span::from(r)
+}
+
+fn type_name(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date-time",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+fn get<'t, 'i>(table: &'t DeTable<'i>, key: &str) -> Option<(&'t Key<'i>, &'t Value<'i>)> {
+    table.iter().find(|(k, _)| k.get_ref() == key)
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+impl Parser {
+    fn push(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn error(
+        &mut self,
+        code: &'static Code,
+        message: String,
+        at: Span,
+        label: &str,
+        hint: Option<String>,
+    ) {
+        let mut d = Diagnostic::new(code, message, Label::new(at, label));
+        d.hint = hint;
+        self.push(d);
+    }
+
+    fn syntax_errors(&mut self, text: &str, errors: &[toml::de::Error]) {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut unique = Vec::new();
+        for e in errors {
+            let at = e.span().map(span).unwrap_or_default();
+            if seen.insert((at, e.message().to_string())) {
+                unique.push((at, e.message().to_string()));
+            }
+        }
+        unique.sort();
+        let total = unique.len();
+        for (at, message) in unique.into_iter().take(MAX_SYNTAX_ERRORS) {
+            let (message, hint) = if message == "duplicate key" {
+                let key = text.get(at.range()).unwrap_or_default();
+                (
+                    format!("duplicate key `{key}`"),
+                    "each key and each [table] may be defined only once; merge the two definitions",
+                )
+            } else {
+                (
+                    format!("invalid TOML: {message}"),
+                    "see https://toml.io for the syntax; strings are quoted, tables are [name]",
+                )
+            };
+            self.error(&INVALID_TOML, message, at, "here", Some(hint.into()));
+        }
+        if total > MAX_SYNTAX_ERRORS {
+            let at = self
+                .diags
+                .last()
+                .map(|d| d.primary.span)
+                .unwrap_or_default();
+            self.error(
+                &INVALID_TOML,
+                format!(
+                    "{} more TOML syntax errors not shown",
+                    total - MAX_SYNTAX_ERRORS
+                ),
+                at,
+                "after this",
+                Some("is this a topology file? fix the first errors and check again".into()),
+            );
+        }
+    }
+
+    fn unknown_keys(&mut self, table: &DeTable<'_>, allowed: &[&str], path: &str) {
+        for key in table.keys() {
+            let k = key.get_ref().as_ref();
+            if allowed.contains(&k) {
+                continue;
+            }
+            let hint = match suggest::closest(k, allowed.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("the keys here are: {}", allowed.join(", ")),
+            };
+            let place = if path.is_empty() {
+                "at the top level".to_string()
+            } else {
+                format!("in `{path}`")
+            };
+            self.error(
+                &UNKNOWN_KEY,
+                format!("unknown key `{k}` {place}"),
+                span(key.span()),
+                "unknown key",
+                Some(hint),
+            );
+        }
+    }
+
+    fn wrong_type(&mut self, v: &Value<'_>, path: &str, expected: &str) {
+        self.error(
+            &WRONG_TYPE,
+            format!(
+                "`{path}` must be {expected}, found {}",
+                type_name(v.get_ref())
+            ),
+            span(v.span()),
+            &format!("expected {expected}"),
+            None,
+        );
+    }
+
+    fn missing(&mut self, path: &str, key: &str, at: Span, hint: &str) {
+        let message = if path.is_empty() {
+            format!("the required key `{key}` is missing")
+        } else {
+            format!("`{path}` is missing the required key `{key}`")
+        };
+        self.error(
+            &MISSING_KEY,
+            message,
+            at,
+            &format!("`{key}` is missing here"),
+            Some(hint.into()),
+        );
+    }
+
+    fn table<'t, 'i>(&mut self, v: &'t Value<'i>, path: &str) -> Option<&'t DeTable<'i>> {
+        match v.get_ref() {
+            DeValue::Table(t) => Some(t),
+            _ => {
+                self.wrong_type(v, path, "a table");
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, v: &Value<'_>, path: &str) -> Option<Spanned<String>> {
+        match v.get_ref() {
+            DeValue::String(s) => Some(Spanned::new(s.to_string(), span(v.span()))),
+            _ => {
+                self.wrong_type(v, path, "a string");
+                None
+            }
+        }
+    }
+
+    fn bool(&mut self, v: &Value<'_>, path: &str) -> Option<bool> {
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.wrong_type(v, path, "a boolean (true or false)");
+                None
+            }
+        }
+    }
+
+    fn array<'t, 'i>(&mut self, v: &'t Value<'i>, path: &str, of: &str) -> Option<&'t [Value<'i>]> {
+        match v.get_ref() {
+            DeValue::Array(a) => Some(a),
+            _ => {
+                self.wrong_type(v, path, &format!("an array of {of}"));
+                None
+            }
+        }
+    }
+
+    /// An array of strings; an empty array is reported, duplicates too.
+    fn strings(&mut self, v: &Value<'_>, path: &str, what: &str) -> Vec<Spanned<String>> {
+        let Some(items) = self.array(v, path, "strings") else {
+            return Vec::new();
+        };
+        if items.is_empty() {
+            self.error(
+                &EMPTY_LIST,
+                format!("`{path}` is empty"),
+                span(v.span()),
+                "empty list",
+                Some(format!("list at least one {what}")),
+            );
+        }
+        let mut out: Vec<Spanned<String>> = Vec::new();
+        for item in items {
+            let Some(s) = self.string(item, &format!("{path}[]")) else {
+                continue;
+            };
+            if let Some(first) = out.iter().find(|o| o.value == s.value) {
+                let first = first.span;
+                self.push(
+                    Diagnostic::new(
+                        &DUPLICATE_ENTRY,
+                        format!("`{}` is listed twice in `{path}`", s.value),
+                        Label::new(s.span, "listed again here"),
+                    )
+                    .with_secondary(Label::new(first, "first listed here"))
+                    .with_hint("remove the repeated entry"),
+                );
+                continue;
+            }
+            out.push(s);
+        }
+        out
+    }
+
+    /// An array of fixed words (components, roles): unknown words and duplicates are reported.
+    fn words<W: Copy + PartialEq>(
+        &mut self,
+        v: &Value<'_>,
+        path: &str,
+        what: &str,
+        parse: fn(&str) -> Option<W>,
+        all: &[&'static str],
+    ) -> Vec<Spanned<W>> {
+        self.strings(v, path, what)
+            .into_iter()
+            .filter_map(|s| match parse(&s.value) {
+                Some(w) => Some(Spanned::new(w, s.span)),
+                None => {
+                    self.unknown_word(&s, what, all);
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn unknown_word(&mut self, s: &Spanned<String>, what: &str, all: &[&'static str]) {
+        let list = all.join(", ");
+        let hint = match suggest::closest(&s.value, all.iter().copied()) {
+            Some(best) => format!("did you mean `{best}`? the {what}s are: {list}"),
+            None => format!("the {what}s are: {list}"),
+        };
+        self.error(
+            &UNKNOWN_VALUE,
+            format!("unknown {what} `{}`", s.value),
+            s.span,
+            &format!("not a {what}"),
+            Some(hint),
+        );
+    }
+
+    fn word<W>(
+        &mut self,
+        v: &Value<'_>,
+        path: &str,
+        what: &str,
+        parse: fn(&str) -> Option<W>,
+        all: &[&'static str],
+    ) -> Option<Spanned<W>> {
+        let s = self.string(v, path)?;
+        match parse(&s.value) {
+            Some(w) => Some(Spanned::new(w, s.span)),
+            None => {
+                self.unknown_word(&s, what, all);
+                None
+            }
+        }
+    }
+
+    fn port(&mut self, v: &Value<'_>, path: &str) -> Option<Spanned<u16>> {
+        let DeValue::Integer(i) = v.get_ref() else {
+            self.wrong_type(v, path, "an integer port");
+            return None;
+        };
+        let n = i64::from_str_radix(i.as_str(), i.radix()).ok();
+        match n.and_then(|n| u16::try_from(n).ok()).filter(|&n| n > 0) {
+            Some(port) => Some(Spanned::new(port, span(v.span()))),
+            None => {
+                self.error(
+                    &INVALID_PORT,
+                    format!("`{path}` = {} is not a valid port", i.as_str()),
+                    span(v.span()),
+                    "out of range",
+                    Some("ports are numbers from 1 to 65535".into()),
+                );
+                None
+            }
+        }
+    }
+
+    fn host(&mut self, s: &Spanned<String>, path: &str) -> bool {
+        match host::problem(&s.value) {
+            None => true,
+            Some(problem) => {
+                self.error(
+                    &INVALID_HOST,
+                    format!("invalid host `{}` in `{path}`", s.value),
+                    s.span,
+                    "not an address or host name",
+                    Some(problem.to_string()),
+                );
+                false
+            }
+        }
+    }
+
+    fn name(&mut self, name: &str, at: Span, what: &str) {
+        if is_valid_name(name) {
+            return;
+        }
+        let fixed = suggest::name(name);
+        let hint = if fixed.is_empty() {
+            "names are lowercase letters, digits and '-', starting with a letter".to_string()
+        } else {
+            format!(
+                "names are lowercase letters, digits and '-', starting with a letter: try `{fixed}`"
+            )
+        };
+        self.error(
+            &INVALID_NAME,
+            format!("invalid {what} name `{name}`"),
+            at,
+            "invalid name",
+            Some(hint),
+        );
+    }
+
+    /// A `[section]` of named tables, such as `[clusters.NAME]`.
+    fn named_tables<'t, 'i>(
+        &mut self,
+        root: &'t DeTable<'i>,
+        key: &str,
+        what: &str,
+    ) -> Vec<(&'t Key<'i>, &'t DeTable<'i>)> {
+        let Some((_, v)) = get(root, key) else {
+            return Vec::new();
+        };
+        let Some(t) = self.table(v, key) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (k, v) in t {
+            self.name(k.get_ref(), span(k.span()), what);
+            if let Some(item) = self.table(v, &join(key, k.get_ref())) {
+                out.push((k, item));
+            }
+        }
+        out
+    }
+
+    fn topology(&mut self, root: &DeTable<'_>) -> Topology {
+        self.unknown_keys(root, TOP_KEYS, "");
+        self.version(root);
+        Topology {
+            deployment: self.deployment(root),
+            networks: self.networks(root),
+            firewall: self.firewall(root),
+            databases: self.databases(root),
+            clusters: self.clusters(root),
+            load_balancers: self.balancers(root),
+        }
+    }
+
+    fn version(&mut self, root: &DeTable<'_>) {
+        let Some((_, v)) = get(root, "version") else {
+            self.error(
+                &UNSUPPORTED_VERSION,
+                "the format version is missing".into(),
+                Span::default(),
+                "`version = 1` belongs here",
+                Some("start the file with `version = 1`".into()),
+            );
+            return;
+        };
+        let ok = matches!(v.get_ref(), DeValue::Integer(i) if i.as_str() == "1" && i.radix() == 10);
+        if !ok {
+            let found = match v.get_ref() {
+                DeValue::Integer(i) => i.as_str().to_string(),
+                other => type_name(other).to_string(),
+            };
+            self.error(
+                &UNSUPPORTED_VERSION,
+                format!("unsupported format version {found}"),
+                span(v.span()),
+                "apim reads version 1",
+                Some("write `version = 1`; this apim reads format version 1 only".into()),
+            );
+        }
+    }
+
+    fn deployment(&mut self, root: &DeTable<'_>) -> Deployment {
+        let mut d = Deployment::default();
+        let Some((k, v)) = get(root, "deployment") else {
+            self.missing(
+                "",
+                "deployment",
+                Span::default(),
+                "add a [deployment] table with `name = \"...\"`",
+            );
+            return d;
+        };
+        d.span = span(k.span());
+        let Some(t) = self.table(v, "deployment") else {
+            return d;
+        };
+        self.unknown_keys(t, DEPLOYMENT_KEYS, "deployment");
+        match get(t, "name") {
+            Some((_, v)) => {
+                d.name = self.string(v, "deployment.name");
+                if let Some(n) = &d.name {
+                    self.name(&n.value, n.span, "deployment");
+                }
+            }
+            None => self.missing(
+                "deployment",
+                "name",
+                d.span,
+                "add `name = \"my-deployment\"` (lowercase letters, digits, '-')",
+            ),
+        }
+        if let Some((_, v)) = get(t, "pattern") {
+            d.pattern = self.string(v, "deployment.pattern");
+        }
+        d
+    }
+
+    fn networks(&mut self, root: &DeTable<'_>) -> std::collections::BTreeMap<String, Network> {
+        let mut out = std::collections::BTreeMap::new();
+        match get(root, "networks") {
+            None => self.missing(
+                "",
+                "networks",
+                Span::default(),
+                "add at least one network, such as `[networks.internal]`",
+            ),
+            Some((k, v)) if matches!(v.get_ref(), DeValue::Table(t) if t.is_empty()) => {
+                let at = span(k.span());
+                self.error(
+                    &EMPTY_LIST,
+                    "no network is defined".into(),
+                    at,
+                    "empty",
+                    Some("add at least one network, such as `[networks.internal]`".into()),
+                );
+            }
+            Some(_) => {}
+        }
+        for (k, t) in self.named_tables(root, "networks", "network") {
+            let path = join("networks", k.get_ref());
+            self.unknown_keys(t, NETWORK_KEYS, &path);
+            let public = get(t, "public")
+                .and_then(|(_, v)| self.bool(v, &join(&path, "public")))
+                .unwrap_or(false);
+            let name = k.get_ref().to_string();
+            out.insert(
+                name.clone(),
+                Network {
+                    name,
+                    span: span(k.span()),
+                    public,
+                },
+            );
+        }
+        out
+    }
+
+    fn firewall(&mut self, root: &DeTable<'_>) -> Vec<FirewallRule> {
+        let Some((_, v)) = get(root, "firewall") else {
+            return Vec::new();
+        };
+        let Some(items) = self.array(v, "firewall", "tables ([[firewall]])") else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let Some(t) = self.table(item, "firewall[]") else {
+                continue;
+            };
+            let at = span(item.span());
+            self.unknown_keys(t, FIREWALL_KEYS, "firewall");
+            let end = |p: &mut Parser, key: &str| match get(t, key) {
+                Some((_, v)) => p.string(v, &join("firewall", key)),
+                None => {
+                    p.missing("firewall", key, at, &format!("add `{key} = \"<network>\"`"));
+                    None
+                }
+            };
+            let from = end(self, "from");
+            let to = end(self, "to");
+            let ports = get(t, "ports").map(|(_, v)| {
+                let items = self.array(v, "firewall.ports", "ports").unwrap_or_default();
+                items
+                    .iter()
+                    .filter_map(|p| self.port(p, "firewall.ports[]"))
+                    .collect()
+            });
+            out.push(FirewallRule {
+                from,
+                to,
+                ports,
+                span: at,
+            });
+        }
+        out
+    }
+
+    fn databases(&mut self, root: &DeTable<'_>) -> std::collections::BTreeMap<String, Database> {
+        if get(root, "databases").is_none() {
+            self.missing("", "databases", Span::default(), "add databases serving the roles user, apim and registry, such as `[databases.main]`");
+        }
+        let mut out = std::collections::BTreeMap::new();
+        for (k, t) in self.named_tables(root, "databases", "database") {
+            let path = join("databases", k.get_ref());
+            let at = span(k.span());
+            self.unknown_keys(t, DATABASE_KEYS, &path);
+            let roles = match get(t, "roles") {
+                Some((_, v)) => self.words(
+                    v,
+                    &join(&path, "roles"),
+                    "role",
+                    Role::parse,
+                    &Role::words(),
+                ),
+                None => {
+                    self.missing(&path, "roles", at, "add `roles = [\"user\", \"apim\", \"registry\"]` or the subset this database serves");
+                    Vec::new()
+                }
+            };
+            let engine = match get(t, "engine") {
+                Some((_, v)) => self.word(
+                    v,
+                    &join(&path, "engine"),
+                    "engine",
+                    Engine::parse,
+                    &Engine::words(),
+                ),
+                None => {
+                    self.missing(
+                        &path,
+                        "engine",
+                        at,
+                        "add `engine = \"sqlite\"`, `\"postgres\"` or `\"mysql\"`",
+                    );
+                    None
+                }
+            };
+            let url = match get(t, "url") {
+                Some((_, v)) => self.string(v, &join(&path, "url")),
+                None => {
+                    self.missing(
+                        &path,
+                        "url",
+                        at,
+                        "add `url = \"postgres://user@host:5432/db\"` (or `sqlite://file.db`)",
+                    );
+                    None
+                }
+            };
+            let mut endpoint = None;
+            let mut literal_password = false;
+            if let (Some(u), Some(e)) = (&url, &engine) {
+                match url::parse(&u.value, e.value) {
+                    Ok(parsed) => {
+                        literal_password = parsed.literal_password;
+                        if e.value != Engine::Sqlite {
+                            endpoint = Some(DbEndpoint {
+                                host: parsed.host,
+                                port: parsed.port.or(e.value.default_port()).unwrap_or_default(),
+                            });
+                        }
+                    }
+                    Err(why) => {
+                        self.push(
+                            Diagnostic::new(
+                                &INVALID_URL,
+                                format!("invalid database URL for `{path}`: {why}"),
+                                Label::new(u.span, "cannot use this URL"),
+                            )
+                            .with_secondary(Label::new(e.span, "engine set here"))
+                            .with_hint(format!("write it as {}", example_url(e.value))),
+                        );
+                    }
+                }
+            }
+            let network = match get(t, "network") {
+                Some((_, v)) => self.string(v, &join(&path, "network")),
+                None if engine.as_ref().is_some_and(|e| e.value != Engine::Sqlite) => {
+                    self.missing(
+                        &path,
+                        "network",
+                        at,
+                        "add `network = \"<network>\"`: the network the database server is on",
+                    );
+                    None
+                }
+                None => None,
+            };
+            let name = k.get_ref().to_string();
+            out.insert(
+                name.clone(),
+                Database {
+                    name,
+                    span: at,
+                    roles,
+                    engine,
+                    url,
+                    endpoint,
+                    literal_password,
+                    network,
+                },
+            );
+        }
+        out
+    }
+
+    fn clusters(&mut self, root: &DeTable<'_>) -> std::collections::BTreeMap<String, Cluster> {
+        if get(root, "clusters").is_none() {
+            self.missing("", "clusters", Span::default(), "add a cluster, such as `[clusters.all]` with `components = [\"publisher\", \"store\", \"key-manager\", \"gateway\"]`");
+        }
+        let mut out = std::collections::BTreeMap::new();
+        for (k, t) in self.named_tables(root, "clusters", "cluster") {
+            let path = join("clusters", k.get_ref());
+            let at = span(k.span());
+            self.unknown_keys(t, CLUSTER_KEYS, &path);
+            let components = match get(t, "components") {
+                Some((_, v)) => self.words(
+                    v,
+                    &join(&path, "components"),
+                    "component",
+                    Component::parse,
+                    &Component::words(),
+                ),
+                None => {
+                    self.missing(&path, "components", at, "add `components = [\"gateway\"]`: any of publisher, store, key-manager, gateway");
+                    Vec::new()
+                }
+            };
+            let network = match get(t, "network") {
+                Some((_, v)) => self.string(v, &join(&path, "network")),
+                None => {
+                    self.missing(
+                        &path,
+                        "network",
+                        at,
+                        "add `network = \"<network>\"`: the network its nodes are on",
+                    );
+                    None
+                }
+            };
+            let (hosts, hosts_span) = match get(t, "hosts") {
+                Some((_, v)) => {
+                    let hosts_path = join(&path, "hosts");
+                    let hosts = self
+                        .strings(v, &hosts_path, "host")
+                        .into_iter()
+                        .filter(|h| self.host(h, &hosts_path))
+                        .collect();
+                    (hosts, Some(span(v.span())))
+                }
+                None => {
+                    self.missing(
+                        &path,
+                        "hosts",
+                        at,
+                        "add `hosts = [\"10.0.1.11\"]`: one address or host name per node",
+                    );
+                    (Vec::new(), None)
+                }
+            };
+            let mut cluster = Cluster {
+                name: k.get_ref().to_string(),
+                span: at,
+                components,
+                network,
+                hosts,
+                hosts_span,
+                ports: Default::default(),
+                admin_port: None,
+            };
+            if let Some((_, v)) = get(t, "ports") {
+                self.cluster_ports(v, &join(&path, "ports"), &mut cluster);
+            }
+            out.insert(cluster.name.clone(), cluster);
+        }
+        out
+    }
+
+    fn cluster_ports(&mut self, v: &Value<'_>, path: &str, cluster: &mut Cluster) {
+        let Some(t) = self.table(v, path) else { return };
+        for (k, v) in t {
+            let key = k.get_ref().as_ref();
+            let Some(port) = self.port(v, &join(path, key)) else {
+                continue;
+            };
+            if key == ADMIN_PORT_KEY {
+                cluster.admin_port = Some(port);
+                continue;
+            }
+            match Component::parse(key) {
+                Some(c) if cluster.runs(c) => {
+                    cluster.ports.insert(c, port);
+                }
+                _ => {
+                    let mut allowed: Vec<&str> = cluster
+                        .components
+                        .iter()
+                        .map(|c| c.value.as_str())
+                        .collect();
+                    allowed.push(ADMIN_PORT_KEY);
+                    let hint = match suggest::closest(key, allowed.iter().copied()) {
+                        Some(s) => format!(
+                            "did you mean `{s}`? ports can be set for: {}",
+                            allowed.join(", ")
+                        ),
+                        None => format!("ports can be set for: {}", allowed.join(", ")),
+                    };
+                    self.error(
+                        &INVALID_PORT,
+                        format!(
+                            "`{path}` sets a port for `{key}`, which cluster `{}` does not run",
+                            cluster.name
+                        ),
+                        span(k.span()),
+                        "not a component of this cluster",
+                        Some(hint),
+                    );
+                }
+            }
+        }
+    }
+
+    fn balancers(
+        &mut self,
+        root: &DeTable<'_>,
+    ) -> std::collections::BTreeMap<String, LoadBalancer> {
+        let mut out = std::collections::BTreeMap::new();
+        for (k, t) in self.named_tables(root, "load_balancers", "load balancer") {
+            let path = join("load_balancers", k.get_ref());
+            let at = span(k.span());
+            self.unknown_keys(t, BALANCER_KEYS, &path);
+            let kind = match get(t, "kind") {
+                Some((_, v)) => self.word(
+                    v,
+                    &join(&path, "kind"),
+                    "balancer kind",
+                    BalancerKind::parse,
+                    &BalancerKind::words(),
+                ),
+                None => {
+                    self.missing(&path, "kind", at, "add `kind = \"external\"` (client traffic) or `kind = \"internal\"` (between components)");
+                    None
+                }
+            };
+            let network = match get(t, "network") {
+                Some((_, v)) => self.string(v, &join(&path, "network")),
+                None => {
+                    self.missing(
+                        &path,
+                        "network",
+                        at,
+                        "add `network = \"<network>\"`: the network the balancer listens on",
+                    );
+                    None
+                }
+            };
+            let host = match get(t, "host") {
+                Some((_, v)) => self
+                    .string(v, &join(&path, "host"))
+                    .filter(|h| self.host(h, &join(&path, "host"))),
+                None => {
+                    self.missing(
+                        &path,
+                        "host",
+                        at,
+                        "add `host = \"<address>\"`: where the balancer listens",
+                    );
+                    None
+                }
+            };
+            let (fronts, fronts_span) = match get(t, "fronts") {
+                Some((_, v)) => (
+                    self.strings(v, &join(&path, "fronts"), "cluster"),
+                    Some(span(v.span())),
+                ),
+                None => {
+                    self.missing(
+                        &path,
+                        "fronts",
+                        at,
+                        "add `fronts = [\"<cluster>\"]`: the clusters it balances",
+                    );
+                    (Vec::new(), None)
+                }
+            };
+            let name = k.get_ref().to_string();
+            out.insert(
+                name.clone(),
+                LoadBalancer {
+                    name,
+                    span: at,
+                    kind,
+                    network,
+                    host,
+                    fronts,
+                    fronts_span,
+                },
+            );
+        }
+        out
+    }
+}
+
+fn example_url(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Sqlite => "`sqlite://data/apim.db`",
+        Engine::Postgres => "`postgres://apim:${DB_PASSWORD}@10.0.9.10:5432/apim`",
+        Engine::Mysql => "`mysql://apim:${DB_PASSWORD}@10.0.9.10:3306/apim`",
+    }
+}
+
+/// Lowercase letters, digits and '-', starting with a letter, not ending with '-', at most 63.
+pub fn is_valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes[0].is_ascii_lowercase()
+        && bytes[bytes.len() - 1] != b'-'
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}

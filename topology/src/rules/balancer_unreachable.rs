@@ -1,0 +1,67 @@
+//! E041: a balancer that cannot reach a node it fronts.
+
+use crate::code;
+use crate::diagnostic::{Diagnostic, Label};
+use crate::model::Topology;
+use crate::reach;
+
+code!(
+    CODE,
+    "E041",
+    "balancer-cannot-reach",
+    Error,
+    "A load balancer cannot reach the nodes of a cluster it fronts, on a component port or the node admin port its health checks use.",
+    "Allow the ports from the balancer's network to the cluster's network in [[firewall]], or move the balancer."
+);
+
+pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
+    for lb in t.load_balancers.values() {
+        let Some(lb_net) = t.network_of(lb.network.as_ref()) else {
+            continue;
+        };
+        for f in &lb.fronts {
+            let Some(c) = t.clusters.get(&f.value) else {
+                continue;
+            };
+            let Some(c_net) = t.network_of(c.network.as_ref()) else {
+                continue;
+            };
+            let ports: Vec<u16> = c
+                .components
+                .iter()
+                .map(|comp| c.port(comp.value))
+                .chain([c.admin_port()])
+                .filter(|&p| !reach::allows(t, &lb_net.name, &c_net.name, p))
+                .collect();
+            if ports.is_empty() {
+                continue;
+            }
+            let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+            let mut d = Diagnostic::new(
+                &CODE,
+                format!(
+                    "balancer `{}` (network `{}`) cannot reach the nodes of `{}` (network `{}`) on port{} {}",
+                    lb.name,
+                    lb_net.name,
+                    c.name,
+                    c_net.name,
+                    if ports.len() > 1 { "s" } else { "" },
+                    list.join(", ")
+                ),
+                Label::new(f.span, format!("`{}` fronts `{}`", lb.name, c.name)),
+            );
+            if let Some(n) = &c.network {
+                d = d.with_secondary(Label::new(
+                    n.span,
+                    format!("`{}` is on `{}`", c.name, c_net.name),
+                ));
+            }
+            out.push(d.with_hint(format!(
+                "add [[firewall]] from = \"{}\", to = \"{}\", ports = [{}] (the admin port carries health checks)",
+                lb_net.name,
+                c_net.name,
+                list.join(", ")
+            )));
+        }
+    }
+}

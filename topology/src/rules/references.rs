@@ -1,0 +1,52 @@
+//! E006: references to networks, clusters and databases that do not exist.
+
+use crate::codes::UNKNOWN_REFERENCE;
+use crate::diagnostic::{Diagnostic, Label};
+use crate::model::Topology;
+use crate::source::Spanned;
+use crate::suggest;
+
+pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
+    let networks: Vec<&str> = t.networks.keys().map(String::as_str).collect();
+    let clusters: Vec<&str> = t.clusters.keys().map(String::as_str).collect();
+    let network = |r: Option<&Spanned<String>>, out: &mut Vec<Diagnostic>| {
+        if let Some(r) = r {
+            unknown(r, "network", &networks, out);
+        }
+    };
+    for c in t.clusters.values() {
+        network(c.network.as_ref(), out);
+    }
+    for d in t.databases.values() {
+        network(d.network.as_ref(), out);
+    }
+    for lb in t.load_balancers.values() {
+        network(lb.network.as_ref(), out);
+        for f in &lb.fronts {
+            unknown(f, "cluster", &clusters, out);
+        }
+    }
+    for rule in &t.firewall {
+        network(rule.from.as_ref(), out);
+        network(rule.to.as_ref(), out);
+    }
+}
+
+fn unknown(r: &Spanned<String>, what: &str, known: &[&str], out: &mut Vec<Diagnostic>) {
+    if known.contains(&r.value.as_str()) {
+        return;
+    }
+    let hint = match (suggest::closest(&r.value, known.iter().copied()), known) {
+        (Some(best), _) => format!("did you mean `{best}`?"),
+        (None, []) => format!("no {what} is defined yet; define one first"),
+        (None, known) => format!("the {what}s are: {}", known.join(", ")),
+    };
+    out.push(
+        Diagnostic::new(
+            &UNKNOWN_REFERENCE,
+            format!("no {what} is named `{}`", r.value),
+            Label::new(r.span, format!("unknown {what}")),
+        )
+        .with_hint(hint),
+    );
+}

@@ -1,0 +1,104 @@
+//! The fixed words of the format: components, database roles, engines, balancer kinds, ports.
+
+use std::fmt;
+
+/// Implements `ALL`, `as_str` and `parse` for a closed set of words.
+macro_rules! words {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Option<$name> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+
+            /// Every accepted word, for hints.
+            pub fn words() -> Vec<&'static str> {
+                Self::ALL.iter().map(|w| w.as_str()).collect()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+words! {
+    /// The four parts of an API Manager.
+    Component {
+        Publisher = "publisher",
+        Store = "store",
+        KeyManager = "key-manager",
+        Gateway = "gateway",
+    }
+}
+
+words! {
+    /// What a shared database holds.
+    Role {
+        User = "user",
+        Apim = "apim",
+        Registry = "registry",
+    }
+}
+
+words! {
+    Engine {
+        Sqlite = "sqlite",
+        Postgres = "postgres",
+        Mysql = "mysql",
+    }
+}
+
+words! {
+    /// External balancers take client traffic; internal ones carry traffic between components.
+    BalancerKind {
+        External = "external",
+        Internal = "internal",
+    }
+}
+
+impl Component {
+    pub fn default_port(self) -> u16 {
+        match self {
+            Component::Publisher => 9443,
+            Component::Store => 9444,
+            Component::KeyManager => 9445,
+            Component::Gateway => 8280,
+        }
+    }
+}
+
+/// The node admin listener (`/health`, `/metrics`); `ports = { admin = N }` overrides it.
+pub const ADMIN_PORT: u16 = 9090;
+pub const ADMIN_PORT_KEY: &str = "admin";
+
+impl Engine {
+    pub fn default_port(self) -> Option<u16> {
+        match self {
+            Engine::Sqlite => None,
+            Engine::Postgres => Some(5432),
+            Engine::Mysql => Some(3306),
+        }
+    }
+
+    /// URL schemes accepted for this engine.
+    pub fn schemes(self) -> &'static [&'static str] {
+        match self {
+            Engine::Sqlite => &["sqlite"],
+            Engine::Postgres => &["postgres", "postgresql"],
+            Engine::Mysql => &["mysql", "mariadb"],
+        }
+    }
+}

@@ -70,8 +70,13 @@ pub fn check(name: &str, bytes: &[u8]) -> Checked {
 
 /// Parses and checks a topology held as text.
 pub fn check_str(name: &str, text: &str) -> Checked {
-    let (topology, mut diagnostics) = parse::parse(text);
-    diagnostics.extend(rules::run(&topology));
+    let (topology, mut diagnostics) = match parse::parse(text) {
+        Ok((topology, mut diagnostics)) => {
+            diagnostics.extend(rules::run(&topology));
+            (topology, diagnostics)
+        }
+        Err(syntax) => (Topology::default(), syntax),
+    };
     diagnostic::sort(&mut diagnostics);
     Checked {
         source: SourceFile::new(name, text),

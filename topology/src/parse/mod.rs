@@ -19,9 +19,6 @@ use toml::de::{DeTable, DeValue};
 type Key<'i> = toml::Spanned<Cow<'i, str>>;
 type Value<'i> = toml::Spanned<DeValue<'i>>;
 
-/// Syntax errors past this many are summarised; garbage input can produce one per byte.
-const MAX_SYNTAX_ERRORS: usize = 20;
-
 const TOP_KEYS: &[&str] = &[
     "version",
     "deployment",
@@ -38,13 +35,19 @@ const DATABASE_KEYS: &[&str] = &["roles", "engine", "url", "network"];
 const CLUSTER_KEYS: &[&str] = &["components", "network", "hosts", "ports"];
 const BALANCER_KEYS: &[&str] = &["kind", "network", "host", "fronts"];
 
-/// Parses `text`, returning the model (possibly partial) and every structural diagnostic.
-pub fn parse(text: &str) -> (Topology, Vec<Diagnostic>) {
+/// Parses `text` into the model (possibly partial) and every structural diagnostic.
+///
+/// TOML syntax errors come alone: the tree recovered around them is a guess, and checking a
+/// guess would bury the real mistake under its echoes.
+pub fn parse(text: &str) -> Result<(Topology, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut p = Parser::default();
     let (root, errors) = DeTable::parse_recoverable(text);
-    p.syntax_errors(text, &errors);
+    if !errors.is_empty() {
+        p.syntax_errors(text, &errors);
+        return Err(p.diags);
+    }
     let topology = p.topology(root.get_ref());
-    (topology, p.diags)
+    Ok((topology, p.diags))
 }
 
 #[derive(Default)]
@@ -98,48 +101,41 @@ impl Parser {
         self.push(d);
     }
 
+    /// Reports the first syntax error and every duplicate key. The parser's later errors are
+    /// mostly echoes of the first one (an unclosed array swallows the lines after it).
     fn syntax_errors(&mut self, text: &str, errors: &[toml::de::Error]) {
-        let mut seen = std::collections::BTreeSet::new();
-        let mut unique = Vec::new();
-        for e in errors {
-            let at = e.span().map(span).unwrap_or_default();
-            if seen.insert((at, e.message().to_string())) {
-                unique.push((at, e.message().to_string()));
-            }
-        }
-        unique.sort();
-        let total = unique.len();
-        for (at, message) in unique.into_iter().take(MAX_SYNTAX_ERRORS) {
-            let (message, hint) = if message == "duplicate key" {
+        let mut all: Vec<(Span, &str)> = errors
+            .iter()
+            .map(|e| (e.span().map(span).unwrap_or_default(), e.message()))
+            .collect();
+        all.sort();
+        all.dedup();
+        let first_other = all.iter().position(|(_, m)| *m != "duplicate key");
+        let more = all.len() - all.iter().filter(|(_, m)| *m == "duplicate key").count();
+        for (i, (at, message)) in all.into_iter().enumerate() {
+            if message == "duplicate key" {
                 let key = text.get(at.range()).unwrap_or_default();
-                (
+                self.error(
+                    &INVALID_TOML,
                     format!("duplicate key `{key}`"),
-                    "each key and each [table] may be defined only once; merge the two definitions",
-                )
-            } else {
-                (
+                    at,
+                    "defined a second time here",
+                    Some("each key and each [table] may be defined only once; merge the two definitions".into()),
+                );
+            } else if Some(i) == first_other {
+                let hint = if more > 1 {
+                    "fix this first and check again: the lines after a syntax error cannot be read reliably"
+                } else {
+                    "strings are quoted, lists are [a, b], tables are [name]; see https://toml.io"
+                };
+                self.error(
+                    &INVALID_TOML,
                     format!("invalid TOML: {message}"),
-                    "see https://toml.io for the syntax; strings are quoted, tables are [name]",
-                )
-            };
-            self.error(&INVALID_TOML, message, at, "here", Some(hint.into()));
-        }
-        if total > MAX_SYNTAX_ERRORS {
-            let at = self
-                .diags
-                .last()
-                .map(|d| d.primary.span)
-                .unwrap_or_default();
-            self.error(
-                &INVALID_TOML,
-                format!(
-                    "{} more TOML syntax errors not shown",
-                    total - MAX_SYNTAX_ERRORS
-                ),
-                at,
-                "after this",
-                Some("is this a topology file? fix the first errors and check again".into()),
-            );
+                    at,
+                    "here",
+                    Some(hint.into()),
+                );
+            }
         }
     }
 

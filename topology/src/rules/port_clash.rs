@@ -21,6 +21,8 @@ struct Listener<'t> {
     what: String,
     host: &'t str,
     span: Span,
+    /// The `ports` override that put it on this port, if any.
+    set_at: Option<Span>,
 }
 
 pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
@@ -31,9 +33,16 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
             let listeners = c
                 .components
                 .iter()
-                .map(|comp| (comp.value.as_str(), c.port(comp.value)))
-                .chain([("admin", c.admin_port())]);
-            for (what, port) in listeners {
+                .map(|comp| {
+                    let set_at = c.ports.get(&comp.value).map(|p| p.span);
+                    (comp.value.as_str(), c.port(comp.value), set_at)
+                })
+                .chain([(
+                    "admin",
+                    c.admin_port(),
+                    c.admin_port.as_ref().map(|p| p.span),
+                )]);
+            for (what, port, set_at) in listeners {
                 by_address
                     .entry((machine.clone(), port))
                     .or_default()
@@ -42,6 +51,7 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
                         what: what.to_string(),
                         host: &h.value,
                         span: h.span,
+                        set_at,
                     });
             }
         }
@@ -72,6 +82,7 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
                         what: format!("balancer for {what}"),
                         host: &h.value,
                         span: h.span,
+                        set_at: None,
                     });
             }
         }
@@ -104,6 +115,15 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
                 first.span,
                 format!("{} ({}) listens on {port} too", first.owner, first.what),
             ));
+        }
+        // Once per override: the nodes of a cluster share it.
+        let mut overrides: Vec<(Span, &str)> = listeners
+            .iter()
+            .filter_map(|l| Some((l.set_at?, l.what.as_str())))
+            .collect();
+        overrides.dedup();
+        for (at, what) in overrides {
+            d = d.with_secondary(Label::new(at, format!("{what} set to {port} here")));
         }
         out.push(d.with_hint(
             "give each listener its own host, or move one with `ports = { <component> = <port> }` in its cluster",

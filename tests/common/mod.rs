@@ -1,0 +1,47 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use apim_topology::Checked;
+use std::path::{Path, PathBuf};
+
+pub fn fixtures(dir: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(dir)
+}
+
+/// What `apim check` computes: the topology checks, then the pattern check.
+pub fn load(name: &str, bytes: &[u8]) -> Checked {
+    let mut checked = apim_topology::check(name, bytes);
+    let more = apim_patterns::check(&checked.topology);
+    checked.extend(more);
+    checked
+}
+
+/// `CODE@LINE:COL` of every diagnostic, in report order.
+pub fn positions(checked: &Checked) -> Vec<String> {
+    checked
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let p = checked.source.position(d.primary.span.start);
+            format!("{}@{}:{}", d.code.id, p.line, p.column)
+        })
+        .collect()
+}
+
+/// The human report without colours, then the JSON of each diagnostic.
+pub fn report(checked: &Checked) -> String {
+    let human = apim_topology::render::human(&checked.source, &checked.diagnostics, false);
+    let json: Vec<_> = checked
+        .diagnostics
+        .iter()
+        .map(|d| apim_topology::render::json(&checked.source, d))
+        .collect();
+    let json = serde_json::to_string_pretty(&json).unwrap_or_default();
+    format!("{human}---- json ----\n{json}\n")
+}
+
+pub fn apim() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_apim"))
+}

@@ -15,14 +15,40 @@ pub fn human(source: &SourceFile, diagnostics: &[Diagnostic], color: bool) -> St
     let handler = GraphicalReportHandler::new_themed(theme).with_width(100);
     let mut out = String::new();
     for d in diagnostics {
-        let report = miette::Report::new(to_miette(source, d))
-            .with_source_code(NamedSource::new(&source.name, source.text.clone()));
-        if handler.render_report(&mut out, report.as_ref()).is_err() {
+        let rendered = if readable(source, d) {
+            let report = miette::Report::new(to_miette(source, d))
+                .with_source_code(NamedSource::new(&source.name, source.text.clone()));
+            handler.render_report(&mut out, report.as_ref())
+        } else {
+            // Only the position: showing a binary line or a 50 KB one helps nobody.
+            let p = source.position(d.primary.span.start);
+            let mut m = to_miette(source, d);
+            m.labels = None;
+            let report = miette::Report::new(m);
+            let result = handler.render_report(&mut out, report.as_ref());
+            out.push_str(&format!("  at {}:{}:{} ({})\n", source.name, p.line, p.column, d.primary.text));
+            result
+        };
+        if rendered.is_err() {
             out.push_str(&format!("{}: {}\n", d.code, d.message));
         }
         out.push('\n');
     }
     out
+}
+
+/// Lines longer than this are not shown in a snippet.
+const MAX_SNIPPET_LINE: usize = 300;
+
+/// Whether every line a diagnostic points at is short, printable text.
+fn readable(source: &SourceFile, d: &Diagnostic) -> bool {
+    std::iter::once(&d.primary).chain(&d.secondary).all(|l| {
+        let start = source.position(l.span.start).offset;
+        let line_start = source.text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line = source.text[line_start..].split('\n').next().unwrap_or_default();
+        line.len() <= MAX_SNIPPET_LINE
+            && !line.chars().any(|c| (c.is_control() && c != '\t' && c != '\r') || c == '\u{fffd}')
+    })
 }
 
 fn to_miette(source: &SourceFile, d: &Diagnostic) -> MietteDiagnostic {

@@ -1,0 +1,189 @@
+//! The command line as a user meets it: exit codes, files written, and bad input of every
+//! kind answered with a clear message — never a panic or a hang.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs apim with `args`, killing it if it takes longer than `limit`.
+fn run_within(args: &[&str], dir: &Path, limit: Duration) -> Output {
+    let mut child = common::apim()
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("apim starts");
+    let started = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("apim {args:?} ran longer than {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn run(args: &[&str], dir: &Path) -> Output {
+    run_within(args, dir, Duration::from_secs(60))
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited normally, not by a signal")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+#[test]
+fn init_writes_each_pattern_and_check_accepts_it() {
+    let dir = tempdir();
+    for p in apim_patterns::PATTERNS {
+        let file = format!("{}.toml", p.id);
+        let o = run(&["init", "--pattern", p.id, "-o", &file], dir.path());
+        assert_eq!(code(&o), 0, "{}", text(&o));
+        let o = run(&["check", &file], dir.path());
+        assert_eq!(code(&o), 0, "{}", text(&o));
+        assert!(text(&o).contains(&format!("pattern: {}", p.id)), "{}", text(&o));
+        // Every template has at least one single point of failure worth a warning.
+        let o = run(&["check", "--deny-warnings", &file], dir.path());
+        assert_eq!(code(&o), 1, "{}", text(&o));
+    }
+}
+
+#[test]
+fn init_refuses_to_overwrite_without_force() {
+    let dir = tempdir();
+    assert_eq!(code(&run(&["init"], dir.path())), 0);
+    let before = std::fs::read_to_string(dir.path().join("topology.toml")).expect("written");
+    assert!(before.contains("pattern = \"clustered-external-store\""));
+    std::fs::write(dir.path().join("topology.toml"), "mine").expect("write");
+    let o = run(&["init", "--pattern", "standalone"], dir.path());
+    assert_eq!(code(&o), 1);
+    assert!(text(&o).contains("--force"), "{}", text(&o));
+    assert_eq!(std::fs::read_to_string(dir.path().join("topology.toml")).expect("read"), "mine");
+    let o = run(&["init", "--pattern", "standalone", "--force"], dir.path());
+    assert_eq!(code(&o), 0);
+    assert!(std::fs::read_to_string(dir.path().join("topology.toml")).expect("read").contains("standalone"));
+}
+
+#[test]
+fn init_lists_patterns_and_rejects_unknown_ones() {
+    let dir = tempdir();
+    let o = run(&["init", "--list"], dir.path());
+    assert_eq!(code(&o), 0);
+    for p in apim_patterns::PATTERNS {
+        assert!(text(&o).contains(p.id));
+    }
+    let o = run(&["init", "--list", "--format", "json"], dir.path());
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(list.as_array().map(Vec::len), Some(apim_patterns::PATTERNS.len()));
+    let o = run(&["init", "--pattern", "cluster"], dir.path());
+    assert_eq!(code(&o), 2);
+    assert!(!dir.path().join("topology.toml").exists());
+    let o = run(&["init", "-o", "-", "--pattern", "standalone"], dir.path());
+    assert_eq!(String::from_utf8_lossy(&o.stdout), apim_patterns::find("standalone").expect("p").template);
+}
+
+#[test]
+fn check_json_reports_positions_pattern_and_counts() {
+    let fixture = common::fixtures("check").join("store-cannot-reach-key-manager.toml");
+    let o = run(&["check", "--format", "json", fixture.to_str().expect("utf-8 path")], Path::new("."));
+    assert_eq!(code(&o), 1);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(r["ok"], false);
+    assert_eq!(r["errors"], 1);
+    assert_eq!(r["warnings"], 3);
+    let e = r["diagnostics"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["code"] == "E040"))
+        .expect("an E040");
+    assert_eq!(e["severity"], "error");
+    assert_eq!(e["start"]["line"], 27);
+    assert_eq!(e["start"]["column"], 11);
+    assert!(e["hint"].as_str().is_some_and(|h| h.contains("9445")));
+    assert_eq!(r["pattern"]["matches"], false);
+}
+
+#[test]
+fn usage_errors_and_unreadable_files_exit_2() {
+    let dir = tempdir();
+    assert_eq!(code(&run(&["check", "missing.toml"], dir.path())), 2);
+    assert_eq!(code(&run(&["check", "."], dir.path())), 2);
+    assert_eq!(code(&run(&["check"], dir.path())), 2);
+    assert_eq!(code(&run(&["check", "x.toml", "--format", "yaml"], dir.path())), 2);
+    assert_eq!(code(&run(&["frobnicate"], dir.path())), 2);
+    assert_eq!(code(&run(&["explain", "E999"], dir.path())), 2);
+}
+
+/// Each bad input: its bytes, the exit code, and words the message must contain.
+#[test]
+fn bad_input_gets_a_clear_diagnostic_never_a_panic_or_a_hang() {
+    let dir = tempdir();
+    let mut garbage = Vec::new();
+    let mut x: u32 = 0x9e37_79b9;
+    for _ in 0..4096 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        garbage.push(x as u8);
+    }
+    let cases: Vec<(&str, Vec<u8>, i32, &str)> = vec![
+        ("empty", Vec::new(), 1, "format version is missing"),
+        ("garbage", garbage, 1, "E001"),
+        ("non-utf8", b"version = 1\n\xff\xfe = 2\n".to_vec(), 1, "not valid UTF-8"),
+        ("duplicate-keys", b"version = 1\nversion = 1\n".to_vec(), 1, "duplicate key `version`"),
+        ("deep-arrays", format!("a = {}1{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(), 1, "E001"),
+        ("deep-inline-tables", format!("a = {}1", "{b = ".repeat(100_000)).into_bytes(), 1, "E001"),
+        ("deep-headers", format!("[{}]\n", vec!["a"; 20_000].join(".")).into_bytes(), 1, "E001"),
+        ("huge", "# padding\n".repeat(5_300_000).into_bytes(), 2, "larger than"),
+    ];
+    for (name, bytes, expected, words) in cases {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::File::create(&path).and_then(|mut f| f.write_all(&bytes)).expect("write");
+        let o = run_within(&["check", path.to_str().expect("utf-8")], dir.path(), Duration::from_secs(20));
+        let out = text(&o);
+        assert_eq!(code(&o), expected, "{name}: {out}");
+        assert!(out.contains(words), "{name}: expected `{words}` in:\n{out}");
+        assert!(!out.contains("panicked"), "{name}: {out}");
+        assert!(out.len() < 20_000, "{name}: {} bytes of output", out.len());
+    }
+}
+
+#[test]
+fn graph_draws_clean_topologies_and_refuses_broken_ones() {
+    let dir = tempdir();
+    assert_eq!(code(&run(&["init", "-o", "t.toml"], dir.path())), 0);
+    let o = run(&["graph", "t.toml"], dir.path());
+    assert_eq!(code(&o), 0);
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("digraph"));
+    let o = run(&["graph", "t.toml", "--format", "mermaid", "-o", "t.mmd"], dir.path());
+    assert_eq!(code(&o), 0);
+    assert!(std::fs::read_to_string(dir.path().join("t.mmd")).expect("written").contains("flowchart LR"));
+    let broken = common::fixtures("check").join("port-clash.toml");
+    let o = run(&["graph", broken.to_str().expect("utf-8")], dir.path());
+    assert_eq!(code(&o), 1);
+    assert!(text(&o).contains("E030"));
+}
+
+#[test]
+fn explain_describes_every_code() {
+    let o = run(&["explain"], Path::new("."));
+    for c in apim_topology::codes::ALL.iter().chain(apim_patterns::CODES) {
+        assert!(text(&o).contains(c.id), "{} not listed", c.id);
+    }
+    let o = run(&["explain", "e040"], Path::new("."));
+    assert_eq!(code(&o), 0);
+    assert!(text(&o).contains("hop-blocked"));
+}

@@ -39,7 +39,11 @@ fn code(o: &Output) -> i32 {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn tempdir() -> tempfile::TempDir {
@@ -55,7 +59,11 @@ fn init_writes_each_pattern_and_check_accepts_it() {
         assert_eq!(code(&o), 0, "{}", text(&o));
         let o = run(&["check", &file], dir.path());
         assert_eq!(code(&o), 0, "{}", text(&o));
-        assert!(text(&o).contains(&format!("pattern: {}", p.id)), "{}", text(&o));
+        assert!(
+            text(&o).contains(&format!("pattern: {}", p.id)),
+            "{}",
+            text(&o)
+        );
         // Every template has at least one single point of failure worth a warning.
         let o = run(&["check", "--deny-warnings", &file], dir.path());
         assert_eq!(code(&o), 1, "{}", text(&o));
@@ -72,10 +80,17 @@ fn init_refuses_to_overwrite_without_force() {
     let o = run(&["init", "--pattern", "standalone"], dir.path());
     assert_eq!(code(&o), 1);
     assert!(text(&o).contains("--force"), "{}", text(&o));
-    assert_eq!(std::fs::read_to_string(dir.path().join("topology.toml")).expect("read"), "mine");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("topology.toml")).expect("read"),
+        "mine"
+    );
     let o = run(&["init", "--pattern", "standalone", "--force"], dir.path());
     assert_eq!(code(&o), 0);
-    assert!(std::fs::read_to_string(dir.path().join("topology.toml")).expect("read").contains("standalone"));
+    assert!(
+        std::fs::read_to_string(dir.path().join("topology.toml"))
+            .expect("read")
+            .contains("standalone")
+    );
 }
 
 #[test]
@@ -88,18 +103,32 @@ fn init_lists_patterns_and_rejects_unknown_ones() {
     }
     let o = run(&["init", "--list", "--format", "json"], dir.path());
     let list: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    assert_eq!(list.as_array().map(Vec::len), Some(apim_patterns::PATTERNS.len()));
+    assert_eq!(
+        list.as_array().map(Vec::len),
+        Some(apim_patterns::PATTERNS.len())
+    );
     let o = run(&["init", "--pattern", "cluster"], dir.path());
     assert_eq!(code(&o), 2);
     assert!(!dir.path().join("topology.toml").exists());
     let o = run(&["init", "-o", "-", "--pattern", "standalone"], dir.path());
-    assert_eq!(String::from_utf8_lossy(&o.stdout), apim_patterns::find("standalone").expect("p").template);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        apim_patterns::find("standalone").expect("p").template
+    );
 }
 
 #[test]
 fn check_json_reports_positions_pattern_and_counts() {
     let fixture = common::fixtures("check").join("store-cannot-reach-key-manager.toml");
-    let o = run(&["check", "--format", "json", fixture.to_str().expect("utf-8 path")], Path::new("."));
+    let o = run(
+        &[
+            "check",
+            "--format",
+            "json",
+            fixture.to_str().expect("utf-8 path"),
+        ],
+        Path::new("."),
+    );
     assert_eq!(code(&o), 1);
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(r["ok"], false);
@@ -122,7 +151,10 @@ fn usage_errors_and_unreadable_files_exit_2() {
     assert_eq!(code(&run(&["check", "missing.toml"], dir.path())), 2);
     assert_eq!(code(&run(&["check", "."], dir.path())), 2);
     assert_eq!(code(&run(&["check"], dir.path())), 2);
-    assert_eq!(code(&run(&["check", "x.toml", "--format", "yaml"], dir.path())), 2);
+    assert_eq!(
+        code(&run(&["check", "x.toml", "--format", "yaml"], dir.path())),
+        2
+    );
     assert_eq!(code(&run(&["frobnicate"], dir.path())), 2);
     assert_eq!(code(&run(&["explain", "E999"], dir.path())), 2);
 }
@@ -142,17 +174,53 @@ fn bad_input_gets_a_clear_diagnostic_never_a_panic_or_a_hang() {
     let cases: Vec<(&str, Vec<u8>, i32, &str)> = vec![
         ("empty", Vec::new(), 1, "format version is missing"),
         ("garbage", garbage, 1, "E001"),
-        ("non-utf8", b"version = 1\n\xff\xfe = 2\n".to_vec(), 1, "not valid UTF-8"),
-        ("duplicate-keys", b"version = 1\nversion = 1\n".to_vec(), 1, "duplicate key `version`"),
-        ("deep-arrays", format!("a = {}1{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(), 1, "E001"),
-        ("deep-inline-tables", format!("a = {}1", "{b = ".repeat(100_000)).into_bytes(), 1, "E001"),
-        ("deep-headers", format!("[{}]\n", vec!["a"; 20_000].join(".")).into_bytes(), 1, "E001"),
-        ("huge", "# padding\n".repeat(5_300_000).into_bytes(), 2, "larger than"),
+        (
+            "non-utf8",
+            b"version = 1\n\xff\xfe = 2\n".to_vec(),
+            1,
+            "not valid UTF-8",
+        ),
+        (
+            "duplicate-keys",
+            b"version = 1\nversion = 1\n".to_vec(),
+            1,
+            "duplicate key `version`",
+        ),
+        (
+            "deep-arrays",
+            format!("a = {}1{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(),
+            1,
+            "E001",
+        ),
+        (
+            "deep-inline-tables",
+            format!("a = {}1", "{b = ".repeat(100_000)).into_bytes(),
+            1,
+            "E001",
+        ),
+        (
+            "deep-headers",
+            format!("[{}]\n", vec!["a"; 20_000].join(".")).into_bytes(),
+            1,
+            "E001",
+        ),
+        (
+            "huge",
+            "# padding\n".repeat(5_300_000).into_bytes(),
+            2,
+            "larger than",
+        ),
     ];
     for (name, bytes, expected, words) in cases {
         let path = dir.path().join(format!("{name}.toml"));
-        std::fs::File::create(&path).and_then(|mut f| f.write_all(&bytes)).expect("write");
-        let o = run_within(&["check", path.to_str().expect("utf-8")], dir.path(), Duration::from_secs(20));
+        std::fs::File::create(&path)
+            .and_then(|mut f| f.write_all(&bytes))
+            .expect("write");
+        let o = run_within(
+            &["check", path.to_str().expect("utf-8")],
+            dir.path(),
+            Duration::from_secs(20),
+        );
         let out = text(&o);
         assert_eq!(code(&o), expected, "{name}: {out}");
         assert!(out.contains(words), "{name}: expected `{words}` in:\n{out}");
@@ -168,9 +236,16 @@ fn graph_draws_clean_topologies_and_refuses_broken_ones() {
     let o = run(&["graph", "t.toml"], dir.path());
     assert_eq!(code(&o), 0);
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("digraph"));
-    let o = run(&["graph", "t.toml", "--format", "mermaid", "-o", "t.mmd"], dir.path());
+    let o = run(
+        &["graph", "t.toml", "--format", "mermaid", "-o", "t.mmd"],
+        dir.path(),
+    );
     assert_eq!(code(&o), 0);
-    assert!(std::fs::read_to_string(dir.path().join("t.mmd")).expect("written").contains("flowchart LR"));
+    assert!(
+        std::fs::read_to_string(dir.path().join("t.mmd"))
+            .expect("written")
+            .contains("flowchart LR")
+    );
     let broken = common::fixtures("check").join("port-clash.toml");
     let o = run(&["graph", broken.to_str().expect("utf-8")], dir.path());
     assert_eq!(code(&o), 1);

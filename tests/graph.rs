@@ -17,9 +17,21 @@ fn graphs_of_every_pattern() {
 fn every_hop_between_clusters_is_an_edge() {
     // external-store: the store reaches the key managers through the internal balancer,
     // the publisher tells each gateway node directly.
-    let c = common::load("t", apim_patterns::find("external-store").expect("pattern").template.as_bytes());
+    let c = common::load(
+        "t",
+        apim_patterns::find("external-store")
+            .expect("pattern")
+            .template
+            .as_bytes(),
+    );
     let dot = apim_topology::graph::dot(&c.topology);
-    assert!(dot.contains(r#""cluster-store" -> "lb-km" [label="subscribe: consumer keys and tokens"]"#), "{dot}");
+    assert!(
+        dot.contains(r#""cluster-store" -> "lb-km" [label="subscribe: consumer keys and tokens"]"#),
+        "{dot}"
+    );
     assert!(dot.contains(r#""cluster-publisher" -> "cluster-gateway" [label="publish: publish notification (each node)"]"#), "{dot}");
-    assert!(dot.contains(r#""clients-applications" -> "lb-edge""#), "{dot}");
+    assert!(
+        dot.contains(r#""clients-applications" -> "lb-edge""#),
+        "{dot}"
+    );
 }

@@ -88,41 +88,46 @@ fn mutated_template() -> impl Strategy<Value = String> {
         (0u8..5, any::<usize>(), any::<usize>(), select(VOCAB)),
         1..6,
     );
-    (select(PATTERNS.iter().map(|p| p.template).collect::<Vec<_>>()), edits).prop_map(|(template, edits)| {
-        let mut lines: Vec<String> = template.lines().map(String::from).collect();
-        for (op, a, b, word) in edits {
-            if lines.is_empty() {
-                break;
-            }
-            let (i, j) = (a % lines.len(), b % lines.len());
-            match op {
-                0 => {
-                    lines.remove(i);
+    (
+        select(PATTERNS.iter().map(|p| p.template).collect::<Vec<_>>()),
+        edits,
+    )
+        .prop_map(|(template, edits)| {
+            let mut lines: Vec<String> = template.lines().map(String::from).collect();
+            for (op, a, b, word) in edits {
+                if lines.is_empty() {
+                    break;
                 }
-                1 => {
-                    let l = lines[i].clone();
-                    lines.insert(j, l);
-                }
-                2 => lines.swap(i, j),
-                3 => {
-                    let l = &mut lines[i];
-                    let at = (0..=l.len())
-                        .rev()
-                        .find(|&k| k <= b % (l.len() + 1) && l.is_char_boundary(k))
-                        .unwrap_or(0);
-                    l.insert_str(at, word);
-                }
-                _ => {
-                    let l = &mut lines[i];
-                    if let Some((k, q)) = l.match_indices('"').nth(b % 4).map(|(k, q)| (k, q.len()))
-                    {
-                        l.replace_range(k..k + q, "");
+                let (i, j) = (a % lines.len(), b % lines.len());
+                match op {
+                    0 => {
+                        lines.remove(i);
+                    }
+                    1 => {
+                        let l = lines[i].clone();
+                        lines.insert(j, l);
+                    }
+                    2 => lines.swap(i, j),
+                    3 => {
+                        let l = &mut lines[i];
+                        let at = (0..=l.len())
+                            .rev()
+                            .find(|&k| k <= b % (l.len() + 1) && l.is_char_boundary(k))
+                            .unwrap_or(0);
+                        l.insert_str(at, word);
+                    }
+                    _ => {
+                        let l = &mut lines[i];
+                        if let Some((k, q)) =
+                            l.match_indices('"').nth(b % 4).map(|(k, q)| (k, q.len()))
+                        {
+                            l.replace_range(k..k + q, "");
+                        }
                     }
                 }
             }
-        }
-        lines.join("\n")
-    })
+            lines.join("\n")
+        })
 }
 
 /// What a check reports, without positions: code, message and hint of each diagnostic.

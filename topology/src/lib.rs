@@ -16,6 +16,7 @@ pub mod render;
 pub mod rules;
 pub mod source;
 pub mod suggest;
+pub mod synth;
 pub mod vocab;
 
 pub use diagnostic::{Code, Diagnostic, Label, Severity};

@@ -16,6 +16,8 @@ pub struct Topology {
     pub databases: BTreeMap<String, Database>,
     pub clusters: BTreeMap<String, Cluster>,
     pub load_balancers: BTreeMap<String, LoadBalancer>,
+    /// Cluster name -> names of the balancers that front it; derived by [`Topology::index`].
+    pub fronted_by: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -159,13 +161,29 @@ impl Topology {
         name.and_then(|n| self.networks.get(&n.value))
     }
 
+    /// Computes the derived lookups; the parser calls it once the maps are complete.
+    pub fn index(&mut self) {
+        self.fronted_by.clear();
+        for lb in self.load_balancers.values() {
+            for f in &lb.fronts {
+                self.fronted_by
+                    .entry(f.value.clone())
+                    .or_default()
+                    .push(lb.name.clone());
+            }
+        }
+    }
+
+    /// The balancers whose `fronts` name `cluster`, in name order.
     pub fn balancers_fronting<'a>(
         &'a self,
-        cluster: &'a str,
+        cluster: &str,
     ) -> impl Iterator<Item = &'a LoadBalancer> + 'a {
-        self.load_balancers
-            .values()
-            .filter(move |lb| lb.fronts(cluster))
+        self.fronted_by
+            .get(cluster)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| self.load_balancers.get(name))
     }
 
     pub fn has_public_network(&self) -> bool {

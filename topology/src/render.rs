@@ -26,7 +26,10 @@ pub fn human(source: &SourceFile, diagnostics: &[Diagnostic], color: bool) -> St
             m.labels = None;
             let report = miette::Report::new(m);
             let result = handler.render_report(&mut out, report.as_ref());
-            out.push_str(&format!("  at {}:{}:{} ({})\n", source.name, p.line, p.column, d.primary.text));
+            out.push_str(&format!(
+                "  at {}:{}:{} ({})\n",
+                source.name, p.line, p.column, d.primary.text
+            ));
             result
         };
         if rendered.is_err() {
@@ -45,9 +48,14 @@ fn readable(source: &SourceFile, d: &Diagnostic) -> bool {
     std::iter::once(&d.primary).chain(&d.secondary).all(|l| {
         let start = source.position(l.span.start).offset;
         let line_start = source.text[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line = source.text[line_start..].split('\n').next().unwrap_or_default();
+        let line = source.text[line_start..]
+            .split('\n')
+            .next()
+            .unwrap_or_default();
         line.len() <= MAX_SNIPPET_LINE
-            && !line.chars().any(|c| (c.is_control() && c != '\t' && c != '\r') || c == '\u{fffd}')
+            && !line
+                .chars()
+                .any(|c| (c.is_control() && c != '\t' && c != '\r') || c == '\u{fffd}')
     })
 }
 

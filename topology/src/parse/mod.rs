@@ -407,14 +407,17 @@ impl Parser {
     fn topology(&mut self, root: &DeTable<'_>) -> Topology {
         self.unknown_keys(root, TOP_KEYS, "");
         self.version(root);
-        Topology {
+        let mut t = Topology {
             deployment: self.deployment(root),
             networks: self.networks(root),
             firewall: self.firewall(root),
             databases: self.databases(root),
             clusters: self.clusters(root),
             load_balancers: self.balancers(root),
-        }
+            fronted_by: Default::default(),
+        };
+        t.index();
+        t
     }
 
     fn version(&mut self, root: &DeTable<'_>) {

@@ -2,7 +2,7 @@
 
 use crate::code;
 use crate::diagnostic::{Diagnostic, Label};
-use crate::flows::{End, FLOWS, Path};
+use crate::flows::{End, FLOWS, Hop, Path};
 use crate::model::{Cluster, Topology};
 use crate::reach::{self, Route};
 use crate::source::Span;
@@ -18,142 +18,161 @@ code!(
     "Add a [[firewall]] rule from the source network to the target network with the port named, or move the cluster."
 );
 
-/// A target a source cluster could not reach.
-struct Blocked {
-    target: String,
-    to_network: String,
-    to_span: Option<Span>,
+/// Something a hop must reach: a database, a cluster, or a balancer in front of one.
+#[derive(Clone)]
+struct Target {
+    name: String,
+    network: String,
+    span: Option<Span>,
     port: u16,
+}
+
+/// A source cluster that cannot reach a target, and every flow step that needs it.
+struct Blocked<'t> {
+    source: &'t Cluster,
+    from_net: &'t str,
+    target: Target,
     needs: Vec<String>,
 }
 
 pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
-    // (source cluster, target) -> what could not get through, merged across hops.
-    let mut blocked: BTreeMap<(String, String, u16), (&Cluster, &str, Blocked)> = BTreeMap::new();
+    // (source cluster, target, port) -> what could not get through, merged across hops.
+    let mut blocked: BTreeMap<(String, String, u16), Blocked<'_>> = BTreeMap::new();
     for hop in FLOWS {
         let End::Component(from) = hop.from else {
             continue;
         };
+        // Reachability depends on networks only, so sources are taken a network at a time:
+        // the cost grows with clusters, not with clusters squared.
+        let mut sources: BTreeMap<&str, Vec<&Cluster>> = BTreeMap::new();
         for src in t.clusters_running(from) {
-            let Some(from_net) = t.network_of(src.network.as_ref()) else {
-                continue;
+            if let Some(net) = t.network_of(src.network.as_ref()) {
+                sources.entry(&net.name).or_default().push(src);
+            }
+        }
+        let groups = targets(t, hop);
+        let need = format!("{}: {}", hop.flow, hop.why);
+        for (from_net, clusters) in sources {
+            let reached = |(net, port): &(String, u16)| reach::allows(t, from_net, net, *port);
+            let failed: Vec<&Target> = match hop.path {
+                // Every node of every target cluster must hear from the source.
+                Path::EachNode => groups
+                    .iter()
+                    .filter(|(k, _)| !reached(k))
+                    .flat_map(|(_, v)| v)
+                    .collect(),
+                // One working route is enough; name the first when none works.
+                Path::Direct | Path::Balanced(_) if groups.keys().any(reached) => Vec::new(),
+                Path::Direct | Path::Balanced(_) => groups.values().flatten().take(1).collect(),
             };
-            let need = format!("{}: {}", hop.flow, hop.why);
-            for b in failures(t, &from_net.name, hop.to, hop.path) {
-                let key = (src.name.clone(), b.target.clone(), b.port);
-                let entry = blocked.entry(key).or_insert((src, &from_net.name, b));
-                if !entry.2.needs.contains(&need) {
-                    entry.2.needs.push(need.clone());
+            for target in failed {
+                for &src in &clusters {
+                    let key = (src.name.clone(), target.name.clone(), target.port);
+                    let entry = blocked.entry(key).or_insert_with(|| Blocked {
+                        source: src,
+                        from_net,
+                        target: target.clone(),
+                        needs: Vec::new(),
+                    });
+                    if !entry.needs.contains(&need) {
+                        entry.needs.push(need.clone());
+                    }
                 }
             }
         }
     }
-    for (src, from_net, b) in blocked.into_values() {
+    for Blocked {
+        source: src,
+        from_net,
+        target,
+        needs,
+    } in blocked.into_values()
+    {
         let at = src.network.as_ref().map_or(src.span, |n| n.span);
         let mut d = Diagnostic::new(
             &CODE,
             format!(
                 "cluster `{}` (network `{from_net}`) cannot reach {} (network `{}`) on port {}, needed for {}",
                 src.name,
-                b.target,
-                b.to_network,
-                b.port,
-                b.needs.join("; ")
+                target.name,
+                target.network,
+                target.port,
+                needs.join("; ")
             ),
             Label::new(at, format!("`{}` is on `{from_net}`", src.name)),
         );
-        if let Some(s) = b.to_span {
-            d = d.with_secondary(Label::new(s, format!("target on `{}`", b.to_network)));
+        if let Some(s) = target.span {
+            d = d.with_secondary(Label::new(s, format!("target on `{}`", target.network)));
         }
-        let existing = reach::rules_between(t, from_net, &b.to_network).next();
-        let hint = match existing {
-            Some(_) => format!(
-                "add {} to the `ports` of the [[firewall]] rule from \"{from_net}\" to \"{}\"",
-                b.port, b.to_network
-            ),
+        let hint = match reach::rules_between(t, from_net, &target.network).next() {
+            Some(rule) => {
+                d = d.with_secondary(Label::new(rule.span, "this rule does not allow the port"));
+                format!(
+                    "add {} to the `ports` of the [[firewall]] rule from \"{from_net}\" to \"{}\"",
+                    target.port, target.network
+                )
+            }
             None => format!(
                 "add [[firewall]] from = \"{from_net}\", to = \"{}\", ports = [{}]",
-                b.to_network, b.port
+                target.network, target.port
             ),
         };
-        if let Some(rule) = existing {
-            d = d.with_secondary(Label::new(rule.span, "this rule does not allow the port"));
-        }
         out.push(d.with_hint(hint));
     }
 }
 
-/// What a cluster on `from_net` cannot reach of the targets of one hop.
-fn failures(t: &Topology, from_net: &str, to: End, path: Path) -> Vec<Blocked> {
-    match to {
-        End::Client(_) => Vec::new(),
+/// The targets of a hop, grouped by the (network, port) the traffic must be allowed to.
+fn targets(t: &Topology, hop: &Hop) -> BTreeMap<(String, u16), Vec<Target>> {
+    let mut groups: BTreeMap<(String, u16), Vec<Target>> = BTreeMap::new();
+    let mut add = |target: Target| {
+        groups
+            .entry((target.network.clone(), target.port))
+            .or_default()
+            .push(target);
+    };
+    match hop.to {
+        End::Client(_) => {}
         End::Database(role) => {
             let Some(db) = t.database_for(role) else {
-                return Vec::new();
+                return groups;
             };
             let (Some(engine), Some(net)) = (db.engine(), t.network_of(db.network.as_ref())) else {
-                return Vec::new();
+                return groups;
             };
-            if engine == Engine::Sqlite {
-                return Vec::new();
+            // A SQLite file is opened, not connected to; placement rules cover it.
+            if engine != Engine::Sqlite {
+                add(Target {
+                    name: format!("database `{}`", db.name),
+                    network: net.name.clone(),
+                    span: db.network.as_ref().map(|n| n.span),
+                    port: db
+                        .endpoint
+                        .as_ref()
+                        .map_or(engine.default_port().unwrap_or_default(), |e| e.port),
+                });
             }
-            let port = db
-                .endpoint
-                .as_ref()
-                .map_or(engine.default_port().unwrap_or_default(), |e| e.port);
-            if reach::allows(t, from_net, &net.name, port) {
-                return Vec::new();
-            }
-            vec![Blocked {
-                target: format!("database `{}`", db.name),
-                to_network: net.name.clone(),
-                to_span: db.network.as_ref().map(|n| n.span),
-                port,
-                needs: Vec::new(),
-            }]
         }
         End::Component(component) => {
-            let routes = reach::routes(t, component, path);
-            let unreachable = |r: &Route<'_>| -> Option<Blocked> {
-                let net = r.network(t)?;
-                let port = r.cluster().port(component);
-                if reach::allows(t, from_net, net, port) {
-                    return None;
-                }
-                let (target, span) = match r {
+            for r in reach::routes(t, component, hop.path) {
+                let Some(net) = r.network(t) else { continue };
+                let (name, span) = match r {
                     Route::Direct(c) => (
                         format!("the {component} in cluster `{}`", c.name),
-                        c.network.as_ref().map(|n| n.span),
+                        c.network.as_ref(),
                     ),
                     Route::Via(lb, c) => (
                         format!("balancer `{}` in front of `{}`", lb.name, c.name),
-                        lb.network.as_ref().map(|n| n.span),
+                        lb.network.as_ref(),
                     ),
                 };
-                Some(Blocked {
-                    target,
-                    to_network: net.to_string(),
-                    to_span: span,
-                    port,
-                    needs: Vec::new(),
-                })
-            };
-            match path {
-                // Every node of every such cluster must hear from the source.
-                Path::EachNode => routes.iter().filter_map(unreachable).collect(),
-                // One working route is enough; report the first when none works.
-                Path::Direct | Path::Balanced(_) => {
-                    let known: Vec<&Route<'_>> =
-                        routes.iter().filter(|r| r.network(t).is_some()).collect();
-                    let failed: Vec<Blocked> =
-                        known.iter().filter_map(|r| unreachable(r)).collect();
-                    if failed.len() == known.len() {
-                        failed.into_iter().take(1).collect()
-                    } else {
-                        Vec::new()
-                    }
-                }
+                add(Target {
+                    name,
+                    network: net.to_string(),
+                    span: span.map(|n| n.span),
+                    port: r.cluster().port(component),
+                });
             }
         }
     }
+    groups
 }

@@ -9,6 +9,7 @@ use crate::suggest;
 pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
     let networks: Vec<&str> = t.networks.keys().map(String::as_str).collect();
     let clusters: Vec<&str> = t.clusters.keys().map(String::as_str).collect();
+    // `known` is sorted (it comes from a BTreeMap), so lookups are binary searches.
     let network = |r: Option<&Spanned<String>>, out: &mut Vec<Diagnostic>| {
         if let Some(r) = r {
             unknown(r, "network", &networks, out);
@@ -33,13 +34,14 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
 }
 
 fn unknown(r: &Spanned<String>, what: &str, known: &[&str], out: &mut Vec<Diagnostic>) {
-    if known.contains(&r.value.as_str()) {
+    if known.binary_search(&r.value.as_str()).is_ok() {
         return;
     }
     let hint = match (suggest::closest(&r.value, known.iter().copied()), known) {
         (Some(best), _) => format!("did you mean `{best}`?"),
         (None, []) => format!("no {what} is defined yet; define one first"),
-        (None, known) => format!("the {what}s are: {}", known.join(", ")),
+        (None, known) if known.len() <= 12 => format!("the {what}s are: {}", known.join(", ")),
+        (None, _) => format!("define the {what} `{}`, or correct the name", r.value),
     };
     out.push(
         Diagnostic::new(

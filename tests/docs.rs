@@ -1,0 +1,87 @@
+//! Documentation that must not drift from the code: the README's table of diagnostic codes, and
+//! a `//!` line at the top of every Rust module saying what it holds.
+
+use std::path::{Path, PathBuf};
+
+const BEGIN: &str = "<!-- codes:begin -->\n";
+const END: &str = "<!-- codes:end -->";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Set APIM_BLESS=1 to rewrite the README's table from the code.
+#[test]
+fn readme_lists_every_diagnostic_code() {
+    let codes: Vec<_> = apim_topology::codes::ALL
+        .iter()
+        .chain(apim_patterns::CODES)
+        .copied()
+        .collect();
+    let table = apim_topology::docs::reference(&codes);
+    let path = root().join("README.md");
+    let readme = std::fs::read_to_string(&path).expect("README.md");
+    let (Some(b), Some(e)) = (readme.find(BEGIN), readme.find(END)) else {
+        panic!("README.md lacks the {BEGIN:?} / {END:?} markers");
+    };
+    let current = &readme[b + BEGIN.len()..e];
+    if current != table {
+        if std::env::var_os("APIM_BLESS").is_some() {
+            let updated = format!("{}{table}{}", &readme[..b + BEGIN.len()], &readme[e..]);
+            std::fs::write(&path, updated).expect("write README.md");
+        } else {
+            panic!(
+                "README.md's code table is out of date; run `APIM_BLESS=1 cargo test --test docs`"
+            );
+        }
+    }
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if path.is_dir() && name != "target" && name != ".git" && name != "fixtures" {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_module_starts_with_a_line_saying_what_it_holds() {
+    let mut files = Vec::new();
+    rust_files(root(), &mut files);
+    assert!(files.len() > 20, "found only {} Rust files", files.len());
+    let missing: Vec<_> = files
+        .iter()
+        .filter(|f| {
+            !std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .starts_with("//!")
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "files without a leading `//!` line: {missing:?}"
+    );
+}
+
+#[test]
+fn architecture_describes_every_crate() {
+    let arch = std::fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    for krate in [
+        "apim-topology",
+        "apim-patterns",
+        "apim-compiler",
+        "apim-components",
+        "apim-runtime",
+        "apim-sim",
+    ] {
+        assert!(
+            arch.contains(krate),
+            "ARCHITECTURE.md does not mention {krate}"
+        );
+    }
+}

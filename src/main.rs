@@ -2,6 +2,7 @@
 
 mod commands;
 mod input;
+mod outdir;
 mod output;
 
 use clap::{Parser, Subcommand};
@@ -24,27 +25,56 @@ enum Command {
     Init(commands::init::Args),
     Check(commands::check::Args),
     Graph(commands::graph::Args),
+    Build(commands::build::BuildArgs),
+    Plan(commands::build::PlanArgs),
     Explain(commands::explain::Args),
 }
 
-/// Exit codes shared by every command.
+/// How a command ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Done; for `check`, no error (warnings allowed unless denied).
-    Success = 0,
+    Success,
     /// The input has errors, or the operation failed.
-    Failure = 1,
+    Failure,
     /// Bad usage or an unreadable file.
-    Usage = 2,
+    Usage,
+    /// `apim plan` found changes to make.
+    Changes,
+}
+
+impl Outcome {
+    /// Exit codes: `plan` uses 2 for changes, so every one of its failures is 1.
+    fn code(self) -> u8 {
+        match self {
+            Outcome::Success => 0,
+            Outcome::Failure => 1,
+            Outcome::Usage | Outcome::Changes => 2,
+        }
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Help and version are not errors; `plan` keeps exit 2 for "changes".
+            let code = match (e.use_stderr(), std::env::args().nth(1).as_deref()) {
+                (false, _) => 0,
+                (true, Some("plan")) => 1,
+                (true, _) => 2,
+            };
+            return ExitCode::from(code);
+        }
+    };
     let outcome = match cli.command {
         Command::Init(args) => commands::init::run(args),
         Command::Check(args) => commands::check::run(args),
         Command::Graph(args) => commands::graph::run(args),
+        Command::Build(args) => commands::build::build(args),
+        Command::Plan(args) => commands::build::plan(args),
         Command::Explain(args) => commands::explain::run(args),
     };
-    ExitCode::from(outcome as u8)
+    ExitCode::from(outcome.code())
 }

@@ -31,6 +31,25 @@ macro_rules! words {
                 f.write_str(self.as_str())
             }
         }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$name, D::Error> {
+                let text = String::deserialize(d)?;
+                $name::parse(&text).ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "unknown {} `{text}`, expected one of: {}",
+                        stringify!($name).to_lowercase(),
+                        $name::words().join(", ")
+                    ))
+                })
+            }
+        }
     };
 }
 

@@ -1,0 +1,105 @@
+//! `compose.yaml` and `compose/`: the deployment as a Compose project — a service per node
+//! running `apim node`, an HAProxy service per balancer, a network per topology network.
+//!
+//! Compose names things by service, so the node configs and HAProxy configs under `compose/`
+//! are rehosted to service names. Compose has no firewall: a service joins its own network and
+//! every network the firewall lets it reach, whatever the port.
+
+use super::yaml;
+use crate::plan::Plan;
+use crate::secrets;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+
+fn balancer_service(lb: &str) -> String {
+    format!("lb-{lb}")
+}
+
+pub fn render(plan: &Plan) -> BTreeMap<String, String> {
+    let balancers: BTreeSet<&str> = plan.balancers.iter().map(|b| b.name.as_str()).collect();
+    let compose_plan = plan.rehost(|name, _| {
+        if balancers.contains(name) {
+            balancer_service(name)
+        } else {
+            name.to_string()
+        }
+    });
+    let reachable = |net: &str| -> Vec<String> {
+        let mut nets: BTreeSet<String> = [net.to_string()].into();
+        nets.extend(
+            plan.firewall
+                .iter()
+                .filter(|f| f.from == net)
+                .map(|f| f.to.clone()),
+        );
+        nets.into_iter().collect()
+    };
+    let mut files = BTreeMap::new();
+    let mut services = serde_json::Map::new();
+    for n in &compose_plan.nodes {
+        let mut refs: BTreeSet<String> = [secrets::ADMIN_PASSWORD.to_string()].into();
+        for d in &n.databases {
+            refs.extend(secrets::references(&d.url));
+        }
+        let env: serde_json::Map<String, Value> = refs
+            .iter()
+            .map(|r| (r.clone(), json!(format!("${{{r}}}"))))
+            .collect();
+        services.insert(
+            n.name.clone(),
+            json!({
+                "image": super::k8s::IMAGE,
+                "command": ["node", format!("/etc/apim/nodes/{}.toml", n.name)],
+                "hostname": n.name,
+                "environment": env,
+                "volumes": ["./compose/nodes:/etc/apim/nodes:ro"],
+                "networks": reachable(&n.network),
+                "restart": "unless-stopped",
+            }),
+        );
+        let mut local = n.clone();
+        local.bind = "0.0.0.0".into();
+        files.insert(
+            format!("compose/nodes/{}.toml", n.name),
+            super::node::render(&compose_plan, &local),
+        );
+    }
+    for b in &compose_plan.balancers {
+        let public = plan
+            .networks
+            .iter()
+            .any(|n| n.name == b.network && n.public);
+        let mut service = json!({
+            "image": "haproxy:2.6",
+            "volumes": [format!("./compose/lb/{}/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro", b.name)],
+            "networks": reachable(&b.network),
+            "restart": "unless-stopped",
+        });
+        if public || b.kind == apim_topology::vocab::BalancerKind::External {
+            service["ports"] = Value::Array(
+                b.routes
+                    .iter()
+                    .map(|r| json!(format!("{0}:{0}", r.port)))
+                    .collect(),
+            );
+        }
+        services.insert(balancer_service(&b.name), service);
+        files.insert(
+            format!("compose/lb/{}/haproxy.cfg", b.name),
+            super::haproxy::render(&compose_plan, b),
+        );
+    }
+    let networks: serde_json::Map<String, Value> = plan
+        .networks
+        .iter()
+        .map(|n| (n.name.clone(), json!({})))
+        .collect();
+    let doc = json!({"name": plan.deployment, "services": services, "networks": networks});
+    let mut text = super::header("#", "Compose project", &plan.deployment);
+    text.push_str(
+        "# Run: docker compose up -d (with APIM_ADMIN_PASSWORD and the database variables set).\n",
+    );
+    text.push_str(&yaml::document(&doc));
+    files.insert("compose.yaml".into(), text);
+    files
+}

@@ -1,0 +1,309 @@
+//! `k8s/`: the deployment as Kubernetes manifests — a StatefulSet with a headless Service per
+//! cluster (stable per-node names, so publish and revocation notifications reach each node), a
+//! Service per balancer, NetworkPolicies from the networks and firewall, PodDisruptionBudgets
+//! for clusters of two or more, and probes on the node admin port.
+//!
+//! Nodes run `apim node` on their own config, rehosted to Kubernetes DNS names; credentials
+//! come from the Secret `<deployment>-credentials`, never from the manifests.
+
+use super::yaml;
+use crate::plan::{HEALTH_PATH, NodePlan, Plan};
+use crate::secrets;
+use apim_topology::vocab::{BalancerKind, Component};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub const IMAGE: &str = concat!("apim:", env!("CARGO_PKG_VERSION"));
+const APP: &str = "app.kubernetes.io/name";
+const CLUSTER: &str = "apim.dev/cluster";
+const NETWORK: &str = "apim.dev/network";
+
+fn balancer_label(lb: &str) -> String {
+    format!("lb.apim.dev/{lb}")
+}
+
+fn balancer_service(lb: &str) -> String {
+    format!("lb-{lb}")
+}
+
+/// Port names are at most 15 characters.
+fn port_name(c: Component) -> &'static str {
+    match c {
+        Component::Publisher => "publisher",
+        Component::Store => "store",
+        Component::KeyManager => "key-manager",
+        Component::Gateway => "gateway",
+    }
+}
+
+fn short(c: Component) -> &'static str {
+    match c {
+        Component::Publisher => "pub",
+        Component::Store => "store",
+        Component::KeyManager => "km",
+        Component::Gateway => "gw",
+    }
+}
+
+fn docs(header: &str, objects: &[Value]) -> String {
+    let mut s = header.to_string();
+    for o in objects {
+        s.push_str("---\n");
+        s.push_str(&yaml::document(o));
+    }
+    s
+}
+
+/// The plan as Kubernetes names it: nodes by their StatefulSet pod DNS names, balancers by
+/// their Services; nodes bind every interface of their pod.
+pub fn rehosted(plan: &Plan) -> Plan {
+    let ns = &plan.deployment;
+    let cluster_of: BTreeMap<&str, &str> = plan
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.cluster.as_str()))
+        .collect();
+    let mut p = plan.rehost(|name, host| match cluster_of.get(name) {
+        Some(cluster) => format!("{name}.{cluster}.{ns}.svc"),
+        None if plan.balancers.iter().any(|b| b.name == name) => {
+            format!("{}.{ns}.svc", balancer_service(name))
+        }
+        None => host.to_string(),
+    });
+    for n in &mut p.nodes {
+        n.bind = "0.0.0.0".into();
+    }
+    p
+}
+
+pub fn render(plan: &Plan) -> BTreeMap<String, String> {
+    let ns = plan.deployment.as_str();
+    let header = super::header("#", "Kubernetes manifests", ns);
+    let header = format!(
+        "{header}# Apply: kubectl apply -f k8s/ (after creating the Secret `{ns}-credentials`, see README).\n"
+    );
+    let mut files = BTreeMap::new();
+    files.insert(
+        "k8s/namespace.yaml".into(),
+        docs(&header, &[json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {APP: "apim"}}})]),
+    );
+    let k8s_plan = rehosted(plan);
+    let mut clusters: BTreeMap<&str, Vec<&NodePlan>> = BTreeMap::new();
+    for n in &k8s_plan.nodes {
+        clusters.entry(&n.cluster).or_default().push(n);
+    }
+    for (cluster, nodes) in &clusters {
+        files.insert(
+            format!("k8s/cluster-{cluster}.yaml"),
+            docs(&header, &cluster_objects(&k8s_plan, cluster, nodes)),
+        );
+    }
+    for b in &plan.balancers {
+        let sticky = b.routes.iter().any(|r| r.sticky);
+        let ports: Vec<Value> = b
+            .routes
+            .iter()
+            .map(|r| json!({"name": format!("{}-{}", short(r.component), r.port), "port": r.port, "targetPort": port_name(r.component), "protocol": "TCP"}))
+            .collect();
+        let mut spec = json!({
+            "type": if b.kind == BalancerKind::External { "LoadBalancer" } else { "ClusterIP" },
+            "selector": {balancer_label(&b.name): "member"},
+            "ports": ports,
+        });
+        if sticky {
+            spec["sessionAffinity"] = json!("ClientIP");
+        }
+        let service = json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": balancer_service(&b.name), "namespace": ns, "labels": {APP: "apim", "apim.dev/balancer": b.name}},
+            "spec": spec,
+        });
+        files.insert(
+            format!("k8s/balancer-{}.yaml", b.name),
+            docs(&header, &[service]),
+        );
+    }
+    files.insert(
+        "k8s/network-policies.yaml".into(),
+        docs(&header, &network_policies(plan)),
+    );
+    files
+}
+
+fn cluster_objects(plan: &Plan, cluster: &str, nodes: &[&NodePlan]) -> Vec<Value> {
+    let ns = plan.deployment.as_str();
+    let Some(first) = nodes.first() else {
+        return Vec::new();
+    };
+    let mut data = serde_json::Map::new();
+    for n in nodes {
+        data.insert(
+            format!("{}.toml", n.name),
+            Value::String(super::node::render(plan, n)),
+        );
+    }
+    let mut refs: BTreeSet<String> = [secrets::ADMIN_PASSWORD.to_string()].into();
+    for d in &first.databases {
+        refs.extend(secrets::references(&d.url));
+    }
+    let mut env = vec![
+        json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
+    ];
+    env.extend(refs.iter().map(|r| json!({"name": r, "valueFrom": {"secretKeyRef": {"name": format!("{ns}-credentials"), "key": r}}})));
+    let mut ports: Vec<Value> = first
+        .listeners
+        .iter()
+        .map(
+            |l| json!({"name": port_name(l.component), "containerPort": l.port, "protocol": "TCP"}),
+        )
+        .collect();
+    ports.push(json!({"name": "admin", "containerPort": first.admin_port, "protocol": "TCP"}));
+    let service_ports: Vec<Value> = ports
+        .iter()
+        .map(|p| json!({"name": p["name"], "port": p["containerPort"], "targetPort": p["name"], "protocol": "TCP"}))
+        .collect();
+    let mut labels = serde_json::Map::new();
+    labels.insert(APP.into(), json!("apim"));
+    labels.insert(CLUSTER.into(), json!(cluster));
+    labels.insert(NETWORK.into(), json!(first.network));
+    for b in plan.balancers.iter().filter(|b| {
+        b.routes.iter().any(|r| {
+            r.upstream
+                .iter()
+                .any(|u| nodes.iter().any(|n| n.name == u.node))
+        })
+    }) {
+        labels.insert(balancer_label(&b.name), json!("member"));
+    }
+    let selector = json!({APP: "apim", CLUSTER: cluster});
+    let probe = |period: u32| json!({"httpGet": {"path": HEALTH_PATH, "port": "admin"}, "periodSeconds": period, "failureThreshold": 3});
+    let mut objects = vec![
+        json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": format!("{cluster}-nodes"), "namespace": ns, "labels": {APP: "apim", CLUSTER: cluster}},
+            "data": data,
+        }),
+        json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": cluster, "namespace": ns, "labels": {APP: "apim", CLUSTER: cluster}},
+            "spec": {"clusterIP": "None", "publishNotReadyAddresses": true, "selector": selector, "ports": service_ports},
+        }),
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": cluster, "namespace": ns, "labels": {APP: "apim", CLUSTER: cluster}},
+            "spec": {
+                "serviceName": cluster,
+                "replicas": nodes.len(),
+                "ordinals": {"start": 1},
+                "podManagementPolicy": "Parallel",
+                "selector": {"matchLabels": selector},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [{
+                            "name": "apim",
+                            "image": IMAGE,
+                            "args": ["node", "/etc/apim/nodes/$(POD_NAME).toml"],
+                            "env": env,
+                            "ports": ports,
+                            "readinessProbe": probe(5),
+                            "livenessProbe": probe(10),
+                            "volumeMounts": [{"name": "nodes", "mountPath": "/etc/apim/nodes", "readOnly": true}],
+                        }],
+                        "volumes": [{"name": "nodes", "configMap": {"name": format!("{cluster}-nodes")}}],
+                    },
+                },
+            },
+        }),
+    ];
+    if nodes.len() >= 2 {
+        objects.push(json!({
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": cluster, "namespace": ns, "labels": {APP: "apim", CLUSTER: cluster}},
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}},
+        }));
+    }
+    objects
+}
+
+fn policy(ns: &str, name: String, pods: Value, from: Vec<Value>, ports: Option<&[u16]>) -> Value {
+    let mut rule = json!({"from": from});
+    if let Some(ports) = ports {
+        rule["ports"] = Value::Array(
+            ports
+                .iter()
+                .map(|p| json!({"protocol": "TCP", "port": p}))
+                .collect(),
+        );
+    }
+    json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": ns, "labels": {APP: "apim"}},
+        "spec": {"podSelector": {"matchLabels": pods}, "policyTypes": ["Ingress"], "ingress": [rule]},
+    })
+}
+
+/// Deny by default; allow inside each network, what each firewall rule allows, and traffic
+/// through each balancer from the networks that may reach it (the internet for public ones).
+fn network_policies(plan: &Plan) -> Vec<Value> {
+    let ns = plan.deployment.as_str();
+    let mut out = vec![json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "default-deny", "namespace": ns, "labels": {APP: "apim"}},
+        "spec": {"podSelector": {"matchLabels": {APP: "apim"}}, "policyTypes": ["Ingress"]},
+    })];
+    let on = |net: &str| json!({"podSelector": {"matchLabels": {NETWORK: net}}});
+    for n in &plan.networks {
+        out.push(policy(
+            ns,
+            format!("within-{}", n.name),
+            json!({NETWORK: n.name}),
+            vec![on(&n.name)],
+            None,
+        ));
+    }
+    for (i, r) in plan.firewall.iter().enumerate() {
+        out.push(policy(
+            ns,
+            format!("firewall-{}-{}-to-{}", i + 1, r.from, r.to),
+            json!({NETWORK: r.to}),
+            vec![on(&r.from)],
+            r.ports.as_deref(),
+        ));
+    }
+    for b in &plan.balancers {
+        let public = plan
+            .networks
+            .iter()
+            .any(|n| n.name == b.network && n.public);
+        for r in &b.routes {
+            let mut from: Vec<Value> = vec![on(&b.network)];
+            from.extend(
+                plan.firewall
+                    .iter()
+                    .filter(|f| {
+                        f.to == b.network && f.ports.as_ref().is_none_or(|p| p.contains(&r.port))
+                    })
+                    .map(|f| on(&f.from)),
+            );
+            if public {
+                from.push(json!({"ipBlock": {"cidr": "0.0.0.0/0"}}));
+            }
+            out.push(policy(
+                ns,
+                format!("balancer-{}-{}", b.name, r.port),
+                json!({balancer_label(&b.name): "member"}),
+                from,
+                Some(&[r.port]),
+            ));
+        }
+    }
+    out
+}

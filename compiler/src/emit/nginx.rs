@@ -1,0 +1,84 @@
+//! `lb/<lb>/nginx.conf`: the balancer as open-source nginx (1.22): passive health checks,
+//! sticky portals by a consistent hash of the session cookie, X-Forwarded-* headers.
+
+use super::header;
+use crate::plan::{BalancerPlan, BalancerRoute, Plan, SESSION_COOKIE};
+use std::fmt::Write;
+
+fn upstream_name(r: &BalancerRoute) -> String {
+    format!("{}_{}", r.component.as_str().replace('-', "_"), r.port)
+}
+
+/// `host:port`, with IPv6 addresses in brackets.
+pub fn address(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+pub fn render(plan: &Plan, b: &BalancerPlan) -> String {
+    let mut s = header(
+        "#",
+        &format!("nginx config of balancer `{}`", b.name),
+        &plan.deployment,
+    );
+    let _ = writeln!(
+        s,
+        "# Check: nginx -t -c \"$PWD/nginx.conf\"    Run: nginx -c \"$PWD/nginx.conf\""
+    );
+    s.push_str("# Upstream host names are resolved when nginx starts.\n\n");
+    s.push_str("worker_processes auto;\nerror_log stderr warn;\npid nginx.pid;\n\n");
+    s.push_str("events {\n    worker_connections 4096;\n}\n\nhttp {\n");
+    s.push_str(
+        "    access_log off;\n    client_body_temp_path client_body;\n    proxy_temp_path proxy;\n",
+    );
+    s.push_str("    proxy_http_version 1.1;\n    proxy_set_header Connection \"\";\n");
+    s.push_str("    proxy_set_header Host $host;\n    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n");
+    s.push_str("    proxy_set_header X-Forwarded-Proto $scheme;\n    proxy_set_header X-Forwarded-Host $host;\n");
+    s.push_str("    proxy_set_header X-Forwarded-Port $server_port;\n");
+    if let Some(r) = b.routes.first() {
+        let _ = writeln!(
+            s,
+            "    proxy_connect_timeout {}ms;\n    proxy_read_timeout {}ms;",
+            r.timeouts.connect_ms, r.timeouts.read_ms
+        );
+    }
+    s.push_str("    # A request whose connection fails before any byte is sent is retried on another node.\n");
+    s.push_str("    proxy_next_upstream error timeout;\n    proxy_next_upstream_tries 2;\n");
+    if b.routes.iter().any(|r| r.sticky) {
+        let _ = writeln!(
+            s,
+            "\n    # Portal sessions stick to a node by their cookie; requests without one spread out.\n    map $cookie_{SESSION_COOKIE} $apim_sticky_key {{\n        \"\" $request_id;\n        default $cookie_{SESSION_COOKIE};\n    }}"
+        );
+    }
+    for r in &b.routes {
+        let _ = writeln!(s, "\n    upstream {} {{", upstream_name(r));
+        if r.sticky {
+            s.push_str("        hash $apim_sticky_key consistent;\n");
+        }
+        let fail_timeout = r.health.interval_ms * u64::from(r.health.fall) / 1000;
+        for u in &r.upstream {
+            let _ = writeln!(
+                s,
+                "        server {} max_fails={} fail_timeout={}s;  # {}",
+                address(&u.host, u.port),
+                r.health.fall,
+                fail_timeout.max(1),
+                u.node
+            );
+        }
+        s.push_str("        keepalive 32;\n    }\n");
+    }
+    for r in &b.routes {
+        let _ = writeln!(
+            s,
+            "\n    server {{\n        listen {};\n        location / {{\n            proxy_pass http://{};\n        }}\n    }}",
+            r.port,
+            upstream_name(r)
+        );
+    }
+    s.push_str("}\n");
+    s
+}

@@ -1,0 +1,155 @@
+//! `apim build` and `apim plan`: write every output of a topology, or show what that would change.
+
+use crate::Outcome;
+use crate::outdir::{self, Kind};
+use crate::output::{self, Format};
+use apim_topology::render;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Build every output of a topology into a folder.
+///
+/// Per node: nodes/<node>.toml (for `apim node`) and wso2/<node>/deployment.toml. Per balancer:
+/// lb/<lb>/rules.toml, nginx.conf and haproxy.cfg. For the deployment: k8s/, compose.yaml,
+/// graph.dot, graph.mmd and plan.json. Files a previous build wrote and this one does not are
+/// deleted; other files in the folder are left alone.
+#[derive(clap::Args)]
+pub struct BuildArgs {
+    /// The topology file (`-` reads standard input).
+    file: String,
+    /// The output folder.
+    #[arg(long, short, default_value = "out")]
+    output: String,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+}
+
+/// Show what `apim build` would create, change or delete in an output folder.
+///
+/// Exit status: 0 no changes, 2 changes, 1 errors (including usage errors), like
+/// `terraform plan -detailed-exitcode`.
+#[derive(clap::Args)]
+pub struct PlanArgs {
+    /// The topology file (`-` reads standard input).
+    file: String,
+    /// The output folder to compare with.
+    #[arg(long, short, default_value = "out")]
+    output: String,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+}
+
+/// The files of a topology that checks without errors; otherwise the errors are printed.
+fn compile(file: &str) -> Result<apim_compiler::Output, Outcome> {
+    let checked = super::load(file).map_err(|e| {
+        output::error(&e);
+        Outcome::Usage
+    })?;
+    if checked.errors() > 0 {
+        let errors: Vec<_> = checked
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .cloned()
+            .collect();
+        eprint!("{}", render::human(&checked.source, &errors, false));
+        output::error(&format!(
+            "`{}` has errors; nothing was built (apim check shows them all)",
+            checked.source.name
+        ));
+        return Err(Outcome::Failure);
+    }
+    Ok(apim_compiler::build(&checked.topology))
+}
+
+fn counts(changes: &[outdir::Change]) -> BTreeMap<&'static str, usize> {
+    let mut c: BTreeMap<&str, usize> = [("create", 0), ("change", 0), ("delete", 0)].into();
+    for ch in changes {
+        *c.entry(ch.kind.as_str()).or_default() += 1;
+    }
+    c
+}
+
+pub fn build(args: BuildArgs) -> Outcome {
+    let out = match compile(&args.file) {
+        Ok(o) => o,
+        Err(outcome) => return outcome,
+    };
+    let dir = Path::new(&args.output);
+    let changes = outdir::changes(dir, &out.files);
+    if let Err(e) = outdir::apply(dir, &out.files, &changes) {
+        output::error(&e);
+        return Outcome::Failure;
+    }
+    let c = counts(&changes);
+    match args.format {
+        Format::Json => {
+            let report = json!({
+                "output": args.output,
+                "files": out.files.len(),
+                "created": c["create"], "changed": c["change"], "deleted": c["delete"],
+                "warnings": out.warnings,
+            });
+            println!("{report}");
+        }
+        Format::Human => {
+            for w in &out.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "built {} files in {} ({} created, {} changed, {} deleted)",
+                out.files.len(),
+                args.output,
+                c["create"],
+                c["change"],
+                c["delete"]
+            );
+        }
+    }
+    Outcome::Success
+}
+
+pub fn plan(args: PlanArgs) -> Outcome {
+    let out = match compile(&args.file) {
+        Ok(o) => o,
+        // Exit 2 means changes here; every failure is 1.
+        Err(_) => return Outcome::Failure,
+    };
+    let changes = outdir::changes(Path::new(&args.output), &out.files);
+    let c = counts(&changes);
+    match args.format {
+        Format::Json => {
+            let list: Vec<_> = changes
+                .iter()
+                .map(|ch| json!({"path": ch.path, "action": ch.kind.as_str()}))
+                .collect();
+            let report = json!({
+                "output": args.output,
+                "create": c["create"], "change": c["change"], "delete": c["delete"],
+                "changes": list,
+            });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
+        }
+        Format::Human => {
+            for ch in &changes {
+                print!("{}", outdir::diff(ch));
+            }
+            println!(
+                "plan: {} to create, {} to change, {} to delete in {}",
+                c["create"], c["change"], c["delete"], args.output
+            );
+        }
+    }
+    if changes
+        .iter()
+        .any(|ch| matches!(ch.kind, Kind::Create | Kind::Change | Kind::Delete))
+    {
+        Outcome::Changes
+    } else {
+        Outcome::Success
+    }
+}

@@ -1,0 +1,276 @@
+//! `apim build` and `apim plan`: every output of every pattern pinned by a snapshot, the WSO2
+//! files limited to keys WSO2 really has, and plan's exit codes and diffs.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+fn build(text: &str) -> apim_compiler::Output {
+    let c = common::load("t.toml", text.as_bytes());
+    assert_eq!(c.errors(), 0, "{}", common::report(&c));
+    apim_compiler::build(&c.topology)
+}
+
+fn template(id: &str) -> &'static str {
+    apim_patterns::find(id).expect("pattern").template
+}
+
+#[test]
+fn every_output_of_every_pattern() {
+    for p in apim_patterns::PATTERNS {
+        let out = build(p.template);
+        let mut all = String::new();
+        for (path, text) in &out.files {
+            all.push_str(&format!("======== {path}\n{text}"));
+        }
+        for w in &out.warnings {
+            all.push_str(&format!("======== warning\n{w}\n"));
+        }
+        insta::with_settings!({ snapshot_path => "snapshots/build", prepend_module_to_snapshot => false }, {
+            insta::assert_snapshot!(p.id, all);
+        });
+    }
+}
+
+/// The WSO2 key paths of a deployment.toml, `table.key` as in the reference list.
+fn key_paths(text: &str) -> BTreeSet<String> {
+    fn walk(prefix: &str, v: &toml::Value, out: &mut BTreeSet<String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&path, v, out);
+                }
+            }
+            toml::Value::Array(items)
+                if items.iter().all(|i| i.is_table()) && !items.is_empty() =>
+            {
+                for i in items {
+                    walk(prefix, i, out);
+                }
+            }
+            _ => {
+                out.insert(prefix.to_string());
+            }
+        }
+    }
+    let value: toml::Value = toml::from_str(text).expect("deployment.toml is TOML");
+    let mut out = BTreeSet::new();
+    walk("", &value, &mut out);
+    out
+}
+
+#[test]
+fn wso2_files_use_only_keys_wso2_deployment_kits_use() {
+    let known: BTreeSet<&str> = apim_compiler::emit::wso2::KNOWN_KEYS
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    let mut used = BTreeSet::new();
+    for p in apim_patterns::PATTERNS {
+        for (path, text) in build(p.template).files {
+            if path.starts_with("wso2/") {
+                assert!(
+                    !text.contains("${"),
+                    "{path} keeps a ${{NAME}} reference in the wrong form"
+                );
+                used.extend(key_paths(&text));
+            }
+        }
+    }
+    let unknown: Vec<_> = used
+        .iter()
+        .filter(|k| !known.contains(k.as_str()))
+        .collect();
+    assert!(unknown.is_empty(), "keys WSO2 does not have: {unknown:?}");
+    assert!(used.contains("database.apim_db.url") && used.contains("apim.key_manager.service_url"));
+}
+
+#[test]
+fn the_wso2_key_list_is_the_shared_reference() {
+    let shared =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/wso2-deployment-keys.txt");
+    // The project's own copy is what the tests use; where the shared folder is laid beside the
+    // checkout (sessions and CI), the copy must be the same.
+    if let Ok(reference) = std::fs::read_to_string(shared) {
+        assert_eq!(apim_compiler::emit::wso2::KNOWN_KEYS, reference);
+    }
+}
+
+#[test]
+fn split_user_and_registry_databases_are_said_in_a_comment_and_a_warning() {
+    let text = template("clustered-internal")
+        .replace(r#"roles = ["user", "registry"]"#, r#"roles = ["user"]"#)
+        .replace(r#"roles = ["apim"]"#, r#"roles = ["apim", "registry"]"#);
+    let out = build(&text);
+    assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+    assert!(out.warnings[0].contains("shared_db"));
+    assert!(
+        out.files["wso2/publisher-1/deployment.toml"]
+            .contains("# WSO2 keeps users and the registry in one shared_db")
+    );
+}
+
+#[test]
+fn secrets_stay_references_in_every_output() {
+    let out = build(template("clustered-external-store"));
+    for (path, text) in &out.files {
+        assert!(!text.contains("hunter2"), "{path}");
+        if path.starts_with("k8s/cluster-") {
+            assert!(text.contains("secretKeyRef"), "{path}");
+        }
+    }
+    assert!(out.files["wso2/publisher-1/deployment.toml"].contains("$env{APIM_DB_PASSWORD}"));
+    assert!(out.files["nodes/publisher-1.toml"].contains("${APIM_DB_PASSWORD}"));
+    assert!(out.files["compose.yaml"].contains("APIM_DB_PASSWORD: \"${APIM_DB_PASSWORD}\""));
+}
+
+fn run(args: &[&str], dir: &Path) -> (i32, String) {
+    let o = common::apim()
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("apim runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn plan_reports_nothing_after_a_build_and_exactly_the_files_an_edit_touches() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    std::fs::write(d.join("t.toml"), template("clustered-external-store")).expect("write");
+    assert_eq!(
+        run(&["plan", "t.toml", "-o", "out"], d).0,
+        2,
+        "an empty folder needs every file"
+    );
+    let (code, text) = run(&["build", "t.toml", "-o", "out"], d);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = run(&["plan", "t.toml", "-o", "out"], d);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(
+        text.trim(),
+        "plan: 0 to create, 0 to change, 0 to delete in out"
+    );
+
+    let edited = template("clustered-external-store").replace("10.0.3.11", "10.0.3.21");
+    std::fs::write(d.join("t.toml"), edited).expect("write");
+    let (code, text) = run(&["plan", "t.toml", "-o", "out", "--format", "json"], d);
+    assert_eq!(code, 2, "{text}");
+    let report: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let changed: Vec<&str> = report["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter_map(|c| c["path"].as_str())
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            "lb/edge/haproxy.cfg",
+            "lb/edge/nginx.conf",
+            "lb/edge/rules.toml",
+            "nodes/gateway-1.toml",
+            "nodes/key-manager-1.toml",
+            "nodes/key-manager-2.toml",
+            "nodes/publisher-1.toml",
+            "nodes/publisher-2.toml",
+            "plan.json",
+            "wso2/gateway-1/deployment.toml",
+            "wso2/publisher-1/deployment.toml",
+            "wso2/publisher-2/deployment.toml",
+        ]
+    );
+    let (_, diff) = run(&["plan", "t.toml", "-o", "out"], d);
+    assert!(
+        diff.contains("--- a/nodes/gateway-1.toml\n+++ b/nodes/gateway-1.toml"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("-host = \"10.0.3.11\"\n+host = \"10.0.3.21\""),
+        "{diff}"
+    );
+    assert!(
+        diff.ends_with("plan: 0 to create, 12 to change, 0 to delete in out\n"),
+        "{diff}"
+    );
+}
+
+#[test]
+fn plan_exits_1_on_errors_and_usage_errors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broken = common::fixtures("check").join("port-clash.toml");
+    assert_eq!(
+        run(
+            &["plan", broken.to_str().expect("utf-8"), "-o", "out"],
+            dir.path()
+        )
+        .0,
+        1
+    );
+    assert_eq!(run(&["plan", "missing.toml"], dir.path()).0, 1);
+    assert_eq!(run(&["plan"], dir.path()).0, 1);
+    assert_eq!(
+        run(&["plan", "t.toml", "--format", "yaml"], dir.path()).0,
+        1
+    );
+    assert_eq!(run(&["build"], dir.path()).0, 2);
+}
+
+#[test]
+fn build_deletes_only_the_files_it_wrote() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    std::fs::write(d.join("t.toml"), template("clustered-internal")).expect("write");
+    assert_eq!(run(&["build", "t.toml", "-o", "out"], d).0, 0);
+    std::fs::write(d.join("out/NOTES.md"), "ours").expect("write");
+    std::fs::write(d.join("out/nodes/keep.toml"), "ours").expect("write");
+    // Two store nodes become one: store-2's files go, everything else of ours stays.
+    let smaller =
+        template("clustered-internal").replace(r#"["10.0.4.11", "10.0.4.12"]"#, r#"["10.0.4.11"]"#);
+    std::fs::write(
+        d.join("t.toml"),
+        smaller.replace("pattern = \"clustered-internal\"\n", ""),
+    )
+    .expect("write");
+    let (code, text) = run(&["build", "t.toml", "-o", "out"], d);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("deleted"), "{text}");
+    assert!(!d.join("out/nodes/store-2.toml").exists());
+    assert!(
+        !d.join("out/wso2/store-2").exists(),
+        "an emptied folder is removed"
+    );
+    assert!(d.join("out/nodes/store-1.toml").exists());
+    assert_eq!(
+        std::fs::read_to_string(d.join("out/NOTES.md")).expect("kept"),
+        "ours"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("out/nodes/keep.toml")).expect("kept"),
+        "ours"
+    );
+}
+
+#[test]
+fn build_refuses_a_topology_with_errors_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broken = common::fixtures("check").join("store-cannot-reach-key-manager.toml");
+    let (code, text) = run(
+        &["build", broken.to_str().expect("utf-8"), "-o", "out"],
+        dir.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(text.contains("E040"), "{text}");
+    assert!(!dir.path().join("out").exists());
+}

@@ -177,6 +177,10 @@ fn plan_reports_nothing_after_a_build_and_exactly_the_files_an_edit_touches() {
     assert_eq!(
         changed,
         [
+            // The ConfigMaps carry the node configs of the gateway and of the nodes that notify it.
+            "k8s/cluster-gateway.yaml",
+            "k8s/cluster-key-manager.yaml",
+            "k8s/cluster-publisher.yaml",
             "lb/edge/haproxy.cfg",
             "lb/edge/nginx.conf",
             "lb/edge/rules.toml",
@@ -201,7 +205,7 @@ fn plan_reports_nothing_after_a_build_and_exactly_the_files_an_edit_touches() {
         "{diff}"
     );
     assert!(
-        diff.ends_with("plan: 0 to create, 12 to change, 0 to delete in out\n"),
+        diff.ends_with("plan: 0 to create, 15 to change, 0 to delete in out\n"),
         "{diff}"
     );
 }

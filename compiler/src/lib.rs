@@ -2,10 +2,12 @@
 //! every file a build writes. Pure: it returns file contents; the command line writes them.
 
 pub mod emit;
+pub mod hosts;
 pub mod plan;
 pub mod secrets;
 
 pub use emit::Output;
+pub use hosts::HostMap;
 pub use plan::Plan;
 
 use apim_topology::Topology;

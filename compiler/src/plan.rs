@@ -274,35 +274,23 @@ impl Plan {
         }
     }
 
+    /// The plan without its nodes and balancers, the cheap part to copy.
+    pub fn clone_without_members(&self) -> Plan {
+        Plan {
+            deployment: self.deployment.clone(),
+            networks: self.networks.clone(),
+            firewall: self.firewall.clone(),
+            databases: self.databases.clone(),
+            nodes: Vec::new(),
+            balancers: Vec::new(),
+        }
+    }
+
     pub fn node(&self, name: &str) -> Option<&NodePlan> {
         self.nodes
             .binary_search_by(|n| n.name.as_str().cmp(name))
             .ok()
             .map(|i| &self.nodes[i])
-    }
-
-    /// The plan with every node and balancer address replaced by `map(name, address)`, for
-    /// platforms that name things their own way (Kubernetes DNS, Compose services, loopback).
-    pub fn rehost(&self, map: impl Fn(&str, &str) -> String) -> Plan {
-        let mut p = self.clone();
-        for n in &mut p.nodes {
-            n.host = map(&n.name, &n.host);
-            n.bind = n.host.clone();
-            for peer in &mut n.peers {
-                for e in &mut peer.endpoints {
-                    e.host = map(&e.name, &e.host);
-                }
-            }
-        }
-        for b in &mut p.balancers {
-            b.host = map(&b.name, &b.host);
-            for r in &mut b.routes {
-                for u in &mut r.upstream {
-                    u.host = map(&u.node, &u.host);
-                }
-            }
-        }
-        p
     }
 }
 

@@ -14,6 +14,29 @@ fn address(prefix: u8, i: usize) -> String {
 /// four networks with open firewalls, one balancer per cluster and three PostgreSQL databases.
 pub fn topology(nodes: usize) -> String {
     let clusters = nodes.div_ceil(NODES_PER_CLUSTER).max(COMPONENTS.len());
+    shaped((0..clusters).map(|c| (COMPONENTS[c % COMPONENTS.len()], NODES_PER_CLUSTER)))
+}
+
+/// The shape of large real deployments: a few portal and key-manager nodes (two clusters of
+/// two of each), and gateways, in clusters of ten, for the rest of `nodes`.
+pub fn gateway_heavy(nodes: usize) -> String {
+    let fixed = [("publisher", 2), ("store", 2), ("key-manager", 2)];
+    let portal: usize = fixed.iter().map(|(_, n)| n * 2).sum();
+    let gateways = nodes
+        .saturating_sub(portal)
+        .div_ceil(NODES_PER_CLUSTER)
+        .max(1);
+    shaped(
+        fixed
+            .iter()
+            .chain(fixed.iter())
+            .copied()
+            .chain((0..gateways).map(|_| ("gateway", NODES_PER_CLUSTER))),
+    )
+}
+
+/// A topology of the given clusters (component, nodes), in order.
+fn shaped(clusters: impl Iterator<Item = (&'static str, usize)>) -> String {
     let mut out = String::from("version = 1\n\n[deployment]\nname = \"synthetic\"\n\n");
     for z in 0..ZONES {
         let _ = writeln!(out, "[networks.zone-{z}]\n");
@@ -34,10 +57,9 @@ pub fn topology(nodes: usize) -> String {
         );
     }
     let mut host = 0;
-    for c in 0..clusters {
-        let component = COMPONENTS[c % COMPONENTS.len()];
+    for (c, (component, nodes)) in clusters.enumerate() {
         let zone = (c / COMPONENTS.len()) % ZONES;
-        let hosts: Vec<String> = (0..NODES_PER_CLUSTER)
+        let hosts: Vec<String> = (0..nodes)
             .map(|_| {
                 host += 1;
                 format!("\"{}\"", address(1, host))
@@ -66,8 +88,11 @@ pub fn topology(nodes: usize) -> String {
 mod tests {
     #[test]
     fn synthetic_topologies_are_valid_at_every_size() {
-        for nodes in [1, 40, 333] {
-            let c = crate::check_str("synthetic.toml", &super::topology(nodes));
+        for (nodes, text) in [1, 40, 333]
+            .into_iter()
+            .flat_map(|n| [(n, super::topology(n)), (n, super::gateway_heavy(n))])
+        {
+            let c = crate::check_str("synthetic.toml", &text);
             let errors: Vec<_> = c
                 .diagnostics
                 .iter()

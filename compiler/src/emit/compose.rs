@@ -1,11 +1,13 @@
 //! `compose.yaml` and `compose/`: the deployment as a Compose project — a service per node
 //! running `apim node`, an HAProxy service per balancer, a network per topology network.
 //!
-//! Compose names things by service, so the node configs and HAProxy configs under `compose/`
-//! are rehosted to service names. Compose has no firewall: a service joins its own network and
-//! every network the firewall lets it reach, whatever the port.
+//! Compose names things by service: nodes run the configs of `nodes/` and read addresses
+//! through `compose/hosts.toml`; the HAProxy configs under `compose/lb/` use service names.
+//! Compose has no firewall: a service joins its own network and every network the firewall
+//! lets it reach, whatever the port.
 
 use super::yaml;
+use crate::hosts::HostMap;
 use crate::plan::Plan;
 use crate::secrets;
 use serde_json::{Value, json};
@@ -16,14 +18,7 @@ fn balancer_service(lb: &str) -> String {
 }
 
 pub fn render(plan: &Plan) -> BTreeMap<String, String> {
-    let balancers: BTreeSet<&str> = plan.balancers.iter().map(|b| b.name.as_str()).collect();
-    let compose_plan = plan.rehost(|name, _| {
-        if balancers.contains(name) {
-            balancer_service(name)
-        } else {
-            name.to_string()
-        }
-    });
+    let hosts = HostMap::of(plan, |n| n.name.clone(), balancer_service);
     let reachable = |net: &str| -> Vec<String> {
         let mut nets: BTreeSet<String> = [net.to_string()].into();
         nets.extend(
@@ -36,7 +31,15 @@ pub fn render(plan: &Plan) -> BTreeMap<String, String> {
     };
     let mut files = BTreeMap::new();
     let mut services = serde_json::Map::new();
-    for n in &compose_plan.nodes {
+    files.insert(
+        "compose/hosts.toml".into(),
+        hosts.to_toml(&super::header(
+            "#",
+            "Compose addresses of nodes and balancers",
+            &plan.deployment,
+        )),
+    );
+    for n in &plan.nodes {
         let mut refs: BTreeSet<String> = [secrets::ADMIN_PASSWORD.to_string()].into();
         for d in &n.databases {
             refs.extend(secrets::references(&d.url));
@@ -49,22 +52,17 @@ pub fn render(plan: &Plan) -> BTreeMap<String, String> {
             n.name.clone(),
             json!({
                 "image": super::k8s::IMAGE,
-                "command": ["node", format!("/etc/apim/nodes/{}.toml", n.name)],
+                "command": ["node", format!("/etc/apim/nodes/{}.toml", n.name), "--hosts", "/etc/apim/hosts.toml", "--bind", "0.0.0.0"],
                 "hostname": n.name,
                 "environment": env,
-                "volumes": ["./compose/nodes:/etc/apim/nodes:ro"],
+                "volumes": ["./nodes:/etc/apim/nodes:ro", "./compose/hosts.toml:/etc/apim/hosts.toml:ro"],
                 "networks": reachable(&n.network),
                 "restart": "unless-stopped",
             }),
         );
-        let mut local = n.clone();
-        local.bind = "0.0.0.0".into();
-        files.insert(
-            format!("compose/nodes/{}.toml", n.name),
-            super::node::render(&compose_plan, &local),
-        );
     }
-    for b in &compose_plan.balancers {
+    for b in &plan.balancers {
+        let b = &hosts.balancer(b);
         let public = plan
             .networks
             .iter()
@@ -86,7 +84,7 @@ pub fn render(plan: &Plan) -> BTreeMap<String, String> {
         services.insert(balancer_service(&b.name), service);
         files.insert(
             format!("compose/lb/{}/haproxy.cfg", b.name),
-            super::haproxy::render(&compose_plan, b),
+            super::haproxy::render(plan, b),
         );
     }
     let networks: serde_json::Map<String, Value> = plan

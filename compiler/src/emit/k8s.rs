@@ -3,10 +3,12 @@
 //! Service per balancer, NetworkPolicies from the networks and firewall, PodDisruptionBudgets
 //! for clusters of two or more, and probes on the node admin port.
 //!
-//! Nodes run `apim node` on their own config, rehosted to Kubernetes DNS names; credentials
-//! come from the Secret `<deployment>-credentials`, never from the manifests.
+//! Nodes run `apim node` on the same config files as everywhere else, reading addresses through
+//! the host map `apim-hosts` (Kubernetes DNS names); credentials come from the Secret
+//! `<deployment>-credentials`, never from the manifests.
 
 use super::yaml;
+use crate::hosts::HostMap;
 use crate::plan::{HEALTH_PATH, NodePlan, Plan};
 use crate::secrets;
 use apim_topology::vocab::{BalancerKind, Component};
@@ -54,29 +56,19 @@ fn docs(header: &str, objects: &[Value]) -> String {
     s
 }
 
-/// The plan as Kubernetes names it: nodes by their StatefulSet pod DNS names, balancers by
-/// their Services; nodes bind every interface of their pod.
-pub fn rehosted(plan: &Plan) -> Plan {
+/// Where nodes and balancers answer in the cluster: pods by their StatefulSet DNS names,
+/// balancers by their Services.
+pub fn host_map(plan: &Plan) -> HostMap {
     let ns = &plan.deployment;
-    let cluster_of: BTreeMap<&str, &str> = plan
-        .nodes
-        .iter()
-        .map(|n| (n.name.as_str(), n.cluster.as_str()))
-        .collect();
-    let mut p = plan.rehost(|name, host| match cluster_of.get(name) {
-        Some(cluster) => format!("{name}.{cluster}.{ns}.svc"),
-        None if plan.balancers.iter().any(|b| b.name == name) => {
-            format!("{}.{ns}.svc", balancer_service(name))
-        }
-        None => host.to_string(),
-    });
-    for n in &mut p.nodes {
-        n.bind = "0.0.0.0".into();
-    }
-    p
+    HostMap::of(
+        plan,
+        |n| format!("{}.{}.{ns}.svc", n.name, n.cluster),
+        |b| format!("{}.{ns}.svc", balancer_service(b)),
+    )
 }
 
-pub fn render(plan: &Plan) -> BTreeMap<String, String> {
+/// The manifests; `node_files` are the rendered node configs, by node name.
+pub fn render(plan: &Plan, node_files: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let ns = plan.deployment.as_str();
     let header = super::header("#", "Kubernetes manifests", ns);
     let header = format!(
@@ -87,15 +79,45 @@ pub fn render(plan: &Plan) -> BTreeMap<String, String> {
         "k8s/namespace.yaml".into(),
         docs(&header, &[json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {APP: "apim"}}})]),
     );
-    let k8s_plan = rehosted(plan);
+    let hosts = host_map(plan).to_toml(&super::header(
+        "#",
+        "Kubernetes addresses of nodes and balancers",
+        ns,
+    ));
+    files.insert(
+        "k8s/hosts.yaml".into(),
+        docs(
+            &header,
+            &[json!({
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "apim-hosts", "namespace": ns, "labels": {APP: "apim"}},
+                "data": {"hosts.toml": hosts},
+            })],
+        ),
+    );
     let mut clusters: BTreeMap<&str, Vec<&NodePlan>> = BTreeMap::new();
-    for n in &k8s_plan.nodes {
+    for n in &plan.nodes {
         clusters.entry(&n.cluster).or_default().push(n);
     }
+    // Node -> the balancers in front of it, for the Service selector labels.
+    let mut members: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for b in &plan.balancers {
+        for u in b.routes.iter().flat_map(|r| &r.upstream) {
+            members.entry(u.node.as_str()).or_default().insert(&b.name);
+        }
+    }
     for (cluster, nodes) in &clusters {
+        let balancers: BTreeSet<&str> = nodes
+            .iter()
+            .flat_map(|n| members.get(n.name.as_str()).into_iter().flatten().copied())
+            .collect();
         files.insert(
             format!("k8s/cluster-{cluster}.yaml"),
-            docs(&header, &cluster_objects(&k8s_plan, cluster, nodes)),
+            docs(
+                &header,
+                &cluster_objects(plan, cluster, nodes, &balancers, node_files),
+            ),
         );
     }
     for b in &plan.balancers {
@@ -131,17 +153,21 @@ pub fn render(plan: &Plan) -> BTreeMap<String, String> {
     files
 }
 
-fn cluster_objects(plan: &Plan, cluster: &str, nodes: &[&NodePlan]) -> Vec<Value> {
+fn cluster_objects(
+    plan: &Plan,
+    cluster: &str,
+    nodes: &[&NodePlan],
+    balancers: &BTreeSet<&str>,
+    node_files: &BTreeMap<String, String>,
+) -> Vec<Value> {
     let ns = plan.deployment.as_str();
     let Some(first) = nodes.first() else {
         return Vec::new();
     };
     let mut data = serde_json::Map::new();
     for n in nodes {
-        data.insert(
-            format!("{}.toml", n.name),
-            Value::String(super::node::render(plan, n)),
-        );
+        let text = node_files.get(&n.name).cloned().unwrap_or_default();
+        data.insert(format!("{}.toml", n.name), Value::String(text));
     }
     let mut refs: BTreeSet<String> = [secrets::ADMIN_PASSWORD.to_string()].into();
     for d in &first.databases {
@@ -167,14 +193,8 @@ fn cluster_objects(plan: &Plan, cluster: &str, nodes: &[&NodePlan]) -> Vec<Value
     labels.insert(APP.into(), json!("apim"));
     labels.insert(CLUSTER.into(), json!(cluster));
     labels.insert(NETWORK.into(), json!(first.network));
-    for b in plan.balancers.iter().filter(|b| {
-        b.routes.iter().any(|r| {
-            r.upstream
-                .iter()
-                .any(|u| nodes.iter().any(|n| n.name == u.node))
-        })
-    }) {
-        labels.insert(balancer_label(&b.name), json!("member"));
+    for b in balancers {
+        labels.insert(balancer_label(b), json!("member"));
     }
     let selector = json!({APP: "apim", CLUSTER: cluster});
     let probe = |period: u32| json!({"httpGet": {"path": HEALTH_PATH, "port": "admin"}, "periodSeconds": period, "failureThreshold": 3});
@@ -207,14 +227,20 @@ fn cluster_objects(plan: &Plan, cluster: &str, nodes: &[&NodePlan]) -> Vec<Value
                         "containers": [{
                             "name": "apim",
                             "image": IMAGE,
-                            "args": ["node", "/etc/apim/nodes/$(POD_NAME).toml"],
+                            "args": ["node", "/etc/apim/nodes/$(POD_NAME).toml", "--hosts", "/etc/apim/hosts/hosts.toml", "--bind", "0.0.0.0"],
                             "env": env,
                             "ports": ports,
                             "readinessProbe": probe(5),
                             "livenessProbe": probe(10),
-                            "volumeMounts": [{"name": "nodes", "mountPath": "/etc/apim/nodes", "readOnly": true}],
+                            "volumeMounts": [
+                                {"name": "nodes", "mountPath": "/etc/apim/nodes", "readOnly": true},
+                                {"name": "hosts", "mountPath": "/etc/apim/hosts", "readOnly": true},
+                            ],
                         }],
-                        "volumes": [{"name": "nodes", "configMap": {"name": format!("{cluster}-nodes")}}],
+                        "volumes": [
+                            {"name": "nodes", "configMap": {"name": format!("{cluster}-nodes")}},
+                            {"name": "hosts", "configMap": {"name": "apim-hosts"}},
+                        ],
                     },
                 },
             },

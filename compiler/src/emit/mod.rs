@@ -31,10 +31,18 @@ pub fn header(comment: &str, what: &str, deployment: &str) -> String {
 /// Renders every output of a plan.
 pub fn all(t: &Topology, plan: &Plan) -> Output {
     let mut out = Output::default();
+    let node_files: BTreeMap<String, String> = plan
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), node::render(plan, n)))
+        .collect();
+    let wso2 = wso2::Wso2::new(plan);
     for n in &plan.nodes {
-        out.files
-            .insert(format!("nodes/{}.toml", n.name), node::render(plan, n));
-        let (text, warnings) = wso2::render(plan, n);
+        out.files.insert(
+            format!("nodes/{}.toml", n.name),
+            node_files[&n.name].clone(),
+        );
+        let (text, warnings) = wso2::render(&wso2, n);
         out.files
             .insert(format!("wso2/{}/deployment.toml", n.name), text);
         for w in warnings {
@@ -53,7 +61,7 @@ pub fn all(t: &Topology, plan: &Plan) -> Output {
             haproxy::render(plan, b),
         );
     }
-    out.files.extend(k8s::render(plan));
+    out.files.extend(k8s::render(plan, &node_files));
     out.files.extend(compose::render(plan));
     out.files
         .insert("graph.dot".into(), apim_topology::graph::dot(t));

@@ -6,14 +6,21 @@
 
 use crate::plan::{NodePlan, Peer, Plan};
 use crate::secrets;
+use apim_topology::vocab::BalancerKind;
 use apim_topology::vocab::{Component, Engine, Role};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 /// Every key path WSO2's deployment kits use, one a line.
 pub const KNOWN_KEYS: &str = include_str!("wso2-deployment-keys.txt");
 
+/// A TOML basic string.
 fn q(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
+    if s.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
+        toml::Value::String(s.to_string()).to_string()
+    } else {
+        format!("\"{s}\"")
+    }
 }
 
 fn env(s: &str) -> String {
@@ -91,8 +98,92 @@ fn url_of(peer: &Peer, path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A WSO2 gateway environment: one per gateway cluster.
+struct GatewayEnvironment<'p> {
+    cluster: &'p str,
+    /// Where clients call it: its external balancer, or its first node.
+    clients: String,
+    /// Its first node, for administration.
+    service: String,
+}
+
+fn gateway_environments(plan: &Plan) -> Vec<GatewayEnvironment<'_>> {
+    // Gateway node -> where clients reach it through an external balancer.
+    let mut fronted: BTreeMap<&str, String> = BTreeMap::new();
+    for b in plan
+        .balancers
+        .iter()
+        .filter(|b| b.kind == BalancerKind::External)
+    {
+        for r in b
+            .routes
+            .iter()
+            .filter(|r| r.component == Component::Gateway)
+        {
+            for u in &r.upstream {
+                fronted
+                    .entry(&u.node)
+                    .or_insert_with(|| super::nginx::address(&b.host, r.port));
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for n in &plan.nodes {
+        let Some(l) = n
+            .listeners
+            .iter()
+            .find(|l| l.component == Component::Gateway)
+        else {
+            continue;
+        };
+        if !seen.insert(n.cluster.as_str()) {
+            continue;
+        }
+        let node = super::nginx::address(&n.host, l.port);
+        out.push(GatewayEnvironment {
+            cluster: &n.cluster,
+            clients: fronted
+                .get(n.name.as_str())
+                .cloned()
+                .unwrap_or_else(|| node.clone()),
+            service: node,
+        });
+    }
+    out
+}
+
+/// What every node's deployment.toml may need from the whole plan, computed once.
+pub struct Wso2<'p> {
+    plan: &'p Plan,
+    environments: Vec<GatewayEnvironment<'p>>,
+    devportal: Option<String>,
+}
+
+impl<'p> Wso2<'p> {
+    pub fn new(plan: &'p Plan) -> Wso2<'p> {
+        let store_node = plan.nodes.iter().find_map(|x| {
+            let l = x
+                .listeners
+                .iter()
+                .find(|l| l.component == Component::Store)?;
+            Some(super::nginx::address(&x.host, l.port))
+        });
+        let store_balancer = plan.balancers.iter().find_map(|b| {
+            let r = b.routes.iter().find(|r| r.component == Component::Store)?;
+            Some(super::nginx::address(&b.host, r.port))
+        });
+        Wso2 {
+            plan,
+            environments: gateway_environments(plan),
+            devportal: store_balancer.or(store_node),
+        }
+    }
+}
+
 /// The deployment.toml of one node, and warnings about what WSO2's format cannot say.
-pub fn render(plan: &Plan, n: &NodePlan) -> (String, Vec<String>) {
+pub fn render(w: &Wso2<'_>, n: &NodePlan) -> (String, Vec<String>) {
+    let plan = w.plan;
     let mut warnings = Vec::new();
     let runs = |c: Component| n.listeners.iter().any(|l| l.component == c);
     let peer = |c: Component| n.peers.iter().find(|p| p.component == c);
@@ -161,18 +252,15 @@ pub fn render(plan: &Plan, n: &NodePlan) -> (String, Vec<String>) {
             q(&format!("$env{{{}}}", secrets::ADMIN_PASSWORD))
         );
     }
-    if runs(Component::Publisher)
-        && let Some(gw) = peer(Component::Gateway)
-    {
-        for e in &gw.endpoints {
-            let url = format!("http://{}", super::nginx::address(&e.host, e.port));
+    if runs(Component::Publisher) {
+        for env in &w.environments {
             let _ = writeln!(
                 s,
                 "\n[[apim.gateway.environment]]\nname = {}\ntype = \"hybrid\"\ndisplay_in_api_console = true\ndescription = {}\nshow_as_token_endpoint_url = true\nservice_url = {}\nhttp_endpoint = {}\nusername = \"admin\"\npassword = {}",
-                q(&e.name),
-                q(&format!("gateway node {}", e.name)),
-                q(&format!("{url}/services/")),
-                q(&url),
+                q(env.cluster),
+                q(&format!("gateway cluster {}", env.cluster)),
+                q(&format!("http://{}/services/", env.service)),
+                q(&format!("http://{}", env.clients)),
                 q(&format!("$env{{{}}}", secrets::ADMIN_PASSWORD))
             );
         }
@@ -187,35 +275,14 @@ pub fn render(plan: &Plan, n: &NodePlan) -> (String, Vec<String>) {
     if runs(Component::KeyManager) {
         s.push_str("\n[apim.token.revocation]\nenable_realtime_notifier = true\n");
     }
-    if runs(Component::Store) || runs(Component::Publisher) {
-        let store = plan
-            .nodes
-            .iter()
-            .find(|x| x.listeners.iter().any(|l| l.component == Component::Store));
-        let lb = plan
-            .balancers
-            .iter()
-            .find(|b| b.routes.iter().any(|r| r.component == Component::Store));
-        let url = match (lb, store) {
-            (Some(b), _) => b
-                .routes
-                .iter()
-                .find(|r| r.component == Component::Store)
-                .map(|r| super::nginx::address(&b.host, r.port)),
-            (None, Some(x)) => x
-                .listeners
-                .iter()
-                .find(|l| l.component == Component::Store)
-                .map(|l| super::nginx::address(&x.host, l.port)),
-            _ => None,
-        };
-        if let Some(url) = url {
-            let _ = writeln!(
-                s,
-                "\n[apim.devportal]\nurl = {}",
-                q(&format!("http://{url}/devportal"))
-            );
-        }
+    if (runs(Component::Store) || runs(Component::Publisher))
+        && let Some(url) = &w.devportal
+    {
+        let _ = writeln!(
+            s,
+            "\n[apim.devportal]\nurl = {}",
+            q(&format!("http://{url}/devportal"))
+        );
     }
     (s, warnings)
 }

@@ -1,29 +1,53 @@
-//! A small YAML writer for JSON values: block style, keys in insertion order, every string
+//! A small YAML writer for JSON values: block style, keys in the value's order, every string
 //! double-quoted (valid YAML, and never mistaken for a number or a boolean).
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// One YAML document, without the leading `---`.
 pub fn document(v: &Value) -> String {
     let mut out = String::new();
-    write(&mut out, v, 0);
+    match v {
+        Value::Object(map) if !map.is_empty() => object(&mut out, map, 0, false),
+        Value::Array(items) if !items.is_empty() => array(&mut out, items, 0),
+        other => {
+            scalar(&mut out, other);
+            out.push('\n');
+        }
+    }
     out
 }
 
-fn scalar(v: &Value) -> Option<String> {
+fn is_block(v: &Value) -> bool {
     match v {
-        Value::Null => Some("null".into()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::String(s) => Some(Value::String(s.clone()).to_string()),
-        Value::Array(a) if a.is_empty() => Some("[]".into()),
-        Value::Object(o) if o.is_empty() => Some("{}".into()),
-        _ => None,
+        Value::Object(m) => !m.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        _ => false,
+    }
+}
+
+fn scalar(out: &mut String, v: &Value) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) => quoted(out, s),
+        Value::Array(_) => out.push_str("[]"),
+        Value::Object(_) => out.push_str("{}"),
+    }
+}
+
+fn quoted(out: &mut String, s: &str) {
+    if s.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
+        out.push_str(&Value::String(s.to_string()).to_string());
+    } else {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
     }
 }
 
 /// Keys stay plain when YAML cannot misread them; otherwise they are quoted.
-fn key(k: &str) -> String {
+fn key(out: &mut String, k: &str) {
     let plain = !k.is_empty()
         && k.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c))
@@ -31,46 +55,56 @@ fn key(k: &str) -> String {
         && !["y", "n", "yes", "no", "true", "false", "on", "off", "null"]
             .contains(&k.to_ascii_lowercase().as_str());
     if plain {
-        k.to_string()
+        out.push_str(k);
     } else {
-        Value::String(k.to_string()).to_string()
+        quoted(out, k);
     }
 }
 
-fn write(out: &mut String, v: &Value, indent: usize) {
-    let pad = " ".repeat(indent);
-    match v {
-        Value::Object(map) => {
-            for (k, item) in map {
-                let key = key(k);
-                match scalar(item) {
-                    Some(s) => out.push_str(&format!("{pad}{key}: {s}\n")),
-                    None => {
-                        out.push_str(&format!("{pad}{key}:\n"));
-                        let child = if item.is_array() { indent } else { indent + 2 };
-                        write(out, item, child);
-                    }
-                }
+fn pad(out: &mut String, indent: usize) {
+    out.extend(std::iter::repeat_n(' ', indent));
+}
+
+/// A mapping at `indent`; with `inline_first`, the first key continues a `- ` already written.
+fn object(out: &mut String, map: &Map<String, Value>, indent: usize, inline_first: bool) {
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 || !inline_first {
+            pad(out, indent);
+        }
+        key(out, k);
+        out.push(':');
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                out.push('\n');
+                object(out, m, indent + 2, false);
+            }
+            Value::Array(items) if !items.is_empty() => {
+                out.push('\n');
+                array(out, items, indent);
+            }
+            other => {
+                out.push(' ');
+                scalar(out, other);
+                out.push('\n');
             }
         }
-        Value::Array(items) => {
-            for item in items {
-                match scalar(item) {
-                    Some(s) => out.push_str(&format!("{pad}- {s}\n")),
-                    None => {
-                        // The first line of a nested block goes after the dash.
-                        let mut inner = String::new();
-                        write(&mut inner, item, indent + 2);
-                        let inner = inner
-                            .strip_prefix(&" ".repeat(indent + 2))
-                            .unwrap_or(&inner);
-                        out.push_str(&format!("{pad}- {inner}"));
-                    }
-                }
+    }
+}
+
+fn array(out: &mut String, items: &[Value], indent: usize) {
+    for item in items {
+        pad(out, indent);
+        out.push_str("- ");
+        match item {
+            Value::Object(m) if is_block(item) => object(out, m, indent + 2, true),
+            Value::Array(a) if is_block(item) => {
+                out.push('\n');
+                array(out, a, indent + 2);
             }
-        }
-        other => {
-            out.push_str(&format!("{pad}{}\n", scalar(other).unwrap_or_default()));
+            other => {
+                scalar(out, other);
+                out.push('\n');
+            }
         }
     }
 }
@@ -81,10 +115,10 @@ mod tests {
 
     #[test]
     fn writes_nested_maps_and_lists() {
-        let v = json!({"a": {"b": [1, {"c": "x", "d": []}], "e": "true"}});
+        let v = json!({"a": {"b": [1, {"c": "x", "d": []}, [2]], "e": "true", "y": "q\"uote"}});
         assert_eq!(
             super::document(&v),
-            "a:\n  b:\n  - 1\n  - c: \"x\"\n    d: []\n  e: \"true\"\n"
+            "a:\n  b:\n  - 1\n  - c: \"x\"\n    d: []\n  - \n    - 2\n  e: \"true\"\n  \"y\": \"q\\\"uote\"\n"
         );
     }
 }

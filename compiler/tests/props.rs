@@ -1,0 +1,221 @@
+//! Properties of builds over generated valid topologies: every fronted node is in its
+//! balancer's upstreams in every format, every hop of the flows table is a peer of the node
+//! configs, no two listeners share a host and port, and builds are byte-identical across runs
+//! and table orders.
+
+use apim_compiler::plan::{PeerPath, Plan};
+use apim_topology::flows::{self, End, FLOWS, Path};
+use apim_topology::vocab::{Component, Role};
+use proptest::prelude::*;
+use std::collections::BTreeSet;
+
+/// A generated topology, as TOML sections (shuffled by one property).
+#[derive(Clone, Debug)]
+struct Generated {
+    head: String,
+    sections: Vec<String>,
+}
+
+impl Generated {
+    fn text(&self, order: &[usize]) -> String {
+        let mut s = self.head.clone();
+        for &i in order {
+            s.push_str(&self.sections[i]);
+        }
+        s
+    }
+
+    fn natural(&self) -> String {
+        self.text(&(0..self.sections.len()).collect::<Vec<_>>())
+    }
+}
+
+fn quote(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|i| format!("\"{i}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Valid by construction: open firewalls between all networks, a balancer of each needed kind
+/// in front of every multi-node cluster, unique hosts, one database per role group.
+fn topology() -> impl Strategy<Value = Generated> {
+    let components = proptest::collection::vec(0usize..4, 4); // cluster index of each component
+    let nodes = proptest::collection::vec(1usize..4, 4);
+    let networks = proptest::collection::vec(0usize..3, 4); // network of each cluster
+    let lb_networks = proptest::collection::vec(0usize..3, 8);
+    (components, nodes, networks, lb_networks, 1usize..4, any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+        |(assign, nodes, cluster_net, lb_net, nets, public, split_db, twin)| {
+            let nets = nets.max(1);
+            let mut head = String::from("version = 1\n\n[deployment]\nname = \"generated\"\n\n");
+            let mut sections = Vec::new();
+            for n in 0..nets {
+                let public = if public && n == 0 { "public = true\n" } else { "" };
+                sections.push(format!("[networks.n{n}]\n{public}\n"));
+            }
+            for a in 0..nets {
+                for b in (0..nets).filter(|&b| b != a) {
+                    head.push_str(&format!("[[firewall]]\nfrom = \"n{a}\"\nto = \"n{b}\"\n\n"));
+                }
+            }
+            let groups: Vec<Vec<&str>> = if split_db { vec![vec!["user", "registry"], vec!["apim"]] } else { vec![vec!["user", "apim", "registry"]] };
+            for (i, roles) in groups.iter().enumerate() {
+                sections.push(format!(
+                    "[databases.db{i}]\nroles = [{}]\nengine = \"postgres\"\nurl = \"postgres://apim:${{DB_PASSWORD}}@10.9.0.{}:5432/apim\"\nnetwork = \"n0\"\n\n",
+                    quote(&roles.iter().map(|r| r.to_string()).collect::<Vec<_>>()),
+                    i + 1
+                ));
+            }
+            let mut lb_count = 0;
+            for c in 0..4 {
+                let runs: Vec<Component> = (0..4).filter(|&k| assign[k] == c).map(|k| Component::ALL[k]).collect();
+                if runs.is_empty() {
+                    continue;
+                }
+                let net = cluster_net[c] % nets;
+                let hosts: Vec<String> = (0..nodes[c]).map(|i| format!("10.{}.0.{}", c + 1, i + 1)).collect();
+                sections.push(format!(
+                    "[clusters.c{c}]\ncomponents = [{}]\nnetwork = \"n{net}\"\nhosts = [{}]\n\n",
+                    quote(&runs.iter().map(|r| r.as_str().to_string()).collect::<Vec<_>>()),
+                    quote(&hosts)
+                ));
+                if nodes[c] < 2 {
+                    continue;
+                }
+                let mut kinds: Vec<&str> = Vec::new();
+                if runs.iter().any(|r| *r != Component::KeyManager) {
+                    kinds.push("external");
+                }
+                if runs.contains(&Component::KeyManager) {
+                    kinds.push("internal");
+                }
+                for kind in kinds {
+                    let copies = if twin { 2 } else { 1 };
+                    for _ in 0..copies {
+                        lb_count += 1;
+                        let net = lb_net[lb_count % lb_net.len()] % nets;
+                        sections.push(format!(
+                            "[load_balancers.lb{lb_count}]\nkind = \"{kind}\"\nnetwork = \"n{net}\"\nhost = \"10.200.0.{lb_count}\"\nfronts = [\"c{c}\"]\n\n"
+                        ));
+                    }
+                }
+            }
+            Generated { head, sections }
+        },
+    )
+}
+
+fn checked(text: &str) -> apim_topology::Checked {
+    let c = apim_topology::check_str("generated.toml", text);
+    let errors: Vec<_> = c
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.message.clone())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "the generator made an invalid topology: {errors:?}\n{text}"
+    );
+    c
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_fronted_node_is_upstream_in_every_balancer_format(g in topology()) {
+        let c = checked(&g.natural());
+        let out = apim_compiler::build(&c.topology);
+        for lb in c.topology.load_balancers.values() {
+            for f in &lb.fronts {
+                let cluster = &c.topology.clusters[&f.value];
+                for h in &cluster.hosts {
+                    for comp in &cluster.components {
+                        let address = format!("{}:{}", h.value, cluster.port(comp.value));
+                        for file in ["nginx.conf", "haproxy.cfg"] {
+                            let text = &out.files[&format!("lb/{}/{file}", lb.name)];
+                            prop_assert!(text.contains(&format!(" {address} ")), "{address} missing in lb/{}/{file}", lb.name);
+                        }
+                        let rules = apim_compiler::emit::rules::parse(&out.files[&format!("lb/{}/rules.toml", lb.name)]).map_err(TestCaseError::fail)?;
+                        prop_assert!(rules.routes.iter().any(|r| r.component == comp.value && r.upstream.iter().any(|u| u.host == h.value)));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_hop_of_every_flow_is_a_peer_of_the_node_configs(g in topology()) {
+        let c = checked(&g.natural());
+        let out = apim_compiler::build(&c.topology);
+        let plan = Plan::of(&c.topology);
+        for node in &plan.nodes {
+            // What `apim node` reads is what the plan says.
+            let read = apim_compiler::emit::node::parse(&out.files[&format!("nodes/{}.toml", node.name)]).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(&read, node);
+            let runs: Vec<Component> = node.listeners.iter().map(|l| l.component).collect();
+            for hop in FLOWS {
+                let End::Component(from) = hop.from else { continue };
+                if !runs.contains(&from) {
+                    continue;
+                }
+                match hop.to {
+                    End::Database(role) => prop_assert!(node.databases.iter().any(|d| d.role == role), "{} lacks {role:?}", node.name),
+                    End::Component(to) => {
+                        let path = if hop.path == Path::EachNode { PeerPath::EachNode } else { PeerPath::Any };
+                        let peer = node.peers.iter().find(|p| p.component == to && p.path == path && p.flows.contains(&format!("{}: {}", hop.flow, hop.why)));
+                        prop_assert!(peer.is_some(), "{} has no peer for {:?}", node.name, hop);
+                        let peer = peer.expect("checked");
+                        for target in c.topology.clusters_running(to) {
+                            let through_balancer = matches!(hop.path, Path::Balanced(_)) && target.node_count() >= 2;
+                            if through_balancer {
+                                prop_assert!(peer.endpoints.iter().any(|e| e.balancer && target.port(to) == e.port));
+                            } else {
+                                for h in &target.hosts {
+                                    prop_assert!(peer.endpoints.iter().any(|e| e.host == h.value && e.port == target.port(to)));
+                                }
+                            }
+                        }
+                    }
+                    End::Client(_) => {}
+                }
+            }
+            let used: BTreeSet<Role> = runs.iter().flat_map(|&c| flows::roles_used_by(c)).collect();
+            prop_assert_eq!(used, node.databases.iter().map(|d| d.role).collect::<BTreeSet<_>>());
+        }
+    }
+
+    #[test]
+    fn no_two_listeners_share_a_host_and_port(g in topology()) {
+        let plan = Plan::of(&checked(&g.natural()).topology);
+        let mut seen = BTreeSet::new();
+        for n in &plan.nodes {
+            for port in n.listeners.iter().map(|l| l.port).chain([n.admin_port]) {
+                prop_assert!(seen.insert((n.host.clone(), port)), "{}:{port} twice", n.host);
+            }
+        }
+        for b in &plan.balancers {
+            let ports: BTreeSet<u16> = b.routes.iter().map(|r| r.port).collect();
+            for port in ports {
+                prop_assert!(seen.insert((b.host.clone(), port)), "{}:{port} twice", b.host);
+            }
+        }
+    }
+
+    #[test]
+    fn builds_are_byte_identical_across_runs_and_table_orders(
+        (g, order) in topology().prop_flat_map(|g| {
+            let n = g.sections.len();
+            (Just(g), Just((0..n).collect::<Vec<usize>>()).prop_shuffle())
+        })
+    ) {
+        let a = apim_compiler::build(&checked(&g.natural()).topology);
+        let b = apim_compiler::build(&checked(&g.natural()).topology);
+        let shuffled = apim_compiler::build(&checked(&g.text(&order)).topology);
+        prop_assert_eq!(&a.files, &b.files);
+        prop_assert_eq!(&a.files, &shuffled.files);
+        prop_assert_eq!(a.warnings, shuffled.warnings);
+    }
+}

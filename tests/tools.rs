@@ -108,3 +108,36 @@ fn kubernetes_accepts_every_manifest() {
     assert!(files > 20);
     accepted(c, "kubernetes-validate --strict");
 }
+
+#[test]
+fn compose_files_are_yaml_with_a_service_per_node_and_balancer() {
+    let (dir, builds) = built();
+    for (id, o) in &builds {
+        let file = dir.path().join(id).join("compose.yaml");
+        let script = "import sys, yaml\nd = yaml.safe_load(open(sys.argv[1]))\nprint(len(d['services']), len(d['networks']))";
+        let out = Command::new("python3")
+            .args(["-c", script])
+            .arg(&file)
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "{id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let c = common::load(
+            id,
+            apim_patterns::find(id)
+                .expect("pattern")
+                .template
+                .as_bytes(),
+        );
+        let plan = apim_compiler::Plan::of(&c.topology);
+        let expected = format!(
+            "{} {}\n",
+            plan.nodes.len() + plan.balancers.len(),
+            plan.networks.len()
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{id}");
+    }
+}

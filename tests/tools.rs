@@ -112,7 +112,7 @@ fn kubernetes_accepts_every_manifest() {
 #[test]
 fn compose_files_are_yaml_with_a_service_per_node_and_balancer() {
     let (dir, builds) = built();
-    for (id, o) in &builds {
+    for (id, _) in &builds {
         let file = dir.path().join(id).join("compose.yaml");
         let script = "import sys, yaml\nd = yaml.safe_load(open(sys.argv[1]))\nprint(len(d['services']), len(d['networks']))";
         let out = Command::new("python3")

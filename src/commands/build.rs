@@ -3,7 +3,6 @@
 use crate::Outcome;
 use crate::outdir::{self, Kind};
 use crate::output::{self, Format};
-use apim_topology::render;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -42,24 +41,7 @@ pub struct PlanArgs {
 
 /// The files of a topology that checks without errors; otherwise the errors are printed.
 fn compile(file: &str) -> Result<apim_compiler::Output, Outcome> {
-    let checked = super::load(file).map_err(|e| {
-        output::error(&e);
-        Outcome::Usage
-    })?;
-    if checked.errors() > 0 {
-        let errors: Vec<_> = checked
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .cloned()
-            .collect();
-        eprint!("{}", render::human(&checked.source, &errors, false));
-        output::error(&format!(
-            "`{}` has errors; nothing was built (apim check shows them all)",
-            checked.source.name
-        ));
-        return Err(Outcome::Failure);
-    }
+    let checked = super::load_clean(file, "nothing was built")?;
     Ok(apim_compiler::build(&checked.topology))
 }
 

@@ -2,7 +2,7 @@
 
 use crate::Outcome;
 use crate::output;
-use apim_topology::{graph, render};
+use apim_topology::graph;
 
 /// Draw a topology: networks, balancers, clusters, databases and the flow hops between them.
 ///
@@ -26,27 +26,10 @@ enum GraphFormat {
 }
 
 pub fn run(args: Args) -> Outcome {
-    let checked = match super::load(&args.file) {
+    let checked = match super::load_clean(&args.file, "nothing was drawn") {
         Ok(c) => c,
-        Err(e) => {
-            output::error(&e);
-            return Outcome::Usage;
-        }
+        Err(outcome) => return outcome,
     };
-    if checked.errors() > 0 {
-        let errors: Vec<_> = checked
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .cloned()
-            .collect();
-        eprint!("{}", render::human(&checked.source, &errors, false));
-        output::error(&format!(
-            "`{}` has errors; fix them before drawing it (apim check)",
-            checked.source.name
-        ));
-        return Outcome::Failure;
-    }
     let text = match args.format {
         GraphFormat::Dot => graph::dot(&checked.topology),
         GraphFormat::Mermaid => graph::mermaid(&checked.topology),

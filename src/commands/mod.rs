@@ -16,3 +16,30 @@ pub fn load(path: &str) -> Result<Checked, String> {
     checked.extend(pattern);
     Ok(checked)
 }
+
+/// Reads and checks a topology that a command needs free of errors. Errors are printed to
+/// standard error, saying that nothing was `done`; the outcome says how the command ends.
+pub fn load_clean(path: &str, done: &str) -> Result<Checked, crate::Outcome> {
+    let checked = load(path).map_err(|e| {
+        crate::output::error(&e);
+        crate::Outcome::Usage
+    })?;
+    if checked.errors() == 0 {
+        return Ok(checked);
+    }
+    let errors: Vec<_> = checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .cloned()
+        .collect();
+    eprint!(
+        "{}",
+        apim_topology::render::human(&checked.source, &errors, false)
+    );
+    crate::output::error(&format!(
+        "`{}` has errors; {done} (apim check shows them all)",
+        checked.source.name
+    ));
+    Err(crate::Outcome::Failure)
+}

@@ -1,1 +1,23 @@
-//! apim-components: the component logic (publisher, store, key manager, gateway, balancer choice) against the World interfaces; no I/O, no tokio, hyper or sqlx. Empty until the runtime issue lands.
+//! apim-components: the component logic — publisher, store, key manager, gateway, and the
+//! balancer's choice of target — written once against the `World` interfaces.
+//!
+//! Nothing here does I/O or knows which world it runs in: no tokio, hyper or sqlx, no wall
+//! clock, no OS randomness. The real world (apim-runtime) and the simulated one (apim-sim)
+//! both run exactly this code.
+
+pub mod auth;
+pub mod balancer;
+pub mod gateway;
+pub mod http;
+pub mod keymanager;
+pub mod mem;
+pub mod node;
+pub mod publisher;
+pub mod secret;
+pub mod store;
+pub mod validate;
+pub mod world;
+
+pub use http::{Request, Response};
+pub use node::Node;
+pub use world::{CallError, Peer, Storage, World};

@@ -1,0 +1,143 @@
+//! The built-in balancer's choice of target: round robin over healthy targets, stickiness by
+//! a cookie naming the node, health from active checks and failed connections, and one retry
+//! on another target when a connection fails before anything was sent.
+
+/// One upstream target and what is known of its health.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub name: String,
+    pub healthy: bool,
+    fails: u32,
+    successes: u32,
+}
+
+/// The targets of one route.
+#[derive(Clone, Debug)]
+pub struct Pool {
+    pub targets: Vec<Target>,
+    next: usize,
+    fall: u32,
+    rise: u32,
+}
+
+impl Pool {
+    /// Targets start healthy: a new balancer serves at once and learns from its checks.
+    pub fn new(names: impl IntoIterator<Item = String>, fall: u32, rise: u32) -> Pool {
+        let targets = names
+            .into_iter()
+            .map(|name| Target {
+                name,
+                healthy: true,
+                fails: 0,
+                successes: 0,
+            })
+            .collect();
+        Pool {
+            targets,
+            next: 0,
+            fall: fall.max(1),
+            rise: rise.max(1),
+        }
+    }
+
+    /// The target for a request: the sticky one when it is named and healthy, otherwise the
+    /// next healthy one in turn (or, when none is healthy, the next one at all), never one
+    /// already tried.
+    pub fn pick(&mut self, sticky: Option<&str>, tried: &[usize]) -> Option<usize> {
+        let held = sticky.and_then(|s| self.targets.iter().position(|t| t.name == s));
+        if let Some(i) = held.filter(|&i| self.targets[i].healthy && !tried.contains(&i)) {
+            return Some(i);
+        }
+        let n = self.targets.len();
+        let candidates = |healthy_only: bool| {
+            (0..n)
+                .map(|k| (self.next + k) % n)
+                .find(|&i| !tried.contains(&i) && (!healthy_only || self.targets[i].healthy))
+        };
+        let chosen = candidates(true).or_else(|| candidates(false))?;
+        self.next = (chosen + 1) % n.max(1);
+        Some(chosen)
+    }
+
+    /// An active health check's result: `fall` failures in a row mark a target down, `rise`
+    /// successes up again.
+    pub fn checked(&mut self, i: usize, ok: bool) {
+        let (fall, rise) = (self.fall, self.rise);
+        let Some(t) = self.targets.get_mut(i) else {
+            return;
+        };
+        if ok {
+            t.fails = 0;
+            t.successes += 1;
+            if !t.healthy && t.successes >= rise {
+                t.healthy = true;
+            }
+        } else {
+            t.successes = 0;
+            t.fails += 1;
+            if t.healthy && t.fails >= fall {
+                t.healthy = false;
+            }
+        }
+    }
+
+    /// A request could not connect: the target is taken out at once, until checks bring it back.
+    pub fn connect_failed(&mut self, i: usize) {
+        if let Some(t) = self.targets.get_mut(i) {
+            t.healthy = false;
+            t.successes = 0;
+            t.fails = self.fall;
+        }
+    }
+}
+
+/// How many targets a request may try: the first, and one retry.
+pub const ATTEMPTS: usize = 2;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(n: usize) -> Pool {
+        Pool::new((1..=n).map(|i| format!("n-{i}")), 3, 2)
+    }
+
+    #[test]
+    fn round_robin_skips_unhealthy_targets() {
+        let mut p = pool(3);
+        assert_eq!(
+            [p.pick(None, &[]), p.pick(None, &[]), p.pick(None, &[])],
+            [Some(0), Some(1), Some(2)]
+        );
+        p.connect_failed(1);
+        assert_eq!(
+            [p.pick(None, &[]), p.pick(None, &[]), p.pick(None, &[])],
+            [Some(0), Some(2), Some(0)]
+        );
+        p.checked(1, true);
+        assert!(!p.targets[1].healthy, "one success is not enough to rise");
+        p.checked(1, true);
+        assert!(p.targets[1].healthy);
+    }
+
+    #[test]
+    fn sticky_targets_hold_while_healthy_and_retries_go_elsewhere() {
+        let mut p = pool(3);
+        assert_eq!(p.pick(Some("n-3"), &[]), Some(2));
+        assert_eq!(p.pick(Some("n-3"), &[2]), Some(0));
+        for _ in 0..3 {
+            p.checked(2, false);
+        }
+        assert_ne!(p.pick(Some("n-3"), &[]), Some(2));
+        assert_eq!(Pool::new(Vec::new(), 3, 2).pick(None, &[]), None);
+    }
+
+    #[test]
+    fn with_every_target_down_requests_still_try_one() {
+        let mut p = pool(2);
+        p.connect_failed(0);
+        p.connect_failed(1);
+        assert!(p.pick(None, &[]).is_some());
+        assert_eq!(p.pick(None, &[0, 1]), None);
+    }
+}

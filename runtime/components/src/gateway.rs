@@ -1,0 +1,280 @@
+//! The gateway: routes `/{context}/{version}/...` to the API's backend after checking the
+//! bearer token (through the key manager, with a bounded cache) and the subscription.
+//!
+//! Its routing table follows publish notifications and is reconciled from the registry at
+//! start and periodically; revocation notifications drop cached tokens at once.
+
+use crate::http::{Request, Response, body, decode};
+use crate::keymanager::Validate;
+use crate::secret;
+use crate::world::{Api, Peer, Storage, World};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// How long a validation is trusted without asking the key manager again; never past the
+/// token's own expiry.
+pub const CACHE_MS: u64 = 30_000;
+pub const CACHE_MAX: usize = 10_000;
+/// How often the routing table is reconciled with the registry.
+pub const RECONCILE_MS: u64 = 5_000;
+
+#[derive(Clone, Debug)]
+struct Cached {
+    application: String,
+    expires_ms: u64,
+    cached_ms: u64,
+    /// API id -> subscribed.
+    subscriptions: BTreeMap<String, bool>,
+}
+
+#[derive(Default)]
+struct State {
+    /// (context, version) -> API.
+    routes: BTreeMap<(String, String), Api>,
+    /// token hash -> validation.
+    cache: BTreeMap<String, Cached>,
+}
+
+/// A gateway's own state; the logic is in its methods.
+#[derive(Default)]
+pub struct Gateway {
+    state: Mutex<State>,
+}
+
+#[derive(Deserialize)]
+struct Revoked {
+    token_hash: String,
+}
+
+#[derive(Deserialize)]
+struct Validation {
+    active: bool,
+    #[serde(default)]
+    application: String,
+    #[serde(default)]
+    expires_ms: u64,
+    #[serde(default)]
+    subscribed: bool,
+}
+
+impl Gateway {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic elsewhere cannot leave the maps half-updated: every change is one insert or
+        // remove, so the state is usable even if the lock was poisoned.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The APIs this gateway serves.
+    pub fn routes(&self) -> Vec<Api> {
+        self.state().routes.values().cloned().collect()
+    }
+
+    fn apply(&self, api: Api) {
+        let mut s = self.state();
+        s.routes.retain(|_, a| a.id != api.id);
+        if api.state.invokable() {
+            s.routes
+                .insert((api.context.clone(), api.version.clone()), api);
+        }
+    }
+
+    /// Replaces the routing table with the registry's published APIs.
+    pub async fn reconcile(&self, world: &impl World) -> Result<usize, String> {
+        let apis = world.storage().registered().await.map_err(|e| e.0)?;
+        let mut s = self.state();
+        s.routes = apis
+            .into_iter()
+            .filter(|a| a.state.invokable())
+            .map(|a| ((a.context.clone(), a.version.clone()), a))
+            .collect();
+        Ok(s.routes.len())
+    }
+
+    pub async fn handle(&self, world: &impl World, req: Request) -> Response {
+        match (req.method.as_str(), req.path.as_str()) {
+            (_, "/token") => match world.call(Peer::KeyManager, req).await {
+                Ok(r) => r,
+                Err(e) => Response::error(
+                    503,
+                    "unavailable",
+                    format!("the key manager cannot be reached: {e}"),
+                ),
+            },
+            ("POST", "/internal/apis") => match body::<Api>(&req) {
+                Ok(api) => {
+                    self.apply(api);
+                    Response::json(200, &json!({ "routes": self.state().routes.len() }))
+                }
+                Err(r) => r,
+            },
+            ("POST", "/internal/revoked") => match body::<Revoked>(&req) {
+                Ok(r) => {
+                    self.state().cache.remove(&r.token_hash);
+                    Response::new(200)
+                }
+                Err(r) => r,
+            },
+            _ => self.invoke(world, req).await,
+        }
+    }
+
+    async fn invoke(&self, world: &impl World, mut req: Request) -> Response {
+        let segments: Vec<String> = req
+            .path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(decode)
+            .collect();
+        if segments
+            .iter()
+            .any(|s| s == ".." || s == "." || s.contains('/'))
+        {
+            return Response::error(
+                400,
+                "invalid_request",
+                "the path may not contain `.` or `..` segments",
+            );
+        }
+        let [context, version, rest @ ..] = segments.as_slice() else {
+            return Response::error(
+                404,
+                "not_found",
+                "call /{context}/{version}/... of a published API",
+            );
+        };
+        let api = self
+            .state()
+            .routes
+            .get(&(context.clone(), version.clone()))
+            .cloned();
+        let Some(api) = api else {
+            return Response::error(
+                404,
+                "not_found",
+                format!("no published API at /{context}/{version}"),
+            );
+        };
+        let Some(token) = req.bearer().map(str::to_string) else {
+            return Response::error(
+                401,
+                "invalid_token",
+                "send an access token as `Authorization: Bearer ...`",
+            )
+            .header("www-authenticate", "Bearer");
+        };
+        match self.authorize(world, &token, &api.id).await {
+            Ok(()) => {}
+            Err(r) => return r,
+        }
+        req.headers
+            .retain(|(n, _)| n != "authorization" && n != "host");
+        req.path = format!("/{}", rest.join("/"));
+        match world.forward(&api.backend, req).await {
+            Ok(r) => r,
+            Err(crate::world::CallError::Timeout) => Response::error(
+                504,
+                "backend_timeout",
+                "the API's backend did not answer in time",
+            ),
+            Err(e) => Response::error(502, "bad_gateway", format!("the API's backend failed: {e}")),
+        }
+    }
+
+    /// Checks a token and its subscription to `api`, from the cache when it can answer.
+    async fn authorize(&self, world: &impl World, token: &str, api: &str) -> Result<(), Response> {
+        let hash = secret::hash(token);
+        let now = world.now_ms();
+        let cached = self
+            .state()
+            .cache
+            .get(&hash)
+            .cloned()
+            .filter(|c| now < c.expires_ms && now < c.cached_ms + CACHE_MS);
+        if let Some(subscribed) = cached
+            .as_ref()
+            .and_then(|c| c.subscriptions.get(api).copied())
+        {
+            return decide(true, subscribed);
+        }
+        let ask = Request::new("POST", "/internal/validate").json(&Validate {
+            token: token.to_string(),
+            api: api.to_string(),
+        });
+        let answer = match world.call(Peer::KeyManager, ask).await {
+            Ok(r) if r.status == 200 => r,
+            Ok(r) => {
+                return Err(Response::error(
+                    503,
+                    "unavailable",
+                    format!("the key manager answered {}", r.status),
+                ));
+            }
+            Err(e) => {
+                return Err(Response::error(
+                    503,
+                    "unavailable",
+                    format!("the key manager cannot be reached: {e}"),
+                ));
+            }
+        };
+        let v: Validation = match serde_json::from_slice(&answer.body) {
+            Ok(v) => v,
+            Err(_) => {
+                return Err(Response::error(
+                    503,
+                    "unavailable",
+                    "the key manager's answer could not be read",
+                ));
+            }
+        };
+        if v.active {
+            let mut s = self.state();
+            if s.cache.len() >= CACHE_MAX && !s.cache.contains_key(&hash) {
+                evict(&mut s.cache, now);
+            }
+            let entry = s.cache.entry(hash).or_insert_with(|| Cached {
+                application: v.application.clone(),
+                expires_ms: v.expires_ms,
+                cached_ms: now,
+                subscriptions: BTreeMap::new(),
+            });
+            if entry.application == v.application {
+                entry.subscriptions.insert(api.to_string(), v.subscribed);
+            }
+        }
+        decide(v.active, v.subscribed)
+    }
+}
+
+fn decide(active: bool, subscribed: bool) -> Result<(), Response> {
+    match (active, subscribed) {
+        (false, _) => Err(Response::error(
+            401,
+            "invalid_token",
+            "the access token is unknown, expired or revoked",
+        )
+        .header("www-authenticate", "Bearer error=\"invalid_token\"")),
+        (true, false) => Err(Response::error(
+            403,
+            "not_subscribed",
+            "the token's application is not subscribed to this API",
+        )),
+        (true, true) => Ok(()),
+    }
+}
+
+/// Makes room: drops what has expired, then the oldest entry.
+fn evict(cache: &mut BTreeMap<String, Cached>, now: u64) {
+    cache.retain(|_, c| now < c.expires_ms && now < c.cached_ms + CACHE_MS);
+    if cache.len() >= CACHE_MAX {
+        let oldest = cache
+            .iter()
+            .min_by_key(|(k, c)| (c.cached_ms, (*k).clone()))
+            .map(|(k, _)| k.clone());
+        if let Some(k) = oldest {
+            cache.remove(&k);
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! The key manager: consumer keys, the OAuth 2.0 token endpoint with the client-credentials
+//! grant (RFC 6749 4.4), introspection (RFC 7662), revocation (RFC 7009), and the gateway's
+//! validation call (token and subscription in one answer).
+
+use crate::http::{Request, Response, body};
+use crate::secret;
+use crate::world::{ClientKeys, Peer, Storage, Token, World};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// Access tokens live an hour.
+pub const TOKEN_MS: u64 = 3600 * 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewClient {
+    application: String,
+}
+
+/// The gateway's question: is this token active, and subscribed to this API?
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Validate {
+    pub token: String,
+    pub api: String,
+}
+
+pub async fn handle(world: &impl World, req: Request) -> Response {
+    match (req.method.as_str(), req.path.as_str()) {
+        ("POST", "/token") => token(world, &req).await,
+        ("POST", "/introspect") => introspect(world, &req).await,
+        ("POST", "/revoke") => revoke(world, &req).await,
+        ("POST", "/internal/clients") => new_client(world, &req).await,
+        ("POST", "/internal/validate") => validate(world, &req).await,
+        _ => Response::error(404, "not_found", "no such key-manager endpoint"),
+    }
+}
+
+fn oauth_error(status: u16, error: &str, description: &str) -> Response {
+    Response::json(
+        status,
+        &json!({ "error": error, "error_description": description }),
+    )
+    .header("cache-control", "no-store")
+}
+
+fn unavailable(e: &str) -> Response {
+    oauth_error(
+        503,
+        "temporarily_unavailable",
+        &format!("a database is unavailable: {e}"),
+    )
+}
+
+async fn new_client(world: &impl World, req: &Request) -> Response {
+    let n: NewClient = match body(req) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    match world.storage().application(&n.application).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Response::error(
+                404,
+                "not_found",
+                format!("no application `{}`", n.application),
+            );
+        }
+        Err(e) => return unavailable(&e.0),
+    }
+    let key = secret::random_hex(world, 16);
+    let secret_value = secret::random_hex(world, 32);
+    let keys = ClientKeys {
+        consumer_key: key.clone(),
+        secret_hash: secret::hash(&secret_value),
+        application: n.application.clone(),
+    };
+    match world.storage().save_client(&keys).await {
+        Ok(()) => Response::json(
+            201,
+            &json!({ "application": n.application, "consumer_key": key, "consumer_secret": secret_value }),
+        ),
+        Err(e) => unavailable(&e.0),
+    }
+}
+
+/// The client of a token or revocation request: HTTP Basic, or `client_id`/`client_secret`
+/// in the form (RFC 6749 2.3.1).
+async fn client(
+    world: &impl World,
+    req: &Request,
+    form: &[(String, String)],
+) -> Result<ClientKeys, Response> {
+    let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let basic = req
+        .get_header("authorization")
+        .and_then(|h| h.split_once(' '))
+        .filter(|(s, _)| s.eq_ignore_ascii_case("basic"))
+        .and_then(|(_, v)| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.trim())
+                .ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| {
+            s.split_once(':')
+                .map(|(k, v)| (crate::http::decode(k), crate::http::decode(v)))
+        });
+    let (id, secret_value) = match (basic, field("client_id"), field("client_secret")) {
+        (Some(pair), _, _) => pair,
+        (None, Some(id), Some(s)) => (id, s),
+        _ => {
+            return Err(
+                oauth_error(401, "invalid_client", "client authentication is missing")
+                    .header("www-authenticate", "Basic"),
+            );
+        }
+    };
+    let keys = world
+        .storage()
+        .client(&id)
+        .await
+        .map_err(|e| unavailable(&e.0))?;
+    match keys {
+        Some(k) if secret::equal(&k.secret_hash, &secret::hash(&secret_value)) => Ok(k),
+        _ => Err(
+            oauth_error(401, "invalid_client", "unknown client or wrong secret")
+                .header("www-authenticate", "Basic"),
+        ),
+    }
+}
+
+async fn token(world: &impl World, req: &Request) -> Response {
+    let form = req.form_fields();
+    let grant = form
+        .iter()
+        .find(|(k, _)| k == "grant_type")
+        .map(|(_, v)| v.as_str());
+    match grant {
+        Some("client_credentials") => {}
+        Some(_) => {
+            return oauth_error(
+                400,
+                "unsupported_grant_type",
+                "only client_credentials is supported",
+            );
+        }
+        None => return oauth_error(400, "invalid_request", "grant_type is missing"),
+    }
+    let keys = match client(world, req, &form).await {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let token = secret::random_hex(world, 32);
+    let t = Token {
+        token_hash: secret::hash(&token),
+        consumer_key: keys.consumer_key,
+        application: keys.application,
+        expires_ms: world.now_ms() + TOKEN_MS,
+        revoked: false,
+    };
+    match world.storage().save_token(&t).await {
+        Ok(()) => Response::json(200, &json!({ "access_token": token, "token_type": "Bearer", "expires_in": TOKEN_MS / 1000 }))
+            .header("cache-control", "no-store"),
+        Err(e) => unavailable(&e.0),
+    }
+}
+
+/// The stored token, when it is active: known, not revoked, not expired.
+async fn active(world: &impl World, token: &str) -> Result<Option<Token>, Response> {
+    let t = world
+        .storage()
+        .token(&secret::hash(token))
+        .await
+        .map_err(|e| unavailable(&e.0))?;
+    Ok(t.filter(|t| !t.revoked && t.expires_ms > world.now_ms()))
+}
+
+async fn introspect(world: &impl World, req: &Request) -> Response {
+    let form = req.form_fields();
+    let Some(token) = form
+        .iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.clone())
+    else {
+        return oauth_error(400, "invalid_request", "token is missing");
+    };
+    match active(world, &token).await {
+        Ok(Some(t)) => Response::json(
+            200,
+            &json!({ "active": true, "client_id": t.consumer_key, "token_type": "Bearer", "exp": t.expires_ms / 1000, "application": t.application }),
+        ),
+        Ok(None) => Response::json(200, &json!({ "active": false })),
+        Err(r) => r,
+    }
+}
+
+async fn validate(world: &impl World, req: &Request) -> Response {
+    let v: Validate = match body(req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let t = match active(world, &v.token).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return Response::json(200, &json!({ "active": false })),
+        Err(r) => return r,
+    };
+    match world.storage().subscribed(&t.application, &v.api).await {
+        Ok(subscribed) => Response::json(
+            200,
+            &json!({ "active": true, "application": t.application, "expires_ms": t.expires_ms, "subscribed": subscribed }),
+        ),
+        Err(e) => unavailable(&e.0),
+    }
+}
+
+/// Revokes a token of the calling client and tells every gateway node to drop it; answers
+/// after the gateways were told, so an acknowledged revocation is enforced everywhere that
+/// could be reached.
+async fn revoke(world: &impl World, req: &Request) -> Response {
+    let form = req.form_fields();
+    let keys = match client(world, req, &form).await {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let Some(token) = form
+        .iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.clone())
+    else {
+        return oauth_error(400, "invalid_request", "token is missing");
+    };
+    let hash = secret::hash(&token);
+    let storage = world.storage();
+    match storage.token(&hash).await {
+        Ok(Some(t)) if t.consumer_key == keys.consumer_key => {}
+        // RFC 7009 2.2: an unknown token (or another client's) is not an error.
+        Ok(_) => return Response::new(200),
+        Err(e) => return unavailable(&e.0),
+    }
+    if let Err(e) = storage.revoke_token(&hash).await {
+        return unavailable(&e.0);
+    }
+    let note = Request::new("POST", "/internal/revoked").json(&json!({ "token_hash": hash }));
+    let answers = world.notify_each(Peer::Gateway, note).await;
+    let missed: Vec<&str> = answers
+        .iter()
+        .filter(|(_, r)| !r.as_ref().is_ok_and(|r| r.status == 200))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    Response::json(200, &json!({ "revoked": true, "gateways_missed": missed }))
+}

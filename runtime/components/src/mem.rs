@@ -1,0 +1,170 @@
+//! Storage in memory: the three databases as ordered maps, with outages switched on and off
+//! per role. The simulated world keeps its databases here; tests use it too.
+
+use crate::world::{Api, Application, ClientKeys, Db, DbError, Session, Storage, Token, User};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    User,
+    Apim,
+    Registry,
+}
+
+#[derive(Default)]
+struct Tables {
+    users: BTreeMap<String, User>,
+    sessions: BTreeMap<String, Session>,
+    apis: BTreeMap<String, Api>,
+    applications: BTreeMap<String, Application>,
+    subscriptions: BTreeSet<(String, String)>,
+    clients: BTreeMap<String, ClientKeys>,
+    tokens: BTreeMap<String, Token>,
+    registry: BTreeMap<String, Api>,
+    down: BTreeSet<Role>,
+}
+
+#[derive(Default)]
+pub struct MemStorage {
+    tables: Mutex<Tables>,
+}
+
+impl MemStorage {
+    /// Starts or ends an outage of the database serving `role`.
+    pub fn set_down(&self, role: Role, down: bool) {
+        let mut t = self.lock();
+        if down {
+            t.down.insert(role);
+        } else {
+            t.down.remove(&role);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn with<T>(&self, role: Role, f: impl FnOnce(&mut Tables) -> T) -> Db<T> {
+        let mut t = self.lock();
+        if t.down.contains(&role) {
+            return Err(DbError(format!("the {role:?} database is down")));
+        }
+        Ok(f(&mut t))
+    }
+}
+
+impl Storage for MemStorage {
+    async fn create_user(&self, user: &User) -> Db<bool> {
+        self.with(Role::User, |t| {
+            if t.users.contains_key(&user.name) {
+                return false;
+            }
+            t.users.insert(user.name.clone(), user.clone());
+            true
+        })
+    }
+    async fn user(&self, name: &str) -> Db<Option<User>> {
+        self.with(Role::User, |t| t.users.get(name).cloned())
+    }
+    async fn create_session(&self, session: &Session) -> Db<()> {
+        self.with(Role::User, |t| {
+            t.sessions
+                .insert(session.token_hash.clone(), session.clone());
+        })
+    }
+    async fn session(&self, token_hash: &str) -> Db<Option<Session>> {
+        self.with(Role::User, |t| t.sessions.get(token_hash).cloned())
+    }
+    async fn save_api(&self, api: &Api) -> Db<()> {
+        self.with(Role::Apim, |t| {
+            t.apis.insert(api.id.clone(), api.clone());
+        })
+    }
+    async fn api(&self, id: &str) -> Db<Option<Api>> {
+        self.with(Role::Apim, |t| t.apis.get(id).cloned())
+    }
+    async fn apis(&self) -> Db<Vec<Api>> {
+        self.with(Role::Apim, |t| t.apis.values().cloned().collect())
+    }
+    async fn create_application(&self, app: &Application) -> Db<bool> {
+        self.with(Role::Apim, |t| {
+            if t.applications.contains_key(&app.id) {
+                return false;
+            }
+            t.applications.insert(app.id.clone(), app.clone());
+            true
+        })
+    }
+    async fn application(&self, id: &str) -> Db<Option<Application>> {
+        self.with(Role::Apim, |t| t.applications.get(id).cloned())
+    }
+    async fn applications(&self, owner: &str) -> Db<Vec<Application>> {
+        self.with(Role::Apim, |t| {
+            t.applications
+                .values()
+                .filter(|a| a.owner == owner)
+                .cloned()
+                .collect()
+        })
+    }
+    async fn subscribe(&self, application: &str, api: &str) -> Db<bool> {
+        self.with(Role::Apim, |t| {
+            t.subscriptions
+                .insert((application.to_string(), api.to_string()))
+        })
+    }
+    async fn subscribed(&self, application: &str, api: &str) -> Db<bool> {
+        self.with(Role::Apim, |t| {
+            t.subscriptions
+                .contains(&(application.to_string(), api.to_string()))
+        })
+    }
+    async fn subscriptions(&self, application: &str) -> Db<Vec<String>> {
+        self.with(Role::Apim, |t| {
+            t.subscriptions
+                .iter()
+                .filter(|(a, _)| a == application)
+                .map(|(_, api)| api.clone())
+                .collect()
+        })
+    }
+    async fn save_client(&self, keys: &ClientKeys) -> Db<()> {
+        self.with(Role::Apim, |t| {
+            t.clients.insert(keys.consumer_key.clone(), keys.clone());
+        })
+    }
+    async fn client(&self, consumer_key: &str) -> Db<Option<ClientKeys>> {
+        self.with(Role::Apim, |t| t.clients.get(consumer_key).cloned())
+    }
+    async fn save_token(&self, token: &Token) -> Db<()> {
+        self.with(Role::Apim, |t| {
+            t.tokens.insert(token.token_hash.clone(), token.clone());
+        })
+    }
+    async fn token(&self, token_hash: &str) -> Db<Option<Token>> {
+        self.with(Role::Apim, |t| t.tokens.get(token_hash).cloned())
+    }
+    async fn revoke_token(&self, token_hash: &str) -> Db<bool> {
+        self.with(Role::Apim, |t| match t.tokens.get_mut(token_hash) {
+            Some(tok) => {
+                tok.revoked = true;
+                true
+            }
+            None => false,
+        })
+    }
+    async fn register(&self, api: &Api) -> Db<()> {
+        self.with(Role::Registry, |t| {
+            t.registry.insert(api.id.clone(), api.clone());
+        })
+    }
+    async fn unregister(&self, id: &str) -> Db<()> {
+        self.with(Role::Registry, |t| {
+            t.registry.remove(id);
+        })
+    }
+    async fn registered(&self) -> Db<Vec<Api>> {
+        self.with(Role::Registry, |t| t.registry.values().cloned().collect())
+    }
+}

@@ -1,0 +1,197 @@
+//! The store (developer portal): consumers sign up, find published APIs, create applications,
+//! subscribe them to APIs and get their consumer keys from the key manager.
+
+use crate::auth::{self, ROLE_SUBSCRIBER};
+use crate::http::{Request, Response, body, parse_form};
+use crate::secret;
+use crate::validate;
+use crate::world::{Application, Peer, Storage, User, World};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewApplication {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSubscription {
+    application: String,
+    api: String,
+}
+
+pub async fn handle(world: &impl World, req: Request) -> Response {
+    let segments = req.segments();
+    match (req.method.as_str(), segments.as_slice()) {
+        ("POST", ["api", "login"]) => auth::login(world, &req).await,
+        ("POST", ["api", "signup"]) => signup(world, &req).await,
+        ("GET", ["api", "apis"]) => apis(world, &req).await,
+        (_, ["api", ..]) => {
+            let user = match auth::user(world, &req, ROLE_SUBSCRIBER).await {
+                Ok(u) => u,
+                Err(r) => return r,
+            };
+            match (req.method.as_str(), segments.as_slice()) {
+                ("GET", ["api", "applications"]) => applications(world, &user).await,
+                ("POST", ["api", "applications"]) => create_application(world, &req, &user).await,
+                ("POST", ["api", "applications", id, "keys"]) => keys(world, &user, id).await,
+                ("GET", ["api", "applications", id, "subscriptions"]) => {
+                    subscriptions(world, &user, id).await
+                }
+                ("POST", ["api", "subscriptions"]) => subscribe(world, &req, &user).await,
+                _ => Response::error(404, "not_found", "no such store endpoint"),
+            }
+        }
+        _ => Response::error(404, "not_found", "no such store endpoint"),
+    }
+}
+
+async fn signup(world: &impl World, req: &Request) -> Response {
+    let c: auth::Credentials = match body(req) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if let Err(r) = validate::username(&c.username).and(validate::password(&c.password)) {
+        return r;
+    }
+    let user = User {
+        name: c.username,
+        password_hash: world.hash_password(&c.password).await,
+        roles: vec![ROLE_SUBSCRIBER.into()],
+    };
+    match world.storage().create_user(&user).await {
+        Ok(true) => Response::json(201, &json!({ "user": user.name, "roles": user.roles })),
+        Ok(false) => Response::error(
+            409,
+            "conflict",
+            format!("the user name `{}` is taken", user.name),
+        ),
+        Err(e) => auth::unavailable(&e.0),
+    }
+}
+
+/// Published APIs, from the registry; `?q=` filters on name, context and description.
+async fn apis(world: &impl World, req: &Request) -> Response {
+    let q = parse_form(&req.query)
+        .into_iter()
+        .find(|(k, _)| k == "q")
+        .map(|(_, v)| v.to_lowercase());
+    match world.storage().registered().await {
+        Ok(apis) => {
+            let found: Vec<_> = apis
+                .into_iter()
+                .filter(|a| {
+                    q.as_ref().is_none_or(|q| {
+                        a.name.to_lowercase().contains(q)
+                            || a.context.contains(q.as_str())
+                            || a.description.to_lowercase().contains(q)
+                    })
+                })
+                .collect();
+            Response::json(200, &found)
+        }
+        Err(e) => auth::unavailable(&e.0),
+    }
+}
+
+async fn applications(world: &impl World, user: &User) -> Response {
+    match world.storage().applications(&user.name).await {
+        Ok(apps) => Response::json(200, &apps),
+        Err(e) => auth::unavailable(&e.0),
+    }
+}
+
+async fn create_application(world: &impl World, req: &Request, user: &User) -> Response {
+    let new: NewApplication = match body(req) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    if let Err(r) = validate::name("name", &new.name) {
+        return r;
+    }
+    let app = Application {
+        id: secret::random_hex(world, 8),
+        name: new.name,
+        owner: user.name.clone(),
+    };
+    match world.storage().create_application(&app).await {
+        Ok(true) => Response::json(201, &app),
+        Ok(false) => Response::error(
+            409,
+            "conflict",
+            "an application with this id exists; try again",
+        ),
+        Err(e) => auth::unavailable(&e.0),
+    }
+}
+
+/// The user's own application, or the response that refuses it.
+async fn own_application(
+    world: &impl World,
+    user: &User,
+    id: &str,
+) -> Result<Application, Response> {
+    match world.storage().application(id).await {
+        Ok(Some(app)) if app.owner == user.name => Ok(app),
+        Ok(_) => Err(Response::error(
+            404,
+            "not_found",
+            format!("you have no application `{id}`"),
+        )),
+        Err(e) => Err(auth::unavailable(&e.0)),
+    }
+}
+
+async fn subscriptions(world: &impl World, user: &User, id: &str) -> Response {
+    let app = match own_application(world, user, id).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    match world.storage().subscriptions(&app.id).await {
+        Ok(apis) => Response::json(200, &apis),
+        Err(e) => auth::unavailable(&e.0),
+    }
+}
+
+async fn subscribe(world: &impl World, req: &Request, user: &User) -> Response {
+    let s: NewSubscription = match body(req) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let app = match own_application(world, user, &s.application).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let storage = world.storage();
+    match storage.registered().await {
+        Ok(apis) if apis.iter().any(|a| a.id == s.api) => {}
+        Ok(_) => return Response::error(404, "not_found", format!("no published API `{}`", s.api)),
+        Err(e) => return auth::unavailable(&e.0),
+    }
+    match storage.subscribe(&app.id, &s.api).await {
+        Ok(created) => Response::json(
+            if created { 201 } else { 200 },
+            &json!({ "application": app.id, "api": s.api }),
+        ),
+        Err(e) => auth::unavailable(&e.0),
+    }
+}
+
+/// Asks the key manager for the application's consumer key and secret.
+async fn keys(world: &impl World, user: &User, id: &str) -> Response {
+    let app = match own_application(world, user, id).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let req = Request::new("POST", "/internal/clients").json(&json!({ "application": app.id }));
+    match world.call(Peer::KeyManager, req).await {
+        Ok(r) => r,
+        Err(e) => Response::error(
+            503,
+            "unavailable",
+            format!("the key manager cannot be reached: {e}"),
+        ),
+    }
+}

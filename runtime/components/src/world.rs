@@ -1,0 +1,191 @@
+//! The World: everything a component needs from outside — storage on the three databases,
+//! calls to peers, the backend, the clock and randomness. The real world implements it with
+//! sqlx, hyper and tokio; the simulated world with memory, a virtual network and clock.
+
+use crate::http::{Request, Response};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+
+/// The components, as peers to call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Peer {
+    Publisher,
+    Store,
+    KeyManager,
+    Gateway,
+}
+
+/// Why a call to a peer or a backend got no response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallError {
+    /// No connection could be made (nothing was sent): safe to retry elsewhere.
+    Connect(String),
+    /// The connection failed or timed out after the request was sent.
+    Broken(String),
+    Timeout,
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Connect(e) => write!(f, "cannot connect: {e}"),
+            CallError::Broken(e) => write!(f, "connection broken: {e}"),
+            CallError::Timeout => f.write_str("timed out"),
+        }
+    }
+}
+
+/// A database could not answer (down, unreachable, or refused the statement).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DbError(pub String);
+
+pub type Db<T> = Result<T, DbError>;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    pub password_hash: String,
+    pub roles: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub token_hash: String,
+    pub user: String,
+    pub expires_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiState {
+    Created,
+    Published,
+    Deprecated,
+    Retired,
+}
+
+impl ApiState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiState::Created => "created",
+            ApiState::Published => "published",
+            ApiState::Deprecated => "deprecated",
+            ApiState::Retired => "retired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ApiState> {
+        [
+            ApiState::Created,
+            ApiState::Published,
+            ApiState::Deprecated,
+            ApiState::Retired,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+    }
+
+    /// Whether gateways serve an API in this state.
+    pub fn invokable(self) -> bool {
+        matches!(self, ApiState::Published | ApiState::Deprecated)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Api {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    /// Without slashes: `/{context}/{version}/...` routes to the API.
+    pub context: String,
+    pub backend: String,
+    pub description: String,
+    pub provider: String,
+    pub state: ApiState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Application {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientKeys {
+    pub consumer_key: String,
+    pub secret_hash: String,
+    pub application: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    pub token_hash: String,
+    pub consumer_key: String,
+    pub application: String,
+    pub expires_ms: u64,
+    pub revoked: bool,
+}
+
+/// Typed operations on the three databases; each method names the role it uses.
+pub trait Storage: Send + Sync {
+    // user database
+    fn create_user(&self, user: &User) -> impl Future<Output = Db<bool>> + Send;
+    fn user(&self, name: &str) -> impl Future<Output = Db<Option<User>>> + Send;
+    fn create_session(&self, session: &Session) -> impl Future<Output = Db<()>> + Send;
+    fn session(&self, token_hash: &str) -> impl Future<Output = Db<Option<Session>>> + Send;
+    // apim database
+    fn save_api(&self, api: &Api) -> impl Future<Output = Db<()>> + Send;
+    fn api(&self, id: &str) -> impl Future<Output = Db<Option<Api>>> + Send;
+    fn apis(&self) -> impl Future<Output = Db<Vec<Api>>> + Send;
+    fn create_application(&self, app: &Application) -> impl Future<Output = Db<bool>> + Send;
+    fn application(&self, id: &str) -> impl Future<Output = Db<Option<Application>>> + Send;
+    fn applications(&self, owner: &str) -> impl Future<Output = Db<Vec<Application>>> + Send;
+    /// False when the subscription existed already.
+    fn subscribe(&self, application: &str, api: &str) -> impl Future<Output = Db<bool>> + Send;
+    fn subscribed(&self, application: &str, api: &str) -> impl Future<Output = Db<bool>> + Send;
+    fn subscriptions(&self, application: &str) -> impl Future<Output = Db<Vec<String>>> + Send;
+    fn save_client(&self, keys: &ClientKeys) -> impl Future<Output = Db<()>> + Send;
+    fn client(&self, consumer_key: &str) -> impl Future<Output = Db<Option<ClientKeys>>> + Send;
+    fn save_token(&self, token: &Token) -> impl Future<Output = Db<()>> + Send;
+    fn token(&self, token_hash: &str) -> impl Future<Output = Db<Option<Token>>> + Send;
+    /// False when there was no such token.
+    fn revoke_token(&self, token_hash: &str) -> impl Future<Output = Db<bool>> + Send;
+    // registry database
+    fn register(&self, api: &Api) -> impl Future<Output = Db<()>> + Send;
+    fn unregister(&self, id: &str) -> impl Future<Output = Db<()>> + Send;
+    fn registered(&self) -> impl Future<Output = Db<Vec<Api>>> + Send;
+}
+
+/// The outside world of one node.
+pub trait World: Send + Sync {
+    type Storage: Storage;
+
+    fn storage(&self) -> &Self::Storage;
+    /// Milliseconds since the Unix epoch (virtual in the simulated world).
+    fn now_ms(&self) -> u64;
+    fn sleep(&self, ms: u64) -> impl Future<Output = ()> + Send;
+    fn random(&self, buf: &mut [u8]);
+    /// Calls a peer through the route the plan gives (a balancer, or a node).
+    fn call(
+        &self,
+        to: Peer,
+        req: Request,
+    ) -> impl Future<Output = Result<Response, CallError>> + Send;
+    /// Sends a request to every node running `to`; the answers by node name.
+    fn notify_each(
+        &self,
+        to: Peer,
+        req: Request,
+    ) -> impl Future<Output = Vec<(String, Result<Response, CallError>)>> + Send;
+    /// Sends a request to an API's backend (`base` is the API's backend URL).
+    fn forward(
+        &self,
+        base: &str,
+        req: Request,
+    ) -> impl Future<Output = Result<Response, CallError>> + Send;
+    /// Password hashing (argon2 in the real world): slow on purpose, done once per login.
+    fn hash_password(&self, password: &str) -> impl Future<Output = String> + Send;
+    fn verify_password(&self, password: &str, hash: &str) -> impl Future<Output = bool> + Send;
+}

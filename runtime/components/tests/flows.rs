@@ -1,0 +1,557 @@
+//! The publish, subscribe and invoke flows through the component logic, in an in-process world:
+//! nodes call each other directly, the databases are in memory, the backend echoes.
+
+use apim_components::mem::{MemStorage, Role};
+use apim_components::world::{CallError, Peer, World};
+use apim_components::{Node, Request, Response};
+use base64::Engine;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+struct Cluster {
+    storage: MemStorage,
+    nodes: Vec<Node>,
+    clock: AtomicU64,
+    seed: AtomicU64,
+    down: Mutex<BTreeSet<String>>,
+}
+
+#[derive(Clone)]
+struct W(Arc<Cluster>);
+
+type Reply<'a> = Pin<Box<dyn Future<Output = Result<Response, CallError>> + Send + 'a>>;
+
+impl W {
+    fn up(&self, name: &str) -> bool {
+        !self.0.down.lock().expect("lock").contains(name)
+    }
+
+    fn deliver(&self, i: usize, to: Peer, req: Request) -> Reply<'_> {
+        Box::pin(async move {
+            let node = &self.0.nodes[i];
+            if !self.up(&node.name) {
+                return Err(CallError::Connect(format!("{} is down", node.name)));
+            }
+            Ok(node.handle(self, to, req).await)
+        })
+    }
+}
+
+impl World for W {
+    type Storage = MemStorage;
+
+    fn storage(&self) -> &MemStorage {
+        &self.0.storage
+    }
+    fn now_ms(&self) -> u64 {
+        self.0.clock.load(Ordering::SeqCst)
+    }
+    async fn sleep(&self, ms: u64) {
+        self.0.clock.fetch_add(ms, Ordering::SeqCst);
+    }
+    fn random(&self, buf: &mut [u8]) {
+        for b in buf {
+            let mut x = self.0.seed.load(Ordering::SeqCst);
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0.seed.store(x, Ordering::SeqCst);
+            *b = x as u8;
+        }
+    }
+    fn call(
+        &self,
+        to: Peer,
+        req: Request,
+    ) -> impl Future<Output = Result<Response, CallError>> + Send {
+        // The first node up that runs `to`, as a balancer would pick.
+        let i = self
+            .0
+            .nodes
+            .iter()
+            .position(|n| n.runs(to) && self.up(&n.name));
+        async move {
+            match i {
+                Some(i) => self.deliver(i, to, req).await,
+                None => Err(CallError::Connect(format!("no {to:?} is up"))),
+            }
+        }
+    }
+    async fn notify_each(
+        &self,
+        to: Peer,
+        req: Request,
+    ) -> Vec<(String, Result<Response, CallError>)> {
+        let mut out = Vec::new();
+        for (i, n) in self.0.nodes.iter().enumerate().filter(|(_, n)| n.runs(to)) {
+            out.push((n.name.clone(), self.deliver(i, to, req.clone()).await));
+        }
+        out
+    }
+    async fn forward(&self, base: &str, req: Request) -> Result<Response, CallError> {
+        if base.contains("unreachable") {
+            return Err(CallError::Connect("refused".into()));
+        }
+        Ok(Response::json(
+            200,
+            &json!({ "backend": base, "path": req.path, "query": req.query, "authorization": req.get_header("authorization") }),
+        ))
+    }
+    async fn hash_password(&self, password: &str) -> String {
+        format!("test-hash:{password}")
+    }
+    async fn verify_password(&self, password: &str, hash: &str) -> bool {
+        hash == format!("test-hash:{password}")
+    }
+}
+
+fn world() -> W {
+    let nodes = vec![
+        Node::new("publisher-1", vec![Peer::Publisher]),
+        Node::new("store-1", vec![Peer::Store]),
+        Node::new("key-manager-1", vec![Peer::KeyManager]),
+        Node::new("gateway-1", vec![Peer::Gateway]),
+        Node::new("gateway-2", vec![Peer::Gateway]),
+    ];
+    let w = W(Arc::new(Cluster {
+        storage: MemStorage::default(),
+        nodes,
+        clock: AtomicU64::new(1_000_000),
+        seed: AtomicU64::new(42),
+        down: Mutex::default(),
+    }));
+    pollster::block_on(apim_components::auth::bootstrap_admin(&w, "admin-password"))
+        .expect("admin");
+    w
+}
+
+fn node(w: &W, name: &str) -> usize {
+    w.0.nodes.iter().position(|n| n.name == name).expect("node")
+}
+
+fn send(w: &W, name: &str, to: Peer, req: Request) -> Response {
+    let i = node(w, name);
+    pollster::block_on(w.0.nodes[i].handle(w, to, req))
+}
+
+fn json_of(r: &Response) -> Value {
+    r.json_body().unwrap_or(Value::Null)
+}
+
+fn login(w: &W, name: &str, to: Peer, user: &str, password: &str) -> String {
+    let r = send(
+        w,
+        name,
+        to,
+        Request::new("POST", "/api/login").json(&json!({"username": user, "password": password})),
+    );
+    assert_eq!(r.status, 200, "{:?}", json_of(&r));
+    json_of(&r)["token"].as_str().expect("token").to_string()
+}
+
+/// Publishes an echo API and returns its id.
+fn publish(w: &W, session: &str, context: &str, backend: &str) -> String {
+    let create = Request::new("POST", "/api/apis")
+        .header("authorization", &format!("Bearer {session}"))
+        .json(&json!({"name": "Echo", "version": "v1", "context": context, "backend": backend}));
+    let r = send(w, "publisher-1", Peer::Publisher, create);
+    assert_eq!(r.status, 201, "{:?}", json_of(&r));
+    let id = json_of(&r)["id"].as_str().expect("id").to_string();
+    let r = send(
+        w,
+        "publisher-1",
+        Peer::Publisher,
+        Request::new("POST", &format!("/api/apis/{id}/publish"))
+            .header("authorization", &format!("Bearer {session}")),
+    );
+    assert_eq!(r.status, 200, "{:?}", json_of(&r));
+    id
+}
+
+/// Signs up `user`, creates an application, optionally subscribes it, and gets a token.
+fn consumer(w: &W, user: &str, subscribe_to: Option<&str>) -> (String, String, String) {
+    let r = send(
+        w,
+        "store-1",
+        Peer::Store,
+        Request::new("POST", "/api/signup")
+            .json(&json!({"username": user, "password": "a-long-password"})),
+    );
+    assert_eq!(r.status, 201, "{:?}", json_of(&r));
+    let session = login(w, "store-1", Peer::Store, user, "a-long-password");
+    let auth = format!("Bearer {session}");
+    let r = send(
+        w,
+        "store-1",
+        Peer::Store,
+        Request::new("POST", "/api/applications")
+            .header("authorization", &auth)
+            .json(&json!({"name": "app"})),
+    );
+    assert_eq!(r.status, 201);
+    let app = json_of(&r)["id"].as_str().expect("app id").to_string();
+    if let Some(api) = subscribe_to {
+        let r = send(
+            w,
+            "store-1",
+            Peer::Store,
+            Request::new("POST", "/api/subscriptions")
+                .header("authorization", &auth)
+                .json(&json!({"application": app, "api": api})),
+        );
+        assert_eq!(r.status, 201, "{:?}", json_of(&r));
+    }
+    let r = send(
+        w,
+        "store-1",
+        Peer::Store,
+        Request::new("POST", &format!("/api/applications/{app}/keys"))
+            .header("authorization", &auth),
+    );
+    assert_eq!(r.status, 201, "{:?}", json_of(&r));
+    let keys = json_of(&r);
+    let (key, secret) = (
+        keys["consumer_key"].as_str().expect("key").to_string(),
+        keys["consumer_secret"]
+            .as_str()
+            .expect("secret")
+            .to_string(),
+    );
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{key}:{secret}"));
+    let r = send(
+        w,
+        "gateway-1",
+        Peer::Gateway,
+        Request::new("POST", "/token")
+            .header("authorization", &format!("Basic {basic}"))
+            .form(&[("grant_type", "client_credentials")]),
+    );
+    assert_eq!(r.status, 200, "{:?}", json_of(&r));
+    (
+        json_of(&r)["access_token"]
+            .as_str()
+            .expect("token")
+            .to_string(),
+        key,
+        secret,
+    )
+}
+
+fn invoke(w: &W, gateway: &str, path: &str, token: Option<&str>) -> Response {
+    let mut req = Request::new("GET", path);
+    if let Some(t) = token {
+        req = req.header("authorization", &format!("Bearer {t}"));
+    }
+    send(w, gateway, Peer::Gateway, req)
+}
+
+#[test]
+fn publish_subscribe_token_invoke_and_revoke() {
+    let w = world();
+    let admin = login(
+        &w,
+        "publisher-1",
+        Peer::Publisher,
+        "admin",
+        "admin-password",
+    );
+    let api = publish(&w, &admin, "echo", "http://backend.example");
+    let r = send(
+        &w,
+        "store-1",
+        Peer::Store,
+        Request::new("GET", "/api/apis?q=echo"),
+    );
+    assert_eq!(json_of(&r).as_array().map(Vec::len), Some(1));
+
+    let (token, key, secret) = consumer(&w, "alice", Some(&api));
+    for gw in ["gateway-1", "gateway-2"] {
+        let r = invoke(&w, gw, "/echo/v1/hello?x=1", Some(&token));
+        assert_eq!(r.status, 200, "{gw}: {:?}", json_of(&r));
+        let echoed = json_of(&r);
+        assert_eq!(echoed["path"], "/hello");
+        assert_eq!(echoed["query"], "x=1");
+        assert_eq!(
+            echoed["authorization"],
+            Value::Null,
+            "the token is not passed to the backend"
+        );
+    }
+    assert_eq!(invoke(&w, "gateway-1", "/echo/v1/hello", None).status, 401);
+    assert_eq!(
+        invoke(&w, "gateway-1", "/echo/v2/hello", Some(&token)).status,
+        404
+    );
+    assert_eq!(
+        invoke(&w, "gateway-1", "/echo/v1/hello", Some("not-a-token")).status,
+        401
+    );
+
+    let (unsubscribed, _, _) = consumer(&w, "bob", None);
+    assert_eq!(
+        invoke(&w, "gateway-1", "/echo/v1/hello", Some(&unsubscribed)).status,
+        403
+    );
+
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{key}:{secret}"));
+    let r = send(
+        &w,
+        "key-manager-1",
+        Peer::KeyManager,
+        Request::new("POST", "/revoke")
+            .header("authorization", &format!("Basic {basic}"))
+            .form(&[("token", &token)]),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(json_of(&r)["gateways_missed"], json!([]));
+    for gw in ["gateway-1", "gateway-2"] {
+        assert_eq!(
+            invoke(&w, gw, "/echo/v1/hello", Some(&token)).status,
+            401,
+            "{gw} still accepts a revoked token"
+        );
+    }
+    let r = send(
+        &w,
+        "key-manager-1",
+        Peer::KeyManager,
+        Request::new("POST", "/introspect").form(&[("token", &token)]),
+    );
+    assert_eq!(json_of(&r)["active"], false);
+}
+
+#[test]
+fn a_gateway_that_missed_the_publish_catches_up_by_reconciling() {
+    let w = world();
+    let admin = login(
+        &w,
+        "publisher-1",
+        Peer::Publisher,
+        "admin",
+        "admin-password",
+    );
+    w.0.down.lock().expect("lock").insert("gateway-2".into());
+    let api = publish(&w, &admin, "late", "http://backend.example");
+    w.0.down.lock().expect("lock").clear();
+    let (token, _, _) = consumer(&w, "carol", Some(&api));
+    assert_eq!(
+        invoke(&w, "gateway-1", "/late/v1/x", Some(&token)).status,
+        200
+    );
+    assert_eq!(
+        invoke(&w, "gateway-2", "/late/v1/x", Some(&token)).status,
+        404
+    );
+    let gw2 = &w.0.nodes[node(&w, "gateway-2")];
+    assert_eq!(pollster::block_on(gw2.gateway.reconcile(&w)), Ok(1));
+    assert_eq!(
+        invoke(&w, "gateway-2", "/late/v1/x", Some(&token)).status,
+        200
+    );
+}
+
+#[test]
+fn an_apim_database_outage_stops_new_tokens_while_cached_validations_go_on() {
+    let w = world();
+    let admin = login(
+        &w,
+        "publisher-1",
+        Peer::Publisher,
+        "admin",
+        "admin-password",
+    );
+    let api = publish(&w, &admin, "echo", "http://backend.example");
+    let (token, key, secret) = consumer(&w, "dave", Some(&api));
+    assert_eq!(
+        invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
+        200
+    );
+    w.0.storage.set_down(Role::Apim, true);
+    assert_eq!(
+        invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
+        200,
+        "the cache answers"
+    );
+    assert_eq!(
+        invoke(&w, "gateway-2", "/echo/v1/a", Some(&token)).status,
+        503,
+        "nothing cached, the key manager cannot check"
+    );
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{key}:{secret}"));
+    let r = send(
+        &w,
+        "gateway-1",
+        Peer::Gateway,
+        Request::new("POST", "/token")
+            .header("authorization", &format!("Basic {basic}"))
+            .form(&[("grant_type", "client_credentials")]),
+    );
+    assert_eq!(r.status, 503);
+    // Cached validations end with the cache's time, never later.
+    pollster::block_on(w.sleep(apim_components::gateway::CACHE_MS));
+    assert_eq!(
+        invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
+        503
+    );
+    w.0.storage.set_down(Role::Apim, false);
+    assert_eq!(
+        invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
+        200
+    );
+}
+
+#[test]
+fn backend_and_key_manager_failures_have_their_own_statuses() {
+    let w = world();
+    let admin = login(
+        &w,
+        "publisher-1",
+        Peer::Publisher,
+        "admin",
+        "admin-password",
+    );
+    let api = publish(&w, &admin, "dead", "http://unreachable.example");
+    let (token, _, _) = consumer(&w, "erin", Some(&api));
+    assert_eq!(
+        invoke(&w, "gateway-1", "/dead/v1/x", Some(&token)).status,
+        502
+    );
+    w.0.down
+        .lock()
+        .expect("lock")
+        .insert("key-manager-1".into());
+    assert_eq!(
+        invoke(&w, "gateway-2", "/dead/v1/x", Some(&token)).status,
+        503
+    );
+}
+
+#[test]
+fn bad_input_gets_a_clear_4xx() {
+    let w = world();
+    let admin = login(
+        &w,
+        "publisher-1",
+        Peer::Publisher,
+        "admin",
+        "admin-password",
+    );
+    let auth = format!("Bearer {admin}");
+    let post = |body: &str| {
+        let mut r = Request::new("POST", "/api/apis").header("authorization", &auth);
+        r.body = body.as_bytes().to_vec();
+        send(&w, "publisher-1", Peer::Publisher, r)
+    };
+    assert_eq!(post("{not json").status, 400);
+    assert_eq!(
+        post(r#"{"name":"a","version":"v1","context":"c","backend":"http://b","extra":1}"#).status,
+        400
+    );
+    assert_eq!(
+        post(r#"{"name":"a","version":"v1","context":"../etc","backend":"http://b"}"#).status,
+        400
+    );
+    assert_eq!(
+        post(r#"{"name":"a","version":"v1","context":"c","backend":"file:///etc/passwd"}"#).status,
+        400
+    );
+    let sql = post(
+        r#"{"name":"x'); DROP TABLE apis; --","version":"v1","context":"c","backend":"http://b"}"#,
+    );
+    assert_eq!(sql.status, 201, "names are data, whatever they contain");
+    assert_eq!(
+        post(r#"{"name":"y","version":"v1","context":"c","backend":"http://b"}"#).status,
+        409
+    );
+    let mut big = Request::new("POST", "/api/apis").header("authorization", &auth);
+    big.body = vec![b' '; apim_components::http::MAX_BODY + 1];
+    assert_eq!(send(&w, "publisher-1", Peer::Publisher, big).status, 413);
+    assert_eq!(
+        invoke(&w, "gateway-1", "/c/v1/../../etc/passwd", Some("t")).status,
+        400
+    );
+    assert_eq!(
+        invoke(&w, "gateway-1", "/c/v1/%2e%2e/x", Some("t")).status,
+        400
+    );
+    let r = send(
+        &w,
+        "store-1",
+        Peer::Store,
+        Request::new("POST", "/api/signup").json(&json!({"username": "x", "password": "short"})),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        send(
+            &w,
+            "store-1",
+            Peer::Store,
+            Request::new("GET", "/api/applications")
+        )
+        .status,
+        401
+    );
+    let r = send(
+        &w,
+        "key-manager-1",
+        Peer::KeyManager,
+        Request::new("POST", "/token").form(&[("grant_type", "password")]),
+    );
+    assert_eq!(
+        (r.status, json_of(&r)["error"].clone()),
+        (400, json!("unsupported_grant_type"))
+    );
+    let r = send(
+        &w,
+        "key-manager-1",
+        Peer::KeyManager,
+        Request::new("POST", "/token").form(&[("grant_type", "client_credentials")]),
+    );
+    assert_eq!(r.status, 401);
+}
+
+#[test]
+fn a_subscriber_cannot_publish() {
+    let w = world();
+    let r = send(
+        &w,
+        "store-1",
+        Peer::Store,
+        Request::new("POST", "/api/signup")
+            .json(&json!({"username": "frank", "password": "a-long-password"})),
+    );
+    assert_eq!(r.status, 201);
+    let session = login(
+        &w,
+        "publisher-1",
+        Peer::Publisher,
+        "frank",
+        "a-long-password",
+    );
+    let r = send(
+        &w,
+        "publisher-1",
+        Peer::Publisher,
+        Request::new("GET", "/api/apis").header("authorization", &format!("Bearer {session}")),
+    );
+    assert_eq!(r.status, 403);
+}
+
+#[test]
+fn nodes_answer_health_and_metrics() {
+    let w = world();
+    let n = &w.0.nodes[node(&w, "gateway-1")];
+    assert_eq!(n.admin(&Request::new("GET", "/health")).status, 200);
+    invoke(&w, "gateway-1", "/nothing/v1", None);
+    let m = String::from_utf8(n.admin(&Request::new("GET", "/metrics")).body).expect("text");
+    assert!(
+        m.contains(
+            "apim_requests_total{node=\"gateway-1\",component=\"gateway\",status=\"404\"} 1"
+        ),
+        "{m}"
+    );
+}

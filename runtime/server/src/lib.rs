@@ -1,1 +1,2 @@
-//! apim-runtime: the real world (tokio, hyper, sqlx) and the `up` / `node` supervisors. Empty until the runtime issue lands.
+//! apim-runtime: the real world (tokio, hyper, sqlx) and the `up` / `node` supervisors.
+pub mod storage;

@@ -27,6 +27,8 @@ enum Command {
     Graph(commands::graph::Args),
     Build(commands::build::BuildArgs),
     Plan(commands::build::PlanArgs),
+    Up(commands::run::UpArgs),
+    Node(commands::run::NodeArgs),
     Explain(commands::explain::Args),
 }
 
@@ -74,6 +76,8 @@ fn main() -> ExitCode {
         Command::Graph(args) => commands::graph::run(args),
         Command::Build(args) => commands::build::build(args),
         Command::Plan(args) => commands::build::plan(args),
+        Command::Up(args) => commands::run::up(args),
+        Command::Node(args) => commands::run::node(args),
         Command::Explain(args) => commands::explain::run(args),
     };
     ExitCode::from(outcome.code())

@@ -5,6 +5,7 @@ pub mod check;
 pub mod explain;
 pub mod graph;
 pub mod init;
+pub mod run;
 
 use apim_topology::Checked;
 

@@ -1,2 +1,33 @@
-//! apim-runtime: the real world (tokio, hyper, sqlx) and the `up` / `node` supervisors.
+//! apim-runtime: the real world — HTTP servers and clients (tokio, hyper), databases (sqlx) —
+//! and the supervisors of `apim up` (a whole topology on loopback) and `apim node` (one node).
+//!
+//! Components come from apim-components; this crate only moves bytes between them and the
+//! outside, and decides where things run.
+
+pub mod balancer;
+pub mod databases;
+pub mod http;
+pub mod node;
+pub mod smoke;
 pub mod storage;
+pub mod up;
+pub mod world;
+
+/// Runs a future on a multi-threaded tokio runtime; for the command line, which has none.
+pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    Ok(rt.block_on(f))
+}
+
+/// Waits for Ctrl-C (or SIGTERM's default handling ends the process first).
+pub async fn until_interrupted() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Fills `buf` from the OS random source.
+pub fn random(buf: &mut [u8]) -> Result<(), String> {
+    getrandom::fill(buf).map_err(|e| e.to_string())
+}

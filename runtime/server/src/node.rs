@@ -1,0 +1,88 @@
+//! One node, running: its storage, its listeners (components and admin), and for gateways the
+//! catch-up and periodic reconciliation with the registry.
+
+use crate::http;
+use crate::storage::{Role, SqlStorage};
+use crate::world::{RealWorld, peer};
+use apim_compiler::plan::NodePlan;
+use apim_components::gateway::RECONCILE_MS;
+use apim_components::world::Peer;
+use apim_components::{Node, Request};
+use apim_topology::vocab::Role as PlanRole;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::task::JoinSet;
+
+/// A node that is serving; dropping it stops every listener and loop.
+pub struct RunningNode {
+    pub plan: NodePlan,
+    pub node: Arc<Node>,
+    pub world: Arc<RealWorld>,
+    _tasks: JoinSet<()>,
+}
+
+pub fn role(r: PlanRole) -> Role {
+    match r {
+        PlanRole::User => Role::User,
+        PlanRole::Apim => Role::Apim,
+        PlanRole::Registry => Role::Registry,
+    }
+}
+
+/// Starts a node: connects and migrates its databases (`urls`: role -> ready URL), creates the
+/// admin user where the user database is, binds every listener, then serves.
+pub async fn start(
+    plan: NodePlan,
+    urls: BTreeMap<Role, String>,
+    admin_password: &str,
+) -> Result<RunningNode, String> {
+    let storage = SqlStorage::connect(&urls)
+        .await
+        .map_err(|e| format!("node {}: {e}", plan.name))?;
+    let world = Arc::new(RealWorld::new(storage, plan.clone()));
+    if urls.contains_key(&Role::User) {
+        apim_components::auth::bootstrap_admin(world.as_ref(), admin_password)
+            .await
+            .map_err(|e| format!("node {}: cannot create the admin user: {e}", plan.name))?;
+    }
+    let components: Vec<Peer> = plan.listeners.iter().map(|l| peer(l.component)).collect();
+    let node = Arc::new(Node::new(&plan.name, components));
+    let mut tasks = JoinSet::new();
+    // Bind everything first, so a port that is taken fails the start instead of a later request.
+    let mut listeners = Vec::new();
+    for l in &plan.listeners {
+        listeners.push((
+            Some(peer(l.component)),
+            http::bind(&plan.bind, l.port).await?,
+        ));
+    }
+    listeners.push((None, http::bind(&plan.bind, plan.admin_port).await?));
+    for (component, listener) in listeners {
+        let (node, world) = (node.clone(), world.clone());
+        tasks.spawn(http::serve(listener, move |req: Request, _| {
+            let (node, world) = (node.clone(), world.clone());
+            async move {
+                match component {
+                    Some(c) => node.handle(world.as_ref(), c, req).await,
+                    None => node.admin(&req),
+                }
+            }
+        }));
+    }
+    if node.runs(Peer::Gateway) {
+        let (node, world) = (node.clone(), world.clone());
+        tasks.spawn(async move {
+            loop {
+                // A registry that cannot be read now is read on the next round.
+                let _ = node.gateway.reconcile(world.as_ref()).await;
+                tokio::time::sleep(std::time::Duration::from_millis(RECONCILE_MS)).await;
+            }
+        });
+    }
+    Ok(RunningNode {
+        plan,
+        node,
+        world,
+        _tasks: tasks,
+    })
+}

@@ -1,0 +1,275 @@
+//! `apim up`: a whole topology on this machine. Every node and balancer gets its own loopback
+//! address inside a given range (ports stay as in production), databases this machine cannot
+//! use become SQLite files, and an echo backend is started to try APIs against.
+
+use crate::balancer::{self, RunningBalancer};
+use crate::databases;
+use crate::http;
+use crate::node::{self, RunningNode};
+use apim_compiler::HostMap;
+use apim_compiler::plan::Plan;
+use apim_components::{Request, Response};
+use apim_topology::Topology;
+use apim_topology::vocab::{BalancerKind, Component};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+/// A range of loopback addresses, such as `127.1.0.0/16`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Loopback {
+    base: u32,
+    size: u32,
+}
+
+impl Loopback {
+    pub fn parse(text: &str) -> Result<Loopback, String> {
+        let bad = || format!("`{text}` is not a loopback range such as 127.1.0.0/16");
+        let (addr, bits) = text.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+        let bits: u32 = bits.parse().map_err(|_| bad())?;
+        if !(8..=30).contains(&bits) || addr.octets()[0] != 127 {
+            return Err(format!(
+                "`{text}` must lie inside 127.0.0.0/8 with a prefix from /8 to /30: apim up only uses loopback addresses"
+            ));
+        }
+        let size = 1u32 << (32 - bits);
+        Ok(Loopback {
+            base: u32::from(addr) & !(size - 1),
+            size,
+        })
+    }
+
+    /// The `n`th usable address (from 1), skipping the range's first.
+    pub fn address(&self, n: u32) -> Option<String> {
+        (n >= 1 && n < self.size - 1).then(|| Ipv4Addr::from(self.base + n).to_string())
+    }
+}
+
+pub struct UpOptions {
+    pub loopback: Loopback,
+    pub data: PathBuf,
+    pub admin_password: String,
+}
+
+/// A running topology; dropping it stops everything.
+pub struct Up {
+    /// The plan as run here: every address mapped to loopback.
+    pub plan: Plan,
+    pub hosts: HostMap,
+    pub nodes: Vec<RunningNode>,
+    pub balancers: Vec<RunningBalancer>,
+    /// The echo backend's URL, for trying APIs.
+    pub backend: String,
+    /// What was changed to run here (databases replaced by SQLite files).
+    pub notes: Vec<String>,
+    _echo: tokio::task::JoinHandle<()>,
+}
+
+async fn echo(req: Request) -> Response {
+    Response::json(
+        200,
+        &serde_json::json!({
+            "method": req.method,
+            "path": req.path,
+            "query": req.query,
+            "body": String::from_utf8_lossy(&req.body),
+        }),
+    )
+}
+
+pub async fn start(t: &Topology, opts: &UpOptions) -> Result<Up, String> {
+    let plan = Plan::of(t);
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        opts.loopback.address(n)
+    };
+    let mut hosts = HostMap::default();
+    for node in &plan.nodes {
+        let a = next().ok_or("the loopback range is too small for every node and balancer")?;
+        hosts.nodes.insert(node.name.clone(), a);
+    }
+    for b in &plan.balancers {
+        let a = next().ok_or("the loopback range is too small for every node and balancer")?;
+        hosts.balancers.insert(b.name.clone(), a);
+    }
+    let echo_host = next().ok_or("the loopback range is too small")?;
+    let mapped = hosts.plan(&plan);
+    std::fs::create_dir_all(&opts.data)
+        .map_err(|e| format!("cannot create {}: {e}", opts.data.display()))?;
+    let (ready, notes) = databases::for_up(&mapped.databases, &opts.data)?;
+
+    let listener = http::bind(&echo_host, 8080).await?;
+    let echo_task = tokio::spawn(http::serve(listener, |req, _| echo(req)));
+    let mut nodes = Vec::new();
+    for n in &mapped.nodes {
+        nodes.push(
+            node::start(
+                n.clone(),
+                databases::of_node(n, &ready),
+                &opts.admin_password,
+            )
+            .await?,
+        );
+    }
+    let mut balancers = Vec::new();
+    for b in &mapped.balancers {
+        balancers.push(balancer::start(b.clone(), &b.host).await?);
+    }
+    Ok(Up {
+        plan: mapped,
+        hosts,
+        nodes,
+        balancers,
+        backend: format!("http://{echo_host}:8080"),
+        notes,
+        _echo: echo_task,
+    })
+}
+
+impl Up {
+    /// Where clients reach a component: its external balancer, or its first node.
+    pub fn entry(&self, c: Component) -> Option<(String, u16)> {
+        let via_balancer = self
+            .plan
+            .balancers
+            .iter()
+            .filter(|b| b.kind == BalancerKind::External)
+            .find_map(|b| {
+                let r = b.routes.iter().find(|r| r.component == c)?;
+                Some((b.host.clone(), r.port))
+            });
+        via_balancer.or_else(|| {
+            self.plan.nodes.iter().find_map(|n| {
+                let l = n.listeners.iter().find(|l| l.component == c)?;
+                Some((n.host.clone(), l.port))
+            })
+        })
+    }
+
+    /// Where the key manager answers for revocations: its internal balancer or first node.
+    pub fn key_manager(&self) -> Option<(String, u16)> {
+        let via_balancer = self
+            .plan
+            .balancers
+            .iter()
+            .filter(|b| b.kind == BalancerKind::Internal)
+            .find_map(|b| {
+                let r = b
+                    .routes
+                    .iter()
+                    .find(|r| r.component == Component::KeyManager)?;
+                Some((b.host.clone(), r.port))
+            });
+        via_balancer.or_else(|| {
+            self.plan.nodes.iter().find_map(|n| {
+                let l = n
+                    .listeners
+                    .iter()
+                    .find(|l| l.component == Component::KeyManager)?;
+                Some((n.host.clone(), l.port))
+            })
+        })
+    }
+
+    /// Every gateway node's own address.
+    pub fn gateway_nodes(&self) -> Vec<(String, String, u16)> {
+        self.plan
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let l = n
+                    .listeners
+                    .iter()
+                    .find(|l| l.component == Component::Gateway)?;
+                Some((n.name.clone(), n.host.clone(), l.port))
+            })
+            .collect()
+    }
+
+    /// The endpoints, one a line.
+    pub fn endpoints(&self) -> String {
+        let mut s = String::new();
+        for b in &self.plan.balancers {
+            for r in &b.routes {
+                s.push_str(&format!(
+                    "  balancer {:<12} {:<11} http://{}\n",
+                    b.name,
+                    r.component.as_str(),
+                    http::authority(&b.host, r.port)
+                ));
+            }
+        }
+        for n in &self.plan.nodes {
+            let parts: Vec<String> = n
+                .listeners
+                .iter()
+                .map(|l| format!("{} :{}", l.component, l.port))
+                .collect();
+            s.push_str(&format!(
+                "  node     {:<12} {} (admin :{}) on {}\n",
+                n.name,
+                parts.join(", "),
+                n.admin_port,
+                n.host
+            ));
+        }
+        s.push_str(&format!("  backend  echo         {}\n", self.backend));
+        s
+    }
+
+    /// A copy-paste walk-through of publish -> subscribe -> token -> invoke, with curl.
+    pub fn walkthrough(&self) -> String {
+        let url = |c| {
+            self.entry(c)
+                .map(|(h, p)| format!("http://{}", http::authority(&h, p)))
+                .unwrap_or_default()
+        };
+        let (publisher, store, gateway) = (
+            url(Component::Publisher),
+            url(Component::Store),
+            url(Component::Gateway),
+        );
+        format!(
+            r#"# 1. publish: sign in as admin, create an API on the echo backend, publish it
+P=$(curl -s {publisher}/api/login -d '{{"username":"admin","password":"'"$APIM_ADMIN_PASSWORD"'"}}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
+API=$(curl -s {publisher}/api/apis -H "Authorization: Bearer $P" -d '{{"name":"Echo","version":"v1","context":"echo","backend":"{backend}"}}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
+curl -s -X POST {publisher}/api/apis/$API/publish -H "Authorization: Bearer $P"
+# 2. subscribe: sign up, create an application, subscribe it, get its keys
+curl -s {store}/api/signup -d '{{"username":"alice","password":"alice-password"}}'
+S=$(curl -s {store}/api/login -d '{{"username":"alice","password":"alice-password"}}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
+APP=$(curl -s {store}/api/applications -H "Authorization: Bearer $S" -d '{{"name":"demo"}}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
+curl -s {store}/api/subscriptions -H "Authorization: Bearer $S" -d '{{"application":"'$APP'","api":"'$API'"}}'
+KEYS=$(curl -s -X POST {store}/api/applications/$APP/keys -H "Authorization: Bearer $S")
+CK=$(echo "$KEYS" | sed 's/.*"consumer_key":"\([^"]*\)".*/\1/'); CS=$(echo "$KEYS" | sed 's/.*"consumer_secret":"\([^"]*\)".*/\1/')
+# 3. token, through the gateway
+T=$(curl -s -u "$CK:$CS" {gateway}/token -d grant_type=client_credentials | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+# 4. invoke
+curl -s {gateway}/echo/v1/hello -H "Authorization: Bearer $T"
+"#,
+            backend = self.backend
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_ranges_stay_on_loopback() {
+        let l = Loopback::parse("127.1.0.0/16").expect("range");
+        assert_eq!(l.address(1).as_deref(), Some("127.1.0.1"));
+        assert_eq!(l.address(65534), None);
+        assert!(Loopback::parse("10.0.0.0/8").is_err());
+        assert!(Loopback::parse("127.0.0.0/31").is_err());
+        assert!(Loopback::parse("nonsense").is_err());
+        assert_eq!(
+            Loopback::parse("127.2.3.4/24")
+                .expect("range")
+                .address(2)
+                .as_deref(),
+            Some("127.2.3.2")
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! The real world of one node: sqlx storage, hyper calls to the peers its plan names, the
+//! system clock, the OS random source and argon2.
+
+use crate::http::{self, Client};
+use crate::storage::SqlStorage;
+use apim_compiler::plan::{NodePlan, Peer as PlanPeer, PeerPath};
+use apim_components::balancer::{ATTEMPTS, Pool};
+use apim_components::world::{CallError, Peer, World};
+use apim_components::{Request, Response};
+use apim_topology::vocab::Component;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn component(p: Peer) -> Component {
+    match p {
+        Peer::Publisher => Component::Publisher,
+        Peer::Store => Component::Store,
+        Peer::KeyManager => Component::KeyManager,
+        Peer::Gateway => Component::Gateway,
+    }
+}
+
+pub fn peer(c: Component) -> Peer {
+    match c {
+        Component::Publisher => Peer::Publisher,
+        Component::Store => Peer::Store,
+        Component::KeyManager => Peer::KeyManager,
+        Component::Gateway => Peer::Gateway,
+    }
+}
+
+/// `host[:port]` or `[v6][:port]`; the port defaults to 80.
+fn host_port(authority: &str) -> Option<(&str, u16)> {
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (host, rest) = v6.split_once(']')?;
+        let port = match rest.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None => 80,
+        };
+        return Some((host, port));
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) => Some((h, p.parse().ok()?)),
+        None => Some((authority, 80)),
+    }
+}
+
+pub struct RealWorld {
+    storage: SqlStorage,
+    node: NodePlan,
+    client: Client,
+    /// Round robin over peers reached directly at several nodes.
+    pools: Mutex<BTreeMap<Peer, Pool>>,
+}
+
+impl RealWorld {
+    pub fn new(storage: SqlStorage, node: NodePlan) -> RealWorld {
+        RealWorld {
+            storage,
+            node,
+            client: http::client(),
+            pools: Mutex::default(),
+        }
+    }
+
+    fn peer(&self, to: Peer, path: PeerPath) -> Option<&PlanPeer> {
+        self.node
+            .peers
+            .iter()
+            .find(|p| p.component == component(to) && p.path == path)
+    }
+}
+
+impl World for RealWorld {
+    type Storage = SqlStorage;
+
+    fn storage(&self) -> &SqlStorage {
+        &self.storage
+    }
+
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    async fn sleep(&self, ms: u64) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+
+    fn random(&self, buf: &mut [u8]) {
+        // The OS source does not fail on Linux; if it ever did, a token must not be predictable.
+        if getrandom::fill(buf).is_err() {
+            std::process::abort();
+        }
+    }
+
+    async fn call(&self, to: Peer, req: Request) -> Result<Response, CallError> {
+        let Some(peer) = self.peer(to, PeerPath::Any) else {
+            return Err(CallError::Connect(format!(
+                "node {} has no route to the {to:?}",
+                self.node.name
+            )));
+        };
+        let endpoints = &peer.endpoints;
+        let mut tried = Vec::new();
+        let mut last = CallError::Connect(format!("no {to:?} endpoint"));
+        for _ in 0..ATTEMPTS.min(endpoints.len()) {
+            let i = {
+                let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+                let pool = pools
+                    .entry(to)
+                    .or_insert_with(|| Pool::new(endpoints.iter().map(|e| e.name.clone()), 3, 2));
+                match pool.pick(None, &tried) {
+                    Some(i) => i,
+                    None => break,
+                }
+            };
+            tried.push(i);
+            let e = &endpoints[i];
+            match http::send(&self.client, &e.host, e.port, req.clone(), CALL_TIMEOUT).await {
+                Err(CallError::Connect(why)) => {
+                    self.pools
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(to)
+                        .and_modify(|p| p.connect_failed(i));
+                    last = CallError::Connect(why);
+                }
+                other => {
+                    if other.is_ok() {
+                        self.pools
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .entry(to)
+                            .and_modify(|p| p.checked(i, true));
+                    }
+                    return other;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    async fn notify_each(
+        &self,
+        to: Peer,
+        req: Request,
+    ) -> Vec<(String, Result<Response, CallError>)> {
+        let Some(peer) = self.peer(to, PeerPath::EachNode) else {
+            return Vec::new();
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, e) in peer.endpoints.iter().enumerate() {
+            let (client, req, host, port) =
+                (self.client.clone(), req.clone(), e.host.clone(), e.port);
+            tasks.spawn(
+                async move { (i, http::send(&client, &host, port, req, CALL_TIMEOUT).await) },
+            );
+        }
+        let mut answers: Vec<(usize, Result<Response, CallError>)> = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(a) = done {
+                answers.push(a);
+            }
+        }
+        answers.sort_by_key(|(i, _)| *i);
+        answers
+            .into_iter()
+            .map(|(i, r)| (peer.endpoints[i].name.clone(), r))
+            .collect()
+    }
+
+    async fn forward(&self, base: &str, mut req: Request) -> Result<Response, CallError> {
+        let rest = base
+            .strip_prefix("http://")
+            .ok_or_else(|| CallError::Connect(format!("unsupported backend URL {base}")))?;
+        let (authority, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let (host, port) = host_port(authority)
+            .ok_or_else(|| CallError::Connect(format!("bad host or port in {base}")))?;
+        let prefix = prefix.trim_end_matches('/');
+        req.path = if prefix.is_empty() {
+            req.path
+        } else {
+            format!("/{prefix}{}", req.path)
+        };
+        http::send(&self.client, host, port, req, BACKEND_TIMEOUT).await
+    }
+
+    async fn hash_password(&self, password: &str) -> String {
+        let password = password.to_string();
+        let mut salt = [0u8; 16];
+        self.random(&mut salt);
+        tokio::task::spawn_blocking(move || {
+            let salt = SaltString::encode_b64(&salt).ok()?;
+            argon2::Argon2::default()
+                .hash_password(password.as_bytes(), &salt)
+                .ok()
+                .map(|h| h.to_string())
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+    }
+
+    async fn verify_password(&self, password: &str, hash: &str) -> bool {
+        let (password, hash) = (password.to_string(), hash.to_string());
+        tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash).is_ok_and(|h| {
+                argon2::Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
+        })
+        .await
+        .unwrap_or(false)
+    }
+}

@@ -1,0 +1,233 @@
+//! `apim up` (a whole topology on this machine) and `apim node` (one node of a built plan).
+
+use crate::Outcome;
+use crate::output::{self, Format};
+use apim_runtime::up::{Loopback, UpOptions};
+use serde_json::json;
+use std::path::PathBuf;
+
+/// Run a whole topology on this machine: every node and balancer, with real HTTP and databases.
+///
+/// Each host is mapped to its own loopback address inside --loopback, so production ports stay
+/// as they are and nothing is sent to the topology's real addresses. Databases this machine
+/// cannot use as written (anything but SQLite, a socket or a loopback host) become SQLite files
+/// in --data. With no topology, the built-in clustered-external-store pattern runs.
+///
+/// The admin password is APIM_ADMIN_PASSWORD, or a generated one that is printed.
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// The topology file; the default pattern when absent.
+    file: Option<String>,
+    /// The loopback range to place nodes and balancers in.
+    #[arg(long, default_value = "127.1.0.0/16")]
+    loopback: String,
+    /// The folder for SQLite files.
+    #[arg(long, default_value = ".apim-up")]
+    data: PathBuf,
+    /// Run the walk-through (publish, subscribe, token, invoke, refusals, revocation), then exit
+    /// 0 when it passed and 1 when it did not.
+    #[arg(long)]
+    smoke: bool,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+}
+
+/// Run one node of a built plan: `apim node out/nodes/<node>.toml`.
+#[derive(clap::Args)]
+pub struct NodeArgs {
+    /// The node's config, as `apim build` wrote it.
+    file: String,
+    /// A host map (as in out/compose/hosts.toml) giving the addresses of nodes and balancers
+    /// on this platform.
+    #[arg(long)]
+    hosts: Option<String>,
+    /// Bind this address instead of the node's own (0.0.0.0 in containers).
+    #[arg(long)]
+    bind: Option<String>,
+    /// The folder for relative SQLite paths.
+    #[arg(long, default_value = ".")]
+    data: PathBuf,
+}
+
+fn admin_password() -> (String, bool) {
+    match std::env::var("APIM_ADMIN_PASSWORD") {
+        Ok(p) if !p.is_empty() => (p, false),
+        _ => {
+            let mut b = [0u8; 12];
+            let _ = getrandom_fill(&mut b);
+            (b.iter().map(|x| format!("{x:02x}")).collect(), true)
+        }
+    }
+}
+
+fn getrandom_fill(buf: &mut [u8]) -> Result<(), String> {
+    apim_runtime::random(buf)
+}
+
+pub fn up(args: UpArgs) -> Outcome {
+    let loopback = match Loopback::parse(&args.loopback) {
+        Ok(l) => l,
+        Err(e) => {
+            output::error(&e);
+            return Outcome::Usage;
+        }
+    };
+    let checked = match &args.file {
+        Some(f) => match super::load_clean(f, "nothing was started") {
+            Ok(c) => c,
+            Err(o) => return o,
+        },
+        None => {
+            let p = apim_patterns::find(apim_patterns::DEFAULT)
+                .map(|p| p.template)
+                .unwrap_or_default();
+            let mut c = apim_topology::check_str(apim_patterns::DEFAULT, p);
+            let more = apim_patterns::check(&c.topology);
+            c.extend(more);
+            c
+        }
+    };
+    let (password, generated) = admin_password();
+    let opts = UpOptions {
+        loopback,
+        data: args.data.clone(),
+        admin_password: password.clone(),
+    };
+    let smoke = args.smoke;
+    let format = args.format;
+    let result = apim_runtime::block_on(async move {
+        let up = apim_runtime::up::start(&checked.topology, &opts).await?;
+        for n in &up.notes {
+            eprintln!("note: {n}");
+        }
+        if smoke {
+            let entries = apim_runtime::smoke::Entries::of(&up)?;
+            let r = apim_runtime::smoke::run(&entries, &opts.admin_password).await;
+            return Ok(Some(r));
+        }
+        match format {
+            Format::Json => {
+                let nodes: Vec<_> = up
+                    .plan
+                    .nodes
+                    .iter()
+                    .map(|n| json!({"name": n.name, "host": n.host}))
+                    .collect();
+                let balancers: Vec<_> = up
+                    .plan
+                    .balancers
+                    .iter()
+                    .map(|b| json!({"name": b.name, "host": b.host}))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"deployment": up.plan.deployment, "nodes": nodes, "balancers": balancers, "backend": up.backend, "notes": up.notes})
+                );
+            }
+            Format::Human => {
+                println!(
+                    "apim up: {} is running ({} nodes, {} balancers). Ctrl-C stops it.\n",
+                    up.plan.deployment,
+                    up.plan.nodes.len(),
+                    up.plan.balancers.len()
+                );
+                println!("endpoints:\n{}", up.endpoints());
+                if generated {
+                    println!(
+                        "admin password (generated; set APIM_ADMIN_PASSWORD to choose one): {}\n",
+                        opts.admin_password
+                    );
+                    println!("export APIM_ADMIN_PASSWORD={}", opts.admin_password);
+                }
+                println!("{}", up.walkthrough());
+            }
+        }
+        apim_runtime::until_interrupted().await;
+        Ok::<_, String>(None)
+    });
+    match result {
+        Err(e) | Ok(Err(e)) => {
+            output::error(&e);
+            Outcome::Failure
+        }
+        Ok(Ok(None)) => Outcome::Success,
+        Ok(Ok(Some(Ok(lines)))) => {
+            for l in lines {
+                println!("{l}");
+            }
+            println!("smoke: passed");
+            Outcome::Success
+        }
+        Ok(Ok(Some(Err(e)))) => {
+            output::error(&format!("smoke: {e}"));
+            Outcome::Failure
+        }
+    }
+}
+
+pub fn node(args: NodeArgs) -> Outcome {
+    let text = match std::fs::read_to_string(&args.file) {
+        Ok(t) => t,
+        Err(e) => {
+            output::error(&format!("cannot read `{}`: {e}", args.file));
+            return Outcome::Usage;
+        }
+    };
+    let mut plan = match apim_compiler::emit::node::parse(&text) {
+        Ok(p) => p,
+        Err(e) => {
+            output::error(&format!(
+                "`{}` is not a node config of apim build: {e}",
+                args.file
+            ));
+            return Outcome::Failure;
+        }
+    };
+    if let Some(h) = &args.hosts {
+        let map = std::fs::read_to_string(h)
+            .map_err(|e| format!("cannot read `{h}`: {e}"))
+            .and_then(|t| apim_compiler::HostMap::parse(&t));
+        match map {
+            Ok(m) => plan = m.node(&plan),
+            Err(e) => {
+                output::error(&e);
+                return Outcome::Failure;
+            }
+        }
+    }
+    if let Some(b) = &args.bind {
+        plan.bind = b.clone();
+    }
+    let (password, generated) = admin_password();
+    if generated {
+        eprintln!(
+            "note: APIM_ADMIN_PASSWORD is not set; the admin user (if this node creates it) gets {password}"
+        );
+    }
+    let result = apim_runtime::block_on(async move {
+        let urls = apim_runtime::databases::for_node(&plan, &args.data)?;
+        let running = apim_runtime::node::start(plan, urls, &password).await?;
+        let parts: Vec<String> = running
+            .plan
+            .listeners
+            .iter()
+            .map(|l| format!("{} :{}", l.component, l.port))
+            .collect();
+        println!(
+            "node {} serving {} (admin :{}) on {}",
+            running.plan.name,
+            parts.join(", "),
+            running.plan.admin_port,
+            running.plan.bind
+        );
+        apim_runtime::until_interrupted().await;
+        Ok::<_, String>(())
+    });
+    match result {
+        Ok(Ok(())) => Outcome::Success,
+        Err(e) | Ok(Err(e)) => {
+            output::error(&e);
+            Outcome::Failure
+        }
+    }
+}

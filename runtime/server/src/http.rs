@@ -144,22 +144,27 @@ fn write(r: Response) -> hyper::Response<Full<Bytes>> {
         })
 }
 
-/// Serves `listener` until the task is dropped; every request goes to `handle` with the
-/// client's address.
+/// Serves `listener` until this future is dropped, which also closes every open connection;
+/// every request goes to `handle` with the client's address.
 pub async fn serve<F, Fut>(listener: TcpListener, handle: F)
 where
     F: Fn(Request, SocketAddr) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response> + Send + 'static,
 {
     let handle = Arc::new(handle);
+    let mut connections = tokio::task::JoinSet::new();
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let Ok((stream, peer)) = accepted else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let _ = stream.set_nodelay(true);
         let handle = handle.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let service = service_fn(move |req: hyper::Request<Incoming>| {
                 let handle = handle.clone();
                 async move {

@@ -62,7 +62,9 @@ pub struct Up {
     pub backend: String,
     /// What was changed to run here (databases replaced by SQLite files).
     pub notes: Vec<String>,
-    _echo: tokio::task::JoinHandle<()>,
+    /// Database name -> the URL used here.
+    pub databases: std::collections::BTreeMap<String, String>,
+    _echo: tokio::task::JoinSet<()>,
 }
 
 async fn echo(req: Request) -> Response {
@@ -100,7 +102,8 @@ pub async fn start(t: &Topology, opts: &UpOptions) -> Result<Up, String> {
     let (ready, notes) = databases::for_up(&mapped.databases, &opts.data)?;
 
     let listener = http::bind(&echo_host, 8080).await?;
-    let echo_task = tokio::spawn(http::serve(listener, |req, _| echo(req)));
+    let mut echo_task = tokio::task::JoinSet::new();
+    echo_task.spawn(http::serve(listener, |req, _| echo(req)));
     let mut nodes = Vec::new();
     for n in &mapped.nodes {
         nodes.push(
@@ -123,6 +126,7 @@ pub async fn start(t: &Topology, opts: &UpOptions) -> Result<Up, String> {
         balancers,
         backend: format!("http://{echo_host}:8080"),
         notes,
+        databases: ready,
         _echo: echo_task,
     })
 }

@@ -1,0 +1,254 @@
+//! `apim up` end to end, on loopback: every pattern passes the walk-through through its
+//! external balancer; a gateway that was down during a publish serves the API once started;
+//! a restart keeps APIs, subscriptions and tokens.
+
+mod common;
+
+use apim_components::{Request, Response};
+use apim_runtime::http;
+use apim_runtime::smoke::{self, Entries};
+use apim_runtime::up::{self, Loopback, Up, UpOptions};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const PASSWORD: &str = "test-admin-password";
+
+async fn start(pattern: &str, range: &str, data: &std::path::Path) -> Up {
+    let c = common::load(
+        pattern,
+        apim_patterns::find(pattern)
+            .expect("pattern")
+            .template
+            .as_bytes(),
+    );
+    let opts = UpOptions {
+        loopback: Loopback::parse(range).expect("range"),
+        data: data.to_path_buf(),
+        admin_password: PASSWORD.into(),
+    };
+    up::start(&c.topology, &opts)
+        .await
+        .unwrap_or_else(|e| panic!("{pattern}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pattern_publishes_subscribes_and_invokes_through_its_balancer() {
+    for (i, p) in apim_patterns::PATTERNS.iter().enumerate() {
+        let data = tempfile::tempdir().expect("temp dir");
+        let up = start(p.id, &format!("127.{}.0.0/16", 40 + i), data.path()).await;
+        if p.id != "standalone" {
+            assert!(
+                !up.notes.is_empty(),
+                "{}: its PostgreSQL databases are not on this machine",
+                p.id
+            );
+        }
+        let entries = Entries::of(&up).expect("entries");
+        let log = smoke::run(&entries, PASSWORD)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", p.id));
+        assert!(
+            log.iter()
+                .any(|l| l.contains("the revoked token is refused")),
+            "{}: {log:?}",
+            p.id
+        );
+    }
+}
+
+async fn call(to: &(String, u16), req: Request) -> Response {
+    http::send(&http::client(), &to.0, to.1, req, Duration::from_secs(10))
+        .await
+        .expect("answer")
+}
+
+fn body(r: &Response) -> Value {
+    r.json_body().unwrap_or(Value::Null)
+}
+
+/// Publishes an API on the echo backend and returns (API id, a valid token of a subscribed app).
+async fn provision(e: &Entries, context: &str, user: &str) -> (String, String) {
+    let login = call(
+        &e.publisher,
+        Request::new("POST", "/api/login")
+            .json(&json!({"username": "admin", "password": PASSWORD})),
+    )
+    .await;
+    let p = format!(
+        "Bearer {}",
+        body(&login)["token"].as_str().expect("session")
+    );
+    let api = call(
+        &e.publisher,
+        Request::new("POST", "/api/apis")
+            .header("authorization", &p)
+            .json(&json!({"name": "E", "version": "v1", "context": context, "backend": e.backend})),
+    )
+    .await;
+    let id = body(&api)["id"].as_str().expect("api id").to_string();
+    let published = call(
+        &e.publisher,
+        Request::new("POST", &format!("/api/apis/{id}/publish")).header("authorization", &p),
+    )
+    .await;
+    assert_eq!(published.status, 200);
+    let creds = json!({"username": user, "password": "a-long-password"});
+    call(&e.store, Request::new("POST", "/api/signup").json(&creds)).await;
+    let s = format!(
+        "Bearer {}",
+        body(&call(&e.store, Request::new("POST", "/api/login").json(&creds)).await)["token"]
+            .as_str()
+            .expect("session")
+    );
+    let app = call(
+        &e.store,
+        Request::new("POST", "/api/applications")
+            .header("authorization", &s)
+            .json(&json!({"name": "a"})),
+    )
+    .await;
+    let app = body(&app)["id"].as_str().expect("app").to_string();
+    let sub = call(
+        &e.store,
+        Request::new("POST", "/api/subscriptions")
+            .header("authorization", &s)
+            .json(&json!({"application": app, "api": id})),
+    )
+    .await;
+    assert_eq!(sub.status, 201);
+    let keys = body(
+        &call(
+            &e.store,
+            Request::new("POST", &format!("/api/applications/{app}/keys"))
+                .header("authorization", &s),
+        )
+        .await,
+    );
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        keys["consumer_key"].as_str().expect("key"),
+        keys["consumer_secret"].as_str().expect("secret")
+    ));
+    let t = call(
+        &e.gateway,
+        Request::new("POST", "/token")
+            .header("authorization", &format!("Basic {basic}"))
+            .form(&[("grant_type", "client_credentials")]),
+    )
+    .await;
+    (
+        id,
+        body(&t)["access_token"]
+            .as_str()
+            .expect("token")
+            .to_string(),
+    )
+}
+
+/// Invokes until it answers 200 or the time is up (a starting gateway reconciles first).
+async fn invokes(to: &(String, u16), context: &str, token: &str) -> u16 {
+    let mut status = 0;
+    for _ in 0..50 {
+        let r = call(
+            to,
+            Request::new("GET", &format!("/{context}/v1/x"))
+                .header("authorization", &format!("Bearer {token}")),
+        )
+        .await;
+        status = r.status;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_started_after_the_publish_serves_the_api() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut up = start("clustered-internal", "127.50.0.0/16", data.path()).await;
+    let i = up
+        .nodes
+        .iter()
+        .position(|n| n.plan.name == "gateway-2")
+        .expect("gateway-2");
+    let stopped = up.nodes.remove(i);
+    let plan = stopped.plan.clone();
+    drop(stopped);
+    let entries = Entries::of(&up).expect("entries");
+    let (_, token) = provision(&entries, "late", "late-user").await;
+    let urls = apim_runtime::databases::of_node(&plan, &up.databases);
+    let restarted = apim_runtime::node::start(plan.clone(), urls, PASSWORD)
+        .await
+        .expect("gateway-2 starts");
+    let port = plan.listeners[0].port;
+    assert_eq!(
+        invokes(&(plan.host.clone(), port), "late", &token).await,
+        200
+    );
+    drop(restarted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_every_node_keeps_apis_subscriptions_and_tokens() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let up = start("standalone", "127.51.0.0/16", data.path()).await;
+    let entries = Entries::of(&up).expect("entries");
+    let (_, token) = provision(&entries, "kept", "kept-user").await;
+    assert_eq!(invokes(&entries.gateway, "kept", &token).await, 200);
+    drop(up);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let up = start("standalone", "127.51.0.0/16", data.path()).await;
+    let entries = Entries::of(&up).expect("entries");
+    assert_eq!(
+        invokes(&entries.gateway, "kept", &token).await,
+        200,
+        "the token and subscription survive a restart"
+    );
+    let login = call(
+        &entries.store,
+        Request::new("POST", "/api/login")
+            .json(&json!({"username": "kept-user", "password": "a-long-password"})),
+    )
+    .await;
+    assert_eq!(login.status, 200);
+}
+
+#[test]
+fn apim_up_smoke_passes_from_the_command_line() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("t.toml"),
+        apim_patterns::find("internal-store")
+            .expect("pattern")
+            .template,
+    )
+    .expect("write");
+    let out = common::apim()
+        .args([
+            "up",
+            "t.toml",
+            "--smoke",
+            "--loopback",
+            "127.52.0.0/16",
+            "--data",
+        ])
+        .arg(data.path())
+        .current_dir(dir.path())
+        .env("APIM_ADMIN_PASSWORD", PASSWORD)
+        .output()
+        .expect("apim runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("smoke: passed") && text.contains("not on this machine"),
+        "{text}"
+    );
+}

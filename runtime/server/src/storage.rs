@@ -183,32 +183,39 @@ impl SqlStorage {
 
 /// Applies the role's migrations past the version it records.
 async fn migrate(c: &Conn, role: Role) -> Result<(), sqlx::Error> {
-    sqlx::query("CREATE TABLE IF NOT EXISTS apim_schema (role VARCHAR(64) PRIMARY KEY, version BIGINT NOT NULL)").execute(&c.pool).await?;
-    let row = sqlx::query(
-        &c.dialect
-            .sql("SELECT version FROM apim_schema WHERE role = ?"),
-    )
-    .bind(role.name())
-    .fetch_optional(&c.pool)
-    .await?;
+    // Nodes sharing a database start together; PostgreSQL's CREATE TABLE IF NOT EXISTS is not
+    // safe against itself, so migrations take a database-wide lock on one connection.
+    let mut conn = c.pool.acquire().await?;
+    let (lock, unlock) = match c.dialect {
+        Dialect::Postgres => ("SELECT pg_advisory_lock(727274)", "SELECT pg_advisory_unlock(727274)"),
+        Dialect::Mysql => ("SELECT GET_LOCK('apim_migrations', 60)", "SELECT RELEASE_LOCK('apim_migrations')"),
+        Dialect::Sqlite => ("", ""),
+    };
+    if !lock.is_empty() {
+        sqlx::query(lock).execute(&mut *conn).await?;
+    }
+    let result = migrate_locked(&mut conn, c.dialect, role).await;
+    if !unlock.is_empty() {
+        sqlx::query(unlock).execute(&mut *conn).await?;
+    }
+    result
+}
+
+async fn migrate_locked(conn: &mut sqlx::AnyConnection, dialect: Dialect, role: Role) -> Result<(), sqlx::Error> {
+    sqlx::query("CREATE TABLE IF NOT EXISTS apim_schema (role VARCHAR(64) PRIMARY KEY, version BIGINT NOT NULL)").execute(&mut *conn).await?;
+    let row = sqlx::query(&dialect.sql("SELECT version FROM apim_schema WHERE role = ?")).bind(role.name()).fetch_optional(&mut *conn).await?;
     let done = match row {
         Some(r) => r.try_get::<i64, _>(0)?,
         None => 0,
     };
     let steps = role.migrations();
     for step in steps.iter().skip(usize::try_from(done).unwrap_or(0)) {
-        sqlx::query(step).execute(&c.pool).await?;
+        sqlx::query(step).execute(&mut *conn).await?;
     }
     let version = i64::try_from(steps.len()).unwrap_or(i64::MAX);
     if done < version {
-        let upsert = c
-            .dialect
-            .upsert("apim_schema", "role", &["role", "version"]);
-        sqlx::query(&c.dialect.sql(&upsert))
-            .bind(role.name())
-            .bind(version)
-            .execute(&c.pool)
-            .await?;
+        let upsert = dialect.upsert("apim_schema", "role", &["role", "version"]);
+        sqlx::query(&dialect.sql(&upsert)).bind(role.name()).bind(version).execute(&mut *conn).await?;
     }
     Ok(())
 }

@@ -27,7 +27,10 @@ fn topology(url: &str, engine: &str) -> String {
     let mut t = format!(
         "version = 1\n\n[deployment]\nname = \"procs\"\n\n[networks.lan]\n\n[databases.main]\nroles = [\"user\", \"apim\", \"registry\"]\nengine = \"{engine}\"\nurl = \"{url}\"\nnetwork = \"lan\"\n"
     );
-    for (i, c) in ["publisher", "store", "key-manager", "gateway"].iter().enumerate() {
+    for (i, c) in ["publisher", "store", "key-manager", "gateway"]
+        .iter()
+        .enumerate()
+    {
         t.push_str(&format!("\n[clusters.{c}]\ncomponents = [\"{c}\"]\nnetwork = \"lan\"\nhosts = [\"10.20.0.{}\"]\n", i + 1));
     }
     t
@@ -35,17 +38,25 @@ fn topology(url: &str, engine: &str) -> String {
 
 async fn admin(url: &str, statement: &str) {
     sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(url).await.unwrap_or_else(|e| panic!("{url} must be reachable for this test: {e}"));
-    sqlx::query(statement).execute(&pool).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+    let pool = sqlx::AnyPool::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("{url} must be reachable for this test: {e}"));
+    sqlx::query(statement)
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
     pool.close().await;
 }
 
 async fn echo_backend(host: &str) -> tokio::task::JoinSet<()> {
     let listener = http::bind(host, 8080).await.expect("echo backend");
     let mut set = tokio::task::JoinSet::new();
-    set.spawn(http::serve(listener, |req: apim_components::Request, _| async move {
-        apim_components::Response::json(200, &serde_json::json!({ "path": req.path }))
-    }));
+    set.spawn(http::serve(
+        listener,
+        |req: apim_components::Request, _| async move {
+            apim_components::Response::json(200, &serde_json::json!({ "path": req.path }))
+        },
+    ));
     set
 }
 
@@ -55,8 +66,16 @@ async fn run_nodes(url: &str, engine: &str, range: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
     std::fs::write(d.join("t.toml"), topology(url, engine)).expect("write");
-    let built = common::apim().args(["build", "t.toml", "-o", "out"]).current_dir(d).output().expect("build");
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let built = common::apim()
+        .args(["build", "t.toml", "-o", "out"])
+        .current_dir(d)
+        .output()
+        .expect("build");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
     let names = ["publisher-1", "store-1", "key-manager-1", "gateway-1"];
     let address = |i: usize| format!("{range}.{}", i + 1);
     let mut hosts = String::from("[nodes]\n");
@@ -67,7 +86,12 @@ async fn run_nodes(url: &str, engine: &str, range: &str) {
     let mut procs = Processes(Vec::new());
     for n in names {
         let child = common::apim()
-            .args(["node", &format!("out/nodes/{n}.toml"), "--hosts", "hosts.toml"])
+            .args([
+                "node",
+                &format!("out/nodes/{n}.toml"),
+                "--hosts",
+                "hosts.toml",
+            ])
             .current_dir(d)
             .env("APIM_ADMIN_PASSWORD", PASSWORD)
             .stdout(Stdio::null())
@@ -81,7 +105,10 @@ async fn run_nodes(url: &str, engine: &str, range: &str) {
         let mut up = false;
         for _ in 0..100 {
             let health = apim_components::Request::new("GET", "/health");
-            if http::send(&client, &address(i), 9090, health, Duration::from_secs(1)).await.is_ok_and(|r| r.status == 200) {
+            if http::send(&client, &address(i), 9090, health, Duration::from_secs(1))
+                .await
+                .is_ok_and(|r| r.status == 200)
+            {
                 up = true;
                 break;
             }
@@ -99,14 +126,18 @@ async fn run_nodes(url: &str, engine: &str, range: &str) {
         gateway_nodes: vec![("gateway-1".into(), address(3), 8280)],
         backend: format!("http://{backend_host}:8080"),
     };
-    let log = smoke::run(&entries, PASSWORD).await.unwrap_or_else(|e| panic!("{engine}: {e}"));
+    let log = smoke::run(&entries, PASSWORD)
+        .await
+        .unwrap_or_else(|e| panic!("{engine}: {e}"));
     assert!(log.len() > 10);
     drop(procs);
     let _ = Path::new(d);
 }
 
 fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
     format!("{prefix}_{}_{nanos}", std::process::id())
 }
 
@@ -115,14 +146,32 @@ async fn node_processes_share_postgresql() {
     let server = "postgres://postgres@127.0.0.1:5432/test";
     let schema = unique("apim_nodes");
     admin(server, &format!("CREATE SCHEMA {schema}")).await;
-    run_nodes(&format!("{server}?options=-c%20search_path%3D{schema}"), "postgres", "127.54.0").await;
+    run_nodes(
+        &format!("{server}?options=-c%20search_path%3D{schema}"),
+        "postgres",
+        "127.54.0",
+    )
+    .await;
     admin(server, &format!("DROP SCHEMA {schema} CASCADE")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_processes_share_mariadb() {
     let db = unique("apim_nodes");
-    admin("mysql://root@127.0.0.1:3306/test", &format!("CREATE DATABASE {db}")).await;
-    run_nodes(&format!("mysql://root@127.0.0.1:3306/{db}"), "mysql", "127.55.0").await;
-    admin("mysql://root@127.0.0.1:3306/test", &format!("DROP DATABASE {db}")).await;
+    admin(
+        "mysql://root@127.0.0.1:3306/test",
+        &format!("CREATE DATABASE {db}"),
+    )
+    .await;
+    run_nodes(
+        &format!("mysql://root@127.0.0.1:3306/{db}"),
+        "mysql",
+        "127.55.0",
+    )
+    .await;
+    admin(
+        "mysql://root@127.0.0.1:3306/test",
+        &format!("DROP DATABASE {db}"),
+    )
+    .await;
 }

@@ -19,6 +19,12 @@ pub fn address(host: &str, port: u16) -> String {
 }
 
 pub fn render(plan: &Plan, b: &BalancerPlan) -> String {
+    render_on(plan, b, None)
+}
+
+/// The config listening on one address only (`listen host:port`), for running beside other
+/// listeners of the same ports, as tests and `apim up` do; otherwise on every address.
+pub fn render_on(plan: &Plan, b: &BalancerPlan, listen: Option<&str>) -> String {
     let mut s = header(
         "#",
         &format!("nginx config of balancer `{}`", b.name),
@@ -75,7 +81,7 @@ pub fn render(plan: &Plan, b: &BalancerPlan) -> String {
         let _ = writeln!(
             s,
             "\n    server {{\n        listen {};\n        location / {{\n            proxy_pass http://{};\n        }}\n    }}",
-            r.port,
+            listen.map_or_else(|| r.port.to_string(), |h| address(h, r.port)),
             upstream_name(r)
         );
     }

@@ -187,8 +187,14 @@ async fn migrate(c: &Conn, role: Role) -> Result<(), sqlx::Error> {
     // safe against itself, so migrations take a database-wide lock on one connection.
     let mut conn = c.pool.acquire().await?;
     let (lock, unlock) = match c.dialect {
-        Dialect::Postgres => ("SELECT pg_advisory_lock(727274)", "SELECT pg_advisory_unlock(727274)"),
-        Dialect::Mysql => ("SELECT GET_LOCK('apim_migrations', 60)", "SELECT RELEASE_LOCK('apim_migrations')"),
+        Dialect::Postgres => (
+            "SELECT pg_advisory_lock(727274)",
+            "SELECT pg_advisory_unlock(727274)",
+        ),
+        Dialect::Mysql => (
+            "SELECT GET_LOCK('apim_migrations', 60)",
+            "SELECT RELEASE_LOCK('apim_migrations')",
+        ),
         Dialect::Sqlite => ("", ""),
     };
     if !lock.is_empty() {
@@ -201,9 +207,16 @@ async fn migrate(c: &Conn, role: Role) -> Result<(), sqlx::Error> {
     result
 }
 
-async fn migrate_locked(conn: &mut sqlx::AnyConnection, dialect: Dialect, role: Role) -> Result<(), sqlx::Error> {
+async fn migrate_locked(
+    conn: &mut sqlx::AnyConnection,
+    dialect: Dialect,
+    role: Role,
+) -> Result<(), sqlx::Error> {
     sqlx::query("CREATE TABLE IF NOT EXISTS apim_schema (role VARCHAR(64) PRIMARY KEY, version BIGINT NOT NULL)").execute(&mut *conn).await?;
-    let row = sqlx::query(&dialect.sql("SELECT version FROM apim_schema WHERE role = ?")).bind(role.name()).fetch_optional(&mut *conn).await?;
+    let row = sqlx::query(&dialect.sql("SELECT version FROM apim_schema WHERE role = ?"))
+        .bind(role.name())
+        .fetch_optional(&mut *conn)
+        .await?;
     let done = match row {
         Some(r) => r.try_get::<i64, _>(0)?,
         None => 0,
@@ -215,7 +228,11 @@ async fn migrate_locked(conn: &mut sqlx::AnyConnection, dialect: Dialect, role: 
     let version = i64::try_from(steps.len()).unwrap_or(i64::MAX);
     if done < version {
         let upsert = dialect.upsert("apim_schema", "role", &["role", "version"]);
-        sqlx::query(&dialect.sql(&upsert)).bind(role.name()).bind(version).execute(&mut *conn).await?;
+        sqlx::query(&dialect.sql(&upsert))
+            .bind(role.name())
+            .bind(version)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }

@@ -101,7 +101,7 @@ async fn run_nodes(url: &str, engine: &str, range: &str) {
         procs.0.push(child);
     }
     let client = http::client();
-    for i in 0..names.len() {
+    for (i, name) in names.iter().enumerate() {
         let mut up = false;
         for _ in 0..100 {
             let health = apim_components::Request::new("GET", "/health");
@@ -114,7 +114,7 @@ async fn run_nodes(url: &str, engine: &str, range: &str) {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(up, "{} did not start", names[i]);
+        assert!(up, "{name} did not start");
     }
     let backend_host = format!("{range}.100");
     let _backend = echo_backend(&backend_host).await;

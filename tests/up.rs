@@ -252,3 +252,24 @@ fn apim_up_smoke_passes_from_the_command_line() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_and_headers_are_refused_with_4xx_over_real_http() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let up = start("standalone", "127.57.0.0/16", data.path()).await;
+    let e = Entries::of(&up).expect("entries");
+    let mut big = Request::new("POST", "/api/login");
+    big.body = vec![b'x'; apim_components::http::MAX_BODY + 10];
+    assert_eq!(call(&e.publisher, big).await.status, 413);
+    let huge = Request::new("GET", "/x/v1/y").header("x-padding", &"p".repeat(128 * 1024));
+    match http::send(&http::client(), &e.gateway.0, e.gateway.1, huge, Duration::from_secs(5)).await {
+        Ok(r) => assert_eq!(r.status, 431),
+        // hyper may close the connection after answering; what matters is no 5xx.
+        Err(err) => assert!(matches!(err, apim_components::CallError::Broken(_)), "{err}"),
+    }
+    let mut malformed = Request::new("POST", "/api/signup");
+    malformed.body = b"{\"username\": ".to_vec();
+    let r = call(&e.store, malformed).await;
+    assert_eq!(r.status, 400);
+    assert!(String::from_utf8_lossy(&r.body).contains("invalid JSON"));
+}

@@ -8,7 +8,7 @@ use apim_components::{Request, Response};
 use apim_runtime::http;
 use apim_runtime::smoke::{self, Entries};
 use apim_runtime::up::{self, Loopback, Up, UpOptions};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::Duration;
 
 const PASSWORD: &str = "test-admin-password";
@@ -62,90 +62,6 @@ async fn call(to: &(String, u16), req: Request) -> Response {
         .expect("answer")
 }
 
-fn body(r: &Response) -> Value {
-    r.json_body().unwrap_or(Value::Null)
-}
-
-/// Publishes an API on the echo backend and returns (API id, a valid token of a subscribed app).
-async fn provision(e: &Entries, context: &str, user: &str) -> (String, String) {
-    let login = call(
-        &e.publisher,
-        Request::new("POST", "/api/login")
-            .json(&json!({"username": "admin", "password": PASSWORD})),
-    )
-    .await;
-    let p = format!(
-        "Bearer {}",
-        body(&login)["token"].as_str().expect("session")
-    );
-    let api = call(
-        &e.publisher,
-        Request::new("POST", "/api/apis")
-            .header("authorization", &p)
-            .json(&json!({"name": "E", "version": "v1", "context": context, "backend": e.backend})),
-    )
-    .await;
-    let id = body(&api)["id"].as_str().expect("api id").to_string();
-    let published = call(
-        &e.publisher,
-        Request::new("POST", &format!("/api/apis/{id}/publish")).header("authorization", &p),
-    )
-    .await;
-    assert_eq!(published.status, 200);
-    let creds = json!({"username": user, "password": "a-long-password"});
-    call(&e.store, Request::new("POST", "/api/signup").json(&creds)).await;
-    let s = format!(
-        "Bearer {}",
-        body(&call(&e.store, Request::new("POST", "/api/login").json(&creds)).await)["token"]
-            .as_str()
-            .expect("session")
-    );
-    let app = call(
-        &e.store,
-        Request::new("POST", "/api/applications")
-            .header("authorization", &s)
-            .json(&json!({"name": "a"})),
-    )
-    .await;
-    let app = body(&app)["id"].as_str().expect("app").to_string();
-    let sub = call(
-        &e.store,
-        Request::new("POST", "/api/subscriptions")
-            .header("authorization", &s)
-            .json(&json!({"application": app, "api": id})),
-    )
-    .await;
-    assert_eq!(sub.status, 201);
-    let keys = body(
-        &call(
-            &e.store,
-            Request::new("POST", &format!("/api/applications/{app}/keys"))
-                .header("authorization", &s),
-        )
-        .await,
-    );
-    use base64::Engine;
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
-        "{}:{}",
-        keys["consumer_key"].as_str().expect("key"),
-        keys["consumer_secret"].as_str().expect("secret")
-    ));
-    let t = call(
-        &e.gateway,
-        Request::new("POST", "/token")
-            .header("authorization", &format!("Basic {basic}"))
-            .form(&[("grant_type", "client_credentials")]),
-    )
-    .await;
-    (
-        id,
-        body(&t)["access_token"]
-            .as_str()
-            .expect("token")
-            .to_string(),
-    )
-}
-
 /// Invokes until it answers 200 or the time is up (a starting gateway reconciles first).
 async fn invokes(to: &(String, u16), context: &str, token: &str) -> u16 {
     let mut status = 0;
@@ -178,14 +94,16 @@ async fn a_gateway_started_after_the_publish_serves_the_api() {
     let plan = stopped.plan.clone();
     drop(stopped);
     let entries = Entries::of(&up).expect("entries");
-    let (_, token) = provision(&entries, "late", "late-user").await;
+    let p = smoke::provision(&entries, PASSWORD, "late")
+        .await
+        .expect("provision");
     let urls = apim_runtime::databases::of_node(&plan, &up.databases);
     let restarted = apim_runtime::node::start(plan.clone(), urls, PASSWORD)
         .await
         .expect("gateway-2 starts");
     let port = plan.listeners[0].port;
     assert_eq!(
-        invokes(&(plan.host.clone(), port), "late", &token).await,
+        invokes(&(plan.host.clone(), port), &p.context, &p.token).await,
         200
     );
     drop(restarted);
@@ -196,21 +114,23 @@ async fn restarting_every_node_keeps_apis_subscriptions_and_tokens() {
     let data = tempfile::tempdir().expect("temp dir");
     let up = start("standalone", "127.51.0.0/16", data.path()).await;
     let entries = Entries::of(&up).expect("entries");
-    let (_, token) = provision(&entries, "kept", "kept-user").await;
-    assert_eq!(invokes(&entries.gateway, "kept", &token).await, 200);
+    let p = smoke::provision(&entries, PASSWORD, "kept")
+        .await
+        .expect("provision");
+    assert_eq!(invokes(&entries.gateway, &p.context, &p.token).await, 200);
     drop(up);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let up = start("standalone", "127.51.0.0/16", data.path()).await;
     let entries = Entries::of(&up).expect("entries");
     assert_eq!(
-        invokes(&entries.gateway, "kept", &token).await,
+        invokes(&entries.gateway, &p.context, &p.token).await,
         200,
         "the token and subscription survive a restart"
     );
     let login = call(
         &entries.store,
         Request::new("POST", "/api/login")
-            .json(&json!({"username": "kept-user", "password": "a-long-password"})),
+            .json(&json!({"username": "smoke-kept", "password": "smoke-password"})),
     )
     .await;
     assert_eq!(login.status, 200);
@@ -262,10 +182,21 @@ async fn oversized_bodies_and_headers_are_refused_with_4xx_over_real_http() {
     big.body = vec![b'x'; apim_components::http::MAX_BODY + 10];
     assert_eq!(call(&e.publisher, big).await.status, 413);
     let huge = Request::new("GET", "/x/v1/y").header("x-padding", &"p".repeat(128 * 1024));
-    match http::send(&http::client(), &e.gateway.0, e.gateway.1, huge, Duration::from_secs(5)).await {
+    match http::send(
+        &http::client(),
+        &e.gateway.0,
+        e.gateway.1,
+        huge,
+        Duration::from_secs(5),
+    )
+    .await
+    {
         Ok(r) => assert_eq!(r.status, 431),
         // hyper may close the connection after answering; what matters is no 5xx.
-        Err(err) => assert!(matches!(err, apim_components::CallError::Broken(_)), "{err}"),
+        Err(err) => assert!(
+            matches!(err, apim_components::CallError::Broken(_)),
+            "{err}"
+        ),
     }
     let mut malformed = Request::new("POST", "/api/signup");
     malformed.body = b"{\"username\": ".to_vec();

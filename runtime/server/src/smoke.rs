@@ -83,14 +83,161 @@ impl Entries {
     }
 }
 
+/// What a provisioning created: a published API and a subscribed application's token.
+pub struct Provisioned {
+    pub api: String,
+    pub context: String,
+    pub token: String,
+    pub consumer_key: String,
+    pub consumer_secret: String,
+    /// The consumer's store session.
+    pub session: String,
+}
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+/// An application of the signed-in consumer, subscribed to `api` or not, and its token.
+async fn app_token(
+    w: &mut Walk,
+    e: &Entries,
+    session: &str,
+    api: &str,
+    name: &str,
+    subscribe: bool,
+) -> Result<(String, String, String), String> {
+    let app = Request::new("POST", "/api/applications")
+        .header("authorization", &bearer(session))
+        .json(&json!({"name": name}));
+    let app = field(
+        &w.send(
+            &format!("store: create application {name}"),
+            &e.store,
+            app,
+            201,
+        )
+        .await?,
+        "id",
+    )?;
+    if subscribe {
+        let sub = Request::new("POST", "/api/subscriptions")
+            .header("authorization", &bearer(session))
+            .json(&json!({"application": app, "api": api}));
+        w.send(
+            &format!("store: subscribe {name} to the API"),
+            &e.store,
+            sub,
+            201,
+        )
+        .await?;
+    }
+    let keys = Request::new("POST", &format!("/api/applications/{app}/keys"))
+        .header("authorization", &bearer(session));
+    let keys = w
+        .send(
+            &format!("store: consumer keys of {name} from the key manager"),
+            &e.store,
+            keys,
+            201,
+        )
+        .await?;
+    let (ck, cs) = (
+        field(&keys, "consumer_key")?,
+        field(&keys, "consumer_secret")?,
+    );
+    let token = Request::new("POST", "/token")
+        .header("authorization", &basic(&ck, &cs))
+        .form(&[("grant_type", "client_credentials")]);
+    let t = field(
+        &w.send(
+            &format!("gateway: token for {name}"),
+            &e.gateway,
+            token,
+            200,
+        )
+        .await?,
+        "access_token",
+    )?;
+    Ok((t, ck, cs))
+}
+
+async fn provision_with(
+    w: &mut Walk,
+    e: &Entries,
+    admin_password: &str,
+    tag: &str,
+) -> Result<Provisioned, String> {
+    let context = format!("smoke-{tag}");
+    let login = Request::new("POST", "/api/login")
+        .json(&json!({"username": "admin", "password": admin_password}));
+    let p = field(
+        &w.send("publisher: sign in as admin", &e.publisher, login, 200)
+            .await?,
+        "token",
+    )?;
+    let create = Request::new("POST", "/api/apis")
+        .header("authorization", &bearer(&p))
+        .json(&json!({"name": "Smoke", "version": "v1", "context": context, "backend": e.backend}));
+    let api = field(
+        &w.send("publisher: create an API", &e.publisher, create, 201)
+            .await?,
+        "id",
+    )?;
+    let publish = Request::new("POST", &format!("/api/apis/{api}/publish"))
+        .header("authorization", &bearer(&p));
+    w.send(
+        "publisher: publish it to every gateway",
+        &e.publisher,
+        publish,
+        200,
+    )
+    .await?;
+    let creds = json!({"username": format!("smoke-{tag}"), "password": "smoke-password"});
+    w.send(
+        "store: sign up",
+        &e.store,
+        Request::new("POST", "/api/signup").json(&creds),
+        201,
+    )
+    .await?;
+    let session = field(
+        &w.send(
+            "store: sign in",
+            &e.store,
+            Request::new("POST", "/api/login").json(&creds),
+            200,
+        )
+        .await?,
+        "token",
+    )?;
+    let (token, consumer_key, consumer_secret) =
+        app_token(w, e, &session, &api, "subscribed", true).await?;
+    Ok(Provisioned {
+        api,
+        context,
+        token,
+        consumer_key,
+        consumer_secret,
+        session,
+    })
+}
+
+/// Publishes an API on the entries' backend and gives a subscribed application a token.
+pub async fn provision(
+    e: &Entries,
+    admin_password: &str,
+    tag: &str,
+) -> Result<Provisioned, String> {
+    let mut w = Walk {
+        client: http::client(),
+        log: Vec::new(),
+    };
+    provision_with(&mut w, e, admin_password, tag).await
+}
+
 /// Runs the walk-through; the lines say what passed, the error what did not.
 pub async fn run(e: &Entries, admin_password: &str) -> Result<Vec<String>, String> {
-    let (publisher, store, gateway, key_manager) = (
-        e.publisher.clone(),
-        e.store.clone(),
-        e.gateway.clone(),
-        e.key_manager.clone(),
-    );
     let mut w = Walk {
         client: http::client(),
         log: Vec::new(),
@@ -98,120 +245,20 @@ pub async fn run(e: &Entries, admin_password: &str) -> Result<Vec<String>, Strin
     let mut tag = [0u8; 4];
     getrandom::fill(&mut tag).map_err(|e| e.to_string())?;
     let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-    let context = format!("smoke-{tag}");
-
-    let login = Request::new("POST", "/api/login")
-        .json(&json!({"username": "admin", "password": admin_password}));
-    let p = field(
-        &w.send("publisher: sign in as admin", &publisher, login, 200)
-            .await?,
-        "token",
-    )?;
-    let auth = |t: &str| format!("Bearer {t}");
-    let create = Request::new("POST", "/api/apis")
-        .header("authorization", &auth(&p))
-        .json(&json!({"name": "Smoke", "version": "v1", "context": context, "backend": e.backend}));
-    let api = field(
-        &w.send("publisher: create an API", &publisher, create, 201)
-            .await?,
-        "id",
-    )?;
-    let publish = Request::new("POST", &format!("/api/apis/{api}/publish"))
-        .header("authorization", &auth(&p));
-    w.send(
-        "publisher: publish it to every gateway",
-        &publisher,
-        publish,
-        200,
-    )
-    .await?;
-
-    let user = format!("smoke-{tag}");
-    let creds = json!({"username": user, "password": "smoke-password"});
-    w.send(
-        "store: sign up",
-        &store,
-        Request::new("POST", "/api/signup").json(&creds),
-        201,
-    )
-    .await?;
-    let s = field(
-        &w.send(
-            "store: sign in",
-            &store,
-            Request::new("POST", "/api/login").json(&creds),
-            200,
-        )
-        .await?,
-        "token",
-    )?;
-    let token_of = async |w: &mut Walk,
-                          name: &str,
-                          subscribe: bool|
-           -> Result<(String, String, String), String> {
-        let app = Request::new("POST", "/api/applications")
-            .header("authorization", &auth(&s))
-            .json(&json!({"name": name}));
-        let app = field(
-            &w.send(
-                &format!("store: create application {name}"),
-                &store,
-                app,
-                201,
-            )
-            .await?,
-            "id",
-        )?;
-        if subscribe {
-            let sub = Request::new("POST", "/api/subscriptions")
-                .header("authorization", &auth(&s))
-                .json(&json!({"application": app, "api": api}));
-            w.send(
-                &format!("store: subscribe {name} to the API"),
-                &store,
-                sub,
-                201,
-            )
-            .await?;
-        }
-        let keys = Request::new("POST", &format!("/api/applications/{app}/keys"))
-            .header("authorization", &auth(&s));
-        let keys = w
-            .send(
-                &format!("store: consumer keys of {name} from the key manager"),
-                &store,
-                keys,
-                201,
-            )
-            .await?;
-        let (ck, cs) = (
-            field(&keys, "consumer_key")?,
-            field(&keys, "consumer_secret")?,
-        );
-        let token = Request::new("POST", "/token")
-            .header("authorization", &basic(&ck, &cs))
-            .form(&[("grant_type", "client_credentials")]);
-        let t = field(
-            &w.send(&format!("gateway: token for {name}"), &gateway, token, 200)
-                .await?,
-            "access_token",
-        )?;
-        Ok((t, ck, cs))
-    };
-    let (token, ck, cs) = token_of(&mut w, "subscribed", true).await?;
-    let path = format!("/{context}/v1/hello?n=1");
+    let p = provision_with(&mut w, e, admin_password, &tag).await?;
+    let path = format!("/{}/v1/hello?n=1", p.context);
     let invoke = |t: Option<&str>| {
         let r = Request::new("GET", &path);
         match t {
-            Some(t) => r.header("authorization", &auth(t)),
+            Some(t) => r.header("authorization", &bearer(t)),
             None => r,
         }
     };
     let echoed = w
         .send(
             "gateway: invoke the API",
-            &gateway,
-            invoke(Some(&token)),
+            &e.gateway,
+            invoke(Some(&p.token)),
             200,
         )
         .await?;
@@ -220,15 +267,15 @@ pub async fn run(e: &Entries, admin_password: &str) -> Result<Vec<String>, Strin
     }
     w.send(
         "gateway: invoke without a token is refused",
-        &gateway,
+        &e.gateway,
         invoke(None),
         401,
     )
     .await?;
-    let (other, _, _) = token_of(&mut w, "unsubscribed", false).await?;
+    let (other, _, _) = app_token(&mut w, e, &p.session, &p.api, "unsubscribed", false).await?;
     w.send(
         "gateway: invoke with an unsubscribed application is refused",
-        &gateway,
+        &e.gateway,
         invoke(Some(&other)),
         403,
     )
@@ -237,21 +284,21 @@ pub async fn run(e: &Entries, admin_password: &str) -> Result<Vec<String>, Strin
         w.send(
             &format!("{name}: invoke"),
             &(host, port),
-            invoke(Some(&token)),
+            invoke(Some(&p.token)),
             200,
         )
         .await?;
     }
     let revoke = Request::new("POST", "/revoke")
-        .header("authorization", &basic(&ck, &cs))
-        .form(&[("token", &token)]);
-    w.send("key manager: revoke the token", &key_manager, revoke, 200)
+        .header("authorization", &basic(&p.consumer_key, &p.consumer_secret))
+        .form(&[("token", &p.token)]);
+    w.send("key manager: revoke the token", &e.key_manager, revoke, 200)
         .await?;
     for (name, host, port) in e.gateway_nodes.clone() {
         w.send(
             &format!("{name}: the revoked token is refused"),
             &(host, port),
-            invoke(Some(&token)),
+            invoke(Some(&p.token)),
             401,
         )
         .await?;

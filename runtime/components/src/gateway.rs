@@ -190,12 +190,9 @@ impl Gateway {
             .state()
             .cache
             .get(&hash)
-            .cloned()
-            .filter(|c| now < c.expires_ms && now < c.cached_ms + CACHE_MS);
-        if let Some(subscribed) = cached
-            .as_ref()
-            .and_then(|c| c.subscriptions.get(api).copied())
-        {
+            .filter(|c| now < c.expires_ms && now < c.cached_ms + CACHE_MS)
+            .and_then(|c| c.subscriptions.get(api).copied());
+        if let Some(subscribed) = cached {
             return decide(true, subscribed);
         }
         let ask = Request::new("POST", "/internal/validate").json(&Validate {

@@ -37,6 +37,11 @@ pub async fn handle(world: &impl World, req: Request) -> Response {
     }
 }
 
+/// A field of a form body.
+fn field(form: &[(String, String)], name: &str) -> Option<String> {
+    form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
 fn oauth_error(status: u16, error: &str, description: &str) -> Response {
     Response::json(
         status,
@@ -179,11 +184,7 @@ async fn active(world: &impl World, token: &str) -> Result<Option<Token>, Respon
 
 async fn introspect(world: &impl World, req: &Request) -> Response {
     let form = req.form_fields();
-    let Some(token) = form
-        .iter()
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.clone())
-    else {
+    let Some(token) = field(&form, "token") else {
         return oauth_error(400, "invalid_request", "token is missing");
     };
     match active(world, &token).await {
@@ -224,11 +225,7 @@ async fn revoke(world: &impl World, req: &Request) -> Response {
         Ok(k) => k,
         Err(r) => return r,
     };
-    let Some(token) = form
-        .iter()
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.clone())
-    else {
+    let Some(token) = field(&form, "token") else {
         return oauth_error(400, "invalid_request", "token is missing");
     };
     let hash = secret::hash(&token);
@@ -244,10 +241,8 @@ async fn revoke(world: &impl World, req: &Request) -> Response {
     }
     let note = Request::new("POST", "/internal/revoked").json(&json!({ "token_hash": hash }));
     let answers = world.notify_each(Peer::Gateway, note).await;
-    let missed: Vec<&str> = answers
-        .iter()
-        .filter(|(_, r)| !r.as_ref().is_ok_and(|r| r.status == 200))
-        .map(|(n, _)| n.as_str())
-        .collect();
-    Response::json(200, &json!({ "revoked": true, "gateways_missed": missed }))
+    Response::json(
+        200,
+        &json!({ "revoked": true, "gateways_missed": crate::world::missed(&answers) }),
+    )
 }

@@ -181,11 +181,7 @@ async fn propagate(world: &impl World, api: Api) -> Response {
     }
     let note = Request::new("POST", "/internal/apis").json(&api);
     let answers = world.notify_each(Peer::Gateway, note).await;
-    let failed: Vec<&str> = answers
-        .iter()
-        .filter(|(_, r)| !r.as_ref().is_ok_and(|r| r.status == 200))
-        .map(|(n, _)| n.as_str())
-        .collect();
+    let failed = crate::world::missed(&answers);
     Response::json(
         200,
         &json!({ "api": api, "gateways_notified": answers.len() - failed.len(), "gateways_missed": failed }),

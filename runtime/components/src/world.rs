@@ -36,6 +36,15 @@ impl std::fmt::Display for CallError {
     }
 }
 
+/// The nodes that did not acknowledge a notification (no answer, or not 200).
+pub fn missed(answers: &[(String, Result<Response, CallError>)]) -> Vec<&str> {
+    answers
+        .iter()
+        .filter(|(_, r)| !r.as_ref().is_ok_and(|r| r.status == 200))
+        .map(|(n, _)| n.as_str())
+        .collect()
+}
+
 /// A database could not answer (down, unreachable, or refused the statement).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DbError(pub String);

@@ -80,11 +80,7 @@ pub async fn send(
             .await
             .map_err(|e| CallError::Broken(format!("{uri}: {e}")))?
             .to_bytes();
-        let headers = parts
-            .headers
-            .iter()
-            .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
-            .collect();
+        let headers = headers(&parts.headers);
         Ok(Response {
             status: parts.status.as_u16(),
             headers,
@@ -94,6 +90,13 @@ pub async fn send(
     tokio::time::timeout(timeout, exchange)
         .await
         .unwrap_or(Err(CallError::Timeout))
+}
+
+/// Header names and values; values that are not text are left out.
+fn headers(map: &hyper::HeaderMap) -> Vec<(String, String)> {
+    map.iter()
+        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect()
 }
 
 /// Reads a hyper request into the components' type; bodies over the limit are refused.
@@ -110,11 +113,7 @@ async fn read(req: hyper::Request<Incoming>) -> Result<Request, Response> {
             )
         })?
         .to_bytes();
-    let headers = parts
-        .headers
-        .iter()
-        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
-        .collect();
+    let headers = headers(&parts.headers);
     Ok(Request {
         method: parts.method.as_str().to_string(),
         path: parts.uri.path().to_string(),

@@ -254,6 +254,15 @@ fn api_of(row: &AnyRow) -> Result<Api, DbError> {
     serde_json::from_str(&data).map_err(|e| DbError(format!("a stored API cannot be read: {e}")))
 }
 
+/// A row of `SELECT id, name, owner FROM apim_applications`.
+fn application_of(r: &AnyRow) -> Result<Application, DbError> {
+    Ok(Application {
+        id: text(r, 0)?,
+        name: text(r, 1)?,
+        owner: text(r, 2)?,
+    })
+}
+
 fn ms(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -395,14 +404,7 @@ impl Storage for SqlStorage {
         .fetch_optional(&c.pool)
         .await
         .map_err(db_error)?;
-        row.map(|r| {
-            Ok(Application {
-                id: text(&r, 0)?,
-                name: text(&r, 1)?,
-                owner: text(&r, 2)?,
-            })
-        })
-        .transpose()
+        row.map(|r| application_of(&r)).transpose()
     }
 
     async fn applications(&self, owner: &str) -> Db<Vec<Application>> {
@@ -415,15 +417,7 @@ impl Storage for SqlStorage {
         .fetch_all(&c.pool)
         .await
         .map_err(db_error)?;
-        rows.iter()
-            .map(|r| {
-                Ok(Application {
-                    id: text(r, 0)?,
-                    name: text(r, 1)?,
-                    owner: text(r, 2)?,
-                })
-            })
-            .collect()
+        rows.iter().map(application_of).collect()
     }
 
     async fn subscribe(&self, application: &str, api: &str) -> Db<bool> {

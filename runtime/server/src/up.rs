@@ -132,13 +132,13 @@ pub async fn start(t: &Topology, opts: &UpOptions) -> Result<Up, String> {
 }
 
 impl Up {
-    /// Where clients reach a component: its external balancer, or its first node.
-    pub fn entry(&self, c: Component) -> Option<(String, u16)> {
+    /// Where a component answers through a balancer of `kind`, or else at its first node.
+    fn reach(&self, c: Component, kind: BalancerKind) -> Option<(String, u16)> {
         let via_balancer = self
             .plan
             .balancers
             .iter()
-            .filter(|b| b.kind == BalancerKind::External)
+            .filter(|b| b.kind == kind)
             .find_map(|b| {
                 let r = b.routes.iter().find(|r| r.component == c)?;
                 Some((b.host.clone(), r.port))
@@ -151,29 +151,14 @@ impl Up {
         })
     }
 
+    /// Where clients reach a component: its external balancer, or its first node.
+    pub fn entry(&self, c: Component) -> Option<(String, u16)> {
+        self.reach(c, BalancerKind::External)
+    }
+
     /// Where the key manager answers for revocations: its internal balancer or first node.
     pub fn key_manager(&self) -> Option<(String, u16)> {
-        let via_balancer = self
-            .plan
-            .balancers
-            .iter()
-            .filter(|b| b.kind == BalancerKind::Internal)
-            .find_map(|b| {
-                let r = b
-                    .routes
-                    .iter()
-                    .find(|r| r.component == Component::KeyManager)?;
-                Some((b.host.clone(), r.port))
-            });
-        via_balancer.or_else(|| {
-            self.plan.nodes.iter().find_map(|n| {
-                let l = n
-                    .listeners
-                    .iter()
-                    .find(|l| l.component == Component::KeyManager)?;
-                Some((n.host.clone(), l.port))
-            })
-        })
+        self.reach(Component::KeyManager, BalancerKind::Internal)
     }
 
     /// Every gateway node's own address.

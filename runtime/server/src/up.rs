@@ -249,7 +249,8 @@ mod tests {
     fn loopback_ranges_stay_on_loopback() {
         let l = Loopback::parse("127.1.0.0/16").expect("range");
         assert_eq!(l.address(1).as_deref(), Some("127.1.0.1"));
-        assert_eq!(l.address(65534), None);
+        assert_eq!(l.address(65534).as_deref(), Some("127.1.255.254"));
+        assert_eq!(l.address(65535), None);
         assert!(Loopback::parse("10.0.0.0/8").is_err());
         assert!(Loopback::parse("127.0.0.0/31").is_err());
         assert!(Loopback::parse("nonsense").is_err());

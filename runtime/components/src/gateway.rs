@@ -19,6 +19,11 @@ pub const CACHE_MS: u64 = 30_000;
 pub const CACHE_MAX: usize = 10_000;
 /// How often the routing table is reconciled with the registry.
 pub const RECONCILE_MS: u64 = 5_000;
+/// How often a gateway asks the key manager for revocations it may have missed: the bound on
+/// how long a revoked token can outlive a lost notification.
+pub const REVOCATIONS_MS: u64 = 500;
+/// Asked-for windows overlap by this much, so clocks a little apart lose nothing.
+const REVOCATIONS_OVERLAP_MS: u64 = 5_000;
 
 #[derive(Clone, Debug)]
 struct Cached {
@@ -35,6 +40,14 @@ struct State {
     routes: BTreeMap<(String, String), Api>,
     /// token hash -> validation.
     cache: BTreeMap<String, Cached>,
+    /// The key manager's time of the last revocation catch-up.
+    revocations_seen_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Revocations {
+    token_hashes: Vec<String>,
+    now_ms: u64,
 }
 
 /// A gateway's own state; the logic is in its methods.
@@ -90,6 +103,36 @@ impl Gateway {
             .map(|a| ((a.context.clone(), a.version.clone()), a))
             .collect();
         Ok(s.routes.len())
+    }
+
+    /// Drops cached tokens revoked since the last catch-up.
+    pub async fn sync_revocations(&self, world: &impl World) -> Result<usize, String> {
+        // The first time, only recent revocations matter: a token revoked earlier could not
+        // have passed validation into this cache.
+        let since = self
+            .state()
+            .revocations_seen_ms
+            .unwrap_or_else(|| world.now_ms())
+            .saturating_sub(REVOCATIONS_OVERLAP_MS);
+        let ask = Request::new("POST", "/internal/revocations")
+            .json(&crate::keymanager::RevocationsSince { since_ms: since });
+        let answer = world
+            .call(Peer::KeyManager, ask)
+            .await
+            .map_err(|e| e.to_string())?;
+        if answer.status != 200 {
+            return Err(format!("the key manager answered {}", answer.status));
+        }
+        let r: Revocations = serde_json::from_slice(&answer.body).map_err(|e| e.to_string())?;
+        let mut s = self.state();
+        let mut dropped = 0;
+        for h in &r.token_hashes {
+            if s.cache.remove(h).is_some() {
+                dropped += 1;
+            }
+        }
+        s.revocations_seen_ms = Some(r.now_ms);
+        Ok(dropped)
     }
 
     pub async fn handle(&self, world: &impl World, req: Request) -> Response {

@@ -33,6 +33,7 @@ pub async fn handle(world: &impl World, req: Request) -> Response {
         ("POST", "/revoke") => revoke(world, &req).await,
         ("POST", "/internal/clients") => new_client(world, &req).await,
         ("POST", "/internal/validate") => validate(world, &req).await,
+        ("POST", "/internal/revocations") => revocations(world, &req).await,
         _ => Response::error(404, "not_found", "no such key-manager endpoint"),
     }
 }
@@ -216,6 +217,25 @@ async fn validate(world: &impl World, req: &Request) -> Response {
     }
 }
 
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationsSince {
+    pub since_ms: u64,
+}
+
+/// The gateways' catch-up: tokens revoked since a time, for gateways that missed a notification.
+async fn revocations(world: &impl World, req: &Request) -> Response {
+    let q: RevocationsSince = match body(req) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let now = world.now_ms();
+    match world.storage().revoked_since(q.since_ms).await {
+        Ok(hashes) => Response::json(200, &json!({ "token_hashes": hashes, "now_ms": now })),
+        Err(e) => unavailable(&e.0),
+    }
+}
+
 /// Revokes a token of the calling client and tells every gateway node to drop it; answers
 /// after the gateways were told, so an acknowledged revocation is enforced everywhere that
 /// could be reached.
@@ -236,7 +256,7 @@ async fn revoke(world: &impl World, req: &Request) -> Response {
         Ok(_) => return Response::new(200),
         Err(e) => return unavailable(&e.0),
     }
-    if let Err(e) = storage.revoke_token(&hash).await {
+    if let Err(e) = storage.revoke_token(&hash, world.now_ms()).await {
         return unavailable(&e.0);
     }
     let note = Request::new("POST", "/internal/revoked").json(&json!({ "token_hash": hash }));

@@ -21,6 +21,8 @@ struct Tables {
     subscriptions: BTreeSet<(String, String)>,
     clients: BTreeMap<String, ClientKeys>,
     tokens: BTreeMap<String, Token>,
+    /// token hash -> when it was revoked.
+    revocations: BTreeMap<String, u64>,
     registry: BTreeMap<String, Api>,
     down: BTreeSet<Role>,
 }
@@ -145,13 +147,23 @@ impl Storage for MemStorage {
     async fn token(&self, token_hash: &str) -> Db<Option<Token>> {
         self.with(Role::Apim, |t| t.tokens.get(token_hash).cloned())
     }
-    async fn revoke_token(&self, token_hash: &str) -> Db<bool> {
+    async fn revoke_token(&self, token_hash: &str, at_ms: u64) -> Db<bool> {
         self.with(Role::Apim, |t| match t.tokens.get_mut(token_hash) {
             Some(tok) => {
                 tok.revoked = true;
+                t.revocations.insert(token_hash.to_string(), at_ms);
                 true
             }
             None => false,
+        })
+    }
+    async fn revoked_since(&self, since_ms: u64) -> Db<Vec<String>> {
+        self.with(Role::Apim, |t| {
+            t.revocations
+                .iter()
+                .filter(|(_, at)| **at >= since_ms)
+                .map(|(h, _)| h.clone())
+                .collect()
         })
     }
     async fn register(&self, api: &Api) -> Db<()> {

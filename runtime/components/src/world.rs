@@ -160,7 +160,9 @@ pub trait Storage: Send + Sync {
     fn save_token(&self, token: &Token) -> impl Future<Output = Db<()>> + Send;
     fn token(&self, token_hash: &str) -> impl Future<Output = Db<Option<Token>>> + Send;
     /// False when there was no such token.
-    fn revoke_token(&self, token_hash: &str) -> impl Future<Output = Db<bool>> + Send;
+    fn revoke_token(&self, token_hash: &str, at_ms: u64) -> impl Future<Output = Db<bool>> + Send;
+    /// Hashes of the tokens revoked at or after `since_ms`.
+    fn revoked_since(&self, since_ms: u64) -> impl Future<Output = Db<Vec<String>>> + Send;
     // registry database
     fn register(&self, api: &Api) -> impl Future<Output = Db<()>> + Send;
     fn unregister(&self, id: &str) -> impl Future<Output = Db<()>> + Send;

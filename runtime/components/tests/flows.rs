@@ -555,3 +555,45 @@ fn nodes_answer_health_and_metrics() {
         "{m}"
     );
 }
+
+#[test]
+fn a_gateway_that_missed_a_revocation_drops_the_token_on_its_next_catch_up() {
+    let w = world();
+    let admin = login(
+        &w,
+        "publisher-1",
+        Peer::Publisher,
+        "admin",
+        "admin-password",
+    );
+    let api = publish(&w, &admin, "echo", "http://backend.example");
+    let (token, key, secret) = consumer(&w, "gina", Some(&api));
+    assert_eq!(
+        invoke(&w, "gateway-2", "/echo/v1/a", Some(&token)).status,
+        200
+    );
+    let gw2 = &w.0.nodes[node(&w, "gateway-2")];
+    assert_eq!(pollster::block_on(gw2.gateway.sync_revocations(&w)), Ok(0));
+    w.0.down.lock().expect("lock").insert("gateway-2".into());
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{key}:{secret}"));
+    let r = send(
+        &w,
+        "key-manager-1",
+        Peer::KeyManager,
+        Request::new("POST", "/revoke")
+            .header("authorization", &format!("Basic {basic}"))
+            .form(&[("token", &token)]),
+    );
+    assert_eq!(json_of(&r)["gateways_missed"], json!(["gateway-2"]));
+    w.0.down.lock().expect("lock").clear();
+    assert_eq!(
+        invoke(&w, "gateway-2", "/echo/v1/a", Some(&token)).status,
+        200,
+        "its cache still holds the token"
+    );
+    assert_eq!(pollster::block_on(gw2.gateway.sync_revocations(&w)), Ok(1));
+    assert_eq!(
+        invoke(&w, "gateway-2", "/echo/v1/a", Some(&token)).status,
+        401
+    );
+}

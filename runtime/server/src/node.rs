@@ -5,7 +5,7 @@ use crate::http;
 use crate::storage::{Role, SqlStorage};
 use crate::world::{RealWorld, peer};
 use apim_compiler::plan::NodePlan;
-use apim_components::gateway::RECONCILE_MS;
+use apim_components::gateway::{RECONCILE_MS, REVOCATIONS_MS};
 use apim_components::world::Peer;
 use apim_components::{Node, Request};
 use apim_topology::vocab::Role as PlanRole;
@@ -70,6 +70,14 @@ pub async fn start(
         }));
     }
     if node.runs(Peer::Gateway) {
+        let (n, w) = (node.clone(), world.clone());
+        tasks.spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(REVOCATIONS_MS)).await;
+                // A key manager out of reach now is asked again on the next round.
+                let _ = n.gateway.sync_revocations(w.as_ref()).await;
+            }
+        });
         let (node, world) = (node.clone(), world.clone());
         tasks.spawn(async move {
             loop {

@@ -109,6 +109,8 @@ impl Role {
                 "CREATE TABLE IF NOT EXISTS apim_subscriptions (application VARCHAR(255) NOT NULL, api VARCHAR(255) NOT NULL, PRIMARY KEY (application, api))",
                 "CREATE TABLE IF NOT EXISTS apim_clients (consumer_key VARCHAR(255) PRIMARY KEY, secret_hash TEXT NOT NULL, application VARCHAR(255) NOT NULL)",
                 "CREATE TABLE IF NOT EXISTS apim_tokens (token_hash VARCHAR(255) PRIMARY KEY, consumer_key VARCHAR(255) NOT NULL, application VARCHAR(255) NOT NULL, expires_ms BIGINT NOT NULL, revoked BIGINT NOT NULL)",
+                // Version 2: when a token was revoked, so gateways can catch up on revocations.
+                "ALTER TABLE apim_tokens ADD COLUMN revoked_ms BIGINT NOT NULL DEFAULT 0",
             ],
             Role::Registry => &[
                 "CREATE TABLE IF NOT EXISTS apim_registry (id VARCHAR(255) PRIMARY KEY, data TEXT NOT NULL)",
@@ -535,17 +537,28 @@ impl Storage for SqlStorage {
         .transpose()
     }
 
-    async fn revoke_token(&self, token_hash: &str) -> Db<bool> {
+    async fn revoke_token(&self, token_hash: &str, at_ms: u64) -> Db<bool> {
         let c = self.conn(Role::Apim)?;
         let r = sqlx::query(
             &c.dialect
-                .sql("UPDATE apim_tokens SET revoked = 1 WHERE token_hash = ?"),
+                .sql("UPDATE apim_tokens SET revoked = 1, revoked_ms = ? WHERE token_hash = ?"),
         )
+        .bind(ms(at_ms))
         .bind(token_hash)
         .execute(&c.pool)
         .await
         .map_err(db_error)?;
         Ok(r.rows_affected() >= 1)
+    }
+
+    async fn revoked_since(&self, since_ms: u64) -> Db<Vec<String>> {
+        let c = self.conn(Role::Apim)?;
+        let rows = sqlx::query(&c.dialect.sql("SELECT token_hash FROM apim_tokens WHERE revoked = 1 AND revoked_ms >= ? ORDER BY token_hash"))
+            .bind(ms(since_ms))
+            .fetch_all(&c.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(|r| text(r, 0)).collect()
     }
 
     async fn register(&self, api: &Api) -> Db<()> {

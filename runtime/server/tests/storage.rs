@@ -111,7 +111,12 @@ async fn exercise(urls: &BTreeMap<Role, String>) {
     for t in tasks {
         t.await.expect("task").expect("token");
     }
-    assert!(b.revoke_token("t3").await.expect("revoke"));
+    assert!(b.revoke_token("t3", 5_000).await.expect("revoke"));
+    assert_eq!(
+        a.revoked_since(4_000).await.expect("since"),
+        vec!["t3".to_string()]
+    );
+    assert!(a.revoked_since(6_000).await.expect("since").is_empty());
     assert!(
         a.token("t3")
             .await
@@ -124,7 +129,7 @@ async fn exercise(urls: &BTreeMap<Role, String>) {
             .expect("token")
             .is_some_and(|t| !t.revoked)
     );
-    assert!(!a.revoke_token("nope").await.expect("revoke"));
+    assert!(!a.revoke_token("nope", 1).await.expect("revoke"));
 
     let mut api = Api {
         id: "api-1".into(),

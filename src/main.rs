@@ -29,6 +29,7 @@ enum Command {
     Plan(commands::build::PlanArgs),
     Up(commands::run::UpArgs),
     Node(commands::run::NodeArgs),
+    Balancer(commands::run::BalancerArgs),
     Explain(commands::explain::Args),
 }
 
@@ -78,6 +79,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => commands::build::plan(args),
         Command::Up(args) => commands::run::up(args),
         Command::Node(args) => commands::run::node(args),
+        Command::Balancer(args) => commands::run::balancer(args),
         Command::Explain(args) => commands::explain::run(args),
     };
     ExitCode::from(outcome.code())

@@ -1,5 +1,6 @@
 //! Nodes as separate `apim node` processes sharing one real database — the machine's
-//! PostgreSQL, then its MariaDB — running the whole walk-through between them.
+//! PostgreSQL, then its MariaDB — with `apim balancer` in front of two gateways, running the
+//! whole walk-through between them.
 
 mod common;
 
@@ -27,12 +28,11 @@ fn topology(url: &str, engine: &str) -> String {
     let mut t = format!(
         "version = 1\n\n[deployment]\nname = \"procs\"\n\n[networks.lan]\n\n[databases.main]\nroles = [\"user\", \"apim\", \"registry\"]\nengine = \"{engine}\"\nurl = \"{url}\"\nnetwork = \"lan\"\n"
     );
-    for (i, c) in ["publisher", "store", "key-manager", "gateway"]
-        .iter()
-        .enumerate()
-    {
+    for (i, c) in ["publisher", "store", "key-manager"].iter().enumerate() {
         t.push_str(&format!("\n[clusters.{c}]\ncomponents = [\"{c}\"]\nnetwork = \"lan\"\nhosts = [\"10.20.0.{}\"]\n", i + 1));
     }
+    t.push_str("\n[clusters.gateway]\ncomponents = [\"gateway\"]\nnetwork = \"lan\"\nhosts = [\"10.20.0.4\", \"10.20.0.5\"]\n");
+    t.push_str("\n[load_balancers.edge]\nkind = \"external\"\nnetwork = \"lan\"\nhost = \"10.20.0.9\"\nfronts = [\"gateway\"]\n");
     t
 }
 
@@ -60,8 +60,8 @@ async fn echo_backend(host: &str) -> tokio::task::JoinSet<()> {
     set
 }
 
-/// Builds the topology, starts a process per node (addresses mapped into `range`, a /24 of
-/// 127.x), and runs the walk-through against them.
+/// Builds the topology, starts a process per node and one for the gateways' balancer
+/// (addresses mapped into `range`, a /24 of 127.x), and runs the walk-through against them.
 async fn run_nodes(url: &str, engine: &str, range: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
@@ -76,12 +76,19 @@ async fn run_nodes(url: &str, engine: &str, range: &str) {
         "{}",
         String::from_utf8_lossy(&built.stderr)
     );
-    let names = ["publisher-1", "store-1", "key-manager-1", "gateway-1"];
+    let names = [
+        "publisher-1",
+        "store-1",
+        "key-manager-1",
+        "gateway-1",
+        "gateway-2",
+    ];
     let address = |i: usize| format!("{range}.{}", i + 1);
     let mut hosts = String::from("[nodes]\n");
     for (i, n) in names.iter().enumerate() {
         hosts.push_str(&format!("{n} = \"{}\"\n", address(i)));
     }
+    hosts.push_str(&format!("[balancers]\nedge = \"{range}.9\"\n"));
     std::fs::write(d.join("hosts.toml"), hosts).expect("hosts");
     let mut procs = Processes(Vec::new());
     for n in names {
@@ -100,6 +107,21 @@ async fn run_nodes(url: &str, engine: &str, range: &str) {
             .expect("apim node starts");
         procs.0.push(child);
     }
+    let balancer = common::apim()
+        .args([
+            "balancer",
+            "out/lb/edge/rules.toml",
+            "--hosts",
+            "hosts.toml",
+            "--bind",
+            &format!("{range}.9"),
+        ])
+        .current_dir(d)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("apim balancer starts");
+    procs.0.push(balancer);
     let client = http::client();
     for (i, name) in names.iter().enumerate() {
         let mut up = false;
@@ -116,14 +138,35 @@ async fn run_nodes(url: &str, engine: &str, range: &str) {
         }
         assert!(up, "{name} did not start");
     }
+    // The balancer's health checks take its nodes in at once; wait for it to answer.
+    let mut balanced = false;
+    for _ in 0..100 {
+        let r = http::send(
+            &client,
+            &format!("{range}.9"),
+            8280,
+            apim_components::Request::new("GET", "/none/v1"),
+            Duration::from_secs(1),
+        )
+        .await;
+        if r.is_ok_and(|r| r.status == 404) {
+            balanced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(balanced, "the balancer did not start");
     let backend_host = format!("{range}.100");
     let _backend = echo_backend(&backend_host).await;
     let entries = Entries {
         publisher: (address(0), 9443),
         store: (address(1), 9444),
         key_manager: (address(2), 9445),
-        gateway: (address(3), 8280),
-        gateway_nodes: vec![("gateway-1".into(), address(3), 8280)],
+        gateway: (format!("{range}.9"), 8280),
+        gateway_nodes: vec![
+            ("gateway-1".into(), address(3), 8280),
+            ("gateway-2".into(), address(4), 8280),
+        ],
         backend: format!("http://{backend_host}:8080"),
     };
     let log = smoke::run(&entries, PASSWORD)

@@ -49,6 +49,77 @@ pub struct NodeArgs {
     data: PathBuf,
 }
 
+/// Run the built-in balancer on its rules: `apim balancer out/lb/<lb>/rules.toml`.
+///
+/// Listens on every route's port, balances round robin over healthy nodes (active checks on
+/// each node's admin /health), retries once elsewhere when a connection fails, and keeps
+/// portal sessions on one node by a cookie.
+#[derive(clap::Args)]
+pub struct BalancerArgs {
+    /// The balancer's rules, as `apim build` wrote them.
+    file: String,
+    /// A host map giving the nodes' addresses on this platform.
+    #[arg(long)]
+    hosts: Option<String>,
+    /// The address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: String,
+}
+
+pub fn balancer(args: BalancerArgs) -> Outcome {
+    let text = match std::fs::read_to_string(&args.file) {
+        Ok(t) => t,
+        Err(e) => {
+            output::error(&format!("cannot read `{}`: {e}", args.file));
+            return Outcome::Usage;
+        }
+    };
+    let mut plan = match apim_compiler::emit::rules::parse(&text) {
+        Ok(p) => p,
+        Err(e) => {
+            output::error(&format!(
+                "`{}` is not balancer rules of apim build: {e}",
+                args.file
+            ));
+            return Outcome::Failure;
+        }
+    };
+    if let Some(h) = &args.hosts {
+        let map = std::fs::read_to_string(h)
+            .map_err(|e| format!("cannot read `{h}`: {e}"))
+            .and_then(|t| apim_compiler::HostMap::parse(&t));
+        match map {
+            Ok(m) => plan = m.balancer(&plan),
+            Err(e) => {
+                output::error(&e);
+                return Outcome::Failure;
+            }
+        }
+    }
+    let result = apim_runtime::block_on(async move {
+        let running = apim_runtime::balancer::start(plan, &args.bind).await?;
+        for r in &running.plan.routes {
+            println!(
+                "balancer {} {} on {}:{} -> {} nodes",
+                running.plan.name,
+                r.component,
+                args.bind,
+                r.port,
+                r.upstream.len()
+            );
+        }
+        apim_runtime::until_interrupted().await;
+        Ok::<_, String>(())
+    });
+    match result {
+        Ok(Ok(())) => Outcome::Success,
+        Err(e) | Ok(Err(e)) => {
+            output::error(&e);
+            Outcome::Failure
+        }
+    }
+}
+
 fn admin_password() -> (String, bool) {
     match std::env::var("APIM_ADMIN_PASSWORD") {
         Ok(p) if !p.is_empty() => (p, false),

@@ -180,7 +180,7 @@ impl Gateway {
                 "the path may not contain `.` or `..` segments",
             );
         }
-        let [context, version, rest @ ..] = segments.as_slice() else {
+        let [context, version, ..] = segments.as_slice() else {
             return Response::error(
                 404,
                 "not_found",
@@ -213,7 +213,14 @@ impl Gateway {
         }
         req.headers
             .retain(|(n, _)| n != "authorization" && n != "host");
-        req.path = format!("/{}", rest.join("/"));
+        // The backend gets the rest of the path as the client wrote it (still percent-encoded).
+        let raw: Vec<&str> = req
+            .path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .skip(2)
+            .collect();
+        req.path = format!("/{}", raw.join("/"));
         match world.forward(&api.backend, req).await {
             Ok(r) => r,
             Err(crate::world::CallError::Timeout) => Response::error(

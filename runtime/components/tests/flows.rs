@@ -281,6 +281,11 @@ fn publish_subscribe_token_invoke_and_revoke() {
             "the token is not passed to the backend"
         );
     }
+    let encoded = json_of(&invoke(&w, "gateway-1", "/echo/v1/a%20b/c", Some(&token)));
+    assert_eq!(
+        encoded["path"], "/a%20b/c",
+        "the backend gets the path as the client wrote it"
+    );
     assert_eq!(invoke(&w, "gateway-1", "/echo/v1/hello", None).status, 401);
     assert_eq!(
         invoke(&w, "gateway-1", "/echo/v2/hello", Some(&token)).status,

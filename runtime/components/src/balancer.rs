@@ -2,6 +2,10 @@
 //! a cookie naming the node, health from active checks and failed connections, and one retry
 //! on another target when a connection fails before anything was sent.
 
+use crate::world::CallError;
+use std::future::Future;
+use std::sync::Mutex;
+
 /// One upstream target and what is known of its health.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -93,6 +97,44 @@ impl Pool {
 
 /// How many targets a request may try: the first, and one retry.
 pub const ATTEMPTS: usize = 2;
+
+fn lock(pool: &Mutex<Pool>) -> std::sync::MutexGuard<'_, Pool> {
+    // Every change to a pool is one field update: usable even after a panic elsewhere.
+    pool.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sends one request through a pool: to the target `pick` chooses, and once more elsewhere when
+/// the connection failed before anything was sent. A target that could not be reached leaves
+/// the rotation; one that answered counts as a passed check. Returns the target that answered.
+pub async fn attempt<T, Fut>(
+    pool: &Mutex<Pool>,
+    sticky: Option<&str>,
+    mut send: impl FnMut(usize) -> Fut,
+) -> Result<(usize, T), CallError>
+where
+    Fut: Future<Output = Result<T, CallError>>,
+{
+    let mut tried = Vec::new();
+    let mut last = CallError::Connect("no target to send to".into());
+    for _ in 0..ATTEMPTS {
+        let Some(i) = lock(pool).pick(sticky, &tried) else {
+            break;
+        };
+        tried.push(i);
+        match send(i).await {
+            Ok(r) => {
+                lock(pool).checked(i, true);
+                return Ok((i, r));
+            }
+            Err(CallError::Connect(e)) => {
+                lock(pool).connect_failed(i);
+                last = CallError::Connect(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
 
 #[cfg(test)]
 mod tests {

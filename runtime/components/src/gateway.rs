@@ -24,6 +24,13 @@ pub const RECONCILE_MS: u64 = 5_000;
 pub const REVOCATIONS_MS: u64 = 500;
 /// Asked-for windows overlap by this much, so clocks a little apart lose nothing.
 const REVOCATIONS_OVERLAP_MS: u64 = 5_000;
+/// How long after the last revocation catch-up the cache is trusted. Past it (the key manager
+/// out of reach), every token is checked with the key manager again, so a revoked token never
+/// outlives the revocation bound (1 s) on a gateway that missed the notification.
+pub const CACHE_TRUST_MS: u64 = 800;
+/// The key manager's answer to a catch-up when its database is down: no revocation can be
+/// acknowledged then, so the cache stays trusted.
+pub const NO_REVOCATIONS_POSSIBLE: &str = "database_unavailable";
 
 #[derive(Clone, Debug)]
 struct Cached {
@@ -42,6 +49,10 @@ struct State {
     cache: BTreeMap<String, Cached>,
     /// The key manager's time of the last revocation catch-up.
     revocations_seen_ms: Option<u64>,
+    /// This gateway's time when the last successful catch-up was asked for.
+    trusted_since_ms: Option<u64>,
+    /// A test-only defect: serve subscribed or not (the simulator must catch it).
+    skip_subscription_check: bool,
 }
 
 #[derive(Deserialize)]
@@ -116,10 +127,19 @@ impl Gateway {
             .saturating_sub(REVOCATIONS_OVERLAP_MS);
         let ask = Request::new("POST", "/internal/revocations")
             .json(&crate::keymanager::RevocationsSince { since_ms: since });
+        let asked_ms = world.now_ms();
         let answer = world
             .call(Peer::KeyManager, ask)
             .await
             .map_err(|e| e.to_string())?;
+        if answer.status == 503
+            && answer
+                .json_body()
+                .is_some_and(|b| b["error"] == NO_REVOCATIONS_POSSIBLE)
+        {
+            self.state().trusted_since_ms = Some(asked_ms);
+            return Ok(0);
+        }
         if answer.status != 200 {
             return Err(format!("the key manager answered {}", answer.status));
         }
@@ -132,6 +152,7 @@ impl Gateway {
             }
         }
         s.revocations_seen_ms = Some(r.now_ms);
+        s.trusted_since_ms = Some(asked_ms);
         Ok(dropped)
     }
 
@@ -236,12 +257,15 @@ impl Gateway {
     async fn authorize(&self, world: &impl World, token: &str, api: &str) -> Result<(), Response> {
         let hash = secret::hash(token);
         let now = world.now_ms();
-        let cached = self
-            .state()
-            .cache
-            .get(&hash)
-            .filter(|c| now < c.expires_ms && now < c.cached_ms + CACHE_MS)
-            .and_then(|c| c.subscriptions.get(api).copied());
+        let cached = {
+            let s = self.state();
+            let trusted = s.trusted_since_ms.is_some_and(|t| now < t + CACHE_TRUST_MS);
+            s.cache
+                .get(&hash)
+                .filter(|c| trusted && now < c.expires_ms && now < c.cached_ms + CACHE_MS)
+                .and_then(|c| c.subscriptions.get(api).copied())
+                .map(|sub| sub || s.skip_subscription_check)
+        };
         if let Some(subscribed) = cached {
             return decide(true, subscribed);
         }
@@ -276,6 +300,7 @@ impl Gateway {
                 ));
             }
         };
+        let skip = self.state().skip_subscription_check;
         if v.active {
             let mut s = self.state();
             if s.cache.len() >= CACHE_MAX && !s.cache.contains_key(&hash) {
@@ -291,7 +316,14 @@ impl Gateway {
                 entry.subscriptions.insert(api.to_string(), v.subscribed);
             }
         }
-        decide(v.active, v.subscribed)
+        decide(v.active, v.subscribed || skip)
+    }
+
+    /// Turns on a deliberate defect — the gateway stops checking subscriptions — so tests can
+    /// show the simulator's safety invariant catches it. Nothing outside tests calls this.
+    #[doc(hidden)]
+    pub fn break_subscription_check(&self) {
+        self.state().skip_subscription_check = true;
     }
 }
 

@@ -232,7 +232,11 @@ async fn revocations(world: &impl World, req: &Request) -> Response {
     let now = world.now_ms();
     match world.storage().revoked_since(q.since_ms).await {
         Ok(hashes) => Response::json(200, &json!({ "token_hashes": hashes, "now_ms": now })),
-        Err(e) => unavailable(&e.0),
+        Err(e) => Response::error(
+            503,
+            crate::gateway::NO_REVOCATIONS_POSSIBLE,
+            format!("the apim database is unavailable: {}", e.0),
+        ),
     }
 }
 

@@ -43,6 +43,27 @@ impl MemStorage {
         }
     }
 
+    /// What the database holds about a token, outages aside (for a simulator's oracle): the
+    /// token and when it was revoked.
+    pub fn token_truth(&self, token_hash: &str) -> Option<(Token, Option<u64>)> {
+        let t = self.lock();
+        let token = t.tokens.get(token_hash)?.clone();
+        Some((token, t.revocations.get(token_hash).copied()))
+    }
+
+    /// Whether the subscription is stored, outages aside.
+    pub fn subscription_truth(&self, application: &str, api: &str) -> bool {
+        self.lock()
+            .subscriptions
+            .contains(&(application.to_string(), api.to_string()))
+    }
+
+    /// The API as the apim database and the registry hold it, outages aside.
+    pub fn api_truth(&self, id: &str) -> (Option<Api>, Option<Api>) {
+        let t = self.lock();
+        (t.apis.get(id).cloned(), t.registry.get(id).cloned())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
         self.tables.lock().unwrap_or_else(|p| p.into_inner())
     }

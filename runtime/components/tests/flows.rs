@@ -376,6 +376,9 @@ fn an_apim_database_outage_stops_new_tokens_while_cached_validations_go_on() {
         200
     );
     w.0.storage.set_down(Role::Apim, true);
+    let gw1 = &w.0.nodes[node(&w, "gateway-1")];
+    // The key manager answers that no revocation can happen now: the cache stays trusted.
+    assert_eq!(pollster::block_on(gw1.gateway.sync_revocations(&w)), Ok(0));
     assert_eq!(
         invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
         200,
@@ -600,5 +603,41 @@ fn a_gateway_that_missed_a_revocation_drops_the_token_on_its_next_catch_up() {
     assert_eq!(
         invoke(&w, "gateway-2", "/echo/v1/a", Some(&token)).status,
         401
+    );
+}
+
+#[test]
+fn a_gateway_cut_off_from_the_key_manager_stops_trusting_its_cache() {
+    let w = world();
+    let admin = login(
+        &w,
+        "publisher-1",
+        Peer::Publisher,
+        "admin",
+        "admin-password",
+    );
+    let api = publish(&w, &admin, "echo", "http://backend.example");
+    let (token, _, _) = consumer(&w, "hana", Some(&api));
+    let gw1 = &w.0.nodes[node(&w, "gateway-1")];
+    assert_eq!(pollster::block_on(gw1.gateway.sync_revocations(&w)), Ok(0));
+    assert_eq!(
+        invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
+        200
+    );
+    w.0.down
+        .lock()
+        .expect("lock")
+        .insert("key-manager-1".into());
+    assert_eq!(
+        invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
+        200,
+        "a fresh catch-up: the cache answers"
+    );
+    assert!(pollster::block_on(gw1.gateway.sync_revocations(&w)).is_err());
+    pollster::block_on(w.sleep(apim_components::gateway::CACHE_TRUST_MS));
+    assert_eq!(
+        invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
+        503,
+        "a revocation could have been missed: the key manager must answer"
     );
 }

@@ -4,7 +4,7 @@
 
 use crate::http;
 use apim_compiler::plan::{BalancerPlan, BalancerRoute};
-use apim_components::balancer::{ATTEMPTS, Pool};
+use apim_components::balancer::{self, Pool};
 use apim_components::{CallError, Request, Response};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -78,43 +78,37 @@ async fn proxy(
     } else {
         None
     };
-    let mut tried = Vec::new();
-    let mut last = String::from("no upstream node");
-    for _ in 0..ATTEMPTS {
-        let Some(i) = lock(pool).pick(sticky.as_deref(), &tried) else {
-            break;
-        };
-        tried.push(i);
+    let timeout = Duration::from_millis(route.timeouts.read_ms);
+    let sent = balancer::attempt(pool, sticky.as_deref(), |i| {
         let u = &route.upstream[i];
-        let timeout = Duration::from_millis(route.timeouts.read_ms);
-        match http::send(client, &u.host, u.port, req.clone(), timeout).await {
-            Ok(r) if route.sticky && sticky.as_deref() != Some(u.node.as_str()) => {
-                return r.header(
+        http::send(client, &u.host, u.port, req.clone(), timeout)
+    })
+    .await;
+    match sent {
+        Ok((i, r)) => {
+            let node = &route.upstream[i].node;
+            if route.sticky && sticky.as_deref() != Some(node.as_str()) {
+                r.header(
                     "set-cookie",
-                    &format!("{STICKY_COOKIE}={}; Path=/; HttpOnly", u.node),
-                );
+                    &format!("{STICKY_COOKIE}={node}; Path=/; HttpOnly"),
+                )
+            } else {
+                r
             }
-            Ok(r) => return r,
-            // Nothing was sent: safe to try another node.
-            Err(CallError::Connect(e)) => {
-                lock(pool).connect_failed(i);
-                last = e;
-            }
-            Err(CallError::Timeout) => {
-                return Response::error(
-                    504,
-                    "upstream_timeout",
-                    format!("{} did not answer in time", u.node),
-                );
-            }
-            Err(CallError::Broken(e)) => return Response::error(502, "bad_gateway", e),
         }
+        Err(CallError::Timeout) => Response::error(
+            504,
+            "upstream_timeout",
+            format!("no {} node answered in time", route.component),
+        ),
+        Err(CallError::Broken(e)) => Response::error(502, "bad_gateway", e),
+        // Nothing could be sent to any node.
+        Err(CallError::Connect(e)) => Response::error(
+            503,
+            "unavailable",
+            format!("no {} node can be reached: {e}", route.component),
+        ),
     }
-    Response::error(
-        503,
-        "unavailable",
-        format!("no {} node can be reached: {last}", route.component),
-    )
 }
 
 async fn check_health(route: Arc<BalancerRoute>, pool: Arc<Mutex<Pool>>, client: http::Client) {

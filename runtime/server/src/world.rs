@@ -4,7 +4,7 @@
 use crate::http::{self, Client};
 use crate::storage::SqlStorage;
 use apim_compiler::plan::{NodePlan, Peer as PlanPeer, PeerPath};
-use apim_components::balancer::{ATTEMPTS, Pool};
+use apim_components::balancer::{self, Pool};
 use apim_components::world::{CallError, Peer, World};
 use apim_components::{Request, Response};
 use apim_topology::vocab::Component;
@@ -54,17 +54,26 @@ pub struct RealWorld {
     storage: SqlStorage,
     node: NodePlan,
     client: Client,
-    /// Round robin over peers reached directly at several nodes.
-    pools: Mutex<BTreeMap<Peer, Pool>>,
+    /// Round robin over the endpoints of each peer.
+    pools: BTreeMap<Peer, Mutex<Pool>>,
 }
 
 impl RealWorld {
     pub fn new(storage: SqlStorage, node: NodePlan) -> RealWorld {
+        let pools = node
+            .peers
+            .iter()
+            .filter(|p| p.path == PeerPath::Any)
+            .map(|p| {
+                let names = p.endpoints.iter().map(|e| e.name.clone());
+                (peer(p.component), Mutex::new(Pool::new(names, 3, 2)))
+            })
+            .collect();
         RealWorld {
             storage,
             node,
             client: http::client(),
-            pools: Mutex::default(),
+            pools,
         }
     }
 
@@ -101,50 +110,18 @@ impl World for RealWorld {
     }
 
     async fn call(&self, to: Peer, req: Request) -> Result<Response, CallError> {
-        let Some(peer) = self.peer(to, PeerPath::Any) else {
+        let (Some(peer), Some(pool)) = (self.peer(to, PeerPath::Any), self.pools.get(&to)) else {
             return Err(CallError::Connect(format!(
                 "node {} has no route to the {to:?}",
                 self.node.name
             )));
         };
-        let endpoints = &peer.endpoints;
-        let mut tried = Vec::new();
-        let mut last = CallError::Connect(format!("no {to:?} endpoint"));
-        for _ in 0..ATTEMPTS.min(endpoints.len()) {
-            let i = {
-                let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
-                let pool = pools
-                    .entry(to)
-                    .or_insert_with(|| Pool::new(endpoints.iter().map(|e| e.name.clone()), 3, 2));
-                match pool.pick(None, &tried) {
-                    Some(i) => i,
-                    None => break,
-                }
-            };
-            tried.push(i);
-            let e = &endpoints[i];
-            match http::send(&self.client, &e.host, e.port, req.clone(), CALL_TIMEOUT).await {
-                Err(CallError::Connect(why)) => {
-                    self.pools
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .entry(to)
-                        .and_modify(|p| p.connect_failed(i));
-                    last = CallError::Connect(why);
-                }
-                other => {
-                    if other.is_ok() {
-                        self.pools
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .entry(to)
-                            .and_modify(|p| p.checked(i, true));
-                    }
-                    return other;
-                }
-            }
-        }
-        Err(last)
+        balancer::attempt(pool, None, |i| {
+            let e = &peer.endpoints[i];
+            http::send(&self.client, &e.host, e.port, req.clone(), CALL_TIMEOUT)
+        })
+        .await
+        .map(|(_, r)| r)
     }
 
     async fn notify_each(

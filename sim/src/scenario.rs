@@ -1,0 +1,732 @@
+//! Scenarios: a workload and a fault schedule, read from TOML with the same diagnostics as
+//! topology files (file, line, column, hint).
+
+use crate::codes;
+use apim_compiler::plan::Plan;
+use apim_topology::{Diagnostic, Label, SourceFile, Span};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+/// What clients do, and for how long.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Workload {
+    pub duration_ms: u64,
+    /// APIs published before the run starts.
+    pub apis: usize,
+    /// Subscribed applications (with keys and a token) before the run starts.
+    pub applications: usize,
+    /// Per second of virtual time.
+    pub publish_rate: f64,
+    pub subscribe_rate: f64,
+    pub token_rate: f64,
+    pub invoke_rate: f64,
+    pub revoke_rate: f64,
+    /// How long a revoked token may still work after its revocation was acknowledged.
+    pub revocation_bound_ms: u64,
+}
+
+impl Default for Workload {
+    fn default() -> Workload {
+        Workload {
+            duration_ms: 60_000,
+            apis: 3,
+            applications: 6,
+            publish_rate: 0.2,
+            subscribe_rate: 0.5,
+            token_rate: 2.0,
+            invoke_rate: 200.0,
+            revoke_rate: 0.2,
+            revocation_bound_ms: 1_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum FaultKind {
+    Crash {
+        node: String,
+    },
+    ClusterDown {
+        cluster: String,
+    },
+    Partition {
+        from: String,
+        to: String,
+        one_way: bool,
+    },
+    Isolate {
+        node: String,
+    },
+    DatabaseOutage {
+        database: String,
+    },
+    BalancerOutage {
+        balancer: String,
+    },
+    Latency {
+        from: String,
+        to: String,
+        one_way: bool,
+        added_ms: u64,
+    },
+    Loss {
+        from: String,
+        to: String,
+        one_way: bool,
+        rate_permille: u32,
+    },
+}
+
+/// One fault: what, from when, for how long (to the end of the run when `for_ms` is absent).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Fault {
+    pub at_ms: u64,
+    pub for_ms: Option<u64>,
+    #[serde(flatten)]
+    pub kind: FaultKind,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Scenario {
+    pub workload: Workload,
+    pub faults: Vec<Fault>,
+}
+
+/// Every fault kind: its name, the keys it takes, and what it does.
+pub static FAULT_KINDS: &[(&str, &[&str], &str)] = &[
+    (
+        "crash",
+        &["node"],
+        "the node's process stops (its memory is lost) and restarts when the fault ends",
+    ),
+    (
+        "cluster-down",
+        &["cluster"],
+        "every node of the cluster crashes; all restart when the fault ends",
+    ),
+    (
+        "partition",
+        &["from", "to", "one_way"],
+        "traffic between two networks is dropped, both ways unless one_way = true (then only from -> to)",
+    ),
+    (
+        "isolate",
+        &["node"],
+        "the node is cut off from every network (it keeps running)",
+    ),
+    (
+        "database-outage",
+        &["database"],
+        "the database refuses every connection",
+    ),
+    (
+        "balancer-outage",
+        &["balancer"],
+        "the load balancer refuses every connection",
+    ),
+    (
+        "latency",
+        &["from", "to", "one_way", "added"],
+        "traffic between two networks takes `added` longer each way (e.g. \"200ms\")",
+    ),
+    (
+        "loss",
+        &["from", "to", "one_way", "rate"],
+        "each message between two networks is lost with probability `rate` (0 to 1)",
+    ),
+];
+
+const COMMON: &[&str] = &["kind", "at", "for"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    #[serde(default)]
+    workload: Option<toml::Spanned<RawWorkload>>,
+    #[serde(default)]
+    faults: Vec<toml::Spanned<toml::Table>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWorkload {
+    duration: Option<toml::Spanned<toml::Value>>,
+    apis: Option<toml::Spanned<i64>>,
+    applications: Option<toml::Spanned<i64>>,
+    publish_rate: Option<toml::Spanned<f64>>,
+    subscribe_rate: Option<toml::Spanned<f64>>,
+    token_rate: Option<toml::Spanned<f64>>,
+    invoke_rate: Option<toml::Spanned<f64>>,
+    revoke_rate: Option<toml::Spanned<f64>>,
+    revocation_bound: Option<toml::Spanned<toml::Value>>,
+}
+
+const WORKLOAD_KEYS: &[&str] = &[
+    "duration",
+    "apis",
+    "applications",
+    "publish_rate",
+    "subscribe_rate",
+    "token_rate",
+    "invoke_rate",
+    "revoke_rate",
+    "revocation_bound",
+];
+
+fn span(r: std::ops::Range<usize>) -> Span {
+    Span::new(r.start, r.end)
+}
+
+/// `"250ms"`, `"10s"`, `"2m"`, `"1h"`, or a whole number of seconds.
+pub fn duration_ms(v: &toml::Value) -> Result<u64, String> {
+    match v {
+        toml::Value::Integer(s) if *s >= 0 => Ok(*s as u64 * 1000),
+        toml::Value::String(t) => {
+            let t = t.trim();
+            let (num, unit) = t
+                .find(|c: char| !c.is_ascii_digit() && c != '.')
+                .map_or((t, ""), |i| t.split_at(i));
+            let n: f64 = num
+                .parse()
+                .map_err(|_| format!("`{t}` is not a duration"))?;
+            let scale = match unit.trim() {
+                "ms" => 1.0,
+                "s" | "" => 1_000.0,
+                "m" | "min" => 60_000.0,
+                "h" => 3_600_000.0,
+                u => return Err(format!("unknown unit `{u}` in `{t}`")),
+            };
+            let ms = n * scale;
+            if !ms.is_finite() || !(0.0..=1e12).contains(&ms) {
+                return Err(format!("`{t}` is out of range"));
+            }
+            Ok(ms.round() as u64)
+        }
+        other => Err(format!(
+            "a duration is a string like \"10s\", not {}",
+            other.type_str()
+        )),
+    }
+}
+
+/// Formats milliseconds the way scenarios write them.
+pub fn format_ms(ms: u64) -> String {
+    if ms % 3_600_000 == 0 && ms > 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms % 60_000 == 0 && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+struct Reader<'a> {
+    plan: &'a Plan,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Reader<'_> {
+    fn error(
+        &mut self,
+        code: &'static apim_topology::Code,
+        msg: String,
+        at: Span,
+        label: &str,
+    ) -> &mut Diagnostic {
+        self.diagnostics
+            .push(Diagnostic::new(code, msg, Label::new(at, label)));
+        self.diagnostics.last_mut().expect("just pushed")
+    }
+
+    fn duration(&mut self, v: &Option<toml::Spanned<toml::Value>>, default: u64) -> u64 {
+        let Some(v) = v else {
+            return default;
+        };
+        match duration_ms(v.get_ref()) {
+            Ok(ms) => ms,
+            Err(e) => {
+                self.error(&codes::INVALID_VALUE, e, span(v.span()), "this duration")
+                    .hint =
+                    Some("write durations like \"500ms\", \"10s\", \"2m\" or \"1h\"".into());
+                default
+            }
+        }
+    }
+
+    fn count(&mut self, v: &Option<toml::Spanned<i64>>, default: usize, max: i64) -> usize {
+        match v {
+            None => default,
+            Some(v) if (0..=max).contains(v.get_ref()) => *v.get_ref() as usize,
+            Some(v) => {
+                self.error(
+                    &codes::INVALID_VALUE,
+                    format!("{} is out of range (0 to {max})", v.get_ref()),
+                    span(v.span()),
+                    "this number",
+                );
+                default
+            }
+        }
+    }
+
+    fn rate(&mut self, v: &Option<toml::Spanned<f64>>, default: f64) -> f64 {
+        match v {
+            None => default,
+            Some(v) if v.get_ref().is_finite() && (0.0..=1e7).contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => {
+                self.error(
+                    &codes::INVALID_VALUE,
+                    format!(
+                        "the rate {} is out of range (0 to 10,000,000 per second)",
+                        v.get_ref()
+                    ),
+                    span(v.span()),
+                    "this rate",
+                );
+                default
+            }
+        }
+    }
+
+    fn workload(&mut self, raw: &RawWorkload) -> Workload {
+        let d = Workload::default();
+        Workload {
+            duration_ms: self.duration(&raw.duration, d.duration_ms),
+            apis: self.count(&raw.apis, d.apis, 1000),
+            applications: self.count(&raw.applications, d.applications, 10_000),
+            publish_rate: self.rate(&raw.publish_rate, d.publish_rate),
+            subscribe_rate: self.rate(&raw.subscribe_rate, d.subscribe_rate),
+            token_rate: self.rate(&raw.token_rate, d.token_rate),
+            invoke_rate: self.rate(&raw.invoke_rate, d.invoke_rate),
+            revoke_rate: self.rate(&raw.revoke_rate, d.revoke_rate),
+            revocation_bound_ms: self.duration(&raw.revocation_bound, d.revocation_bound_ms),
+        }
+    }
+
+    /// A string key naming something of the topology.
+    fn reference(
+        &mut self,
+        table: &toml::Table,
+        whole: Span,
+        key: &str,
+        what: &str,
+        known: &BTreeSet<&str>,
+    ) -> Option<String> {
+        let Some(v) = table.get(key) else {
+            self.error(
+                &codes::MISSING_FIELD,
+                format!("this fault needs `{key}`: the {what} it applies to"),
+                whole,
+                "in this fault",
+            );
+            return None;
+        };
+        let Some(name) = v.as_str() else {
+            self.error(
+                &codes::INVALID_SCENARIO,
+                format!("`{key}` is a string (a {what} name), not {}", v.type_str()),
+                whole,
+                "in this fault",
+            );
+            return None;
+        };
+        if known.contains(name) {
+            return Some(name.to_string());
+        }
+        let hint = match apim_topology::suggest::closest(name, known.iter().copied()) {
+            Some(c) => format!("did you mean `{c}`?"),
+            None => format!(
+                "the topology's {what}s: {}",
+                known.iter().copied().collect::<Vec<_>>().join(", ")
+            ),
+        };
+        self.error(
+            &codes::UNKNOWN_REFERENCE,
+            format!("no {what} `{name}` in the topology"),
+            whole,
+            "in this fault",
+        )
+        .hint = Some(hint);
+        None
+    }
+
+    fn fault(&mut self, f: &toml::Spanned<toml::Table>, end_ms: u64) -> Option<Fault> {
+        let whole = span(f.span());
+        let t = f.get_ref();
+        let Some(kind) = t.get("kind").and_then(|k| k.as_str()) else {
+            self.error(
+                &codes::MISSING_FIELD,
+                "this fault needs `kind`".into(),
+                whole,
+                "in this fault",
+            )
+            .hint = Some(format!("one of: {}", kinds().join(", ")));
+            return None;
+        };
+        let Some((_, keys, _)) = FAULT_KINDS.iter().find(|(k, _, _)| *k == kind) else {
+            let hint = match apim_topology::suggest::closest(kind, kinds()) {
+                Some(c) => format!("did you mean `{c}`?"),
+                None => format!("one of: {}", kinds().join(", ")),
+            };
+            self.error(
+                &codes::INVALID_VALUE,
+                format!("unknown fault kind `{kind}`"),
+                whole,
+                "in this fault",
+            )
+            .hint = Some(hint);
+            return None;
+        };
+        let mut ok = true;
+        for key in t.keys() {
+            if !COMMON.contains(&key.as_str()) && !keys.contains(&key.as_str()) {
+                let allowed: Vec<&str> = COMMON.iter().chain(keys.iter()).copied().collect();
+                let hint = match apim_topology::suggest::closest(key, allowed.iter().copied()) {
+                    Some(c) => format!("did you mean `{c}`?"),
+                    None => format!("a {kind} fault takes: {}", allowed.join(", ")),
+                };
+                self.error(
+                    &codes::INVALID_SCENARIO,
+                    format!("unknown key `{key}` for a {kind} fault"),
+                    whole,
+                    "in this fault",
+                )
+                .hint = Some(hint);
+                ok = false;
+            }
+        }
+        let time = |r: &mut Reader, key: &str| -> Option<Option<u64>> {
+            match t.get(key) {
+                None => Some(None),
+                Some(v) => match duration_ms(v) {
+                    Ok(ms) => Some(Some(ms)),
+                    Err(e) => {
+                        r.error(
+                            &codes::INVALID_VALUE,
+                            format!("`{key}`: {e}"),
+                            whole,
+                            "in this fault",
+                        )
+                        .hint = Some(
+                            "write durations like \"500ms\", \"10s\", \"2m\" or \"1h\"".into(),
+                        );
+                        None
+                    }
+                },
+            }
+        };
+        let at_ms = time(self, "at")?.unwrap_or(0);
+        let for_ms = time(self, "for")?;
+        if at_ms >= end_ms {
+            self.error(
+                &codes::INVALID_VALUE,
+                format!(
+                    "the fault starts at {} but the run ends at {}",
+                    format_ms(at_ms),
+                    format_ms(end_ms)
+                ),
+                whole,
+                "in this fault",
+            );
+            ok = false;
+        }
+        let plan = self.plan;
+        let nodes: BTreeSet<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
+        let clusters: BTreeSet<&str> = plan.nodes.iter().map(|n| n.cluster.as_str()).collect();
+        let networks: BTreeSet<&str> = plan.networks.iter().map(|n| n.name.as_str()).collect();
+        let databases: BTreeSet<&str> = plan.databases.iter().map(|d| d.name.as_str()).collect();
+        let balancers: BTreeSet<&str> = plan.balancers.iter().map(|b| b.name.as_str()).collect();
+        let one_way = t.get("one_way").and_then(|v| v.as_bool()).unwrap_or(false);
+        let kind = match kind {
+            "crash" => FaultKind::Crash {
+                node: self.reference(t, whole, "node", "node", &nodes)?,
+            },
+            "isolate" => FaultKind::Isolate {
+                node: self.reference(t, whole, "node", "node", &nodes)?,
+            },
+            "cluster-down" => FaultKind::ClusterDown {
+                cluster: self.reference(t, whole, "cluster", "cluster", &clusters)?,
+            },
+            "database-outage" => FaultKind::DatabaseOutage {
+                database: self.reference(t, whole, "database", "database", &databases)?,
+            },
+            "balancer-outage" => FaultKind::BalancerOutage {
+                balancer: self.reference(t, whole, "balancer", "balancer", &balancers)?,
+            },
+            _ => {
+                let from = self.reference(t, whole, "from", "network", &networks);
+                let to = self.reference(t, whole, "to", "network", &networks);
+                let (from, to) = (from?, to?);
+                match kind {
+                    "partition" => FaultKind::Partition { from, to, one_way },
+                    "latency" => {
+                        let added = match t.get("added") {
+                            Some(v) => match duration_ms(v) {
+                                Ok(ms) => ms,
+                                Err(e) => {
+                                    self.error(
+                                        &codes::INVALID_VALUE,
+                                        format!("`added`: {e}"),
+                                        whole,
+                                        "in this fault",
+                                    );
+                                    return None;
+                                }
+                            },
+                            None => {
+                                self.error(
+                                    &codes::MISSING_FIELD,
+                                    "a latency fault needs `added`, such as \"200ms\"".into(),
+                                    whole,
+                                    "in this fault",
+                                );
+                                return None;
+                            }
+                        };
+                        FaultKind::Latency {
+                            from,
+                            to,
+                            one_way,
+                            added_ms: added,
+                        }
+                    }
+                    _ => {
+                        let rate = match t
+                            .get("rate")
+                            .and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64)))
+                        {
+                            Some(r) if (0.0..=1.0).contains(&r) => r,
+                            _ => {
+                                self.error(
+                                    &codes::INVALID_VALUE,
+                                    "a loss fault needs `rate`, a number from 0 to 1".into(),
+                                    whole,
+                                    "in this fault",
+                                );
+                                return None;
+                            }
+                        };
+                        FaultKind::Loss {
+                            from,
+                            to,
+                            one_way,
+                            rate_permille: (rate * 1000.0).round() as u32,
+                        }
+                    }
+                }
+            }
+        };
+        ok.then_some(Fault {
+            at_ms,
+            for_ms,
+            kind,
+        })
+    }
+}
+
+fn kinds() -> Vec<&'static str> {
+    FAULT_KINDS.iter().map(|(k, _, _)| *k).collect()
+}
+
+/// Reads a scenario for a plan; every problem is a diagnostic.
+pub fn parse(source: &SourceFile, plan: &Plan) -> Result<Scenario, Vec<Diagnostic>> {
+    let raw: RawScenario = match toml::from_str(&source.text) {
+        Ok(r) => r,
+        Err(e) => {
+            let at = e.span().map_or(Span::new(0, 0), span);
+            let message = e.message().to_string();
+            let mut d = Diagnostic::new(
+                &codes::INVALID_SCENARIO,
+                message.clone(),
+                Label::new(at, "here"),
+            );
+            if let Some(unknown) = message.split('`').nth(1) {
+                let candidates = WORKLOAD_KEYS
+                    .iter()
+                    .chain(["workload", "faults"].iter())
+                    .copied();
+                if let Some(c) = apim_topology::suggest::closest(unknown, candidates) {
+                    d = d.with_hint(format!("did you mean `{c}`?"));
+                }
+            }
+            return Err(vec![d]);
+        }
+    };
+    let mut r = Reader {
+        plan,
+        diagnostics: Vec::new(),
+    };
+    let workload = raw
+        .workload
+        .as_ref()
+        .map_or_else(Workload::default, |w| r.workload(w.get_ref()));
+    if workload.duration_ms == 0 {
+        let at = raw
+            .workload
+            .as_ref()
+            .map_or(Span::new(0, 0), |w| span(w.span()));
+        r.error(
+            &codes::INVALID_VALUE,
+            "the run must last longer than 0s".into(),
+            at,
+            "this workload",
+        );
+    }
+    let mut faults = Vec::new();
+    for f in &raw.faults {
+        if let Some(f) = r.fault(f, workload.duration_ms) {
+            faults.push(f);
+        }
+    }
+    if r.diagnostics.is_empty() {
+        faults.sort();
+        Ok(Scenario { workload, faults })
+    } else {
+        apim_topology::diagnostic::sort(&mut r.diagnostics);
+        Err(r.diagnostics)
+    }
+}
+
+impl Scenario {
+    /// The scenario as a file `parse` reads back.
+    pub fn to_toml(&self) -> String {
+        let w = &self.workload;
+        let mut s = String::from("[workload]\n");
+        let _ = writeln!(s, "duration = \"{}\"", format_ms(w.duration_ms));
+        let _ = writeln!(s, "apis = {}", w.apis);
+        let _ = writeln!(s, "applications = {}", w.applications);
+        for (k, v) in [
+            ("publish_rate", w.publish_rate),
+            ("subscribe_rate", w.subscribe_rate),
+            ("token_rate", w.token_rate),
+            ("invoke_rate", w.invoke_rate),
+            ("revoke_rate", w.revoke_rate),
+        ] {
+            let _ = writeln!(s, "{k} = {v:?}");
+        }
+        let _ = writeln!(
+            s,
+            "revocation_bound = \"{}\"",
+            format_ms(w.revocation_bound_ms)
+        );
+        for f in &self.faults {
+            s.push_str("\n[[faults]]\n");
+            let _ = writeln!(s, "kind = \"{}\"", f.kind.name());
+            let _ = writeln!(s, "at = \"{}\"", format_ms(f.at_ms));
+            if let Some(d) = f.for_ms {
+                let _ = writeln!(s, "for = \"{}\"", format_ms(d));
+            }
+            for (k, v) in f.kind.fields() {
+                let _ = writeln!(s, "{k} = {v}");
+            }
+        }
+        s
+    }
+}
+
+impl FaultKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            FaultKind::Crash { .. } => "crash",
+            FaultKind::ClusterDown { .. } => "cluster-down",
+            FaultKind::Partition { .. } => "partition",
+            FaultKind::Isolate { .. } => "isolate",
+            FaultKind::DatabaseOutage { .. } => "database-outage",
+            FaultKind::BalancerOutage { .. } => "balancer-outage",
+            FaultKind::Latency { .. } => "latency",
+            FaultKind::Loss { .. } => "loss",
+        }
+    }
+
+    /// The kind's own keys, as TOML values.
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        let q = |s: &str| format!("{s:?}");
+        match self {
+            FaultKind::Crash { node } | FaultKind::Isolate { node } => vec![("node", q(node))],
+            FaultKind::ClusterDown { cluster } => vec![("cluster", q(cluster))],
+            FaultKind::DatabaseOutage { database } => vec![("database", q(database))],
+            FaultKind::BalancerOutage { balancer } => vec![("balancer", q(balancer))],
+            FaultKind::Partition { from, to, one_way } => {
+                vec![
+                    ("from", q(from)),
+                    ("to", q(to)),
+                    ("one_way", one_way.to_string()),
+                ]
+            }
+            FaultKind::Latency {
+                from,
+                to,
+                one_way,
+                added_ms,
+            } => vec![
+                ("from", q(from)),
+                ("to", q(to)),
+                ("one_way", one_way.to_string()),
+                ("added", q(&format_ms(*added_ms))),
+            ],
+            FaultKind::Loss {
+                from,
+                to,
+                one_way,
+                rate_permille,
+            } => vec![
+                ("from", q(from)),
+                ("to", q(to)),
+                ("one_way", one_way.to_string()),
+                ("rate", format!("{:?}", f64::from(*rate_permille) / 1000.0)),
+            ],
+        }
+    }
+
+    /// A short description, such as `crash gateway-1`.
+    pub fn describe(&self) -> String {
+        let arrow = |one_way: &bool| if *one_way { "->" } else { "<->" };
+        match self {
+            FaultKind::Crash { node } => format!("crash {node}"),
+            FaultKind::ClusterDown { cluster } => format!("cluster-down {cluster}"),
+            FaultKind::Isolate { node } => format!("isolate {node}"),
+            FaultKind::DatabaseOutage { database } => format!("database-outage {database}"),
+            FaultKind::BalancerOutage { balancer } => format!("balancer-outage {balancer}"),
+            FaultKind::Partition { from, to, one_way } => {
+                format!("partition {from} {} {to}", arrow(one_way))
+            }
+            FaultKind::Latency {
+                from,
+                to,
+                one_way,
+                added_ms,
+            } => {
+                format!(
+                    "latency +{} {from} {} {to}",
+                    format_ms(*added_ms),
+                    arrow(one_way)
+                )
+            }
+            FaultKind::Loss {
+                from,
+                to,
+                one_way,
+                rate_permille,
+            } => {
+                format!("loss {}‰ {from} {} {to}", rate_permille, arrow(one_way))
+            }
+        }
+    }
+}
+
+impl Fault {
+    pub fn describe(&self) -> String {
+        let until = self
+            .for_ms
+            .map_or_else(|| "the end".to_string(), |d| format_ms(self.at_ms + d));
+        format!(
+            "{} from {} to {until}",
+            self.kind.describe(),
+            format_ms(self.at_ms)
+        )
+    }
+}

@@ -1,0 +1,756 @@
+//! The simulated deployment: every node and balancer of a plan, the databases in memory, a
+//! virtual network with the plan's firewall, and the faults in force. Nodes run the real
+//! component logic (`apim_components::Node`) over [`SimWorld`].
+
+use crate::exec::Handle;
+use crate::rng::Rng;
+use apim_compiler::plan::{NodePlan, Peer as PlanPeer, PeerPath, Plan};
+use apim_components::balancer::{self, Pool};
+use apim_components::gateway::{RECONCILE_MS, REVOCATIONS_MS};
+use apim_components::mem::{MemStorage, Role};
+use apim_components::world::{Api, Application, ClientKeys, Db, DbError, Session, Token, User};
+use apim_components::{CallError, Node, Peer, Request, Response, Storage, World};
+use apim_topology::vocab::{Component, Role as PlanRole};
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Milliseconds since the Unix epoch when a simulation starts (2026-01-01).
+pub const EPOCH_MS: u64 = 1_767_225_600_000;
+/// One way, inside a network and between two.
+const LATENCY_SAME_US: u64 = 100;
+const LATENCY_CROSS_US: u64 = 300;
+const BACKEND_US: u64 = 200;
+/// A packet that is dropped (firewall, partition, a node cut off) costs the connect timeout.
+const CONNECT_TIMEOUT_US: u64 = apim_compiler::plan::CONNECT_TIMEOUT_MS * 1000;
+const CALL_TIMEOUT_US: u64 = 10_000_000;
+
+pub fn component(p: Peer) -> Component {
+    match p {
+        Peer::Publisher => Component::Publisher,
+        Peer::Store => Component::Store,
+        Peer::KeyManager => Component::KeyManager,
+        Peer::Gateway => Component::Gateway,
+    }
+}
+
+pub fn peer(c: Component) -> Peer {
+    match c {
+        Component::Publisher => Peer::Publisher,
+        Component::Store => Peer::Store,
+        Component::KeyManager => Peer::KeyManager,
+        Component::Gateway => Peer::Gateway,
+    }
+}
+
+fn role(r: PlanRole) -> Role {
+    match r {
+        PlanRole::User => Role::User,
+        PlanRole::Apim => Role::Apim,
+        PlanRole::Registry => Role::Registry,
+    }
+}
+
+/// Extra latency and loss on the traffic from one network to another.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LinkFault {
+    pub latency_us: u64,
+    pub loss: f64,
+}
+
+/// The faults in force now.
+#[derive(Default)]
+pub struct Faults {
+    pub isolated: BTreeSet<usize>,
+    /// (from network, to network): traffic dropped.
+    pub blocked: BTreeSet<(usize, usize)>,
+    pub links: BTreeMap<(usize, usize), LinkFault>,
+    pub balancers_down: BTreeSet<usize>,
+}
+
+/// Where traffic comes from or goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Place {
+    pub net: usize,
+    pub node: Option<usize>,
+}
+
+/// What a message is addressed to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A node's component listener, or its admin listener (`None`).
+    Node(usize, Option<Peer>),
+    /// A balancer's route.
+    Balancer(usize, usize),
+}
+
+struct NodeState {
+    up: bool,
+    incarnation: u64,
+    node: Arc<Node>,
+    world: Arc<SimWorld>,
+}
+
+struct BalancerState {
+    pools: Vec<Mutex<Pool>>,
+}
+
+/// The whole simulated deployment.
+pub struct Deployment {
+    pub exec: Handle,
+    pub plan: Plan,
+    pub storage: MemStorage,
+    pub rng: Mutex<Rng>,
+    pub faults: Mutex<Faults>,
+    networks: BTreeMap<String, usize>,
+    node_ids: BTreeMap<String, usize>,
+    balancer_ids: BTreeMap<String, usize>,
+    /// (from, to) -> the ports a firewall rule opens (`None`: every port).
+    firewall: BTreeMap<(usize, usize), Vec<Option<Vec<u16>>>>,
+    /// The network of each database role (`None`: reachable from everywhere).
+    db_nets: BTreeMap<Role, Option<usize>>,
+    nodes: Vec<Mutex<Option<NodeState>>>,
+    balancers: Vec<BalancerState>,
+    defects: Defects,
+}
+
+/// Deliberate defects for tests of the simulator itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Defects {
+    pub gateway_skips_subscription_check: bool,
+}
+
+fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+type Reply<'a> = Pin<Box<dyn Future<Output = Result<Response, CallError>> + Send + 'a>>;
+
+impl Deployment {
+    pub fn new(plan: Plan, exec: Handle, seed: u64, defects: Defects) -> Arc<Deployment> {
+        let networks: BTreeMap<String, usize> = plan
+            .networks
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.clone(), i))
+            .collect();
+        let mut firewall: BTreeMap<(usize, usize), Vec<Option<Vec<u16>>>> = BTreeMap::new();
+        for r in &plan.firewall {
+            if let (Some(&f), Some(&t)) = (networks.get(&r.from), networks.get(&r.to)) {
+                firewall.entry((f, t)).or_default().push(r.ports.clone());
+            }
+        }
+        let mut db_nets = BTreeMap::new();
+        for d in &plan.databases {
+            for r in &d.roles {
+                let net = d.network.as_ref().and_then(|n| networks.get(n).copied());
+                db_nets.insert(role(*r), net);
+            }
+        }
+        let node_ids = plan
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.clone(), i))
+            .collect();
+        let balancer_ids = plan
+            .balancers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.name.clone(), i))
+            .collect();
+        let balancers = plan
+            .balancers
+            .iter()
+            .map(|b| BalancerState {
+                pools: b
+                    .routes
+                    .iter()
+                    .map(|r| {
+                        Mutex::new(Pool::new(
+                            r.upstream.iter().map(|u| u.node.clone()),
+                            r.health.fall,
+                            r.health.rise,
+                        ))
+                    })
+                    .collect(),
+            })
+            .collect();
+        let nodes = plan.nodes.iter().map(|_| Mutex::new(None)).collect();
+        Arc::new(Deployment {
+            exec,
+            plan,
+            storage: MemStorage::default(),
+            rng: Mutex::new(Rng::new(seed)),
+            faults: Mutex::default(),
+            networks,
+            node_ids,
+            balancer_ids,
+            firewall,
+            db_nets,
+            nodes,
+            balancers,
+            defects,
+        })
+    }
+
+    pub fn now_us(&self) -> u64 {
+        self.exec.now_us()
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        EPOCH_MS + self.exec.now_us() / 1000
+    }
+
+    pub fn rng(&self) -> MutexGuard<'_, Rng> {
+        guard(&self.rng)
+    }
+
+    pub fn faults(&self) -> MutexGuard<'_, Faults> {
+        guard(&self.faults)
+    }
+
+    pub fn network(&self, name: &str) -> Option<usize> {
+        self.networks.get(name).copied()
+    }
+
+    pub fn node_id(&self, name: &str) -> Option<usize> {
+        self.node_ids.get(name).copied()
+    }
+
+    pub fn balancer_id(&self, name: &str) -> Option<usize> {
+        self.balancer_ids.get(name).copied()
+    }
+
+    pub fn node_place(&self, i: usize) -> Place {
+        Place {
+            net: self.network(&self.plan.nodes[i].network).unwrap_or(0),
+            node: Some(i),
+        }
+    }
+
+    fn place_of(&self, t: Target) -> Place {
+        match t {
+            Target::Node(i, _) => self.node_place(i),
+            Target::Balancer(b, _) => Place {
+                net: self.network(&self.plan.balancers[b].network).unwrap_or(0),
+                node: None,
+            },
+        }
+    }
+
+    fn port_of(&self, t: Target) -> u16 {
+        match t {
+            Target::Node(i, None) => self.plan.nodes[i].admin_port,
+            Target::Node(i, Some(p)) => self.plan.nodes[i]
+                .listeners
+                .iter()
+                .find(|l| l.component == component(p))
+                .map_or(0, |l| l.port),
+            Target::Balancer(b, r) => self.plan.balancers[b].routes[r].port,
+        }
+    }
+
+    /// Whether the firewall and the faults let traffic from one network to another through.
+    pub fn net_allows(&self, faults: &Faults, from: usize, to: usize, port: Option<u16>) -> bool {
+        if faults.blocked.contains(&(from, to)) {
+            return false;
+        }
+        from == to
+            || self.firewall.get(&(from, to)).is_some_and(|rules| {
+                rules.iter().any(|ports| match (ports, port) {
+                    (None, _) | (Some(_), None) => true,
+                    (Some(ps), Some(p)) => ps.contains(&p),
+                })
+            })
+    }
+
+    pub fn is_up(&self, i: usize) -> bool {
+        guard(&self.nodes[i]).as_ref().is_some_and(|s| s.up)
+    }
+
+    pub fn node(&self, i: usize) -> Option<Arc<Node>> {
+        guard(&self.nodes[i])
+            .as_ref()
+            .filter(|s| s.up)
+            .map(|s| s.node.clone())
+    }
+
+    /// Every node's world, for setup work done straight on the databases.
+    pub fn any_world(&self) -> Option<Arc<SimWorld>> {
+        self.nodes
+            .iter()
+            .find_map(|n| guard(n).as_ref().map(|s| s.world.clone()))
+    }
+
+    /// Starts (or restarts) a node with empty memory; gateways catch up with the registry.
+    pub fn start(self: &Arc<Self>, i: usize) {
+        let plan = &self.plan.nodes[i];
+        let components = plan.listeners.iter().map(|l| peer(l.component)).collect();
+        let node = Arc::new(Node::new(&plan.name, components));
+        if self.defects.gateway_skips_subscription_check {
+            node.gateway.break_subscription_check();
+        }
+        let world = Arc::new(SimWorld::new(self.clone(), i));
+        let incarnation = {
+            let mut slot = guard(&self.nodes[i]);
+            let incarnation = slot.as_ref().map_or(0, |s| s.incarnation) + 1;
+            *slot = Some(NodeState {
+                up: true,
+                incarnation,
+                node: node.clone(),
+                world: world.clone(),
+            });
+            incarnation
+        };
+        if node.runs(Peer::Gateway) {
+            let d = self.clone();
+            let (n, w) = (node.clone(), world.clone());
+            self.exec.spawn(async move {
+                while d.incarnation(i) == Some(incarnation) {
+                    // A registry out of reach now is read on the next round.
+                    let _ = n.gateway.reconcile(w.as_ref()).await;
+                    d.exec.sleep(RECONCILE_MS * 1000).await;
+                }
+            });
+            let d = self.clone();
+            self.exec.spawn(async move {
+                loop {
+                    d.exec.sleep(REVOCATIONS_MS * 1000).await;
+                    if d.incarnation(i) != Some(incarnation) {
+                        break;
+                    }
+                    let _ = node.gateway.sync_revocations(world.as_ref()).await;
+                }
+            });
+        }
+    }
+
+    /// A crash: the process and its memory are gone; the databases keep what was written.
+    pub fn crash(&self, i: usize) {
+        if let Some(s) = guard(&self.nodes[i]).as_mut() {
+            s.up = false;
+            s.incarnation += 1;
+        }
+    }
+
+    fn incarnation(&self, i: usize) -> Option<u64> {
+        guard(&self.nodes[i])
+            .as_ref()
+            .filter(|s| s.up)
+            .map(|s| s.incarnation)
+    }
+
+    /// Drops every node, ending the loops that hold the deployment.
+    pub fn shut_down(&self) {
+        for n in &self.nodes {
+            *guard(n) = None;
+        }
+    }
+
+    /// Starts the active health checks of every balancer route.
+    pub fn start_balancers(self: &Arc<Self>) {
+        for (b, lb) in self.plan.balancers.iter().enumerate() {
+            for (r, route) in lb.routes.iter().enumerate() {
+                let d = self.clone();
+                let every = route.health.interval_ms.max(100) * 1000;
+                let timeout = route.health.timeout_ms.max(100) * 1000;
+                self.exec.spawn(async move {
+                    let upstream = &d.plan.balancers[b].routes[r].upstream;
+                    loop {
+                        for (k, u) in upstream.iter().enumerate() {
+                            let ok = match d.node_id(&u.node) {
+                                Some(i) if !d.faults().balancers_down.contains(&b) => {
+                                    let from = d.place_of(Target::Balancer(b, r));
+                                    let health = Request::new("GET", "/health");
+                                    d.send(from, Target::Node(i, None), health, timeout)
+                                        .await
+                                        .is_ok_and(|r| r.status == 200)
+                                }
+                                _ => false,
+                            };
+                            guard(&d.balancers[b].pools[r]).checked(k, ok);
+                        }
+                        d.exec.sleep(every).await;
+                    }
+                });
+            }
+        }
+    }
+
+    /// Where clients reach a component: the external balancer in front of it, or its node.
+    pub fn entry(&self, c: Component) -> Option<Target> {
+        for (b, lb) in self.plan.balancers.iter().enumerate() {
+            if lb.kind == apim_topology::vocab::BalancerKind::External
+                && let Some(r) = lb.routes.iter().position(|r| r.component == c)
+            {
+                return Some(Target::Balancer(b, r));
+            }
+        }
+        let i = self
+            .plan
+            .nodes
+            .iter()
+            .position(|n| n.listeners.iter().any(|l| l.component == c))?;
+        Some(Target::Node(i, Some(peer(c))))
+    }
+
+    /// The place clients of an entry send from: the public network when they come from it,
+    /// otherwise the entry's own network.
+    pub fn client_place(&self, entry: Target, from_public: bool) -> Place {
+        let public = self.plan.networks.iter().position(|n| n.public);
+        match (from_public, public) {
+            (true, Some(net)) => Place { net, node: None },
+            _ => Place {
+                net: self.place_of(entry).net,
+                node: None,
+            },
+        }
+    }
+
+    fn latency(&self, faults: &Faults, from: usize, to: usize) -> (u64, f64) {
+        let base = if from == to {
+            LATENCY_SAME_US
+        } else {
+            LATENCY_CROSS_US
+        };
+        let link = faults.links.get(&(from, to)).copied().unwrap_or_default();
+        (base + link.latency_us, link.loss)
+    }
+
+    /// Sends a request over the virtual network and waits for the answer, as a TCP client
+    /// would: dropped traffic costs the connect timeout, a stopped process is refused at once,
+    /// a process that dies while answering breaks the connection.
+    pub fn send(
+        self: &Arc<Self>,
+        from: Place,
+        to: Target,
+        req: Request,
+        timeout_us: u64,
+    ) -> Reply<'_> {
+        Box::pin(async move {
+            let dest = self.place_of(to);
+            let (open, (latency, loss)) = {
+                let f = self.faults();
+                let cut = [from.node, dest.node]
+                    .iter()
+                    .flatten()
+                    .any(|n| f.isolated.contains(n));
+                let open = !cut && self.net_allows(&f, from.net, dest.net, Some(self.port_of(to)));
+                (open, self.latency(&f, from.net, dest.net))
+            };
+            let lost = !open || self.rng().chance(loss);
+            if lost {
+                self.exec.sleep(CONNECT_TIMEOUT_US.min(timeout_us)).await;
+                return Err(if timeout_us < CONNECT_TIMEOUT_US {
+                    CallError::Timeout
+                } else {
+                    CallError::Connect("no answer to the connection attempt".into())
+                });
+            }
+            self.exec.sleep(latency).await;
+            let answer = match to {
+                Target::Node(i, component) => {
+                    let running = guard(&self.nodes[i])
+                        .as_ref()
+                        .filter(|s| s.up)
+                        .map(|s| (s.incarnation, s.node.clone(), s.world.clone()));
+                    let Some((incarnation, node, world)) = running else {
+                        return Err(CallError::Connect("connection refused".into()));
+                    };
+                    let r = match component {
+                        Some(c) => node.handle(world.as_ref(), c, req).await,
+                        None => node.admin(&req),
+                    };
+                    if self.incarnation(i) != Some(incarnation) {
+                        return Err(CallError::Broken("the node stopped while answering".into()));
+                    }
+                    // Which node answered, for the invariants' reports.
+                    r.header("x-sim-node", &self.plan.nodes[i].name)
+                }
+                Target::Balancer(b, r) => {
+                    if self.faults().balancers_down.contains(&b) {
+                        return Err(CallError::Connect("connection refused".into()));
+                    }
+                    self.proxy(b, r, req).await
+                }
+            };
+            self.exec.sleep(latency).await;
+            Ok(answer)
+        })
+    }
+
+    /// A balancer's route: the component logic's choice of node, one retry elsewhere.
+    async fn proxy(self: &Arc<Self>, b: usize, r: usize, req: Request) -> Response {
+        let route = &self.plan.balancers[b].routes[r];
+        let from = self.place_of(Target::Balancer(b, r));
+        let timeout = route.timeouts.read_ms * 1000;
+        let sent = balancer::attempt(&self.balancers[b].pools[r], None, |k| {
+            let target = self
+                .node_id(&route.upstream[k].node)
+                .map(|i| Target::Node(i, Some(peer(route.component))));
+            let req = req.clone();
+            async move {
+                match target {
+                    Some(t) => self.send(from, t, req, timeout).await,
+                    None => Err(CallError::Connect("unknown node".into())),
+                }
+            }
+        })
+        .await;
+        match sent {
+            Ok((_, r)) => r,
+            Err(CallError::Timeout) => {
+                Response::error(504, "upstream_timeout", "no answer in time")
+            }
+            Err(CallError::Broken(e)) => Response::error(502, "bad_gateway", e),
+            Err(CallError::Connect(e)) => Response::error(
+                503,
+                "unavailable",
+                format!("no {} node can be reached: {e}", route.component),
+            ),
+        }
+    }
+
+    /// Whether a node can use the database serving `role` now.
+    fn db_reachable(&self, node: usize, r: Role) -> bool {
+        let place = self.node_place(node);
+        let f = self.faults();
+        if f.isolated.contains(&node) {
+            return false;
+        }
+        match self.db_nets.get(&r) {
+            Some(Some(net)) => self.net_allows(&f, place.net, *net, None),
+            _ => true,
+        }
+    }
+
+    fn target_of(&self, e: &apim_compiler::plan::Endpoint, c: Component) -> Option<Target> {
+        if e.balancer {
+            let b = self.balancer_id(&e.name)?;
+            let r = self.plan.balancers[b]
+                .routes
+                .iter()
+                .position(|r| r.component == c)?;
+            Some(Target::Balancer(b, r))
+        } else {
+            Some(Target::Node(self.node_id(&e.name)?, Some(peer(c))))
+        }
+    }
+}
+
+/// The world of one node incarnation.
+pub struct SimWorld {
+    d: Arc<Deployment>,
+    node: usize,
+    storage: NodeStorage,
+    pools: BTreeMap<Peer, Mutex<Pool>>,
+}
+
+impl SimWorld {
+    fn new(d: Arc<Deployment>, node: usize) -> SimWorld {
+        let pools = d.plan.nodes[node]
+            .peers
+            .iter()
+            .filter(|p| p.path == PeerPath::Any)
+            .map(|p| {
+                let names = p.endpoints.iter().map(|e| e.name.clone());
+                (peer(p.component), Mutex::new(Pool::new(names, 3, 2)))
+            })
+            .collect();
+        SimWorld {
+            storage: NodeStorage { d: d.clone(), node },
+            d,
+            node,
+            pools,
+        }
+    }
+
+    fn plan(&self) -> &NodePlan {
+        &self.d.plan.nodes[self.node]
+    }
+
+    fn peer(&self, to: Peer, path: PeerPath) -> Option<&PlanPeer> {
+        self.plan()
+            .peers
+            .iter()
+            .find(|p| p.component == component(to) && p.path == path)
+    }
+}
+
+impl World for SimWorld {
+    type Storage = NodeStorage;
+
+    fn storage(&self) -> &NodeStorage {
+        &self.storage
+    }
+    fn now_ms(&self) -> u64 {
+        self.d.now_ms()
+    }
+    async fn sleep(&self, ms: u64) {
+        self.d.exec.sleep(ms * 1000).await;
+    }
+    fn random(&self, buf: &mut [u8]) {
+        self.d.rng().fill(buf);
+    }
+    async fn call(&self, to: Peer, req: Request) -> Result<Response, CallError> {
+        let (Some(peer), Some(pool)) = (self.peer(to, PeerPath::Any), self.pools.get(&to)) else {
+            return Err(CallError::Connect(format!(
+                "node {} has no route to the {to:?}",
+                self.plan().name
+            )));
+        };
+        let from = self.d.node_place(self.node);
+        let c = component(to);
+        balancer::attempt(pool, None, |i| {
+            let target = self.d.target_of(&peer.endpoints[i], c);
+            let req = req.clone();
+            async move {
+                match target {
+                    Some(t) => self.d.send(from, t, req, CALL_TIMEOUT_US).await,
+                    None => Err(CallError::Connect("unknown endpoint".into())),
+                }
+            }
+        })
+        .await
+        .map(|(_, r)| r)
+    }
+    async fn notify_each(
+        &self,
+        to: Peer,
+        req: Request,
+    ) -> Vec<(String, Result<Response, CallError>)> {
+        let Some(peer) = self.peer(to, PeerPath::EachNode) else {
+            return Vec::new();
+        };
+        let from = self.d.node_place(self.node);
+        let c = component(to);
+        let sends = peer.endpoints.iter().map(|e| {
+            let target = self.d.target_of(e, c);
+            let req = req.clone();
+            let d = &self.d;
+            async move {
+                match target {
+                    Some(t) => d.send(from, t, req, CALL_TIMEOUT_US).await,
+                    None => Err(CallError::Connect("unknown endpoint".into())),
+                }
+            }
+        });
+        let answers = crate::exec::join_all(sends.collect()).await;
+        peer.endpoints
+            .iter()
+            .map(|e| e.name.clone())
+            .zip(answers)
+            .collect()
+    }
+    async fn forward(&self, base: &str, req: Request) -> Result<Response, CallError> {
+        // The backend echoes, next to the gateway.
+        self.d.exec.sleep(2 * BACKEND_US).await;
+        let _ = (base, req);
+        Ok(Response {
+            status: 200,
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body: b"echo".to_vec(),
+        })
+    }
+    async fn hash_password(&self, password: &str) -> String {
+        format!("sim:{password}")
+    }
+    async fn verify_password(&self, password: &str, hash: &str) -> bool {
+        hash.strip_prefix("sim:") == Some(password)
+    }
+}
+
+/// The databases as one node sees them: unreachable across a partition (after the connect
+/// timeout), down during an outage, otherwise the shared tables.
+pub struct NodeStorage {
+    d: Arc<Deployment>,
+    node: usize,
+}
+
+impl NodeStorage {
+    async fn reach(&self, r: Role) -> Db<()> {
+        if self.d.db_reachable(self.node, r) {
+            return Ok(());
+        }
+        self.d.exec.sleep(CONNECT_TIMEOUT_US).await;
+        Err(DbError(format!("the {r:?} database cannot be reached")))
+    }
+}
+
+macro_rules! through {
+    ($self:ident, $role:ident, $call:ident ( $($arg:expr),* )) => {{
+        $self.reach(Role::$role).await?;
+        $self.d.storage.$call($($arg),*).await
+    }};
+}
+
+impl Storage for NodeStorage {
+    async fn create_user(&self, user: &User) -> Db<bool> {
+        through!(self, User, create_user(user))
+    }
+    async fn user(&self, name: &str) -> Db<Option<User>> {
+        through!(self, User, user(name))
+    }
+    async fn create_session(&self, session: &Session) -> Db<()> {
+        through!(self, User, create_session(session))
+    }
+    async fn session(&self, token_hash: &str) -> Db<Option<Session>> {
+        through!(self, User, session(token_hash))
+    }
+    async fn save_api(&self, api: &Api) -> Db<()> {
+        through!(self, Apim, save_api(api))
+    }
+    async fn api(&self, id: &str) -> Db<Option<Api>> {
+        through!(self, Apim, api(id))
+    }
+    async fn apis(&self) -> Db<Vec<Api>> {
+        through!(self, Apim, apis())
+    }
+    async fn create_application(&self, app: &Application) -> Db<bool> {
+        through!(self, Apim, create_application(app))
+    }
+    async fn application(&self, id: &str) -> Db<Option<Application>> {
+        through!(self, Apim, application(id))
+    }
+    async fn applications(&self, owner: &str) -> Db<Vec<Application>> {
+        through!(self, Apim, applications(owner))
+    }
+    async fn subscribe(&self, application: &str, api: &str) -> Db<bool> {
+        through!(self, Apim, subscribe(application, api))
+    }
+    async fn subscribed(&self, application: &str, api: &str) -> Db<bool> {
+        through!(self, Apim, subscribed(application, api))
+    }
+    async fn subscriptions(&self, application: &str) -> Db<Vec<String>> {
+        through!(self, Apim, subscriptions(application))
+    }
+    async fn save_client(&self, keys: &ClientKeys) -> Db<()> {
+        through!(self, Apim, save_client(keys))
+    }
+    async fn client(&self, consumer_key: &str) -> Db<Option<ClientKeys>> {
+        through!(self, Apim, client(consumer_key))
+    }
+    async fn save_token(&self, token: &Token) -> Db<()> {
+        through!(self, Apim, save_token(token))
+    }
+    async fn token(&self, token_hash: &str) -> Db<Option<Token>> {
+        through!(self, Apim, token(token_hash))
+    }
+    async fn revoke_token(&self, token_hash: &str, at_ms: u64) -> Db<bool> {
+        through!(self, Apim, revoke_token(token_hash, at_ms))
+    }
+    async fn revoked_since(&self, since_ms: u64) -> Db<Vec<String>> {
+        through!(self, Apim, revoked_since(since_ms))
+    }
+    async fn register(&self, api: &Api) -> Db<()> {
+        through!(self, Registry, register(api))
+    }
+    async fn unregister(&self, id: &str) -> Db<()> {
+        through!(self, Registry, unregister(id))
+    }
+    async fn registered(&self) -> Db<Vec<Api>> {
+        through!(self, Registry, registered())
+    }
+}

@@ -30,6 +30,7 @@ enum Command {
     Up(commands::run::UpArgs),
     Node(commands::run::NodeArgs),
     Balancer(commands::run::BalancerArgs),
+    Sim(commands::sim::Args),
     Explain(commands::explain::Args),
 }
 
@@ -80,6 +81,7 @@ fn main() -> ExitCode {
         Command::Up(args) => commands::run::up(args),
         Command::Node(args) => commands::run::node(args),
         Command::Balancer(args) => commands::run::balancer(args),
+        Command::Sim(args) => commands::sim::run(args),
         Command::Explain(args) => commands::explain::run(args),
     };
     ExitCode::from(outcome.code())

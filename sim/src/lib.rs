@@ -7,6 +7,10 @@
 
 pub mod codes;
 pub mod exec;
+pub mod explore;
+pub mod failover;
+pub mod html;
+pub mod report;
 pub mod rng;
 pub mod run;
 pub mod scenario;

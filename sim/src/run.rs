@@ -4,7 +4,7 @@
 use crate::exec::Executor;
 use crate::scenario::{Fault, FaultKind, Scenario};
 use crate::stats::{Op, Stats};
-use crate::world::{Defects, Deployment, LinkFault, Target};
+use crate::world::{Defects, Deployment, Target};
 use apim_compiler::plan::Plan;
 use apim_components::mem::Role;
 use apim_components::world::ApiState;
@@ -26,6 +26,7 @@ const SETTLE_MS: u64 = 15_000;
 const LIVENESS_MS: u64 = 30_000;
 /// A share of invokes are probes that must be refused (unsubscribed, unpublished, bad token).
 const PROBE_SHARE: f64 = 0.05;
+const MAX_VIOLATIONS: usize = 1000;
 
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -146,7 +147,12 @@ impl Run {
     fn violate(&self, invariant: &'static str, what: String, nodes: Vec<String>) {
         let at_ms = self.elapsed_us() / 1000;
         self.trace(99, 0);
-        guard(&self.violations).push(Violation {
+        let mut v = guard(&self.violations);
+        // A defect repeats on every request; the first thousand say enough.
+        if v.len() >= MAX_VIOLATIONS {
+            return;
+        }
+        v.push(Violation {
             at_ms,
             invariant,
             what,
@@ -266,7 +272,8 @@ impl Run {
             // Every application but the first subscribes to every API; the first to none but
             // the first, so probes have an unsubscribed pair.
             let subscribe = if k == 0 { vec![0] } else { apis };
-            self.new_app(&user, &subscribe).await?;
+            let app = self.new_app(&user, &subscribe).await?;
+            self.token_for(app).await?;
         }
         Ok(())
     }
@@ -308,8 +315,8 @@ impl Run {
         Ok(())
     }
 
-    /// A consumer's new application: subscribed to `apis`, with keys and a token.
-    async fn new_app(&self, user: &str, apis: &[usize]) -> Result<(), String> {
+    /// A consumer's new application, subscribed to `apis`, with keys; its index.
+    async fn new_app(&self, user: &str, apis: &[usize]) -> Result<usize, String> {
         let login = Request::new("POST", "/api/login")
             .json(&json!({"username": user, "password": CONSUMER_PASSWORD}));
         let r = self.client(Component::Store, login).await?;
@@ -359,8 +366,7 @@ impl Run {
             apis: apis.to_vec(),
             tokens: Vec::new(),
         });
-        let last = guard(&self.clients).apps.len() - 1;
-        self.token_for(last).await
+        Ok(guard(&self.clients).apps.len() - 1)
     }
 
     async fn token_for(&self, i: usize) -> Result<(), String> {
@@ -470,7 +476,7 @@ impl Run {
 
     /// Revokes an application's oldest token, then probes every gateway with it once the
     /// revocation bound has passed.
-    async fn revoke(&self, i: usize) -> bool {
+    async fn revoke(self: &Arc<Self>, i: usize) -> bool {
         let Some((app, key, secret, token, api)) = ({
             let c = guard(&self.clients);
             let a = &c.apps[i];
@@ -510,9 +516,16 @@ impl Run {
         }
         guard(&self.clients).apps[i].tokens.retain(|t| t.0 != token);
         // Liveness of revocation: past the bound, no gateway serves the token.
-        let Some(ctx) = api else {
-            return true;
-        };
+        if let Some(ctx) = api {
+            let run = self.clone();
+            self.d
+                .exec
+                .spawn(async move { run.probe_revoked(app, token, ctx).await });
+        }
+        true
+    }
+
+    async fn probe_revoked(&self, app: String, token: String, ctx: String) {
         self.d
             .exec
             .sleep(self.scenario.workload.revocation_bound_ms * 1000 + 1)
@@ -539,7 +552,6 @@ impl Run {
                 self.check_invoke(&r, &token, &app, api_id.as_deref());
             }
         }
-        true
     }
 
     fn gateway_nodes(&self) -> Vec<usize> {
@@ -626,10 +638,7 @@ impl Run {
                     added_ms,
                 } => {
                     for p in pairs(from, to, *one_way) {
-                        f.links
-                            .entry(p)
-                            .or_insert_with(LinkFault::default)
-                            .latency_us += added_ms * 1000;
+                        f.links.entry(p).or_default().latency_us += added_ms * 1000;
                     }
                 }
                 FaultKind::Loss {
@@ -639,7 +648,7 @@ impl Run {
                     rate_permille,
                 } => {
                     for p in pairs(from, to, *one_way) {
-                        let l = f.links.entry(p).or_insert_with(LinkFault::default);
+                        let l = f.links.entry(p).or_default();
                         l.loss = l.loss.max(f64::from(*rate_permille) / 1000.0);
                     }
                 }
@@ -740,7 +749,11 @@ impl Run {
         let all: Vec<usize> = (0..guard(&self.clients).apis.len()).collect();
         let deadline = self.d.now_us() + LIVENESS_MS * 1000;
         loop {
-            match self.new_app(user, &all).await {
+            let ready = match self.new_app(user, &all).await {
+                Ok(app) => self.token_for(app).await,
+                Err(e) => Err(e),
+            };
+            match ready {
                 Ok(()) => break,
                 Err(e) if self.d.now_us() >= deadline => {
                     self.violate("liveness", format!("after the faults healed, a consumer still cannot subscribe and get a token: {e}"), Vec::new());

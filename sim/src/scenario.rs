@@ -183,27 +183,7 @@ fn span(r: std::ops::Range<usize>) -> Span {
 pub fn duration_ms(v: &toml::Value) -> Result<u64, String> {
     match v {
         toml::Value::Integer(s) if *s >= 0 => Ok(*s as u64 * 1000),
-        toml::Value::String(t) => {
-            let t = t.trim();
-            let (num, unit) = t
-                .find(|c: char| !c.is_ascii_digit() && c != '.')
-                .map_or((t, ""), |i| t.split_at(i));
-            let n: f64 = num
-                .parse()
-                .map_err(|_| format!("`{t}` is not a duration"))?;
-            let scale = match unit.trim() {
-                "ms" => 1.0,
-                "s" | "" => 1_000.0,
-                "m" | "min" => 60_000.0,
-                "h" => 3_600_000.0,
-                u => return Err(format!("unknown unit `{u}` in `{t}`")),
-            };
-            let ms = n * scale;
-            if !ms.is_finite() || !(0.0..=1e12).contains(&ms) {
-                return Err(format!("`{t}` is out of range"));
-            }
-            Ok(ms.round() as u64)
-        }
+        toml::Value::String(t) => parse_duration(t),
         other => Err(format!(
             "a duration is a string like \"10s\", not {}",
             other.type_str()
@@ -211,13 +191,36 @@ pub fn duration_ms(v: &toml::Value) -> Result<u64, String> {
     }
 }
 
+/// `"250ms"`, `"10s"`, `"2m"`, `"1h"`; a bare number is seconds.
+pub fn parse_duration(t: &str) -> Result<u64, String> {
+    let t = t.trim();
+    let (num, unit) = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((t, ""), |i| t.split_at(i));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{t}` is not a duration"))?;
+    let scale = match unit.trim() {
+        "ms" => 1.0,
+        "s" | "" => 1_000.0,
+        "m" | "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        u => return Err(format!("unknown unit `{u}` in `{t}`")),
+    };
+    let ms = n * scale;
+    if !ms.is_finite() || !(0.0..=1e12).contains(&ms) {
+        return Err(format!("`{t}` is out of range"));
+    }
+    Ok(ms.round() as u64)
+}
+
 /// Formats milliseconds the way scenarios write them.
 pub fn format_ms(ms: u64) -> String {
-    if ms % 3_600_000 == 0 && ms > 0 {
+    if ms.is_multiple_of(3_600_000) && ms > 0 {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 && ms > 0 {
+    } else if ms.is_multiple_of(60_000) && ms > 0 {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

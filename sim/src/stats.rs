@@ -33,13 +33,15 @@ impl Op {
         }
     }
 
-    /// The flow of the flows table an operation belongs to.
-    pub fn flow(self) -> apim_topology::flows::Flow {
+    /// The flow of the flows table an operation belongs to. Revocation is not one of the
+    /// table's client hops (it checks that gateways converge), so it judges no flow.
+    pub fn flow(self) -> Option<apim_topology::flows::Flow> {
         use apim_topology::flows::Flow;
         match self {
-            Op::Publish => Flow::Publish,
-            Op::Subscribe | Op::Revoke => Flow::Subscribe,
-            Op::Token | Op::Invoke => Flow::Invoke,
+            Op::Publish => Some(Flow::Publish),
+            Op::Subscribe => Some(Flow::Subscribe),
+            Op::Token | Op::Invoke => Some(Flow::Invoke),
+            Op::Revoke => None,
         }
     }
 }

@@ -96,6 +96,56 @@ struct BalancerState {
     pools: Vec<Mutex<Pool>>,
 }
 
+/// The networks of a plan and what its firewall lets through.
+pub struct Firewall {
+    networks: BTreeMap<String, usize>,
+    /// (from, to) -> the ports each rule opens (`None`: every port).
+    rules: BTreeMap<(usize, usize), Vec<Option<Vec<u16>>>>,
+}
+
+impl Firewall {
+    pub fn new(plan: &Plan) -> Firewall {
+        let networks: BTreeMap<String, usize> = plan
+            .networks
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.clone(), i))
+            .collect();
+        let mut rules: BTreeMap<(usize, usize), Vec<Option<Vec<u16>>>> = BTreeMap::new();
+        for r in &plan.firewall {
+            if let (Some(&f), Some(&t)) = (networks.get(&r.from), networks.get(&r.to)) {
+                rules.entry((f, t)).or_default().push(r.ports.clone());
+            }
+        }
+        Firewall { networks, rules }
+    }
+
+    pub fn network(&self, name: &str) -> Option<usize> {
+        self.networks.get(name).copied()
+    }
+
+    /// Traffic inside a network always passes; between two, when a rule opens the port (any
+    /// rule, when the port is not known) and no partition drops it.
+    pub fn allows(
+        &self,
+        blocked: &BTreeSet<(usize, usize)>,
+        from: usize,
+        to: usize,
+        port: Option<u16>,
+    ) -> bool {
+        if blocked.contains(&(from, to)) {
+            return false;
+        }
+        from == to
+            || self.rules.get(&(from, to)).is_some_and(|rules| {
+                rules.iter().any(|ports| match (ports, port) {
+                    (None, _) | (Some(_), None) => true,
+                    (Some(ps), Some(p)) => ps.contains(&p),
+                })
+            })
+    }
+}
+
 /// The whole simulated deployment.
 pub struct Deployment {
     pub exec: Handle,
@@ -103,11 +153,9 @@ pub struct Deployment {
     pub storage: MemStorage,
     pub rng: Mutex<Rng>,
     pub faults: Mutex<Faults>,
-    networks: BTreeMap<String, usize>,
+    firewall: Firewall,
     node_ids: BTreeMap<String, usize>,
     balancer_ids: BTreeMap<String, usize>,
-    /// (from, to) -> the ports a firewall rule opens (`None`: every port).
-    firewall: BTreeMap<(usize, usize), Vec<Option<Vec<u16>>>>,
     /// The network of each database role (`None`: reachable from everywhere).
     db_nets: BTreeMap<Role, Option<usize>>,
     nodes: Vec<Mutex<Option<NodeState>>>,
@@ -129,22 +177,11 @@ type Reply<'a> = Pin<Box<dyn Future<Output = Result<Response, CallError>> + Send
 
 impl Deployment {
     pub fn new(plan: Plan, exec: Handle, seed: u64, defects: Defects) -> Arc<Deployment> {
-        let networks: BTreeMap<String, usize> = plan
-            .networks
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.name.clone(), i))
-            .collect();
-        let mut firewall: BTreeMap<(usize, usize), Vec<Option<Vec<u16>>>> = BTreeMap::new();
-        for r in &plan.firewall {
-            if let (Some(&f), Some(&t)) = (networks.get(&r.from), networks.get(&r.to)) {
-                firewall.entry((f, t)).or_default().push(r.ports.clone());
-            }
-        }
+        let firewall = Firewall::new(&plan);
         let mut db_nets = BTreeMap::new();
         for d in &plan.databases {
             for r in &d.roles {
-                let net = d.network.as_ref().and_then(|n| networks.get(n).copied());
+                let net = d.network.as_ref().and_then(|n| firewall.network(n));
                 db_nets.insert(role(*r), net);
             }
         }
@@ -184,7 +221,6 @@ impl Deployment {
             storage: MemStorage::default(),
             rng: Mutex::new(Rng::new(seed)),
             faults: Mutex::default(),
-            networks,
             node_ids,
             balancer_ids,
             firewall,
@@ -212,7 +248,7 @@ impl Deployment {
     }
 
     pub fn network(&self, name: &str) -> Option<usize> {
-        self.networks.get(name).copied()
+        self.firewall.network(name)
     }
 
     pub fn node_id(&self, name: &str) -> Option<usize> {
@@ -254,16 +290,7 @@ impl Deployment {
 
     /// Whether the firewall and the faults let traffic from one network to another through.
     pub fn net_allows(&self, faults: &Faults, from: usize, to: usize, port: Option<u16>) -> bool {
-        if faults.blocked.contains(&(from, to)) {
-            return false;
-        }
-        from == to
-            || self.firewall.get(&(from, to)).is_some_and(|rules| {
-                rules.iter().any(|ports| match (ports, port) {
-                    (None, _) | (Some(_), None) => true,
-                    (Some(ps), Some(p)) => ps.contains(&p),
-                })
-            })
+        self.firewall.allows(&faults.blocked, from, to, port)
     }
 
     pub fn is_up(&self, i: usize) -> bool {

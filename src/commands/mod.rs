@@ -6,6 +6,7 @@ pub mod explain;
 pub mod graph;
 pub mod init;
 pub mod run;
+pub mod sim;
 
 use apim_topology::Checked;
 

@@ -84,6 +84,16 @@ pub struct Hop {
     pub to: End,
     pub why: &'static str,
     pub path: Path,
+    /// Done off the request path (notifications, reconciliation): a request of the flow
+    /// succeeds without it, and the flow converges through it.
+    pub background: bool,
+}
+
+impl Hop {
+    const fn in_background(mut self) -> Hop {
+        self.background = true;
+        self
+    }
 }
 
 use BalancerKind::{External, Internal};
@@ -101,6 +111,7 @@ const fn hop(flow: Flow, from: End, to: End, why: &'static str, path: Path) -> H
         to,
         why,
         path,
+        background: false,
     }
 }
 
@@ -134,14 +145,16 @@ pub static FLOWS: &[Hop] = &[
         N(Gateway),
         "publish notification",
         EachNode,
-    ),
+    )
+    .in_background(),
     hop(
         Publish,
         N(Gateway),
         D(Registry),
         "catch up at start and reconcile",
         Direct,
-    ),
+    )
+    .in_background(),
     hop(
         Subscribe,
         C(Consumer),
@@ -173,7 +186,8 @@ pub static FLOWS: &[Hop] = &[
         N(Gateway),
         "revocation notification",
         EachNode,
-    ),
+    )
+    .in_background(),
     hop(
         Invoke,
         C(Application),

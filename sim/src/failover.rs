@@ -1,0 +1,461 @@
+//! Single failures: every node, cluster, balancer, database and firewall link failed on its
+//! own, the flows' verdicts in simulation, and a static reachability analysis of the flows
+//! table over the same plan (petgraph) that the simulation must agree with.
+
+use crate::report::{Verdict, effect, grace_ms};
+use crate::run::{Options, simulate};
+use crate::scenario::{Fault, FaultKind, Scenario, Workload};
+use crate::world::Firewall;
+use apim_compiler::plan::Plan;
+use apim_topology::flows::{End, FLOWS, Flow, Path};
+use apim_topology::vocab::{BalancerKind, Component, Role};
+use petgraph::graph::DiGraph;
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// The workload of each single-failure run: a fault from 15 s to 45 s of a 60 s run, with
+/// enough requests per flow that 99 % and 1 % mean something.
+pub fn workload() -> Workload {
+    Workload {
+        duration_ms: 60_000,
+        apis: 2,
+        applications: 4,
+        publish_rate: 2.0,
+        subscribe_rate: 2.0,
+        token_rate: 5.0,
+        invoke_rate: 100.0,
+        revoke_rate: 1.0,
+        revocation_bound_ms: 1_000,
+    }
+}
+
+const FAULT_AT_MS: u64 = 15_000;
+const FAULT_FOR_MS: u64 = 30_000;
+
+/// Every part that can fail on its own, as the fault that fails it.
+pub fn parts(plan: &Plan) -> Vec<FaultKind> {
+    let mut out: Vec<FaultKind> = plan
+        .nodes
+        .iter()
+        .map(|n| FaultKind::Crash {
+            node: n.name.clone(),
+        })
+        .collect();
+    let clusters: BTreeSet<&str> = plan.nodes.iter().map(|n| n.cluster.as_str()).collect();
+    out.extend(clusters.into_iter().map(|c| FaultKind::ClusterDown {
+        cluster: c.to_string(),
+    }));
+    out.extend(plan.balancers.iter().map(|b| FaultKind::BalancerOutage {
+        balancer: b.name.clone(),
+    }));
+    out.extend(plan.databases.iter().map(|d| FaultKind::DatabaseOutage {
+        database: d.name.clone(),
+    }));
+    let links: BTreeSet<(&str, &str)> = plan
+        .firewall
+        .iter()
+        .map(|r| (r.from.as_str(), r.to.as_str()))
+        .collect();
+    out.extend(links.into_iter().map(|(from, to)| FaultKind::Partition {
+        from: from.to_string(),
+        to: to.to_string(),
+        one_way: true,
+    }));
+    out
+}
+
+/// What is still standing when one part has failed.
+struct Standing<'p> {
+    plan: &'p Plan,
+    fw: Firewall,
+    nodes: Vec<bool>,
+    balancers: Vec<bool>,
+    /// Roles whose database is down.
+    roles_down: BTreeSet<Role>,
+    blocked: BTreeSet<(usize, usize)>,
+}
+
+impl<'p> Standing<'p> {
+    fn new(plan: &'p Plan, failed: &FaultKind) -> Standing<'p> {
+        let fw = Firewall::new(plan);
+        let nodes = plan
+            .nodes
+            .iter()
+            .map(|n| match failed {
+                FaultKind::Crash { node } | FaultKind::Isolate { node } => &n.name != node,
+                FaultKind::ClusterDown { cluster } => &n.cluster != cluster,
+                _ => true,
+            })
+            .collect();
+        let balancers = plan
+            .balancers
+            .iter()
+            .map(|b| !matches!(failed, FaultKind::BalancerOutage { balancer } if *balancer == b.name))
+            .collect();
+        let roles_down = match failed {
+            FaultKind::DatabaseOutage { database } => plan
+                .databases
+                .iter()
+                .filter(|d| &d.name == database)
+                .flat_map(|d| d.roles.iter().copied())
+                .collect(),
+            _ => BTreeSet::new(),
+        };
+        let mut blocked = BTreeSet::new();
+        if let FaultKind::Partition { from, to, one_way } = failed
+            && let (Some(a), Some(b)) = (fw.network(from), fw.network(to))
+        {
+            blocked.insert((a, b));
+            if !one_way {
+                blocked.insert((b, a));
+            }
+        }
+        Standing {
+            plan,
+            fw,
+            nodes,
+            balancers,
+            roles_down,
+            blocked,
+        }
+    }
+
+    fn net(&self, name: &str) -> usize {
+        self.fw.network(name).unwrap_or(usize::MAX)
+    }
+
+    fn allows(&self, from: usize, to: usize, port: Option<u16>) -> bool {
+        self.fw.allows(&self.blocked, from, to, port)
+    }
+
+    fn port(&self, node: usize, c: Component) -> Option<u16> {
+        self.plan.nodes[node]
+            .listeners
+            .iter()
+            .find(|l| l.component == c)
+            .map(|l| l.port)
+    }
+
+    /// Whether a hop can still be made: a path from some standing source to some standing
+    /// target, through a standing balancer where the hop goes through one.
+    fn hop_works(&self, from: End, to: End, path: Path) -> bool {
+        let mut g: DiGraph<(), ()> = DiGraph::new();
+        let source = g.add_node(());
+        let sink = g.add_node(());
+        // Standing sources, by network; clients stand at their network (or the entry's).
+        let mut sources: Vec<Option<usize>> = Vec::new();
+        match from {
+            End::Client(c) => {
+                let public = self.plan.networks.iter().position(|n| n.public);
+                sources.push(if c.comes_from_public() { public } else { None });
+            }
+            End::Component(c) => {
+                for (i, n) in self.plan.nodes.iter().enumerate() {
+                    if self.nodes[i] && self.port(i, c).is_some() {
+                        sources.push(Some(self.net(&n.network)));
+                    }
+                }
+            }
+            End::Database(_) => return true,
+        }
+
+        let from_net = |s: Option<usize>, entry_net: usize| s.unwrap_or(entry_net);
+        match to {
+            End::Database(role) => {
+                if self.roles_down.contains(&role) {
+                    return false;
+                }
+                let db_net = self
+                    .plan
+                    .databases
+                    .iter()
+                    .find(|d| d.roles.contains(&role))
+                    .and_then(|d| d.network.as_deref())
+                    .map(|n| self.net(n));
+                for s in &sources {
+                    let v = g.add_node(());
+                    g.add_edge(source, v, ());
+                    let ok = match (s, db_net) {
+                        (_, None) => true,
+                        (Some(s), Some(d)) => self.allows(*s, d, None),
+                        (None, Some(_)) => true,
+                    };
+                    if ok {
+                        g.add_edge(v, sink, ());
+                    }
+                }
+            }
+            End::Client(_) => return true,
+            End::Component(c) => {
+                let src: Vec<_> = sources.iter().map(|s| (*s, g.add_node(()))).collect();
+                for (_, v) in &src {
+                    g.add_edge(source, *v, ());
+                }
+                let clusters: BTreeSet<&str> = self
+                    .plan
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| self.port(*i, c).is_some())
+                    .map(|(_, n)| n.cluster.as_str())
+                    .collect();
+                for cluster in clusters {
+                    let members: Vec<usize> = (0..self.plan.nodes.len())
+                        .filter(|&i| {
+                            self.plan.nodes[i].cluster == cluster && self.port(i, c).is_some()
+                        })
+                        .collect();
+                    let balanced = match path {
+                        Path::Balanced(kind) if members.len() >= 2 => Some(kind),
+                        _ => None,
+                    };
+                    let targets: Vec<_> = members
+                        .iter()
+                        .filter(|&&i| self.nodes[i])
+                        .map(|&i| {
+                            let v = g.add_node(());
+                            g.add_edge(v, sink, ());
+                            (i, v)
+                        })
+                        .collect();
+                    match balanced {
+                        None => {
+                            for &(s, sv) in &src {
+                                for &(i, tv) in &targets {
+                                    let node_net = self.net(&self.plan.nodes[i].network);
+                                    if self.allows(from_net(s, node_net), node_net, self.port(i, c))
+                                    {
+                                        g.add_edge(sv, tv, ());
+                                    }
+                                }
+                            }
+                        }
+                        Some(kind) => self.via_balancers(&mut g, &src, &targets, c, kind, from_net),
+                    }
+                }
+            }
+        }
+        petgraph::algo::has_path_connecting(&g, source, sink, None)
+    }
+
+    fn via_balancers(
+        &self,
+        g: &mut DiGraph<(), ()>,
+        src: &[(Option<usize>, petgraph::graph::NodeIndex)],
+        targets: &[(usize, petgraph::graph::NodeIndex)],
+        c: Component,
+        kind: BalancerKind,
+        from_net: impl Fn(Option<usize>, usize) -> usize,
+    ) {
+        for (b, lb) in self.plan.balancers.iter().enumerate() {
+            if lb.kind != kind || !self.balancers[b] {
+                continue;
+            }
+            let Some(route) = lb.routes.iter().find(|r| r.component == c) else {
+                continue;
+            };
+            let bv = g.add_node(());
+            let lb_net = self.net(&lb.network);
+            for &(s, sv) in src {
+                if self.allows(from_net(s, lb_net), lb_net, Some(route.port)) {
+                    g.add_edge(sv, bv, ());
+                }
+            }
+            for &(i, tv) in targets {
+                let n = &self.plan.nodes[i];
+                if route.upstream.iter().any(|u| u.node == n.name)
+                    && self.allows(lb_net, self.net(&n.network), self.port(i, c))
+                {
+                    g.add_edge(bv, tv, ());
+                }
+            }
+        }
+    }
+}
+
+/// The static verdict: a flow works when every hop on its request path can still be made.
+pub fn static_works(plan: &Plan, failed: &FaultKind, flow: Flow) -> bool {
+    let s = Standing::new(plan, failed);
+    FLOWS
+        .iter()
+        .filter(|h| h.flow == flow && !h.background)
+        .all(|h| s.hop_works(h.from, h.to, h.path))
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Cell {
+    pub flow: &'static str,
+    pub simulated: Verdict,
+    /// `works` or `broken`.
+    pub static_analysis: &'static str,
+    pub agree: bool,
+    pub recovered_after_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub failure: String,
+    pub cells: Vec<Cell>,
+    pub violations: usize,
+    pub trace_hash: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Matrix {
+    pub deployment: String,
+    pub seed: u64,
+    pub fault_at_ms: u64,
+    pub fault_for_ms: u64,
+    pub grace_ms: u64,
+    pub rows: Vec<Row>,
+    /// Disagreements between simulation and static analysis, and invariant violations.
+    pub findings: Vec<String>,
+}
+
+/// Fails every part in turn; `progress` hears of each run as it ends.
+pub fn matrix(
+    plan: &Plan,
+    options: &Options,
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Matrix {
+    let parts = parts(plan);
+    let grace = grace_ms(plan);
+    let mut rows = Vec::new();
+    let mut findings = Vec::new();
+    for (k, part) in parts.iter().enumerate() {
+        let scenario = Scenario {
+            workload: workload(),
+            faults: vec![Fault {
+                at_ms: FAULT_AT_MS,
+                for_ms: Some(FAULT_FOR_MS),
+                kind: part.clone(),
+            }],
+        };
+        let out = simulate(plan, &scenario, options);
+        let effects = effect(
+            &out.stats,
+            FAULT_AT_MS,
+            FAULT_AT_MS + FAULT_FOR_MS,
+            grace,
+            scenario.workload.duration_ms,
+        );
+        let mut cells = Vec::new();
+        for (flow, e) in Flow::ALL.iter().zip(effects) {
+            let works = static_works(plan, part, *flow);
+            // DESIGN.md: static "works" meets works or degraded, "broken" meets broken; a flow
+            // with no requests in the window says nothing.
+            let agree = matches!(
+                (works, e.verdict),
+                (true, Verdict::Works | Verdict::Degraded)
+                    | (false, Verdict::Broken)
+                    | (_, Verdict::Idle)
+            );
+            if !agree {
+                findings.push(format!(
+                    "{}: {} is {} in simulation but static analysis says {}",
+                    part.describe(),
+                    flow,
+                    e.verdict.as_str(),
+                    if works { "works" } else { "broken" }
+                ));
+            }
+            cells.push(Cell {
+                flow: flow.as_str(),
+                simulated: e.verdict,
+                static_analysis: if works { "works" } else { "broken" },
+                agree,
+                recovered_after_ms: e.recovered_after_ms,
+            });
+        }
+        if let Some(e) = &out.setup_error {
+            findings.push(format!("{}: setup failed: {e}", part.describe()));
+        }
+        for v in &out.violations {
+            findings.push(format!(
+                "{}: {} violation at {} ms: {}",
+                part.describe(),
+                v.invariant,
+                v.at_ms,
+                v.what
+            ));
+        }
+        progress(k + 1, parts.len(), &part.describe());
+        rows.push(Row {
+            failure: part.describe(),
+            cells,
+            violations: out.violations.len(),
+            trace_hash: format!("{:016x}", out.trace_hash),
+        });
+    }
+    Matrix {
+        deployment: plan.deployment.clone(),
+        seed: options.seed,
+        fault_at_ms: FAULT_AT_MS,
+        fault_for_ms: FAULT_FOR_MS,
+        grace_ms: grace,
+        rows,
+        findings,
+    }
+}
+
+impl Matrix {
+    pub fn text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = format!(
+            "single failures of {} (each from {} for {}, judged after {}; seed {})\n\n",
+            self.deployment,
+            crate::scenario::format_ms(self.fault_at_ms),
+            crate::scenario::format_ms(self.fault_for_ms),
+            crate::scenario::format_ms(self.grace_ms),
+            self.seed
+        );
+        let width = self
+            .rows
+            .iter()
+            .map(|r| r.failure.len())
+            .max()
+            .unwrap_or(10)
+            .max(10);
+        let _ = writeln!(
+            s,
+            "  {:<width$}  {:<22} {:<22} {:<22}",
+            "failure", "publish", "subscribe", "invoke"
+        );
+        for r in &self.rows {
+            let cells: Vec<String> = r
+                .cells
+                .iter()
+                .map(|c| {
+                    let rec = match (c.simulated, c.recovered_after_ms) {
+                        (Verdict::Works, _) => String::new(),
+                        (_, Some(ms)) => format!(" ({})", crate::scenario::format_ms(ms)),
+                        (_, None) => " (no recovery)".into(),
+                    };
+                    let mark = if c.agree { "" } else { "!" };
+                    format!("{}{mark}{rec}", c.simulated.as_str())
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "  {:<width$}  {:<22} {:<22} {:<22}",
+                r.failure, cells[0], cells[1], cells[2]
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\n(time) is the time to recover after repair; ! marks a disagreement with static analysis"
+        );
+        if self.findings.is_empty() {
+            let _ = writeln!(
+                s,
+                "findings: none — simulation and static analysis agree, every invariant held"
+            );
+        } else {
+            let _ = writeln!(s, "findings:");
+            for f in &self.findings {
+                let _ = writeln!(s, "  {f}");
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,268 @@
+//! The report as one self-contained HTML page: the topology, a timeline of the faults, and
+//! per-flow success and latency charts, all inline SVG (nothing is fetched to view it).
+
+use crate::report::Report;
+use crate::scenario::format_ms;
+use crate::stats::Op;
+use apim_compiler::plan::Plan;
+use apim_topology::flows::Flow;
+use std::fmt::Write as _;
+
+const W: f64 = 900.0;
+const CHART_H: f64 = 140.0;
+const LEFT: f64 = 60.0;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn x_of(ms: u64, total_ms: u64) -> f64 {
+    LEFT + (W - LEFT - 10.0) * ms as f64 / total_ms.max(1) as f64
+}
+
+/// Networks side by side, each with its balancers, nodes and databases.
+fn topology_svg(plan: &Plan) -> String {
+    let cols = plan.networks.len().max(1);
+    let col_w = W / cols as f64;
+    let mut rows_max = 0;
+    let mut body = String::new();
+    for (k, net) in plan.networks.iter().enumerate() {
+        let x = k as f64 * col_w + 8.0;
+        let mut items: Vec<(String, &str)> = Vec::new();
+        for b in plan.balancers.iter().filter(|b| b.network == net.name) {
+            items.push((format!("balancer {}", b.name), "#e8d5f5"));
+        }
+        for n in plan.nodes.iter().filter(|n| n.network == net.name) {
+            let comps: Vec<String> = n
+                .listeners
+                .iter()
+                .map(|l| l.component.to_string())
+                .collect();
+            items.push((format!("{} ({})", n.name, comps.join(", ")), "#d5e8f5"));
+        }
+        for d in plan
+            .databases
+            .iter()
+            .filter(|d| d.network.as_deref() == Some(net.name.as_str()))
+        {
+            items.push((format!("database {}", d.name), "#f5ecd5"));
+        }
+        rows_max = rows_max.max(items.len());
+        let _ = write!(
+            body,
+            r#"<text x="{x}" y="18" font-weight="bold">{}{}</text>"#,
+            esc(&net.name),
+            if net.public { " (public)" } else { "" }
+        );
+        for (i, (label, fill)) in items.iter().enumerate() {
+            let y = 28.0 + i as f64 * 26.0;
+            let _ = write!(
+                body,
+                r##"<rect x="{x}" y="{y}" width="{}" height="22" rx="4" fill="{fill}" stroke="#888"/><text x="{}" y="{}" font-size="11">{}</text>"##,
+                col_w - 16.0,
+                x + 5.0,
+                y + 15.0,
+                esc(label)
+            );
+        }
+    }
+    let h = 40.0 + rows_max as f64 * 26.0;
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" font-family="sans-serif" font-size="12">{body}</svg>"#
+    )
+}
+
+fn timeline_svg(r: &Report) -> String {
+    let total = r.duration_ms;
+    let mut body = String::new();
+    for (i, f) in r.faults.iter().enumerate() {
+        let y = 10.0 + i as f64 * 22.0;
+        let (x0, x1) = (x_of(f.at_ms, total), x_of(f.until_ms, total));
+        let _ = write!(
+            body,
+            r##"<rect x="{x0}" y="{y}" width="{}" height="16" fill="#f4a6a6"/><text x="{}" y="{}" font-size="11">{}</text>"##,
+            (x1 - x0).max(2.0),
+            x0 + 3.0,
+            y + 12.0,
+            esc(&format!(
+                "{} ({} – {})",
+                f.fault,
+                format_ms(f.at_ms),
+                format_ms(f.until_ms)
+            ))
+        );
+    }
+    let h = 20.0 + r.faults.len().max(1) as f64 * 22.0;
+    let axis = axis(total, h - 4.0);
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{}" font-family="sans-serif" font-size="11">{body}{axis}</svg>"#,
+        h + 14.0
+    )
+}
+
+fn axis(total: u64, y: f64) -> String {
+    let mut s = format!(
+        r##"<line x1="{LEFT}" y1="{y}" x2="{}" y2="{y}" stroke="#444"/>"##,
+        W - 10.0
+    );
+    for k in 0..=4 {
+        let ms = total * k / 4;
+        let x = x_of(ms, total);
+        let _ = write!(
+            s,
+            r#"<text x="{x}" y="{}" text-anchor="middle">{}</text>"#,
+            y + 12.0,
+            format_ms(ms / 1000 * 1000)
+        );
+    }
+    s
+}
+
+/// Success ratio (green line) and p99 latency (blue line, own scale) of one flow per window.
+fn flow_svg(r: &Report, flow: Flow) -> String {
+    let total = r.duration_ms;
+    let ops: Vec<Op> = Op::ALL
+        .into_iter()
+        .filter(|o| o.flow() == Some(flow))
+        .collect();
+    let mut ratio_pts = String::new();
+    let mut lat_pts = String::new();
+    let mut points = Vec::new();
+    for w in &r.timeline {
+        let (mut ok, mut failed, mut p99) = (0, 0, 0.0f64);
+        for (op, o, f, p) in &w.ops {
+            if ops.contains(op) {
+                ok += o;
+                failed += f;
+                p99 = p99.max(*p);
+            }
+        }
+        if ok + failed > 0 {
+            points.push((
+                w.start_ms + r.window_ms / 2,
+                ok as f64 / (ok + failed) as f64,
+                p99,
+            ));
+        }
+    }
+    let max_lat = points.iter().map(|p| p.2).fold(1.0f64, f64::max);
+    for (ms, ratio, p99) in &points {
+        let x = x_of(*ms, total);
+        let _ = write!(
+            ratio_pts,
+            "{x:.1},{:.1} ",
+            10.0 + (1.0 - ratio) * (CHART_H - 20.0)
+        );
+        let _ = write!(
+            lat_pts,
+            "{x:.1},{:.1} ",
+            10.0 + (1.0 - p99 / max_lat) * (CHART_H - 20.0)
+        );
+    }
+    let mut bands = String::new();
+    for f in &r.faults {
+        let (x0, x1) = (x_of(f.at_ms, total), x_of(f.until_ms, total));
+        let _ = write!(
+            bands,
+            r##"<rect x="{x0}" y="10" width="{}" height="{}" fill="#fbe3e3"/>"##,
+            (x1 - x0).max(2.0),
+            CHART_H - 20.0
+        );
+    }
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{}" font-family="sans-serif" font-size="11">{bands}<text x="4" y="16">100%</text><text x="4" y="{}">0%</text><text x="{}" y="16" text-anchor="end" fill="#2a6fb0">p99 max {max_lat:.1} ms</text><polyline fill="none" stroke="#2a6fb0" stroke-width="1" points="{lat_pts}"/><polyline fill="none" stroke="#2a9d4b" stroke-width="2" points="{ratio_pts}"/>{}</svg>"##,
+        CHART_H + 14.0,
+        CHART_H - 10.0,
+        W - 12.0,
+        axis(total, CHART_H - 6.0)
+    )
+}
+
+pub fn page(plan: &Plan, r: &Report) -> String {
+    let mut s = String::new();
+    let status = if r.ok {
+        "all invariants held"
+    } else {
+        "invariants violated"
+    };
+    let _ = write!(
+        s,
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>apim sim — {dep}</title><style>body{{font-family:sans-serif;margin:24px;max-width:960px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#eee}}.bad{{color:#b00}}.good{{color:#070}}code{{background:#f3f3f3;padding:1px 4px}}</style></head><body><h1>apim sim — {dep}</h1><p>{dur} of virtual time, seed {seed}, {events} requests, trace hash <code>{hash}</code>: <b class="{cls}">{status}</b></p>"#,
+        dep = esc(&r.deployment),
+        dur = format_ms(r.duration_ms),
+        seed = r.seed,
+        events = r.events,
+        hash = r.trace_hash,
+        cls = if r.ok { "good" } else { "bad" },
+    );
+    let _ = write!(s, "<h2>Topology</h2>{}", topology_svg(plan));
+    let _ = write!(s, "<h2>Faults</h2>");
+    if r.faults.is_empty() {
+        s.push_str("<p>No faults.</p>");
+    } else {
+        s.push_str(&timeline_svg(r));
+        s.push_str("<table><tr><th>fault</th><th>flow</th><th>before</th><th>during</th><th>after</th><th>verdict</th><th>recovered after</th></tr>");
+        for f in &r.faults {
+            for e in &f.flows {
+                let pct = |x: Option<f64>| x.map_or("–".into(), |x| format!("{:.1}%", x * 100.0));
+                let _ = write!(
+                    s,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&f.fault),
+                    e.flow,
+                    pct(e.before),
+                    pct(e.during),
+                    pct(e.after),
+                    e.verdict.as_str(),
+                    e.recovered_after_ms.map_or("–".into(), format_ms)
+                );
+            }
+        }
+        s.push_str("</table>");
+    }
+    s.push_str("<h2>Operations</h2><table><tr><th>operation</th><th>flow</th><th>requests</th><th>success</th><th>p50</th><th>p99</th></tr>");
+    for o in &r.operations {
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2}%</td><td>{:.2} ms</td><td>{:.2} ms</td></tr>",
+            o.op.as_str(),
+            o.flow,
+            o.requests,
+            o.success_ratio * 100.0,
+            o.p50_ms,
+            o.p99_ms
+        );
+    }
+    s.push_str("</table>");
+    for flow in Flow::ALL {
+        let _ = write!(
+            s,
+            "<h2>Flow: {flow}</h2><p>Success per {} window (green), p99 latency (blue); faults shaded.</p>{}",
+            format_ms(r.window_ms),
+            flow_svg(r, *flow)
+        );
+    }
+    s.push_str("<h2>Invariants</h2>");
+    if r.violations.is_empty() {
+        s.push_str("<p class=\"good\">Every invariant held.</p>");
+    } else {
+        s.push_str("<table><tr><th>at</th><th>invariant</th><th>what</th><th>nodes</th><th>replay</th></tr>");
+        for v in &r.violations {
+            let _ = write!(
+                s,
+                "<tr><td>{}</td><td>{}</td><td style=\"text-align:left\">{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                format_ms(v.violation.at_ms),
+                v.violation.invariant,
+                esc(&v.violation.what),
+                esc(&v.violation.nodes.join(", ")),
+                esc(&v.replay)
+            );
+        }
+        s.push_str("</table>");
+    }
+    s.push_str("</body></html>\n");
+    s
+}

@@ -1,0 +1,353 @@
+//! The report of a run: per operation success and latency, each fault's effect on each flow,
+//! every invariant violation with the command that replays it, and the trace hash.
+
+use crate::run::{Outcome, Violation};
+use crate::scenario::{Scenario, format_ms};
+use crate::stats::{Op, Stats, Tally};
+use apim_compiler::plan::Plan;
+use apim_topology::flows::Flow;
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// A flow's state in a window: works (≥ 99 % succeed), broken (< 1 %), degraded, or idle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Works,
+    Degraded,
+    Broken,
+    Idle,
+}
+
+impl Verdict {
+    pub fn of(t: &Tally) -> Verdict {
+        if t.total() == 0 {
+            return Verdict::Idle;
+        }
+        let ratio = t.ok as f64 / t.total() as f64;
+        if ratio >= 0.99 {
+            Verdict::Works
+        } else if ratio < 0.01 {
+            Verdict::Broken
+        } else {
+            Verdict::Degraded
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Works => "works",
+            Verdict::Degraded => "degraded",
+            Verdict::Broken => "broken",
+            Verdict::Idle => "idle",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OpSummary {
+    pub op: Op,
+    pub flow: &'static str,
+    pub requests: u64,
+    pub succeeded: u64,
+    pub success_ratio: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FlowEffect {
+    pub flow: &'static str,
+    /// Success ratio before the fault, during it (after the grace period), after repair.
+    pub before: Option<f64>,
+    pub during: Option<f64>,
+    pub after: Option<f64>,
+    pub verdict: Verdict,
+    /// From repair until a window where the flow works again; absent when it never did.
+    pub recovered_after_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FaultEffect {
+    pub fault: String,
+    pub at_ms: u64,
+    pub until_ms: u64,
+    pub flows: Vec<FlowEffect>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ViolationReport {
+    #[serde(flatten)]
+    pub violation: Violation,
+    pub replay: String,
+}
+
+/// One window of the timeline: per operation, succeeded, failed and p99 latency.
+#[derive(Clone, Debug, Serialize)]
+pub struct Window {
+    pub start_ms: u64,
+    pub ops: Vec<(Op, u64, u64, f64)>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub deployment: String,
+    pub seed: u64,
+    pub ok: bool,
+    pub setup_error: Option<String>,
+    pub duration_ms: u64,
+    pub virtual_ms: u64,
+    pub grace_ms: u64,
+    pub window_ms: u64,
+    pub operations: Vec<OpSummary>,
+    pub faults: Vec<FaultEffect>,
+    pub violations: Vec<ViolationReport>,
+    pub timeline: Vec<Window>,
+    pub events: u64,
+    pub trace_hash: String,
+    pub scenario: Scenario,
+}
+
+/// The balancers' failure detection time: a fault's first moments are not judged.
+pub fn grace_ms(plan: &Plan) -> u64 {
+    plan.balancers
+        .iter()
+        .flat_map(|b| &b.routes)
+        .map(|r| u64::from(r.health.fall) * r.health.interval_ms + r.health.timeout_ms)
+        .max()
+        .unwrap_or(0)
+}
+
+fn ops_of(flow: Flow) -> Vec<Op> {
+    Op::ALL
+        .into_iter()
+        .filter(|o| o.flow() == Some(flow))
+        .collect()
+}
+
+fn ratio(t: &Tally) -> Option<f64> {
+    (t.total() > 0).then(|| t.ok as f64 / t.total() as f64)
+}
+
+fn ms(us: u64) -> f64 {
+    (us as f64 / 10.0).round() / 100.0
+}
+
+/// What a fault did to each flow.
+pub fn effect(
+    stats: &Stats,
+    at_ms: u64,
+    until_ms: u64,
+    grace_ms: u64,
+    end_ms: u64,
+) -> Vec<FlowEffect> {
+    let w = stats.window_us / 1000;
+    Flow::ALL
+        .iter()
+        .map(|&flow| {
+            let ops = ops_of(flow);
+            let us = |m: u64| m * 1000;
+            let before = stats.between(&ops, 0, us(at_ms));
+            // Judged from the detection time after the fault starts to the detection time
+            // before it ends: requests retried across the repair are neither.
+            let judged_end = until_ms.saturating_sub(grace_ms).max(at_ms + grace_ms);
+            let during = stats.between(&ops, us(at_ms + grace_ms), us(judged_end));
+            let after = stats.between(&ops, us(until_ms), us(end_ms));
+            let mut recovered = None;
+            let mut t = until_ms.div_ceil(w) * w;
+            while t + w <= end_ms {
+                let win = stats.between(&ops, us(t), us(t + w));
+                if Verdict::of(&win) == Verdict::Works {
+                    recovered = Some(t + w - until_ms);
+                    break;
+                }
+                t += w;
+            }
+            FlowEffect {
+                flow: flow.as_str(),
+                before: ratio(&before),
+                during: ratio(&during),
+                after: ratio(&after),
+                verdict: Verdict::of(&during),
+                recovered_after_ms: recovered,
+            }
+        })
+        .collect()
+}
+
+impl Report {
+    pub fn new(plan: &Plan, scenario: &Scenario, seed: u64, replay: &str, out: Outcome) -> Report {
+        let stats = &out.stats;
+        let end_ms = scenario.workload.duration_ms;
+        let grace = grace_ms(plan);
+        let operations = Op::ALL
+            .into_iter()
+            .map(|op| {
+                let t = stats.between(&[op], 0, u64::MAX);
+                OpSummary {
+                    op,
+                    flow: op.flow().map_or("-", |f| f.as_str()),
+                    requests: t.total(),
+                    succeeded: t.ok,
+                    success_ratio: ratio(&t).unwrap_or(1.0),
+                    p50_ms: ms(t.latency.quantile(0.5)),
+                    p99_ms: ms(t.latency.quantile(0.99)),
+                }
+            })
+            .collect();
+        let faults = scenario
+            .faults
+            .iter()
+            .map(|f| {
+                let until = f.for_ms.map_or(end_ms, |d| (f.at_ms + d).min(end_ms));
+                FaultEffect {
+                    fault: f.kind.describe(),
+                    at_ms: f.at_ms,
+                    until_ms: until,
+                    flows: effect(stats, f.at_ms, until, grace, end_ms),
+                }
+            })
+            .collect();
+        let timeline = stats
+            .windows
+            .iter()
+            .enumerate()
+            .map(|(i, w)| Window {
+                start_ms: i as u64 * stats.window_us / 1000,
+                ops: Op::ALL
+                    .into_iter()
+                    .map(|op| {
+                        let t = &w[op as usize];
+                        (op, t.ok, t.failed, ms(t.latency.quantile(0.99)))
+                    })
+                    .collect(),
+            })
+            .collect();
+        let violations: Vec<ViolationReport> = out
+            .violations
+            .into_iter()
+            .map(|v| ViolationReport {
+                violation: v,
+                replay: replay.to_string(),
+            })
+            .collect();
+        Report {
+            deployment: plan.deployment.clone(),
+            seed,
+            ok: violations.is_empty() && out.setup_error.is_none(),
+            setup_error: out.setup_error,
+            duration_ms: end_ms,
+            virtual_ms: out.virtual_ms,
+            grace_ms: grace,
+            window_ms: stats.window_us / 1000,
+            operations,
+            faults,
+            violations,
+            timeline,
+            events: out.events,
+            trace_hash: format!("{:016x}", out.trace_hash),
+            scenario: scenario.clone(),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "simulated {} for {} (seed {}), {} requests",
+            self.deployment,
+            format_ms(self.duration_ms),
+            self.seed,
+            self.events
+        );
+        if let Some(e) = &self.setup_error {
+            let _ = writeln!(s, "\nsetup failed: {e}");
+        }
+        let _ = writeln!(
+            s,
+            "\n  {:<10} {:<10} {:>9} {:>9} {:>9} {:>9}",
+            "operation", "flow", "requests", "success", "p50", "p99"
+        );
+        for o in &self.operations {
+            let _ = writeln!(
+                s,
+                "  {:<10} {:<10} {:>9} {:>8.2}% {:>7.2}ms {:>7.2}ms",
+                o.op.as_str(),
+                o.flow,
+                o.requests,
+                o.success_ratio * 100.0,
+                o.p50_ms,
+                o.p99_ms
+            );
+        }
+        if !self.faults.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nfaults (judged {} after each starts, the balancers' detection time):",
+                format_ms(self.grace_ms)
+            );
+            for f in &self.faults {
+                let _ = writeln!(
+                    s,
+                    "  {} from {} to {}",
+                    f.fault,
+                    format_ms(f.at_ms),
+                    format_ms(f.until_ms)
+                );
+                for e in &f.flows {
+                    let pct = |r: Option<f64>| {
+                        r.map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0))
+                    };
+                    let rec = e
+                        .recovered_after_ms
+                        .map_or("not recovered".to_string(), |m| {
+                            format!("recovered {} after repair", format_ms(m))
+                        });
+                    let _ = writeln!(
+                        s,
+                        "    {:<10} {:<9} before {:>6}  during {:>6}  after {:>6}  {rec}",
+                        e.flow,
+                        e.verdict.as_str(),
+                        pct(e.before),
+                        pct(e.during),
+                        pct(e.after)
+                    );
+                }
+            }
+        }
+        if self.violations.is_empty() {
+            let _ = writeln!(s, "\ninvariants: all held");
+        } else {
+            let _ = writeln!(
+                s,
+                "\ninvariants: {} violation{}",
+                self.violations.len(),
+                if self.violations.len() == 1 { "" } else { "s" }
+            );
+            for v in self.violations.iter().take(10) {
+                let nodes = if v.violation.nodes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", v.violation.nodes.join(", "))
+                };
+                let _ = writeln!(
+                    s,
+                    "  {} at {}: {}{nodes}\n    replay: {}",
+                    v.violation.invariant,
+                    format_ms(v.violation.at_ms),
+                    v.violation.what,
+                    v.replay
+                );
+            }
+        }
+        if self.violations.len() > 10 {
+            let _ = writeln!(
+                s,
+                "  ... and {} more (--format json lists them all)",
+                self.violations.len() - 10
+            );
+        }
+        let _ = writeln!(s, "trace hash: {}", self.trace_hash);
+        s
+    }
+}

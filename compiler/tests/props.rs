@@ -5,105 +5,41 @@
 
 use apim_compiler::plan::{PeerPath, Plan};
 use apim_topology::flows::{self, End, FLOWS, Path};
+use apim_topology::synth::{self, Generated, Shape};
 use apim_topology::vocab::{Component, Role};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 
-/// A generated topology, as TOML sections (shuffled by one property).
-#[derive(Clone, Debug)]
-struct Generated {
-    head: String,
-    sections: Vec<String>,
-}
-
-impl Generated {
-    fn text(&self, order: &[usize]) -> String {
-        let mut s = self.head.clone();
-        for &i in order {
-            s.push_str(&self.sections[i]);
-        }
-        s
-    }
-
-    fn natural(&self) -> String {
-        self.text(&(0..self.sections.len()).collect::<Vec<_>>())
-    }
-}
-
-fn quote(items: &[String]) -> String {
-    items
-        .iter()
-        .map(|i| format!("\"{i}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Valid by construction: open firewalls between all networks, a balancer of each needed kind
-/// in front of every multi-node cluster, unique hosts, one database per role group.
+/// Valid by construction (see `apim_topology::synth::varied`).
 fn topology() -> impl Strategy<Value = Generated> {
     let components = proptest::collection::vec(0usize..4, 4); // cluster index of each component
     let nodes = proptest::collection::vec(1usize..4, 4);
     let networks = proptest::collection::vec(0usize..3, 4); // network of each cluster
     let lb_networks = proptest::collection::vec(0usize..3, 8);
-    (components, nodes, networks, lb_networks, 1usize..4, any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
-        |(assign, nodes, cluster_net, lb_net, nets, public, split_db, twin)| {
-            let nets = nets.max(1);
-            let mut head = String::from("version = 1\n\n[deployment]\nname = \"generated\"\n\n");
-            let mut sections = Vec::new();
-            for n in 0..nets {
-                let public = if public && n == 0 { "public = true\n" } else { "" };
-                sections.push(format!("[networks.n{n}]\n{public}\n"));
-            }
-            for a in 0..nets {
-                for b in (0..nets).filter(|&b| b != a) {
-                    head.push_str(&format!("[[firewall]]\nfrom = \"n{a}\"\nto = \"n{b}\"\n\n"));
-                }
-            }
-            let groups: Vec<Vec<&str>> = if split_db { vec![vec!["user", "registry"], vec!["apim"]] } else { vec![vec!["user", "apim", "registry"]] };
-            for (i, roles) in groups.iter().enumerate() {
-                sections.push(format!(
-                    "[databases.db{i}]\nroles = [{}]\nengine = \"postgres\"\nurl = \"postgres://apim:${{DB_PASSWORD}}@10.9.0.{}:5432/apim\"\nnetwork = \"n0\"\n\n",
-                    quote(&roles.iter().map(|r| r.to_string()).collect::<Vec<_>>()),
-                    i + 1
-                ));
-            }
-            let mut lb_count = 0;
-            for c in 0..4 {
-                let runs: Vec<Component> = (0..4).filter(|&k| assign[k] == c).map(|k| Component::ALL[k]).collect();
-                if runs.is_empty() {
-                    continue;
-                }
-                let net = cluster_net[c] % nets;
-                let hosts: Vec<String> = (0..nodes[c]).map(|i| format!("10.{}.0.{}", c + 1, i + 1)).collect();
-                sections.push(format!(
-                    "[clusters.c{c}]\ncomponents = [{}]\nnetwork = \"n{net}\"\nhosts = [{}]\n\n",
-                    quote(&runs.iter().map(|r| r.as_str().to_string()).collect::<Vec<_>>()),
-                    quote(&hosts)
-                ));
-                if nodes[c] < 2 {
-                    continue;
-                }
-                let mut kinds: Vec<&str> = Vec::new();
-                if runs.iter().any(|r| *r != Component::KeyManager) {
-                    kinds.push("external");
-                }
-                if runs.contains(&Component::KeyManager) {
-                    kinds.push("internal");
-                }
-                for kind in kinds {
-                    let copies = if twin { 2 } else { 1 };
-                    for _ in 0..copies {
-                        lb_count += 1;
-                        let net = lb_net[lb_count % lb_net.len()] % nets;
-                        sections.push(format!(
-                            "[load_balancers.lb{lb_count}]\nkind = \"{kind}\"\nnetwork = \"n{net}\"\nhost = \"10.200.0.{lb_count}\"\nfronts = [\"c{c}\"]\n\n"
-                        ));
-                    }
-                }
-            }
-            Generated { head, sections }
-        },
+    (
+        components,
+        nodes,
+        networks,
+        lb_networks,
+        1usize..4,
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
     )
+        .prop_map(
+            |(assign, nodes, cluster_net, lb_net, nets, public, split_db, twin)| {
+                synth::varied(&Shape {
+                    assign,
+                    nodes,
+                    cluster_net,
+                    lb_net,
+                    nets,
+                    public,
+                    split_db,
+                    twin,
+                })
+            },
+        )
 }
 
 fn checked(text: &str) -> apim_topology::Checked {

@@ -146,7 +146,35 @@ struct RawScenario {
     #[serde(default)]
     workload: Option<toml::Spanned<RawWorkload>>,
     #[serde(default)]
-    faults: Vec<toml::Spanned<toml::Table>>,
+    faults: Vec<toml::Spanned<RawFault>>,
+}
+
+/// A fault's keys and values with their places, so each diagnostic points at its key.
+type RawFault = std::collections::BTreeMap<toml::Spanned<String>, toml::Spanned<toml::Value>>;
+
+struct FaultTable<'a>(&'a RawFault);
+
+impl FaultTable<'_> {
+    fn get(&self, key: &str) -> Option<&toml::Value> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.get_ref() == key)
+            .map(|(_, v)| v.get_ref())
+    }
+
+    /// Where a key's value is written, or `or` when the key is absent.
+    fn at(&self, key: &str, or: Span) -> Span {
+        self.0
+            .iter()
+            .find(|(k, _)| k.get_ref() == key)
+            .map_or(or, |(_, v)| span(v.span()))
+    }
+
+    fn keys(&self) -> impl Iterator<Item = (&str, Span)> {
+        self.0
+            .keys()
+            .map(|k| (k.get_ref().as_str(), span(k.span())))
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -313,7 +341,7 @@ impl Reader<'_> {
     /// A string key naming something of the topology.
     fn reference(
         &mut self,
-        table: &toml::Table,
+        table: &FaultTable,
         whole: Span,
         key: &str,
         what: &str,
@@ -332,8 +360,8 @@ impl Reader<'_> {
             self.error(
                 &codes::INVALID_SCENARIO,
                 format!("`{key}` is a string (a {what} name), not {}", v.type_str()),
-                whole,
-                "in this fault",
+                table.at(key, whole),
+                "this value",
             );
             return None;
         };
@@ -350,16 +378,16 @@ impl Reader<'_> {
         self.error(
             &codes::UNKNOWN_REFERENCE,
             format!("no {what} `{name}` in the topology"),
-            whole,
-            "in this fault",
+            table.at(key, whole),
+            "not in the topology",
         )
         .hint = Some(hint);
         None
     }
 
-    fn fault(&mut self, f: &toml::Spanned<toml::Table>, end_ms: u64) -> Option<Fault> {
+    fn fault(&mut self, f: &toml::Spanned<RawFault>, end_ms: u64) -> Option<Fault> {
         let whole = span(f.span());
-        let t = f.get_ref();
+        let t = &FaultTable(f.get_ref());
         let Some(kind) = t.get("kind").and_then(|k| k.as_str()) else {
             self.error(
                 &codes::MISSING_FIELD,
@@ -378,15 +406,15 @@ impl Reader<'_> {
             self.error(
                 &codes::INVALID_VALUE,
                 format!("unknown fault kind `{kind}`"),
-                whole,
-                "in this fault",
+                t.at("kind", whole),
+                "this kind",
             )
             .hint = Some(hint);
             return None;
         };
         let mut ok = true;
-        for key in t.keys() {
-            if !COMMON.contains(&key.as_str()) && !keys.contains(&key.as_str()) {
+        for (key, key_span) in t.keys() {
+            if !COMMON.contains(&key) && !keys.contains(&key) {
                 let allowed: Vec<&str> = COMMON.iter().chain(keys.iter()).copied().collect();
                 let hint = match apim_topology::suggest::closest(key, allowed.iter().copied()) {
                     Some(c) => format!("did you mean `{c}`?"),
@@ -395,8 +423,8 @@ impl Reader<'_> {
                 self.error(
                     &codes::INVALID_SCENARIO,
                     format!("unknown key `{key}` for a {kind} fault"),
-                    whole,
-                    "in this fault",
+                    key_span,
+                    "unknown key",
                 )
                 .hint = Some(hint);
                 ok = false;
@@ -411,8 +439,8 @@ impl Reader<'_> {
                         r.error(
                             &codes::INVALID_VALUE,
                             format!("`{key}`: {e}"),
-                            whole,
-                            "in this fault",
+                            t.at(key, whole),
+                            "this duration",
                         )
                         .hint = Some(
                             "write durations like \"500ms\", \"10s\", \"2m\" or \"1h\"".into(),
@@ -432,8 +460,8 @@ impl Reader<'_> {
                     format_ms(at_ms),
                     format_ms(end_ms)
                 ),
-                whole,
-                "in this fault",
+                t.at("at", whole),
+                "after the end",
             );
             ok = false;
         }
@@ -474,8 +502,8 @@ impl Reader<'_> {
                                     self.error(
                                         &codes::INVALID_VALUE,
                                         format!("`added`: {e}"),
-                                        whole,
-                                        "in this fault",
+                                        t.at("added", whole),
+                                        "this duration",
                                     );
                                     return None;
                                 }
@@ -507,8 +535,8 @@ impl Reader<'_> {
                                 self.error(
                                     &codes::INVALID_VALUE,
                                     "a loss fault needs `rate`, a number from 0 to 1".into(),
-                                    whole,
-                                    "in this fault",
+                                    t.at("rate", whole),
+                                    "here",
                                 );
                                 return None;
                             }

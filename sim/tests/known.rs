@@ -1,8 +1,12 @@
-//! Known answers: what the simulator must say about the built-in patterns.
+//! Known answers: what the simulator must say about the built-in patterns, and that it
+//! catches a deliberately broken gateway.
 
 use apim_compiler::plan::Plan;
-use apim_sim::run::{Options, simulate};
-use apim_sim::scenario::{Scenario, Workload};
+use apim_sim::report::{FlowEffect, Verdict, effect, grace_ms};
+use apim_sim::run::{Options, Outcome, simulate};
+use apim_sim::scenario::{Fault, FaultKind, Scenario, Workload};
+use apim_sim::stats::Op;
+use apim_sim::world::Defects;
 
 fn plan(pattern: &str) -> Plan {
     let p = apim_patterns::find(pattern).expect("pattern");
@@ -11,32 +15,169 @@ fn plan(pattern: &str) -> Plan {
     Plan::of(&checked.topology)
 }
 
-fn quiet(duration_ms: u64) -> Scenario {
-    Scenario {
-        workload: Workload {
-            duration_ms,
-            ..Workload::default()
-        },
-        faults: Vec::new(),
+fn workload(duration_ms: u64) -> Workload {
+    Workload {
+        duration_ms,
+        invoke_rate: 100.0,
+        publish_rate: 1.0,
+        subscribe_rate: 1.0,
+        token_rate: 4.0,
+        revoke_rate: 0.5,
+        ..Workload::default()
+    }
+}
+
+/// Runs one fault from 10 s to 40 s of a 55 s run; its effect on publish, subscribe, invoke.
+fn one_fault(pattern: &str, kind: FaultKind) -> (Outcome, Vec<FlowEffect>) {
+    let plan = plan(pattern);
+    let scenario = Scenario {
+        workload: workload(55_000),
+        faults: vec![Fault {
+            at_ms: 10_000,
+            for_ms: Some(30_000),
+            kind,
+        }],
+    };
+    let out = simulate(&plan, &scenario, &Options::default());
+    let e = effect(&out.stats, 10_000, 40_000, grace_ms(&plan), 55_000);
+    (out, e)
+}
+
+fn verdicts(e: &[FlowEffect]) -> Vec<Verdict> {
+    e.iter().map(|f| f.verdict).collect()
+}
+
+#[test]
+fn without_faults_every_pattern_keeps_every_invariant_and_every_request_succeeds() {
+    for p in apim_patterns::PATTERNS {
+        let out = simulate(
+            &plan(p.id),
+            &Scenario {
+                workload: workload(20_000),
+                faults: Vec::new(),
+            },
+            &Options::default(),
+        );
+        assert_eq!(out.setup_error, None, "{}", p.id);
+        assert_eq!(out.violations, Vec::new(), "{}", p.id);
+        for op in Op::ALL {
+            let t = out.stats.between(&[op], 0, u64::MAX);
+            assert!(t.total() > 0, "{}: no {op:?}", p.id);
+            assert_eq!(t.failed, 0, "{}: {op:?} failed", p.id);
+        }
     }
 }
 
 #[test]
-fn without_faults_every_pattern_keeps_every_invariant() {
-    for p in apim_patterns::PATTERNS {
-        let t = std::time::Instant::now();
-        let out = simulate(&plan(p.id), &quiet(20_000), &Options::default());
-        assert_eq!(out.setup_error, None, "{}", p.id);
-        assert_eq!(out.violations, Vec::new(), "{}", p.id);
-        let all = out.stats.between(&apim_sim::stats::Op::ALL, 0, u64::MAX);
-        eprintln!(
-            "{}: {} requests, {} failed, {:?}",
-            p.id,
-            all.total(),
-            all.failed,
-            t.elapsed()
-        );
-        assert!(all.total() > 1000, "{}", p.id);
-        assert_eq!(all.failed, 0, "{}", p.id);
+fn crashing_the_standalone_node_breaks_every_flow_until_it_restarts() {
+    let (out, e) = one_fault(
+        "standalone",
+        FaultKind::Crash {
+            node: "all-in-one-1".into(),
+        },
+    );
+    assert_eq!(out.violations, Vec::new());
+    assert_eq!(verdicts(&e), [Verdict::Broken; 3]);
+    for f in &e {
+        assert_eq!(f.before, Some(1.0), "{}", f.flow);
+        let back = f.recovered_after_ms.expect("recovers");
+        assert!(back <= 5_000, "{}: {back} ms", f.flow);
     }
+}
+
+#[test]
+fn in_clustered_patterns_one_gateway_or_key_manager_down_keeps_invoke_working() {
+    for pattern in ["clustered-internal", "clustered-external-store"] {
+        for node in ["gateway-1", "gateway-2", "key-manager-1", "key-manager-2"] {
+            let (out, e) = one_fault(pattern, FaultKind::Crash { node: node.into() });
+            assert_eq!(out.violations, Vec::new(), "{pattern} {node}");
+            assert_eq!(e[2].flow, "invoke");
+            assert_eq!(e[2].verdict, Verdict::Works, "{pattern}: crash {node}");
+        }
+    }
+}
+
+#[test]
+fn in_external_store_cutting_external_off_from_internal_breaks_subscribe_until_it_heals() {
+    let (out, e) = one_fault(
+        "external-store",
+        FaultKind::Partition {
+            from: "external".into(),
+            to: "internal".into(),
+            one_way: true,
+        },
+    );
+    assert_eq!(out.violations, Vec::new());
+    assert_eq!(e[1].flow, "subscribe");
+    assert_eq!(e[1].verdict, Verdict::Broken);
+    assert_eq!(e[1].after.map(|r| r > 0.9), Some(true), "{:?}", e[1]);
+    assert!(e[1].recovered_after_ms.is_some());
+}
+
+#[test]
+fn an_apim_database_outage_stops_new_tokens_while_cached_validations_go_on_until_they_expire() {
+    let plan = plan("clustered-external-store");
+    let scenario = Scenario {
+        workload: workload(80_000),
+        faults: vec![Fault {
+            at_ms: 10_000,
+            for_ms: Some(60_000),
+            kind: FaultKind::DatabaseOutage {
+                database: "apim".into(),
+            },
+        }],
+    };
+    let out = simulate(&plan, &scenario, &Options::default());
+    assert_eq!(out.violations, Vec::new());
+    let s = &out.stats;
+    let tokens = s.between(&[Op::Token], 11_000_000, 70_000_000);
+    assert!(tokens.total() > 0);
+    assert_eq!(tokens.ok, 0, "no token is issued without the apim database");
+    // Pairs of token and API validated in the last 30 s are cached; the others fail.
+    let early = s.between(&[Op::Invoke], 11_000_000, 20_000_000);
+    assert!(
+        early.ok as f64 > 0.6 * early.total() as f64,
+        "cached validations answer: {} of {}",
+        early.ok,
+        early.total()
+    );
+    let late = s.between(&[Op::Invoke], 45_000_000, 70_000_000);
+    assert!(late.total() > 0);
+    assert_eq!(late.ok, 0, "cached validations ended with the cache's 30 s");
+    let after = s.between(&[Op::Invoke, Op::Token], 72_000_000, 80_000_000);
+    assert_eq!(
+        after.failed, 0,
+        "everything works once the database is back"
+    );
+}
+
+#[test]
+fn a_gateway_that_skips_the_subscription_check_is_caught_and_the_failure_shrinks() {
+    let plan = plan("clustered-external-store");
+    let options = Options {
+        defects: Defects {
+            gateway_skips_subscription_check: true,
+        },
+        ..Options::default()
+    };
+    let base = Scenario {
+        workload: workload(20_000),
+        faults: Vec::new(),
+    };
+    let found = apim_sim::explore::explore(&plan, &base, 1, &options, |_, _, _| {});
+    assert_eq!(found.len(), 1, "the broken gateway must fail the run");
+    let f = &found[0];
+    assert!(
+        f.violations
+            .iter()
+            .all(|v| v.invariant == "safety" && v.what.contains("without a subscription")),
+        "{:?}",
+        f.violations
+    );
+    assert!(f.minimal.faults.len() <= 1, "{:?}", f.minimal.faults);
+    assert!(f.minimal.faults.len() <= f.drawn.faults.len());
+    assert!(f.minimal.workload.duration_ms <= base.workload.duration_ms);
+    // The same gateway, not broken, passes the same schedule.
+    let clean = simulate(&plan, &f.minimal, &Options::default());
+    assert_eq!(clean.violations, Vec::new());
 }

@@ -111,3 +111,145 @@ mod tests {
         }
     }
 }
+
+/// A generated topology, as TOML sections (properties shuffle them).
+#[derive(Clone, Debug)]
+pub struct Generated {
+    pub head: String,
+    pub sections: Vec<String>,
+}
+
+impl Generated {
+    pub fn text(&self, order: &[usize]) -> String {
+        let mut s = self.head.clone();
+        for &i in order {
+            s.push_str(&self.sections[i]);
+        }
+        s
+    }
+
+    pub fn natural(&self) -> String {
+        self.text(&(0..self.sections.len()).collect::<Vec<_>>())
+    }
+}
+
+/// The free choices of [`varied`]; any values give a valid topology.
+#[derive(Clone, Debug)]
+pub struct Shape {
+    /// The cluster (0..4) of each component.
+    pub assign: Vec<usize>,
+    /// Nodes (1..) of each cluster.
+    pub nodes: Vec<usize>,
+    /// The network of each cluster, modulo `nets`.
+    pub cluster_net: Vec<usize>,
+    /// Networks of balancers in turn, modulo `nets`.
+    pub lb_net: Vec<usize>,
+    pub nets: usize,
+    pub public: bool,
+    pub split_db: bool,
+    /// Two balancers of each kind instead of one.
+    pub twin: bool,
+}
+
+fn quote(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|i| format!("\"{i}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Valid by construction: open firewalls between all networks, a balancer of each needed kind
+/// in front of every multi-node cluster, unique hosts, one database per role group.
+pub fn varied(shape: &Shape) -> Generated {
+    use crate::vocab::Component;
+    let Shape {
+        assign,
+        nodes,
+        cluster_net,
+        lb_net,
+        nets,
+        public,
+        split_db,
+        twin,
+    } = shape.clone();
+    let at = |v: &[usize], i: usize| v.get(i).copied().unwrap_or(0);
+    let assign: Vec<usize> = (0..4).map(|i| at(&assign, i)).collect();
+    let nodes: Vec<usize> = (0..4).map(|i| at(&nodes, i).max(1)).collect();
+    let cluster_net: Vec<usize> = (0..4).map(|i| at(&cluster_net, i)).collect();
+    let lb_net = if lb_net.is_empty() { vec![0] } else { lb_net };
+
+    let nets = nets.max(1);
+    let mut head = String::from("version = 1\n\n[deployment]\nname = \"generated\"\n\n");
+    let mut sections = Vec::new();
+    for n in 0..nets {
+        let public = if public && n == 0 {
+            "public = true\n"
+        } else {
+            ""
+        };
+        sections.push(format!("[networks.n{n}]\n{public}\n"));
+    }
+    for a in 0..nets {
+        for b in (0..nets).filter(|&b| b != a) {
+            head.push_str(&format!("[[firewall]]\nfrom = \"n{a}\"\nto = \"n{b}\"\n\n"));
+        }
+    }
+    let groups: Vec<Vec<&str>> = if split_db {
+        vec![vec!["user", "registry"], vec!["apim"]]
+    } else {
+        vec![vec!["user", "apim", "registry"]]
+    };
+    for (i, roles) in groups.iter().enumerate() {
+        sections.push(format!(
+            "[databases.db{i}]\nroles = [{}]\nengine = \"postgres\"\nurl = \"postgres://apim:${{DB_PASSWORD}}@10.9.0.{}:5432/apim\"\nnetwork = \"n0\"\n\n",
+            quote(&roles.iter().map(|r| r.to_string()).collect::<Vec<_>>()),
+            i + 1
+        ));
+    }
+    let mut lb_count = 0;
+    for c in 0..4 {
+        let runs: Vec<Component> = (0..4)
+            .filter(|&k| assign[k] == c)
+            .map(|k| Component::ALL[k])
+            .collect();
+        if runs.is_empty() {
+            continue;
+        }
+        let net = cluster_net[c] % nets;
+        let hosts: Vec<String> = (0..nodes[c])
+            .map(|i| format!("10.{}.0.{}", c + 1, i + 1))
+            .collect();
+        sections.push(format!(
+            "[clusters.c{c}]\ncomponents = [{}]\nnetwork = \"n{net}\"\nhosts = [{}]\n\n",
+            quote(
+                &runs
+                    .iter()
+                    .map(|r| r.as_str().to_string())
+                    .collect::<Vec<_>>()
+            ),
+            quote(&hosts)
+        ));
+        if nodes[c] < 2 {
+            continue;
+        }
+        let mut kinds: Vec<&str> = Vec::new();
+        if runs.iter().any(|r| *r != Component::KeyManager) {
+            kinds.push("external");
+        }
+        if runs.contains(&Component::KeyManager) {
+            kinds.push("internal");
+        }
+        for kind in kinds {
+            let copies = if twin { 2 } else { 1 };
+            for _ in 0..copies {
+                lb_count += 1;
+                let net = lb_net[lb_count % lb_net.len()] % nets;
+                sections.push(format!(
+                    "[load_balancers.lb{lb_count}]\nkind = \"{kind}\"\nnetwork = \"n{net}\"\nhost = \"10.200.0.{lb_count}\"\nfronts = [\"c{c}\"]\n\n"
+                ));
+            }
+        }
+    }
+    Generated { head, sections }
+}

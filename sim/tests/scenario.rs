@@ -1,0 +1,155 @@
+//! Scenario files: every mistake is a diagnostic with a code, a place and a hint.
+
+use apim_compiler::plan::Plan;
+use apim_sim::scenario::{self, FaultKind};
+use apim_topology::{SourceFile, render};
+
+fn plan() -> Plan {
+    let p = apim_patterns::find("clustered-external-store").expect("pattern");
+    Plan::of(&apim_topology::check_str("t.toml", p.template).topology)
+}
+
+fn diagnose(text: &str) -> String {
+    let source = SourceFile::new("scenario.toml", text);
+    match scenario::parse(&source, &plan()) {
+        Ok(s) => panic!("parsed: {s:?}"),
+        Err(d) => render::human(&source, &d, false),
+    }
+}
+
+fn codes(text: &str) -> Vec<&'static str> {
+    let source = SourceFile::new("scenario.toml", text);
+    scenario::parse(&source, &plan())
+        .err()
+        .unwrap_or_default()
+        .iter()
+        .map(|d| d.code.id)
+        .collect()
+}
+
+#[test]
+fn a_good_scenario_reads_with_every_fault_kind() {
+    let text = r#"
+[workload]
+duration = "2m"
+invoke_rate = 500
+revocation_bound = "500ms"
+
+[[faults]]
+kind = "crash"
+node = "gateway-1"
+at = "30s"
+for = "20s"
+
+[[faults]]
+kind = "partition"
+from = "external"
+to = "internal"
+one_way = true
+at = "10s"
+
+[[faults]]
+kind = "loss"
+from = "internal"
+to = "internal"
+rate = 0.1
+at = 5
+
+[[faults]]
+kind = "latency"
+from = "external"
+to = "internal"
+added = "150ms"
+at = "1m"
+for = "10s"
+
+[[faults]]
+kind = "cluster-down"
+cluster = "store"
+at = "40s"
+
+[[faults]]
+kind = "isolate"
+node = "key-manager-2"
+at = "50s"
+
+[[faults]]
+kind = "database-outage"
+database = "apim"
+at = "70s"
+
+[[faults]]
+kind = "balancer-outage"
+balancer = "edge"
+at = "80s"
+"#;
+    let s = scenario::parse(&SourceFile::new("s.toml", text), &plan()).expect("parses");
+    assert_eq!(s.workload.duration_ms, 120_000);
+    assert_eq!(s.workload.invoke_rate, 500.0);
+    assert_eq!(s.workload.revocation_bound_ms, 500);
+    assert_eq!(s.faults.len(), 8);
+    assert_eq!(s.faults[0].at_ms, 5_000, "faults are ordered by time");
+    assert!(s.faults.iter().any(|f| f.kind
+        == FaultKind::Loss {
+            from: "internal".into(),
+            to: "internal".into(),
+            one_way: false,
+            rate_permille: 100
+        }));
+    let crash = s
+        .faults
+        .iter()
+        .find(|f| f.kind.name() == "crash")
+        .expect("crash");
+    assert_eq!((crash.at_ms, crash.for_ms), (30_000, Some(20_000)));
+}
+
+#[test]
+fn unknown_keys_get_a_suggestion() {
+    insta::assert_snapshot!(diagnose("[workload]\ninvoke_rat = 5\n"));
+    insta::assert_snapshot!(diagnose(
+        "[[faults]]\nkind = \"crash\"\nnode = \"gateway-1\"\nfro = \"10s\"\n"
+    ));
+}
+
+#[test]
+fn bad_references_name_what_the_topology_has() {
+    insta::assert_snapshot!(diagnose(
+        "[[faults]]\nkind = \"crash\"\nnode = \"gateway-3\"\n\n[[faults]]\nkind = \"partition\"\nfrom = \"externall\"\nto = \"dmz\"\n"
+    ));
+}
+
+#[test]
+fn each_mistake_has_its_code() {
+    assert_eq!(codes("[workload\n"), ["S001"]);
+    assert_eq!(codes("[workload]\napis = \"three\"\n"), ["S001"]);
+    assert_eq!(
+        codes("[[faults]]\nkind = \"crash\"\nnode = \"gateway-9\"\n"),
+        ["S002"]
+    );
+    assert_eq!(codes("[[faults]]\nkind = \"crash\"\n"), ["S004"]);
+    assert_eq!(codes("[[faults]]\nnode = \"gateway-1\"\n"), ["S004"]);
+    assert_eq!(
+        codes("[[faults]]\nkind = \"crush\"\nnode = \"gateway-1\"\n"),
+        ["S003"]
+    );
+    assert_eq!(codes("[workload]\nduration = \"10 parsecs\"\n"), ["S003"]);
+    assert_eq!(codes("[workload]\ninvoke_rate = -1.0\n"), ["S003"]);
+    assert_eq!(
+        codes(
+            "[workload]\nduration = \"10s\"\n[[faults]]\nkind = \"crash\"\nnode = \"gateway-1\"\nat = \"20s\"\n"
+        ),
+        ["S003"]
+    );
+    assert_eq!(
+        codes("[[faults]]\nkind = \"loss\"\nfrom = \"internal\"\nto = \"internal\"\nrate = 2\n"),
+        ["S003"]
+    );
+    // Every problem at once, not only the first.
+    assert_eq!(
+        codes(
+            "[[faults]]\nkind = \"crash\"\nnode = \"x\"\n[[faults]]\nkind = \"isolate\"\nnode = \"y\"\n"
+        ),
+        ["S002", "S002"]
+    );
+}

@@ -146,9 +146,8 @@ impl Executor {
         self.slots.len() - self.free.len()
     }
 
-    fn admit(&mut self) {
-        let spawned = std::mem::take(&mut self.handle.queues().spawned);
-        for task in spawned {
+    fn admit(&mut self, spawned: &mut Vec<Task>) {
+        for task in spawned.drain(..) {
             let id = self.free.pop().unwrap_or_else(|| {
                 self.slots.push(None);
                 self.slots.len() - 1
@@ -166,29 +165,38 @@ impl Executor {
     /// Runs every task until the clock would pass `until_us` and nothing is ready; the clock
     /// then stands at `until_us`.
     pub fn run_until(&mut self, until_us: u64) {
+        enum Next {
+            Admit,
+            Poll(usize),
+            Fire(Timer),
+            Done,
+        }
+        let mut spawned = Vec::new();
         loop {
-            self.admit();
-            let next = self.handle.queues().ready.pop_front();
-            if let Some(id) = next {
-                self.poll(id);
-                continue;
-            }
-            let mut q = self.handle.queues();
-            if !q.spawned.is_empty() {
-                continue;
-            }
-            match q.timers.peek() {
-                Some(Reverse(t)) if t.at_us <= until_us => {
-                    let Some(Reverse(t)) = q.timers.pop() else {
-                        break;
-                    };
-                    drop(q);
+            // One lock a step: new tasks first, then ready ones, then the next timer.
+            let next = {
+                let mut q = self.handle.queues();
+                if !q.spawned.is_empty() {
+                    std::mem::swap(&mut q.spawned, &mut spawned);
+                    Next::Admit
+                } else if let Some(id) = q.ready.pop_front() {
+                    Next::Poll(id)
+                } else if q.timers.peek().is_some_and(|t| t.0.at_us <= until_us) {
+                    q.timers.pop().map_or(Next::Done, |t| Next::Fire(t.0))
+                } else {
+                    Next::Done
+                }
+            };
+            match next {
+                Next::Admit => self.admit(&mut spawned),
+                Next::Poll(id) => self.poll(id),
+                Next::Fire(t) => {
                     if t.at_us > self.handle.now_us() {
                         self.handle.now_us.store(t.at_us, Ordering::Relaxed);
                     }
                     t.waker.wake();
                 }
-                _ => break,
+                Next::Done => break,
             }
         }
         if until_us > self.handle.now_us() {

@@ -64,6 +64,8 @@ struct App {
     apis: Vec<usize>,
     /// (token, expires at, in ms since the epoch)
     tokens: Vec<(String, u64)>,
+    /// The hash of the last token, as the databases key it.
+    last_hash: String,
 }
 
 #[derive(Default)]
@@ -163,52 +165,68 @@ impl Run {
     /// Safety: a 200 from a gateway needs a valid, unexpired, unrevoked (or revoked within the
     /// bound) token, an active subscription and a published API — as the databases hold them.
     fn check_invoke(&self, r: &Response, token: &str, app: &str, api: Option<&str>) {
+        if r.status == 200 {
+            self.check_invoke_hashed(r, &secret::hash(token), app, api);
+        }
+    }
+
+    fn check_invoke_hashed(&self, r: &Response, hash: &str, app: &str, api: Option<&str>) {
         if r.status != 200 {
             return;
         }
-        let node: Vec<String> = r
-            .get_header("x-sim-node")
-            .map(String::from)
-            .into_iter()
-            .collect();
         let now = self.d.now_ms();
         let bound = self.scenario.workload.revocation_bound_ms;
-        let storage = &self.d.storage;
-        let problem = match storage.token_truth(&secret::hash(token)) {
-            None => {
-                Some("an invoke succeeded with a token the key manager never issued".to_string())
+        let problem = self.d.storage.inspect(|t| {
+            let Some(token) = t.tokens.get(hash) else {
+                return Some(
+                    "an invoke succeeded with a token the key manager never issued".into(),
+                );
+            };
+            if token.expires_ms <= now {
+                return Some(format!(
+                    "an invoke succeeded with a token expired {} ms before",
+                    now - token.expires_ms
+                ));
             }
-            Some((t, _)) if t.expires_ms <= now => Some(format!(
-                "an invoke succeeded with a token expired {} ms before",
-                now - t.expires_ms
-            )),
-            Some((_, Some(revoked))) if now > revoked + bound => Some(format!(
-                "an invoke succeeded with a token revoked {} ms before (bound {} ms)",
-                now - revoked,
-                bound
-            )),
-            Some((t, _)) if t.application != app => {
-                Some("an invoke succeeded with another application's token".into())
+            if let Some(&revoked) = t.revocations.get(hash)
+                && now > revoked + bound
+            {
+                return Some(format!(
+                    "an invoke succeeded with a token revoked {} ms before (bound {bound} ms)",
+                    now - revoked
+                ));
             }
-            Some(_) => match api {
-                None => Some("an invoke of an API that was never published succeeded".into()),
-                Some(api) => match storage.api_truth(api) {
-                    (Some(a), _)
-                        if a.state == ApiState::Published
-                            && storage.subscription_truth(app, api) =>
-                    {
-                        None
-                    }
-                    (Some(a), _) if a.state == ApiState::Published => Some(format!(
-                        "an invoke succeeded without a subscription (application {app}, API {api})"
-                    )),
-                    _ => Some(format!(
-                        "an invoke reached API {api}, which is not published"
-                    )),
-                },
-            },
-        };
+            if token.application != app {
+                return Some("an invoke succeeded with another application's token".into());
+            }
+            let Some(api) = api else {
+                return Some("an invoke of an API that was never published succeeded".into());
+            };
+            if !t
+                .apis
+                .get(api)
+                .is_some_and(|a| a.state == ApiState::Published)
+            {
+                return Some(format!(
+                    "an invoke reached API {api}, which is not published"
+                ));
+            }
+            if !t
+                .subscriptions
+                .contains(&(app.to_string(), api.to_string()))
+            {
+                return Some(format!(
+                    "an invoke succeeded without a subscription (application {app}, API {api})"
+                ));
+            }
+            None
+        });
         if let Some(p) = problem {
+            let node = r
+                .get_header("x-sim-node")
+                .map(String::from)
+                .into_iter()
+                .collect();
             self.violate("safety", p, node);
         }
     }
@@ -365,6 +383,7 @@ impl Run {
             secret,
             apis: apis.to_vec(),
             tokens: Vec::new(),
+            last_hash: String::new(),
         });
         Ok(guard(&self.clients).apps.len() - 1)
     }
@@ -387,7 +406,8 @@ impl Run {
             .and_then(|b| b["expires_in"].as_u64())
             .unwrap_or(0)
             * 1000;
-        if self.d.storage.token_truth(&secret::hash(&token)).is_none() {
+        let hash = secret::hash(&token);
+        if self.d.storage.token_truth(&hash).is_none() {
             self.violate(
                 "safety",
                 "an acknowledged token is not in the apim database".into(),
@@ -396,6 +416,7 @@ impl Run {
         }
         let expires = self.d.now_ms() + lifetime;
         let mut c = guard(&self.clients);
+        c.apps[i].last_hash = hash;
         let tokens = &mut c.apps[i].tokens;
         tokens.push((token, expires));
         if tokens.len() > 2 {
@@ -404,19 +425,19 @@ impl Run {
         Ok(())
     }
 
+    /// A random application; with `with_token`, one holding a token good for another minute
+    /// (a few draws, so the pick stays cheap however many applications there are).
     fn pick_app(&self, with_token: bool) -> Option<usize> {
-        let c = guard(&self.clients);
-        let now = self.d.now_ms();
-        let candidates: Vec<usize> = c
-            .apps
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| !with_token || a.tokens.iter().any(|t| t.1 > now + 60_000))
-            .map(|(i, _)| i)
-            .collect();
-        drop(c);
-        let k = self.d.rng().below(candidates.len() as u64) as usize;
-        candidates.get(k).copied()
+        let n = guard(&self.clients).apps.len() as u64;
+        let soon = self.d.now_ms() + 60_000;
+        for _ in 0..8 {
+            let i = self.d.rng().below(n) as usize;
+            let c = guard(&self.clients);
+            if !with_token || c.apps.get(i)?.tokens.iter().any(|t| t.1 > soon) {
+                return Some(i);
+            }
+        }
+        None
     }
 
     async fn op(self: Arc<Self>, op: Op) {
@@ -448,17 +469,18 @@ impl Run {
                     let k = self.d.rng().below(a.apis.len() as u64) as usize;
                     a.apis.get(k).and_then(|&api| {
                         let (id, ctx) = c.apis.get(api)?.clone();
-                        Some((a.id.clone(), a.tokens.last()?.0.clone(), id, ctx))
+                        let token = a.tokens.last()?.0.clone();
+                        Some((a.id.clone(), token, a.last_hash.clone(), id, ctx))
                     })
                 };
-                let Some((app, token, api, ctx)) = picked else {
+                let Some((app, token, hash, api, ctx)) = picked else {
                     return;
                 };
                 let req = Request::new("GET", &format!("/{ctx}/v1/items"))
                     .header("authorization", &bearer(&token));
                 let r = self.client(Component::Gateway, req).await;
                 if let Ok(r) = &r {
-                    self.check_invoke(r, &token, &app, Some(&api));
+                    self.check_invoke_hashed(r, &hash, &app, Some(&api));
                 }
                 let status = r.as_ref().map_or(0, |r| r.status);
                 self.record(op, started, status == 200, status);

@@ -476,7 +476,8 @@ impl Deployment {
                     CallError::Connect("no answer to the connection attempt".into())
                 });
             }
-            self.exec.sleep(latency).await;
+            // The round trip is paid before delivery: one timer an exchange, not two.
+            self.exec.sleep(2 * latency).await;
             let answer = match to {
                 Target::Node(i, component) => {
                     let running = guard(&self.nodes[i])
@@ -503,7 +504,6 @@ impl Deployment {
                     self.proxy(b, r, req).await
                 }
             };
-            self.exec.sleep(latency).await;
             Ok(answer)
         })
     }

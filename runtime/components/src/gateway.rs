@@ -4,14 +4,14 @@
 //! Its routing table follows publish notifications and is reconciled from the registry at
 //! start and periodically; revocation notifications drop cached tokens at once.
 
-use crate::http::{Request, Response, body, decode};
+use crate::http::{Request, Response, body, decode_cow};
 use crate::keymanager::Validate;
 use crate::secret;
 use crate::world::{Api, Peer, Storage, World};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// How long a validation is trusted without asking the key manager again; never past the
 /// token's own expiry.
@@ -44,7 +44,8 @@ struct Cached {
 #[derive(Default)]
 struct State {
     /// (context, version) -> API.
-    routes: BTreeMap<(String, String), Api>,
+    /// context -> version -> API; shared, so a request takes a reference, not a copy.
+    routes: BTreeMap<String, BTreeMap<String, Arc<Api>>>,
     /// token hash -> validation.
     cache: BTreeMap<String, Cached>,
     /// The key manager's time of the last revocation catch-up.
@@ -92,28 +93,43 @@ impl Gateway {
 
     /// The APIs this gateway serves.
     pub fn routes(&self) -> Vec<Api> {
-        self.state().routes.values().cloned().collect()
+        self.state()
+            .routes
+            .values()
+            .flat_map(|v| v.values().map(|a| Api::clone(a)))
+            .collect()
     }
 
     fn apply(&self, api: Api) {
         let mut s = self.state();
-        s.routes.retain(|_, a| a.id != api.id);
+        for versions in s.routes.values_mut() {
+            versions.retain(|_, a| a.id != api.id);
+        }
+        s.routes.retain(|_, v| !v.is_empty());
         if api.state.invokable() {
             s.routes
-                .insert((api.context.clone(), api.version.clone()), api);
+                .entry(api.context.clone())
+                .or_default()
+                .insert(api.version.clone(), Arc::new(api));
         }
+    }
+
+    fn route_count(&self) -> usize {
+        self.state().routes.values().map(BTreeMap::len).sum()
     }
 
     /// Replaces the routing table with the registry's published APIs.
     pub async fn reconcile(&self, world: &impl World) -> Result<usize, String> {
         let apis = world.storage().registered().await.map_err(|e| e.0)?;
-        let mut s = self.state();
-        s.routes = apis
-            .into_iter()
-            .filter(|a| a.state.invokable())
-            .map(|a| ((a.context.clone(), a.version.clone()), a))
-            .collect();
-        Ok(s.routes.len())
+        let mut routes: BTreeMap<String, BTreeMap<String, Arc<Api>>> = BTreeMap::new();
+        for a in apis.into_iter().filter(|a| a.state.invokable()) {
+            routes
+                .entry(a.context.clone())
+                .or_default()
+                .insert(a.version.clone(), Arc::new(a));
+        }
+        self.state().routes = routes;
+        Ok(self.route_count())
     }
 
     /// Drops cached tokens revoked since the last catch-up.
@@ -169,7 +185,7 @@ impl Gateway {
             ("POST", "/internal/apis") => match body::<Api>(&req) {
                 Ok(api) => {
                     self.apply(api);
-                    Response::json(200, &json!({ "routes": self.state().routes.len() }))
+                    Response::json(200, &json!({ "routes": self.route_count() }))
                 }
                 Err(r) => r,
             },
@@ -185,11 +201,11 @@ impl Gateway {
     }
 
     async fn invoke(&self, world: &impl World, mut req: Request) -> Response {
-        let segments: Vec<String> = req
+        let segments: Vec<std::borrow::Cow<'_, str>> = req
             .path
             .split('/')
             .filter(|s| !s.is_empty())
-            .map(decode)
+            .map(decode_cow)
             .collect();
         if segments
             .iter()
@@ -211,7 +227,8 @@ impl Gateway {
         let api = self
             .state()
             .routes
-            .get(&(context.clone(), version.clone()))
+            .get(context.as_ref())
+            .and_then(|v| v.get(version.as_ref()))
             .cloned();
         let Some(api) = api else {
             return Response::error(
@@ -220,6 +237,7 @@ impl Gateway {
                 format!("no published API at /{context}/{version}"),
             );
         };
+        drop(segments);
         let Some(token) = req.bearer().map(str::to_string) else {
             return Response::error(
                 401,

@@ -115,6 +115,16 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
+/// Percent-decoding; malformed escapes are kept as they are. Borrows when there is nothing
+/// to decode, as in almost every path.
+pub fn decode_cow(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| b == b'%' || b == b'+') {
+        std::borrow::Cow::Owned(decode(s))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
 /// Percent-decoding; malformed escapes are kept as they are.
 pub fn decode(s: &str) -> String {
     let bytes = s.as_bytes();

@@ -12,19 +12,20 @@ pub enum Role {
     Registry,
 }
 
+/// The tables, as a simulator's oracle reads them (`MemStorage::inspect`).
 #[derive(Default)]
-struct Tables {
-    users: BTreeMap<String, User>,
-    sessions: BTreeMap<String, Session>,
-    apis: BTreeMap<String, Api>,
-    applications: BTreeMap<String, Application>,
-    subscriptions: BTreeSet<(String, String)>,
-    clients: BTreeMap<String, ClientKeys>,
-    tokens: BTreeMap<String, Token>,
+pub struct Tables {
+    pub users: BTreeMap<String, User>,
+    pub sessions: BTreeMap<String, Session>,
+    pub apis: BTreeMap<String, Api>,
+    pub applications: BTreeMap<String, Application>,
+    pub subscriptions: BTreeSet<(String, String)>,
+    pub clients: BTreeMap<String, ClientKeys>,
+    pub tokens: BTreeMap<String, Token>,
     /// token hash -> when it was revoked.
-    revocations: BTreeMap<String, u64>,
-    registry: BTreeMap<String, Api>,
-    down: BTreeSet<Role>,
+    pub revocations: BTreeMap<String, u64>,
+    pub registry: BTreeMap<String, Api>,
+    pub down: BTreeSet<Role>,
 }
 
 #[derive(Default)]
@@ -41,6 +42,11 @@ impl MemStorage {
         } else {
             t.down.remove(&role);
         }
+    }
+
+    /// Reads the tables as they are, outages aside: what an oracle checks answers against.
+    pub fn inspect<T>(&self, f: impl FnOnce(&Tables) -> T) -> T {
+        f(&self.lock())
     }
 
     /// What the database holds about a token, outages aside (for a simulator's oracle): the

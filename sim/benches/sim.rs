@@ -1,0 +1,120 @@
+//! The simulator's speed: simulated invokes per wall-clock second on clustered-external-store
+//! under faults, the ratio of virtual to wall time, and one virtual hour at 1,000 requests/s
+//! (target: under 20 s and 200 MB). Run with `cargo bench -p apim-sim --bench sim`; the
+//! process pins itself to one core, as the target is stated for one core.
+
+use apim_compiler::plan::Plan;
+use apim_sim::run::{Options, simulate};
+use apim_sim::scenario::{Fault, FaultKind, Scenario, Workload};
+use apim_sim::stats::Op;
+use std::time::Instant;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn plan() -> Plan {
+    let p = apim_patterns::find("clustered-external-store").expect("pattern");
+    Plan::of(&apim_topology::check_str("bench", p.template).topology)
+}
+
+/// A crash, a partition and a database outage, spread over the run.
+fn faults(duration_ms: u64) -> Vec<Fault> {
+    let at = |f: u64| duration_ms * f / 10;
+    vec![
+        Fault {
+            at_ms: at(1),
+            for_ms: Some(duration_ms / 10),
+            kind: FaultKind::Crash {
+                node: "gateway-1".into(),
+            },
+        },
+        Fault {
+            at_ms: at(4),
+            for_ms: Some(duration_ms / 20),
+            kind: FaultKind::Partition {
+                from: "external".into(),
+                to: "internal".into(),
+                one_way: false,
+            },
+        },
+        Fault {
+            at_ms: at(7),
+            for_ms: Some(duration_ms / 20),
+            kind: FaultKind::DatabaseOutage {
+                database: "apim".into(),
+            },
+        },
+    ]
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Runs a scenario; (simulated invokes, wall seconds).
+fn run(plan: &Plan, s: &Scenario) -> (u64, f64) {
+    let t = Instant::now();
+    let out = simulate(plan, s, &Options::default());
+    let wall = t.elapsed().as_secs_f64();
+    assert!(out.setup_error.is_none(), "{:?}", out.setup_error);
+    (out.stats.between(&[Op::Invoke], 0, u64::MAX).total(), wall)
+}
+
+fn main() {
+    let pinned = core_affinity::get_core_ids()
+        .and_then(|ids| ids.into_iter().next())
+        .is_some_and(core_affinity::set_for_current);
+    println!("apim sim benchmark (clustered-external-store, pinned to one core: {pinned})");
+    let plan = plan();
+
+    // The hour first, so the peak memory is its own.
+    let hour = Scenario {
+        workload: Workload {
+            duration_ms: 3_600_000,
+            invoke_rate: 1_000.0,
+            ..Workload::default()
+        },
+        faults: faults(3_600_000),
+    };
+    let (invokes, wall) = run(&plan, &hour);
+    let rss = peak_rss_mb();
+    println!(
+        "1 virtual hour at 1,000 invokes/s: {wall:.1} s wall ({} invokes), peak RSS {rss:.0} MB; targets < 20 s and < 200 MB: {} and {}",
+        invokes,
+        if wall < 20.0 { "met" } else { "NOT met" },
+        if rss < 200.0 { "met" } else { "NOT met" },
+    );
+
+    let busy = Scenario {
+        workload: Workload {
+            duration_ms: 120_000,
+            invoke_rate: 5_000.0,
+            ..Workload::default()
+        },
+        faults: faults(120_000),
+    };
+    let mut rates: Vec<(f64, f64)> = (0..5)
+        .map(|_| {
+            let (invokes, wall) = run(&plan, &busy);
+            (invokes as f64 / wall, 120.0 / wall)
+        })
+        .collect();
+    rates.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (median, best) = (rates[rates.len() / 2], rates[rates.len() - 1]);
+    println!(
+        "2 virtual minutes at 5,000 invokes/s with faults, 5 runs: median {:.0} simulated invokes/s (virtual time {:.0}x wall), best {:.0}/s",
+        median.0, median.1, best.0
+    );
+    println!(
+        "ratio to the 200,000 invokes/s target: median {:.2}, best {:.2}",
+        median.0 / 200_000.0,
+        best.0 / 200_000.0
+    );
+}

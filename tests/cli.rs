@@ -255,10 +255,118 @@ fn graph_draws_clean_topologies_and_refuses_broken_ones() {
 #[test]
 fn explain_describes_every_code() {
     let o = run(&["explain"], Path::new("."));
-    for c in apim_topology::codes::ALL.iter().chain(apim_patterns::CODES) {
+    for c in apim_topology::codes::ALL
+        .iter()
+        .chain(apim_patterns::CODES)
+        .chain(apim_sim::codes::ALL)
+    {
         assert!(text(&o).contains(c.id), "{} not listed", c.id);
     }
     let o = run(&["explain", "e040"], Path::new("."));
     assert_eq!(code(&o), 0);
     assert!(text(&o).contains("hop-blocked"));
+}
+
+#[test]
+fn sim_reports_lists_faults_and_checks_its_own_determinism() {
+    let dir = tempdir();
+    let o = run(&["sim", "--list-faults"], dir.path());
+    assert_eq!(code(&o), 0);
+    for (kind, _, _) in apim_sim::scenario::FAULT_KINDS {
+        assert!(text(&o).contains(kind), "{kind} not listed");
+    }
+    std::fs::write(
+        dir.path().join("s.toml"),
+        "[workload]\nduration = \"20s\"\n\n[[faults]]\nkind = \"crash\"\nnode = \"all-in-one-1\"\nat = \"5s\"\nfor = \"10s\"\n",
+    )
+    .expect("write");
+    let o = run(
+        &["init", "--pattern", "standalone", "-o", "t.toml"],
+        dir.path(),
+    );
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let args = [
+        "sim",
+        "t.toml",
+        "--scenario",
+        "s.toml",
+        "--check-determinism",
+        "--html",
+        "r.html",
+    ];
+    let o = run(&args, dir.path());
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("deterministic: two runs gave identical reports"));
+    assert!(text(&o).contains("crash all-in-one-1 from 5s to 15s"));
+    let html = std::fs::read_to_string(dir.path().join("r.html")).expect("html");
+    assert!(html.contains("<svg") && html.contains("crash all-in-one-1"));
+    for fetch in ["src=", "href=", "<link", "url("] {
+        assert!(!html.contains(fetch), "the page fetches something: {fetch}");
+    }
+    let o = run(
+        &["sim", "t.toml", "--scenario", "s.toml", "--format", "json"],
+        dir.path(),
+    );
+    let a: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let o = run(
+        &["sim", "t.toml", "--scenario", "s.toml", "--format", "json"],
+        dir.path(),
+    );
+    assert_eq!(
+        o.stdout,
+        serde_json::to_vec_pretty(&a)
+            .map(|mut v| {
+                v.push(b'\n');
+                v
+            })
+            .expect("same")
+    );
+    assert_eq!(a["faults"][0]["flows"][2]["verdict"], "broken");
+    assert_eq!(a["ok"], true);
+}
+
+#[test]
+fn sim_rejects_bad_scenarios_with_diagnostics_and_exit_2() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[[faults]]\nkind = \"crash\"\nnode = \"gateway-7\"\n",
+    )
+    .expect("write");
+    let o = run(&["sim", "--scenario", "bad.toml"], dir.path());
+    assert_eq!(code(&o), 2);
+    assert!(
+        text(&o).contains("S002") && text(&o).contains("bad.toml:3:8"),
+        "{}",
+        text(&o)
+    );
+    let o = run(&["sim", "--scenario", "missing.toml"], dir.path());
+    assert_eq!(code(&o), 2);
+    let o = run(&["sim", "--duration", "soon"], dir.path());
+    assert_eq!(code(&o), 2);
+    assert!(text(&o).contains("--duration"));
+}
+
+#[test]
+fn sim_single_failures_agree_with_static_analysis_on_standalone() {
+    let dir = tempdir();
+    let o = run(
+        &["init", "--pattern", "standalone", "-o", "t.toml"],
+        dir.path(),
+    );
+    assert_eq!(code(&o), 0);
+    let o = run(
+        &["sim", "t.toml", "--single-failures", "--format", "json"],
+        dir.path(),
+    );
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(m["findings"], serde_json::json!([]));
+    let rows = m["rows"].as_array().expect("rows");
+    assert!(rows.iter().any(|r| r["failure"] == "crash all-in-one-1"));
+    for r in rows {
+        for c in r["cells"].as_array().expect("cells") {
+            assert_eq!(c["agree"], true, "{r}");
+        }
+    }
 }

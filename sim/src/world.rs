@@ -154,6 +154,11 @@ pub struct Deployment {
     pub rng: Mutex<Rng>,
     pub faults: Mutex<Faults>,
     firewall: Firewall,
+    /// The network of each node and balancer, looked up once.
+    node_nets: Vec<usize>,
+    balancer_nets: Vec<usize>,
+    /// Per balancer route, the node index of each upstream.
+    upstreams: Vec<Vec<Vec<Option<usize>>>>,
     node_ids: BTreeMap<String, usize>,
     balancer_ids: BTreeMap<String, usize>,
     /// The network of each database role (`None`: reachable from everywhere).
@@ -215,6 +220,24 @@ impl Deployment {
             })
             .collect();
         let nodes = plan.nodes.iter().map(|_| Mutex::new(None)).collect();
+        let net = |n: &str| firewall.network(n).unwrap_or(0);
+        let node_nets = plan.nodes.iter().map(|n| net(&n.network)).collect();
+        let balancer_nets = plan.balancers.iter().map(|b| net(&b.network)).collect();
+        let upstreams = plan
+            .balancers
+            .iter()
+            .map(|b| {
+                b.routes
+                    .iter()
+                    .map(|r| {
+                        r.upstream
+                            .iter()
+                            .map(|u| plan.nodes.iter().position(|n| n.name == u.node))
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
         Arc::new(Deployment {
             exec,
             plan,
@@ -224,6 +247,9 @@ impl Deployment {
             node_ids,
             balancer_ids,
             firewall,
+            node_nets,
+            balancer_nets,
+            upstreams,
             db_nets,
             nodes,
             balancers,
@@ -261,7 +287,7 @@ impl Deployment {
 
     pub fn node_place(&self, i: usize) -> Place {
         Place {
-            net: self.network(&self.plan.nodes[i].network).unwrap_or(0),
+            net: self.node_nets[i],
             node: Some(i),
         }
     }
@@ -270,7 +296,7 @@ impl Deployment {
         match t {
             Target::Node(i, _) => self.node_place(i),
             Target::Balancer(b, _) => Place {
-                net: self.network(&self.plan.balancers[b].network).unwrap_or(0),
+                net: self.balancer_nets[b],
                 node: None,
             },
         }
@@ -384,10 +410,9 @@ impl Deployment {
                 let every = route.health.interval_ms.max(100) * 1000;
                 let timeout = route.health.timeout_ms.max(100) * 1000;
                 self.exec.spawn(async move {
-                    let upstream = &d.plan.balancers[b].routes[r].upstream;
                     loop {
-                        for (k, u) in upstream.iter().enumerate() {
-                            let ok = match d.node_id(&u.node) {
+                        for k in 0..d.upstreams[b][r].len() {
+                            let ok = match d.upstreams[b][r][k] {
                                 Some(i) if !d.faults().balancers_down.contains(&b) => {
                                     let from = d.place_of(Target::Balancer(b, r));
                                     let health = Request::new("GET", "/health");
@@ -514,9 +539,8 @@ impl Deployment {
         let from = self.place_of(Target::Balancer(b, r));
         let timeout = route.timeouts.read_ms * 1000;
         let sent = balancer::attempt(&self.balancers[b].pools[r], None, |k| {
-            let target = self
-                .node_id(&route.upstream[k].node)
-                .map(|i| Target::Node(i, Some(peer(route.component))));
+            let target =
+                self.upstreams[b][r][k].map(|i| Target::Node(i, Some(peer(route.component))));
             let req = req.clone();
             async move {
                 match target {
@@ -572,7 +596,8 @@ pub struct SimWorld {
     d: Arc<Deployment>,
     node: usize,
     storage: NodeStorage,
-    pools: BTreeMap<Peer, Mutex<Pool>>,
+    /// Per peer called through one of its endpoints: the choice among them, and where each is.
+    pools: BTreeMap<Peer, (Mutex<Pool>, Vec<Option<Target>>)>,
 }
 
 impl SimWorld {
@@ -583,7 +608,15 @@ impl SimWorld {
             .filter(|p| p.path == PeerPath::Any)
             .map(|p| {
                 let names = p.endpoints.iter().map(|e| e.name.clone());
-                (peer(p.component), Mutex::new(Pool::new(names, 3, 2)))
+                let targets = p
+                    .endpoints
+                    .iter()
+                    .map(|e| d.target_of(e, p.component))
+                    .collect();
+                (
+                    peer(p.component),
+                    (Mutex::new(Pool::new(names, 3, 2)), targets),
+                )
             })
             .collect();
         SimWorld {
@@ -622,16 +655,15 @@ impl World for SimWorld {
         self.d.rng().fill(buf);
     }
     async fn call(&self, to: Peer, req: Request) -> Result<Response, CallError> {
-        let (Some(peer), Some(pool)) = (self.peer(to, PeerPath::Any), self.pools.get(&to)) else {
+        let Some((pool, targets)) = self.pools.get(&to) else {
             return Err(CallError::Connect(format!(
                 "node {} has no route to the {to:?}",
                 self.plan().name
             )));
         };
         let from = self.d.node_place(self.node);
-        let c = component(to);
         balancer::attempt(pool, None, |i| {
-            let target = self.d.target_of(&peer.endpoints[i], c);
+            let target = targets.get(i).copied().flatten();
             let req = req.clone();
             async move {
                 match target {

@@ -46,8 +46,8 @@ struct State {
     /// (context, version) -> API.
     /// context -> version -> API; shared, so a request takes a reference, not a copy.
     routes: BTreeMap<String, BTreeMap<String, Arc<Api>>>,
-    /// token hash -> validation.
-    cache: BTreeMap<String, Cached>,
+    /// token digest -> validation.
+    cache: BTreeMap<[u8; 32], Cached>,
     /// The key manager's time of the last revocation catch-up.
     revocations_seen_ms: Option<u64>,
     /// This gateway's time when the last successful catch-up was asked for.
@@ -162,8 +162,12 @@ impl Gateway {
         let r: Revocations = serde_json::from_slice(&answer.body).map_err(|e| e.to_string())?;
         let mut s = self.state();
         let mut dropped = 0;
-        for h in &r.token_hashes {
-            if s.cache.remove(h).is_some() {
+        for h in r
+            .token_hashes
+            .iter()
+            .filter_map(|h| secret::digest_of_hash(h))
+        {
+            if s.cache.remove(&h).is_some() {
                 dropped += 1;
             }
         }
@@ -191,7 +195,9 @@ impl Gateway {
             },
             ("POST", "/internal/revoked") => match body::<Revoked>(&req) {
                 Ok(r) => {
-                    self.state().cache.remove(&r.token_hash);
+                    if let Some(d) = secret::digest_of_hash(&r.token_hash) {
+                        self.state().cache.remove(&d);
+                    }
                     Response::new(200)
                 }
                 Err(r) => r,
@@ -273,7 +279,7 @@ impl Gateway {
 
     /// Checks a token and its subscription to `api`, from the cache when it can answer.
     async fn authorize(&self, world: &impl World, token: &str, api: &str) -> Result<(), Response> {
-        let hash = secret::hash(token);
+        let hash = secret::digest(token);
         let now = world.now_ms();
         let cached = {
             let s = self.state();
@@ -324,15 +330,19 @@ impl Gateway {
             if s.cache.len() >= CACHE_MAX && !s.cache.contains_key(&hash) {
                 evict(&mut s.cache, now);
             }
-            let entry = s.cache.entry(hash).or_insert_with(|| Cached {
+            let fresh = || Cached {
                 application: v.application.clone(),
                 expires_ms: v.expires_ms,
                 cached_ms: now,
                 subscriptions: BTreeMap::new(),
-            });
-            if entry.application == v.application {
-                entry.subscriptions.insert(api.to_string(), v.subscribed);
+            };
+            let entry = s.cache.entry(hash).or_insert_with(fresh);
+            // A stale entry starts over: keeping its old time would make every later request
+            // with this token miss the cache.
+            if entry.application != v.application || now >= entry.cached_ms + CACHE_MS {
+                *entry = fresh();
             }
+            entry.subscriptions.insert(api.to_string(), v.subscribed);
         }
         decide(v.active, v.subscribed || skip)
     }
@@ -363,13 +373,13 @@ fn decide(active: bool, subscribed: bool) -> Result<(), Response> {
 }
 
 /// Makes room: drops what has expired, then the oldest entry.
-fn evict(cache: &mut BTreeMap<String, Cached>, now: u64) {
+fn evict(cache: &mut BTreeMap<[u8; 32], Cached>, now: u64) {
     cache.retain(|_, c| now < c.expires_ms && now < c.cached_ms + CACHE_MS);
     if cache.len() >= CACHE_MAX {
         let oldest = cache
             .iter()
-            .min_by_key(|(k, c)| (c.cached_ms, (*k).clone()))
-            .map(|(k, _)| k.clone());
+            .min_by_key(|(k, c)| (c.cached_ms, **k))
+            .map(|(k, _)| *k);
         if let Some(k) = oldest {
             cache.remove(&k);
         }

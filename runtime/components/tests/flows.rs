@@ -641,3 +641,38 @@ fn a_gateway_cut_off_from_the_key_manager_stops_trusting_its_cache() {
         "a revocation could have been missed: the key manager must answer"
     );
 }
+
+#[test]
+fn a_token_validated_again_after_the_cache_time_is_cached_again() {
+    let w = world();
+    let admin = login(
+        &w,
+        "publisher-1",
+        Peer::Publisher,
+        "admin",
+        "admin-password",
+    );
+    let api = publish(&w, &admin, "echo", "http://backend.example");
+    let (token, _, _) = consumer(&w, "ivan", Some(&api));
+    let gw1 = &w.0.nodes[node(&w, "gateway-1")];
+    assert_eq!(
+        invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
+        200
+    );
+    pollster::block_on(w.sleep(apim_components::gateway::CACHE_MS));
+    assert_eq!(pollster::block_on(gw1.gateway.sync_revocations(&w)), Ok(0));
+    assert_eq!(
+        invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
+        200,
+        "validated again by the key manager"
+    );
+    w.0.down
+        .lock()
+        .expect("lock")
+        .insert("key-manager-1".into());
+    assert_eq!(
+        invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
+        200,
+        "the new validation is cached"
+    );
+}

@@ -86,8 +86,3 @@ fn main() -> ExitCode {
     };
     ExitCode::from(outcome.code())
 }
-
-// Simulation and the gateway allocate small objects per request; mimalloc is faster at that
-// than the system allocator.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

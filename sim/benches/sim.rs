@@ -9,9 +9,6 @@ use apim_sim::scenario::{Fault, FaultKind, Scenario, Workload};
 use apim_sim::stats::Op;
 use std::time::Instant;
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn plan() -> Plan {
     let p = apim_patterns::find("clustered-external-store").expect("pattern");
     Plan::of(&apim_topology::check_str("bench", p.template).topology)

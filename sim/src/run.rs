@@ -64,8 +64,9 @@ struct App {
     apis: Vec<usize>,
     /// (token, expires at, in ms since the epoch)
     tokens: Vec<(String, u64)>,
-    /// The hash of the last token, as the databases key it.
+    /// The hash of the last token, as the databases key it, and its expiry there.
     last_hash: String,
+    last_expires_ms: u64,
 }
 
 #[derive(Default)]
@@ -170,6 +171,42 @@ impl Run {
         }
     }
 
+    /// The same invariant for the workload's own invokes, which use only what was acknowledged
+    /// and checked against the databases then (the token and its application, the
+    /// subscription, the publish; nothing in the workload removes them): what remains to check
+    /// is expiry and revocation.
+    fn check_acknowledged_invoke(&self, r: &Response, hash: &str, expires_ms: u64, api: &str) {
+        if r.status != 200 {
+            return;
+        }
+        let now = self.d.now_ms();
+        let bound = self.scenario.workload.revocation_bound_ms;
+        let problem = if expires_ms <= now {
+            Some(format!(
+                "an invoke of {api} succeeded with a token expired {} ms before",
+                now - expires_ms
+            ))
+        } else {
+            self.d.storage.inspect(|t| {
+                let revoked = *t.revocations.get(hash)?;
+                (now > revoked + bound).then(|| {
+                    format!(
+                        "an invoke of {api} succeeded with a token revoked {} ms before (bound {bound} ms)",
+                        now - revoked
+                    )
+                })
+            })
+        };
+        if let Some(p) = problem {
+            let node = r
+                .get_header("x-sim-node")
+                .map(String::from)
+                .into_iter()
+                .collect();
+            self.violate("safety", p, node);
+        }
+    }
+
     fn check_invoke_hashed(&self, r: &Response, hash: &str, app: &str, api: Option<&str>) {
         if r.status != 200 {
             return;
@@ -211,10 +248,7 @@ impl Run {
                     "an invoke reached API {api}, which is not published"
                 ));
             }
-            if !t
-                .subscriptions
-                .contains(&(app.to_string(), api.to_string()))
-            {
+            if !t.subscribed(app, api) {
                 return Some(format!(
                     "an invoke succeeded without a subscription (application {app}, API {api})"
                 ));
@@ -384,6 +418,7 @@ impl Run {
             apis: apis.to_vec(),
             tokens: Vec::new(),
             last_hash: String::new(),
+            last_expires_ms: 0,
         });
         Ok(guard(&self.clients).apps.len() - 1)
     }
@@ -407,16 +442,22 @@ impl Run {
             .unwrap_or(0)
             * 1000;
         let hash = secret::hash(&token);
-        if self.d.storage.token_truth(&hash).is_none() {
-            self.violate(
-                "safety",
-                "an acknowledged token is not in the apim database".into(),
-                Vec::new(),
-            );
-        }
+        let app = guard(&self.clients).apps[i].id.clone();
+        let stored = match self.d.storage.token_truth(&hash) {
+            Some((t, _)) if t.application == app => t.expires_ms,
+            _ => {
+                self.violate(
+                    "safety",
+                    format!("an acknowledged token of {app} is not in the apim database"),
+                    Vec::new(),
+                );
+                0
+            }
+        };
         let expires = self.d.now_ms() + lifetime;
         let mut c = guard(&self.clients);
         c.apps[i].last_hash = hash;
+        c.apps[i].last_expires_ms = stored;
         let tokens = &mut c.apps[i].tokens;
         tokens.push((token, expires));
         if tokens.len() > 2 {
@@ -470,17 +511,17 @@ impl Run {
                     a.apis.get(k).and_then(|&api| {
                         let (id, ctx) = c.apis.get(api)?.clone();
                         let token = a.tokens.last()?.0.clone();
-                        Some((a.id.clone(), token, a.last_hash.clone(), id, ctx))
+                        Some((token, a.last_hash.clone(), a.last_expires_ms, id, ctx))
                     })
                 };
-                let Some((app, token, hash, api, ctx)) = picked else {
+                let Some((token, hash, expires, api, ctx)) = picked else {
                     return;
                 };
                 let req = Request::new("GET", &format!("/{ctx}/v1/items"))
                     .header("authorization", &bearer(&token));
                 let r = self.client(Component::Gateway, req).await;
                 if let Ok(r) = &r {
-                    self.check_invoke_hashed(r, &hash, &app, Some(&api));
+                    self.check_acknowledged_invoke(r, &hash, expires, &api);
                 }
                 let status = r.as_ref().map_or(0, |r| r.status);
                 self.record(op, started, status == 200, status);

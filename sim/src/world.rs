@@ -709,7 +709,7 @@ impl World for SimWorld {
         let _ = (base, req);
         Ok(Response {
             status: 200,
-            headers: vec![("content-type".into(), "text/plain".into())],
+            headers: Vec::new(),
             body: b"echo".to_vec(),
         })
     }

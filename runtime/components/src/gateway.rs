@@ -207,23 +207,28 @@ impl Gateway {
     }
 
     async fn invoke(&self, world: &impl World, mut req: Request) -> Response {
-        let segments: Vec<std::borrow::Cow<'_, str>> = req
+        let (mut context, mut version) = (None, None);
+        for (i, s) in req
             .path
             .split('/')
             .filter(|s| !s.is_empty())
             .map(decode_cow)
-            .collect();
-        if segments
-            .iter()
-            .any(|s| s == ".." || s == "." || s.contains('/'))
+            .enumerate()
         {
-            return Response::error(
-                400,
-                "invalid_request",
-                "the path may not contain `.` or `..` segments",
-            );
+            if s == ".." || s == "." || s.contains('/') {
+                return Response::error(
+                    400,
+                    "invalid_request",
+                    "the path may not contain `.` or `..` segments",
+                );
+            }
+            match i {
+                0 => context = Some(s),
+                1 => version = Some(s),
+                _ => {}
+            }
         }
-        let [context, version, ..] = segments.as_slice() else {
+        let (Some(context), Some(version)) = (context, version) else {
             return Response::error(
                 404,
                 "not_found",
@@ -243,7 +248,7 @@ impl Gateway {
                 format!("no published API at /{context}/{version}"),
             );
         };
-        drop(segments);
+        drop((context, version));
         let Some(token) = req.bearer().map(str::to_string) else {
             return Response::error(
                 401,
@@ -258,14 +263,9 @@ impl Gateway {
         }
         req.headers
             .retain(|(n, _)| n != "authorization" && n != "host");
-        // The backend gets the rest of the path as the client wrote it (still percent-encoded).
-        let raw: Vec<&str> = req
-            .path
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .skip(2)
-            .collect();
-        req.path = format!("/{}", raw.join("/"));
+        // The backend gets the rest of the path as the client wrote it (still percent-encoded),
+        // without empty segments.
+        req.path = rest_of_path(&req.path);
         match world.forward(&api.backend, req).await {
             Ok(r) => r,
             Err(crate::world::CallError::Timeout) => Response::error(
@@ -355,6 +355,22 @@ impl Gateway {
     }
 }
 
+/// `/{context}/{version}/rest...` -> `/rest...`, empty segments dropped.
+fn rest_of_path(path: &str) -> String {
+    if !path.contains("//") && !path.ends_with('/') {
+        // The common case needs no rebuilding: skip the two leading segments.
+        let mut slashes = path.match_indices('/').map(|(i, _)| i).skip(2);
+        let start = if path.starts_with('/') {
+            slashes.next()
+        } else {
+            path.match_indices('/').map(|(i, _)| i).nth(1)
+        };
+        return start.map_or_else(|| "/".to_string(), |i| path[i..].to_string());
+    }
+    let raw: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).skip(2).collect();
+    format!("/{}", raw.join("/"))
+}
+
 fn decide(active: bool, subscribed: bool) -> Result<(), Response> {
     match (active, subscribed) {
         (false, _) => Err(Response::error(
@@ -382,6 +398,23 @@ fn evict(cache: &mut BTreeMap<[u8; 32], Cached>, now: u64) {
             .map(|(k, _)| *k);
         if let Some(k) = oldest {
             cache.remove(&k);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_rest_of_the_path_drops_context_version_and_empty_segments() {
+        for (path, rest) in [
+            ("/ctx/v1/items", "/items"),
+            ("/ctx/v1/a/b%20c", "/a/b%20c"),
+            ("/ctx/v1", "/"),
+            ("/ctx/v1/", "/"),
+            ("//ctx//v1//a//b/", "/a/b"),
+            ("ctx/v1/a", "/a"),
+        ] {
+            assert_eq!(super::rest_of_path(path), rest, "{path}");
         }
     }
 }

@@ -19,13 +19,22 @@ pub struct Tables {
     pub sessions: BTreeMap<String, Session>,
     pub apis: BTreeMap<String, Api>,
     pub applications: BTreeMap<String, Application>,
-    pub subscriptions: BTreeSet<(String, String)>,
+    /// application -> the APIs it is subscribed to.
+    pub subscriptions: BTreeMap<String, BTreeSet<String>>,
     pub clients: BTreeMap<String, ClientKeys>,
     pub tokens: BTreeMap<String, Token>,
     /// token hash -> when it was revoked.
     pub revocations: BTreeMap<String, u64>,
     pub registry: BTreeMap<String, Api>,
     pub down: BTreeSet<Role>,
+}
+
+impl Tables {
+    pub fn subscribed(&self, application: &str, api: &str) -> bool {
+        self.subscriptions
+            .get(application)
+            .is_some_and(|apis| apis.contains(api))
+    }
 }
 
 #[derive(Default)]
@@ -59,9 +68,7 @@ impl MemStorage {
 
     /// Whether the subscription is stored, outages aside.
     pub fn subscription_truth(&self, application: &str, api: &str) -> bool {
-        self.lock()
-            .subscriptions
-            .contains(&(application.to_string(), api.to_string()))
+        self.lock().subscribed(application, api)
     }
 
     /// The API as the apim database and the registry hold it, outages aside.
@@ -140,22 +147,20 @@ impl Storage for MemStorage {
     async fn subscribe(&self, application: &str, api: &str) -> Db<bool> {
         self.with(Role::Apim, |t| {
             t.subscriptions
-                .insert((application.to_string(), api.to_string()))
+                .entry(application.to_string())
+                .or_default()
+                .insert(api.to_string())
         })
     }
     async fn subscribed(&self, application: &str, api: &str) -> Db<bool> {
-        self.with(Role::Apim, |t| {
-            t.subscriptions
-                .contains(&(application.to_string(), api.to_string()))
-        })
+        self.with(Role::Apim, |t| t.subscribed(application, api))
     }
     async fn subscriptions(&self, application: &str) -> Db<Vec<String>> {
         self.with(Role::Apim, |t| {
             t.subscriptions
-                .iter()
-                .filter(|(a, _)| a == application)
-                .map(|(_, api)| api.clone())
-                .collect()
+                .get(application)
+                .map(|apis| apis.iter().cloned().collect())
+                .unwrap_or_default()
         })
     }
     async fn save_client(&self, keys: &ClientKeys) -> Db<()> {

@@ -204,3 +204,59 @@ async fn oversized_bodies_and_headers_are_refused_with_4xx_over_real_http() {
     assert_eq!(r.status, 400);
     assert!(String::from_utf8_lossy(&r.body).contains("invalid JSON"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_streams_bodies_larger_than_one_message_both_ways() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let up = start("standalone", "127.58.0.0/16", data.path()).await;
+    // A backend that counts the bytes it receives and answers with 3 MiB.
+    let listener = http::bind("127.58.255.1", 8080).await.expect("bind");
+    let _backend = tokio::spawn(http::serve_raw(listener, |req, _| async move {
+        let received = http::read_all(req.into_body()).await.map_or(0, |b| b.len());
+        let mut body = format!("{received}:").into_bytes();
+        body.resize(body.len() + (3 << 20), b'y');
+        http::write(Response {
+            status: 200,
+            headers: Vec::new(),
+            body,
+        })
+    }));
+    let mut e = Entries::of(&up).expect("entries");
+    e.backend = "http://127.58.255.1:8080".into();
+    let p = smoke::provision(&e, PASSWORD, "stream")
+        .await
+        .expect("provision");
+    let mut upload = Request::new("POST", &format!("/{}/v1/upload", p.context))
+        .header("authorization", &format!("Bearer {}", p.token));
+    upload.body = vec![b'x'; 5 << 20];
+    let r = call(&e.gateway, upload).await;
+    assert_eq!(
+        r.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&r.body[..200.min(r.body.len())])
+    );
+    let prefix = format!("{}:", 5 << 20);
+    assert!(
+        r.body.starts_with(prefix.as_bytes()),
+        "the backend got every byte"
+    );
+    assert_eq!(
+        r.body.len(),
+        prefix.len() + (3 << 20),
+        "the client got every byte"
+    );
+    // Refused on the head: the body is never sent on. The gateway may answer before the
+    // client has sent it all and close the connection; either way, no 2xx and no 5xx.
+    let mut no_token = Request::new("POST", &format!("/{}/v1/upload", p.context));
+    no_token.body = vec![b'x'; 2 << 20];
+    let client = http::client();
+    let (host, port) = &e.gateway;
+    match http::send(&client, host, *port, no_token, Duration::from_secs(10)).await {
+        Ok(r) => assert_eq!(r.status, 401),
+        Err(err) => assert!(
+            matches!(err, apim_components::CallError::Broken(_)),
+            "{err}"
+        ),
+    }
+}

@@ -207,6 +207,20 @@ impl Gateway {
     }
 
     async fn invoke(&self, world: &impl World, mut req: Request) -> Response {
+        match self.admit(world, &mut req).await {
+            Ok(backend) => match world.forward(&backend, req).await {
+                Ok(r) => r,
+                Err(e) => backend_failed(&e),
+            },
+            Err(r) => r,
+        }
+    }
+
+    /// Decides on an API call from its head alone — route, token, subscription — and readies
+    /// the request for the backend (credentials removed, the path made relative to the API).
+    /// Returns the backend's URL, or the answer to give instead. The real world streams the
+    /// body to the backend after this; the simulated one forwards the whole message.
+    pub async fn admit(&self, world: &impl World, req: &mut Request) -> Result<String, Response> {
         let (mut context, mut version) = (None, None);
         for (i, s) in req
             .path
@@ -216,11 +230,11 @@ impl Gateway {
             .enumerate()
         {
             if s == ".." || s == "." || s.contains('/') {
-                return Response::error(
+                return Err(Response::error(
                     400,
                     "invalid_request",
                     "the path may not contain `.` or `..` segments",
-                );
+                ));
             }
             match i {
                 0 => context = Some(s),
@@ -229,11 +243,11 @@ impl Gateway {
             }
         }
         let (Some(context), Some(version)) = (context, version) else {
-            return Response::error(
+            return Err(Response::error(
                 404,
                 "not_found",
                 "call /{context}/{version}/... of a published API",
-            );
+            ));
         };
         let api = self
             .state()
@@ -242,39 +256,28 @@ impl Gateway {
             .and_then(|v| v.get(version.as_ref()))
             .cloned();
         let Some(api) = api else {
-            return Response::error(
+            return Err(Response::error(
                 404,
                 "not_found",
                 format!("no published API at /{context}/{version}"),
-            );
+            ));
         };
         drop((context, version));
         let Some(token) = req.bearer().map(str::to_string) else {
-            return Response::error(
+            return Err(Response::error(
                 401,
                 "invalid_token",
                 "send an access token as `Authorization: Bearer ...`",
             )
-            .header("www-authenticate", "Bearer");
+            .header("www-authenticate", "Bearer"));
         };
-        match self.authorize(world, &token, &api.id).await {
-            Ok(()) => {}
-            Err(r) => return r,
-        }
+        self.authorize(world, &token, &api.id).await?;
         req.headers
             .retain(|(n, _)| n != "authorization" && n != "host");
         // The backend gets the rest of the path as the client wrote it (still percent-encoded),
         // without empty segments.
         req.path = rest_of_path(&req.path);
-        match world.forward(&api.backend, req).await {
-            Ok(r) => r,
-            Err(crate::world::CallError::Timeout) => Response::error(
-                504,
-                "backend_timeout",
-                "the API's backend did not answer in time",
-            ),
-            Err(e) => Response::error(502, "bad_gateway", format!("the API's backend failed: {e}")),
-        }
+        Ok(api.backend.clone())
     }
 
     /// Checks a token and its subscription to `api`, from the cache when it can answer.
@@ -353,6 +356,27 @@ impl Gateway {
     pub fn break_subscription_check(&self) {
         self.state().skip_subscription_check = true;
     }
+}
+
+/// The answer when an API's backend failed: 504 when it did not answer in time, else 502.
+pub fn backend_failed(e: &crate::world::CallError) -> Response {
+    match e {
+        crate::world::CallError::Timeout => Response::error(
+            504,
+            "backend_timeout",
+            "the API's backend did not answer in time",
+        ),
+        e => Response::error(502, "bad_gateway", format!("the API's backend failed: {e}")),
+    }
+}
+
+/// Whether a request to a gateway's listener is an API call (rather than `/token` or a
+/// notification): the calls whose bodies the real world streams.
+pub fn is_api_call(method: &str, path: &str) -> bool {
+    !matches!(
+        (method, path),
+        (_, "/token") | ("POST", "/internal/apis") | ("POST", "/internal/revoked")
+    )
 }
 
 /// `/{context}/{version}/rest...` -> `/rest...`, empty segments dropped.

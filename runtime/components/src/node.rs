@@ -55,13 +55,18 @@ impl Node {
                 Peer::Gateway => self.gateway.handle(world, req).await,
             }
         };
+        self.count(component, response.status);
+        response
+    }
+
+    /// Counts a request served outside `handle` (the real world's streamed API calls).
+    pub fn count(&self, component: Peer, status: u16) {
         *self
             .served
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry((component, response.status))
+            .entry((component, status))
             .or_default() += 1;
-        response
     }
 
     /// The admin listener: `/health` and `/metrics`.

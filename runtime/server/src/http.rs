@@ -4,6 +4,7 @@
 use apim_components::http::MAX_BODY;
 use apim_components::{CallError, Request, Response};
 use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -18,15 +19,74 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub type Client = HyperClient<HttpConnector, Full<Bytes>>;
+/// A client whose request bodies are streamed from an incoming request.
+pub type StreamClient = HyperClient<HttpConnector, Incoming>;
+/// A response body: a whole message, or a stream from a backend.
+pub type Body = BoxBody<Bytes, hyper::Error>;
 
-/// A client that keeps connections alive and fails fast when nothing listens.
-pub fn client() -> Client {
+fn connector() -> HttpConnector {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(Duration::from_secs(2)));
     connector.set_nodelay(true);
+    connector
+}
+
+/// A client that keeps connections alive and fails fast when nothing listens.
+pub fn client() -> Client {
     HyperClient::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector)
+        .build(connector())
+}
+
+pub fn stream_client() -> StreamClient {
+    HyperClient::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector())
+}
+
+/// Hop-by-hop headers, which a proxy does not pass on.
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "host" | "connection" | "transfer-encoding" | "keep-alive" | "upgrade" | "te" | "trailer"
+    )
+}
+
+/// Sends a request head with a streamed body to `uri`; answers with the backend's response,
+/// its body still streaming.
+pub async fn send_stream(
+    client: &StreamClient,
+    uri: &str,
+    head: Request,
+    body: Incoming,
+    timeout: Duration,
+) -> Result<hyper::Response<Body>, CallError> {
+    let mut builder = hyper::Request::builder()
+        .method(head.method.as_str())
+        .uri(uri);
+    for (name, value) in &head.headers {
+        if !hop_by_hop(name) {
+            builder = builder.header(name, value);
+        }
+    }
+    let request = builder
+        .body(body)
+        .map_err(|e| CallError::Connect(format!("bad request to {uri}: {e}")))?;
+    let response = tokio::time::timeout(timeout, client.request(request))
+        .await
+        .map_err(|_| CallError::Timeout)?
+        .map_err(|e| {
+            if e.is_connect() {
+                CallError::Connect(format!("{uri}: {e}"))
+            } else {
+                CallError::Broken(format!("{uri}: {e}"))
+            }
+        })?;
+    let (mut parts, body) = response.into_parts();
+    for name in ["connection", "transfer-encoding", "keep-alive"] {
+        parts.headers.remove(name);
+    }
+    Ok(hyper::Response::from_parts(parts, body.boxed()))
 }
 
 /// `host:port` for a URI, with IPv6 hosts in brackets.
@@ -99,8 +159,24 @@ fn headers(map: &hyper::HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Reads a whole body, however large (for tests and tools; servers use `read`'s limit).
+pub async fn read_all(body: Incoming) -> Result<Bytes, hyper::Error> {
+    Ok(body.collect().await?.to_bytes())
+}
+
+/// The head of a hyper request in the components' type, with an empty body.
+pub fn head(parts: &hyper::http::request::Parts) -> Request {
+    Request {
+        method: parts.method.as_str().to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or_default().to_string(),
+        headers: headers(&parts.headers),
+        body: Vec::new(),
+    }
+}
+
 /// Reads a hyper request into the components' type; bodies over the limit are refused.
-async fn read(req: hyper::Request<Incoming>) -> Result<Request, Response> {
+pub async fn read(req: hyper::Request<Incoming>) -> Result<Request, Response> {
     let (parts, body) = req.into_parts();
     let body = Limited::new(body, MAX_BODY)
         .collect()
@@ -123,7 +199,8 @@ async fn read(req: hyper::Request<Incoming>) -> Result<Request, Response> {
     })
 }
 
-fn write(r: Response) -> hyper::Response<Full<Bytes>> {
+/// A components' response as a hyper one.
+pub fn write(r: Response) -> hyper::Response<Body> {
     let mut builder = hyper::Response::builder().status(r.status);
     for (n, v) in &r.headers {
         if !matches!(
@@ -133,11 +210,12 @@ fn write(r: Response) -> hyper::Response<Full<Bytes>> {
             builder = builder.header(n, v);
         }
     }
+    let whole = |b: Bytes| Full::new(b).map_err(|never| match never {}).boxed();
     builder
-        .body(Full::new(Bytes::from(r.body)))
+        .body(whole(Bytes::from(r.body)))
         .unwrap_or_else(|_| {
             let mut fallback =
-                hyper::Response::new(Full::new(Bytes::from_static(b"{\"error\":\"internal\"}")));
+                hyper::Response::new(whole(Bytes::from_static(b"{\"error\":\"internal\"}")));
             *fallback.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
             fallback
         })
@@ -149,6 +227,25 @@ pub async fn serve<F, Fut>(listener: TcpListener, handle: F)
 where
     F: Fn(Request, SocketAddr) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response> + Send + 'static,
+{
+    let handle = Arc::new(handle);
+    serve_raw(listener, move |req, peer| {
+        let handle = handle.clone();
+        async move {
+            match read(req).await {
+                Ok(req) => write(handle(req, peer).await),
+                Err(r) => write(r),
+            }
+        }
+    })
+    .await
+}
+
+/// Serves `listener` with a handler of hyper requests, for handlers that stream bodies.
+pub async fn serve_raw<F, Fut>(listener: TcpListener, handle: F)
+where
+    F: Fn(hyper::Request<Incoming>, SocketAddr) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = hyper::Response<Body>> + Send + 'static,
 {
     let handle = Arc::new(handle);
     let mut connections = tokio::task::JoinSet::new();
@@ -166,13 +263,7 @@ where
         connections.spawn(async move {
             let service = service_fn(move |req: hyper::Request<Incoming>| {
                 let handle = handle.clone();
-                async move {
-                    let response = match read(req).await {
-                        Ok(req) => handle(req, peer).await,
-                        Err(r) => r,
-                    };
-                    Ok::<_, std::convert::Infallible>(write(response))
-                }
+                async move { Ok::<_, std::convert::Infallible>(handle(req, peer).await) }
             });
             let _ = http1::Builder::new()
                 .max_buf_size(64 * 1024)

@@ -5,7 +5,7 @@ use crate::http;
 use crate::storage::{Role, SqlStorage};
 use crate::world::{RealWorld, peer};
 use apim_compiler::plan::NodePlan;
-use apim_components::gateway::{RECONCILE_MS, REVOCATIONS_MS};
+use apim_components::gateway::{self, RECONCILE_MS, REVOCATIONS_MS};
 use apim_components::world::Peer;
 use apim_components::{Node, Request};
 use apim_topology::vocab::Role as PlanRole;
@@ -59,6 +59,12 @@ pub async fn start(
     listeners.push((None, http::bind(&plan.bind, plan.admin_port).await?));
     for (component, listener) in listeners {
         let (node, world) = (node.clone(), world.clone());
+        if component == Some(Peer::Gateway) {
+            tasks.spawn(http::serve_raw(listener, move |req, _| {
+                gateway(node.clone(), world.clone(), req)
+            }));
+            continue;
+        }
         tasks.spawn(http::serve(listener, move |req: Request, _| {
             let (node, world) = (node.clone(), world.clone());
             async move {
@@ -93,4 +99,30 @@ pub async fn start(
         world,
         _tasks: tasks,
     })
+}
+
+/// A gateway's listener: API calls are decided on their head and their bodies streamed both
+/// ways; `/token` and notifications go through the component as whole messages.
+async fn gateway(
+    node: Arc<Node>,
+    world: Arc<RealWorld>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<http::Body> {
+    if !gateway::is_api_call(req.method().as_str(), req.uri().path()) {
+        return match http::read(req).await {
+            Ok(req) => http::write(node.handle(world.as_ref(), Peer::Gateway, req).await),
+            Err(r) => http::write(r),
+        };
+    }
+    let (parts, body) = req.into_parts();
+    let mut head = http::head(&parts);
+    let response = match node.gateway.admit(world.as_ref(), &mut head).await {
+        Ok(backend) => match world.stream(&backend, head, body).await {
+            Ok(r) => r,
+            Err(e) => http::write(gateway::backend_failed(&e)),
+        },
+        Err(r) => http::write(r),
+    };
+    node.count(Peer::Gateway, response.status().as_u16());
+    response
 }

@@ -50,10 +50,29 @@ fn host_port(authority: &str) -> Option<(&str, u16)> {
     }
 }
 
+/// Where a request for an API's backend goes: host, port, and the path under the backend URL's
+/// own path.
+fn backend<'a>(base: &'a str, path: &str) -> Result<(&'a str, u16, String), CallError> {
+    let rest = base
+        .strip_prefix("http://")
+        .ok_or_else(|| CallError::Connect(format!("unsupported backend URL {base}")))?;
+    let (authority, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let (host, port) = host_port(authority)
+        .ok_or_else(|| CallError::Connect(format!("bad host or port in {base}")))?;
+    let prefix = prefix.trim_end_matches('/');
+    let path = if prefix.is_empty() {
+        path.to_string()
+    } else {
+        format!("/{prefix}{path}")
+    };
+    Ok((host, port, path))
+}
+
 pub struct RealWorld {
     storage: SqlStorage,
     node: NodePlan,
     client: Client,
+    stream_client: http::StreamClient,
     /// Round robin over the endpoints of each peer.
     pools: BTreeMap<Peer, Mutex<Pool>>,
 }
@@ -73,8 +92,27 @@ impl RealWorld {
             storage,
             node,
             client: http::client(),
+            stream_client: http::stream_client(),
             pools,
         }
+    }
+
+    /// The real world's `forward`: the request head to an API's backend, the body streamed
+    /// from the client and the answer streamed back.
+    pub async fn stream(
+        &self,
+        base: &str,
+        head: Request,
+        body: hyper::body::Incoming,
+    ) -> Result<hyper::Response<http::Body>, CallError> {
+        let (host, port, path) = backend(base, &head.path)?;
+        let query = if head.query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", head.query)
+        };
+        let uri = format!("http://{}{path}{query}", http::authority(host, port));
+        http::send_stream(&self.stream_client, &uri, head, body, BACKEND_TIMEOUT).await
     }
 
     fn peer(&self, to: Peer, path: PeerPath) -> Option<&PlanPeer> {
@@ -154,18 +192,8 @@ impl World for RealWorld {
     }
 
     async fn forward(&self, base: &str, mut req: Request) -> Result<Response, CallError> {
-        let rest = base
-            .strip_prefix("http://")
-            .ok_or_else(|| CallError::Connect(format!("unsupported backend URL {base}")))?;
-        let (authority, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let (host, port) = host_port(authority)
-            .ok_or_else(|| CallError::Connect(format!("bad host or port in {base}")))?;
-        let prefix = prefix.trim_end_matches('/');
-        req.path = if prefix.is_empty() {
-            req.path
-        } else {
-            format!("/{prefix}{}", req.path)
-        };
+        let (host, port, path) = backend(base, &req.path)?;
+        req.path = path;
         http::send(&self.client, host, port, req, BACKEND_TIMEOUT).await
     }
 

@@ -727,11 +727,7 @@ impl Run {
                 }
                 FaultKind::DatabaseOutage { database } => {
                     for db in d.plan.databases.iter().filter(|x| &x.name == database) {
-                        db_down.extend(db.roles.iter().map(|r| match r {
-                            apim_topology::vocab::Role::User => Role::User,
-                            apim_topology::vocab::Role::Apim => Role::Apim,
-                            apim_topology::vocab::Role::Registry => Role::Registry,
-                        }));
+                        db_down.extend(db.roles.iter().map(|r| crate::world::role(*r)));
                     }
                 }
                 FaultKind::Crash { .. } | FaultKind::ClusterDown { .. } => {}

@@ -44,7 +44,7 @@ pub fn peer(c: Component) -> Peer {
     }
 }
 
-fn role(r: PlanRole) -> Role {
+pub fn role(r: PlanRole) -> Role {
     match r {
         PlanRole::User => Role::User,
         PlanRole::Apim => Role::Apim,

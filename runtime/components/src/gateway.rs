@@ -114,6 +114,11 @@ impl Gateway {
         }
     }
 
+    /// Tokens whose validation is cached now.
+    pub fn cached_tokens(&self) -> usize {
+        self.state().cache.len()
+    }
+
     fn route_count(&self) -> usize {
         self.state().routes.values().map(BTreeMap::len).sum()
     }
@@ -173,6 +178,11 @@ impl Gateway {
         }
         s.revocations_seen_ms = Some(r.now_ms);
         s.trusted_since_ms = Some(asked_ms);
+        // Entries past their time can never answer again: drop them here rather than keep
+        // them until the cache is full.
+        let now = world.now_ms();
+        s.cache
+            .retain(|_, c| now < c.expires_ms && now < c.cached_ms + CACHE_MS);
         Ok(dropped)
     }
 

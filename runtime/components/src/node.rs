@@ -89,6 +89,7 @@ impl Node {
                     text.push_str(&format!("apim_requests_total{{node=\"{}\",component=\"{c}\",status=\"{status}\"}} {n}\n", self.name));
                 }
                 text.push_str(&format!("# HELP apim_gateway_routes APIs this node routes.\n# TYPE apim_gateway_routes gauge\napim_gateway_routes{{node=\"{}\"}} {}\n", self.name, self.gateway.routes().len()));
+                text.push_str(&format!("# HELP apim_gateway_cached_tokens Token validations this node has cached.\n# TYPE apim_gateway_cached_tokens gauge\napim_gateway_cached_tokens{{node=\"{}\"}} {}\n", self.name, self.gateway.cached_tokens()));
                 Response {
                     status: 200,
                     headers: vec![("content-type".into(), "text/plain; version=0.0.4".into())],

@@ -150,6 +150,15 @@ fn main() {
     let (host, port) = &entries.gateway;
     let gateway_url = format!("http://{host}:{port}/{}/v1/x", p.context);
     let auth = format!("Authorization: Bearer {}", p.token);
+    if std::env::var_os("APIM_BENCH_SERVE").is_some() {
+        // For profiling: keep both proxies up and say how to call them.
+        println!("wrk -t1 -c{CONNECTIONS} -d10s -H '{auth}' {gateway_url}");
+        println!("wrk -t1 -c{CONNECTIONS} -d10s http://127.60.0.200:8280/x");
+        println!("pid {}", std::process::id());
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
     // Warm the validation cache and the connections, then measure in alternating rounds: this
     // machine's speed drifts, and alternating exposes both to the same drift.
     let _ = wrk(&gateway_url, Some(&auth));

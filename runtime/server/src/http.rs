@@ -1,6 +1,7 @@
 //! hyper at the edges: translating to and from the components' request type, serving a
 //! listener, and sending requests as a client.
 
+use crate::upstream::Upstreams;
 use apim_components::http::MAX_BODY;
 use apim_components::{CallError, Request, Response};
 use bytes::Bytes;
@@ -9,39 +10,26 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-pub type Client = HyperClient<HttpConnector, Full<Bytes>>;
+pub type Client = Upstreams<Full<Bytes>>;
 /// A client whose request bodies are streamed from an incoming request.
-pub type StreamClient = HyperClient<HttpConnector, Incoming>;
+pub type StreamClient = Upstreams<Incoming>;
 /// A response body: a whole message, or a stream from a backend.
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
-fn connector() -> HttpConnector {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(Duration::from_secs(2)));
-    connector.set_nodelay(true);
-    connector
-}
-
 /// A client that keeps connections alive and fails fast when nothing listens.
 pub fn client() -> Client {
-    HyperClient::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector())
+    Upstreams::default()
 }
 
 pub fn stream_client() -> StreamClient {
-    HyperClient::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector())
+    Upstreams::default()
 }
 
 /// Hop-by-hop headers, which a proxy does not pass on.
@@ -52,18 +40,20 @@ fn hop_by_hop(name: &str) -> bool {
     )
 }
 
-/// Sends a request head with a streamed body to `uri`; answers with the backend's response,
-/// its body still streaming.
+/// Sends a request head with a streamed body to `authority` (`host:port`) for `target`
+/// (path and query); answers with the backend's response, its body still streaming.
 pub async fn send_stream(
     client: &StreamClient,
-    uri: &str,
+    authority: &str,
+    target: &str,
     head: Request,
     body: Incoming,
     timeout: Duration,
 ) -> Result<hyper::Response<Body>, CallError> {
     let mut builder = hyper::Request::builder()
         .method(head.method.as_str())
-        .uri(uri);
+        .uri(target)
+        .header(hyper::header::HOST, authority);
     for (name, value) in &head.headers {
         if !hop_by_hop(name) {
             builder = builder.header(name, value);
@@ -71,17 +61,10 @@ pub async fn send_stream(
     }
     let request = builder
         .body(body)
-        .map_err(|e| CallError::Connect(format!("bad request to {uri}: {e}")))?;
-    let response = tokio::time::timeout(timeout, client.request(request))
+        .map_err(|e| CallError::Connect(format!("bad request to {authority}{target}: {e}")))?;
+    let response = tokio::time::timeout(timeout, client.send(authority, request))
         .await
-        .map_err(|_| CallError::Timeout)?
-        .map_err(|e| {
-            if e.is_connect() {
-                CallError::Connect(format!("{uri}: {e}"))
-            } else {
-                CallError::Broken(format!("{uri}: {e}"))
-            }
-        })?;
+        .map_err(|_| CallError::Timeout)??;
     let (mut parts, body) = response.into_parts();
     for name in ["connection", "transfer-encoding", "keep-alive"] {
         parts.headers.remove(name);
@@ -111,10 +94,12 @@ pub async fn send(
     } else {
         format!("?{}", req.query)
     };
-    let uri = format!("http://{}{}{query}", authority(host, port), req.path);
+    let authority = authority(host, port);
+    let target = format!("{}{query}", req.path);
     let mut builder = hyper::Request::builder()
         .method(req.method.as_str())
-        .uri(&uri);
+        .uri(&target)
+        .header(hyper::header::HOST, &authority);
     for (name, value) in &req.headers {
         if !matches!(
             name.as_str(),
@@ -123,17 +108,12 @@ pub async fn send(
             builder = builder.header(name, value);
         }
     }
+    let uri = format!("http://{authority}{target}");
     let request = builder
         .body(Full::new(Bytes::from(req.body)))
         .map_err(|e| CallError::Connect(format!("bad request to {uri}: {e}")))?;
     let exchange = async {
-        let response = client.request(request).await.map_err(|e| {
-            if e.is_connect() {
-                CallError::Connect(format!("{uri}: {e}"))
-            } else {
-                CallError::Broken(format!("{uri}: {e}"))
-            }
-        })?;
+        let response = client.send(&authority, request).await?;
         let (parts, body) = response.into_parts();
         let body = body
             .collect()

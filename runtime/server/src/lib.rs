@@ -11,6 +11,7 @@ pub mod node;
 pub mod smoke;
 pub mod storage;
 pub mod up;
+pub mod upstream;
 pub mod world;
 
 /// Runs a future on a multi-threaded tokio runtime; for the command line, which has none.

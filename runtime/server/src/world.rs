@@ -111,8 +111,17 @@ impl RealWorld {
         } else {
             format!("?{}", head.query)
         };
-        let uri = format!("http://{}{path}{query}", http::authority(host, port));
-        http::send_stream(&self.stream_client, &uri, head, body, BACKEND_TIMEOUT).await
+        let target = format!("{path}{query}");
+        let authority = http::authority(host, port);
+        http::send_stream(
+            &self.stream_client,
+            &authority,
+            &target,
+            head,
+            body,
+            BACKEND_TIMEOUT,
+        )
+        .await
     }
 
     fn peer(&self, to: Peer, path: PeerPath) -> Option<&PlanPeer> {

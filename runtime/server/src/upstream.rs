@@ -1,0 +1,221 @@
+//! Kept-alive HTTP/1.1 connections to upstreams (peers and API backends), on hyper's
+//! connection-level client.
+//!
+//! hyper-util's pooled client spawns a task per request to put a connection back when its
+//! response ends; a gateway on one core cannot afford that. Here the response body itself
+//! puts the connection back, in the task that reads it, the moment its last byte is read.
+
+use apim_components::CallError;
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A connection idle this long is closed rather than reused: upstreams close theirs too, and
+/// a request must not race that.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle connections kept per upstream; more are closed when their responses end.
+const MAX_IDLE: usize = 256;
+
+struct Idle<B> {
+    sender: SendRequest<B>,
+    since: Instant,
+}
+
+/// Idle connections per `host:port`.
+type Shelves<B> = Mutex<HashMap<String, Vec<Idle<B>>>>;
+
+/// A set of kept-alive connections, shared by clones; request bodies are of type `B`.
+pub struct Upstreams<B> {
+    idle: Arc<Shelves<B>>,
+}
+
+impl<B> Clone for Upstreams<B> {
+    fn clone(&self) -> Self {
+        Upstreams {
+            idle: self.idle.clone(),
+        }
+    }
+}
+
+impl<B> Default for Upstreams<B> {
+    fn default() -> Self {
+        Upstreams {
+            idle: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+}
+
+impl<B> Upstreams<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    /// Sends `req` (origin-form URI, `Host` set) to `authority` (`host:port`) on an idle
+    /// connection, or a new one; a request that an idle connection could not take (closed by
+    /// the upstream meanwhile) goes once more on a new connection.
+    pub async fn send(
+        &self,
+        authority: &str,
+        req: hyper::Request<B>,
+    ) -> Result<hyper::Response<Pooled<B>>, CallError> {
+        let (mut sender, reused) = match self.checkout(authority).await {
+            Some(s) => (s, true),
+            None => (connect(authority).await?, false),
+        };
+        let answer = match sender.try_send_request(req).await {
+            Ok(r) => r,
+            Err(mut e) => match e.take_message() {
+                Some(req) if reused => {
+                    sender = connect(authority).await?;
+                    sender
+                        .send_request(req)
+                        .await
+                        .map_err(|e| CallError::Broken(format!("{authority}: {e}")))?
+                }
+                _ => {
+                    return Err(CallError::Broken(format!(
+                        "{authority}: {}",
+                        e.into_error()
+                    )));
+                }
+            },
+        };
+        let (parts, body) = answer.into_parts();
+        let mut pooled = Pooled {
+            body,
+            home: Some((sender, authority.to_string(), self.idle.clone())),
+        };
+        if pooled.body.is_end_stream() {
+            pooled.release();
+        }
+        Ok(hyper::Response::from_parts(parts, pooled))
+    }
+
+    /// The most recently used idle connection to `authority` that is still open.
+    async fn checkout(&self, authority: &str) -> Option<SendRequest<B>> {
+        loop {
+            let idle = {
+                let mut shelves = lock(&self.idle);
+                let shelf = shelves.get_mut(authority)?;
+                let idle = shelf.pop()?;
+                if idle.since.elapsed() >= IDLE_TIMEOUT {
+                    // The newest is too old, so all are.
+                    shelf.clear();
+                    return None;
+                }
+                idle
+            };
+            let mut sender = idle.sender;
+            // Ready at once unless the connection's own task has not yet seen the end of
+            // the last response; an error means the upstream closed it.
+            if !sender.is_closed() && sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+}
+
+fn lock<B>(shelves: &Shelves<B>) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Idle<B>>>> {
+    // Every change is one push or pop, so a poisoned map is still consistent.
+    shelves.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn connect<B>(authority: &str) -> Result<SendRequest<B>, CallError>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(authority))
+        .await
+        .map_err(|_| CallError::Connect(format!("{authority}: connection timed out")))?
+        .map_err(|e| CallError::Connect(format!("{authority}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| CallError::Connect(format!("{authority}: {e}")))?;
+    tokio::spawn(async move {
+        // The connection ends when the upstream closes it or every sender is dropped.
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// A response body that puts its connection back among the idle ones once it has been read
+/// to the end; dropped before that, the connection is closed.
+pub struct Pooled<B> {
+    body: Incoming,
+    home: Option<(SendRequest<B>, String, Arc<Shelves<B>>)>,
+}
+
+impl<B> Pooled<B> {
+    fn release(&mut self) {
+        let Some((sender, authority, shelves)) = self.home.take() else {
+            return;
+        };
+        if sender.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let mut shelves = lock(&shelves);
+        let shelf = shelves.entry(authority).or_default();
+        // Pushed in time order and taken from the end: the oldest are at the front.
+        while shelf
+            .first()
+            .is_some_and(|i| now.duration_since(i.since) >= IDLE_TIMEOUT)
+        {
+            shelf.remove(0);
+        }
+        if shelf.len() < MAX_IDLE {
+            shelf.push(Idle { sender, since: now });
+        }
+    }
+}
+
+impl<B> Body for Pooled<B>
+where
+    B: Unpin,
+{
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.release(),
+            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.release(),
+            Poll::Ready(Some(Err(_))) => this.home = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl<B> Drop for Pooled<B> {
+    fn drop(&mut self) {
+        if self.body.is_end_stream() {
+            self.release();
+        }
+    }
+}

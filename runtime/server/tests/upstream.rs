@@ -1,0 +1,126 @@
+//! The upstream connection pool against a real local server: connections are reused, and
+//! replaced when the upstream closed them or a response was not read to its end.
+
+use apim_components::CallError;
+use apim_runtime::http;
+use apim_runtime::upstream::Upstreams;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::net::TcpListener;
+
+/// A server on a free loopback port answering `size` bytes; counts the connections it
+/// accepted. With `keep_alive` off it closes each connection after one response.
+async fn upstream(size: usize, keep_alive: bool) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let authority = listener.local_addr().expect("address").to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let service = service_fn(move |_req| async move {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(
+                        vec![b'x'; size],
+                    ))))
+                });
+                let _ = http1::Builder::new()
+                    .keep_alive(keep_alive)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (authority, accepted)
+}
+
+fn get(authority: &str) -> hyper::Request<Full<Bytes>> {
+    hyper::Request::builder()
+        .uri("/x")
+        .header("host", authority)
+        .body(Full::new(Bytes::new()))
+        .expect("request")
+}
+
+async fn read(client: &Upstreams<Full<Bytes>>, authority: &str) -> usize {
+    let response = client.send(authority, get(authority)).await.expect("sent");
+    let body = response.into_body().collect().await.expect("body");
+    body.to_bytes().len()
+}
+
+#[tokio::test]
+async fn sequential_requests_share_one_connection() {
+    let (authority, accepted) = upstream(1024, true).await;
+    let client = http::client();
+    for _ in 0..20 {
+        assert_eq!(read(&client, &authority).await, 1024);
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn concurrent_requests_open_connections_and_reuse_them() {
+    let (authority, accepted) = upstream(64, true).await;
+    let client = http::client();
+    for _ in 0..5 {
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (client, authority) = (client.clone(), authority.clone());
+            calls.spawn(async move { read(&client, &authority).await });
+        }
+        while let Some(size) = calls.join_next().await {
+            assert_eq!(size.expect("call"), 64);
+        }
+    }
+    let opened = accepted.load(Ordering::SeqCst);
+    assert!(
+        (1..=8).contains(&opened),
+        "40 requests, 8 at a time, opened {opened} connections"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_that_closes_every_connection_is_still_answered() {
+    let (authority, accepted) = upstream(16, false).await;
+    let client = http::client();
+    for _ in 0..10 {
+        assert_eq!(read(&client, &authority).await, 16);
+        // Let the close reach the pool's connection before the next request.
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 10);
+}
+
+#[tokio::test]
+async fn a_response_dropped_before_its_end_costs_its_connection_not_the_next_answer() {
+    let (authority, accepted) = upstream(256 * 1024, true).await;
+    let client = http::client();
+    let response = client
+        .send(&authority, get(&authority))
+        .await
+        .expect("sent");
+    drop(response);
+    assert_eq!(read(&client, &authority).await, 256 * 1024);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    // Read to its end, the second connection is kept and reused.
+    assert_eq!(read(&client, &authority).await, 256 * 1024);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn nothing_listening_is_a_connect_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let authority = listener.local_addr().expect("address").to_string();
+    drop(listener);
+    let client = http::client();
+    match client.send(&authority, get(&authority)).await {
+        Err(CallError::Connect(m)) => assert!(m.contains(&authority), "{m}"),
+        Err(e) => panic!("expected a connect error, got {e}"),
+        Ok(_) => panic!("expected a connect error, got an answer"),
+    }
+}

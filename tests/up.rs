@@ -260,3 +260,65 @@ async fn the_gateway_streams_bodies_larger_than_one_message_both_ways() {
         ),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backend_gets_the_clients_headers_but_never_its_token() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let up = start("standalone", "127.59.0.0/16", data.path()).await;
+    // A backend that answers with the request head it received, one header per line.
+    let listener = http::bind("127.59.255.1", 8080).await.expect("bind");
+    let _backend = tokio::spawn(http::serve_raw(listener, |req, _| async move {
+        let mut seen = format!("{} {}\n", req.method(), req.uri()).into_bytes();
+        for (name, value) in req.headers() {
+            seen.extend_from_slice(name.as_str().as_bytes());
+            seen.extend_from_slice(b": ");
+            seen.extend_from_slice(value.as_bytes());
+            seen.push(b'\n');
+        }
+        http::write(Response {
+            status: 200,
+            headers: Vec::new(),
+            body: seen,
+        })
+    }));
+    let mut e = Entries::of(&up).expect("entries");
+    e.backend = "http://127.59.255.1:8080/base".into();
+    let p = smoke::provision(&e, PASSWORD, "heads")
+        .await
+        .expect("provision");
+    let (host, port) = &e.gateway;
+    let authority = format!("{host}:{port}");
+    let request = hyper::Request::builder()
+        .method("PUT")
+        .uri(format!("/{}/v1/items/a%20b?q=1&r=%2F", p.context))
+        .header("host", &authority)
+        .header("authorization", format!("Bearer {}", p.token))
+        .header("x-trace", "abc")
+        .header("x-trace", "def")
+        .header(
+            "x-bytes",
+            hyper::header::HeaderValue::from_bytes(b"caf\xe9").expect("obs-text value"),
+        )
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+        .expect("request");
+    let response = http::client()
+        .send(&authority, request)
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 200);
+    let seen = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    let seen = String::from_utf8_lossy(&seen);
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(lines[0], "PUT /base/items/a%20b?q=1&r=%2F", "{seen}");
+    assert!(lines.contains(&"host: 127.59.255.1:8080"), "{seen}");
+    assert!(lines.contains(&"x-trace: abc"), "{seen}");
+    assert!(lines.contains(&"x-trace: def"), "{seen}");
+    assert!(lines.contains(&"x-bytes: caf\u{fffd}"), "{seen}");
+    assert!(
+        !seen.to_ascii_lowercase().contains("authorization") && !seen.contains(&p.token),
+        "the token must not reach the backend: {seen}"
+    );
+}

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -40,28 +41,48 @@ fn hop_by_hop(name: &str) -> bool {
     )
 }
 
-/// Sends a request head with a streamed body to `authority` (`host:port`) for `target`
-/// (path and query); answers with the backend's response, its body still streaming.
+/// Sends a client's request, as the component admitted it, to `authority` (`host:port`) for
+/// `target` (path and query), its body streamed; answers with the backend's response, its body
+/// still streaming. The client's own header values travel on (text or not); `admitted` says
+/// which: the headers the component kept, plus any it added.
 pub async fn send_stream(
     client: &StreamClient,
     authority: &str,
     target: &str,
-    head: Request,
+    parts: hyper::http::request::Parts,
+    admitted: &Request,
     body: Incoming,
     timeout: Duration,
 ) -> Result<hyper::Response<Body>, CallError> {
-    let mut builder = hyper::Request::builder()
-        .method(head.method.as_str())
-        .uri(target)
-        .header(hyper::header::HOST, authority);
-    for (name, value) in &head.headers {
-        if !hop_by_hop(name) {
-            builder = builder.header(name, value);
+    let bad = |e: &dyn std::fmt::Display| {
+        CallError::Connect(format!("bad request to {authority}{target}: {e}"))
+    };
+    let mut headers = parts.headers;
+    let dropped: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| {
+            hop_by_hop(n.as_str()) || !admitted.headers.iter().any(|(h, _)| h == n.as_str())
+        })
+        .cloned()
+        .collect();
+    for name in dropped {
+        headers.remove(&name);
+    }
+    for (name, value) in &admitted.headers {
+        if !hop_by_hop(name) && !headers.contains_key(name.as_str()) {
+            let name = HeaderName::try_from(name.as_str()).map_err(|e| bad(&e))?;
+            let value = HeaderValue::try_from(value.as_str()).map_err(|e| bad(&e))?;
+            headers.append(name, value);
         }
     }
-    let request = builder
-        .body(body)
-        .map_err(|e| CallError::Connect(format!("bad request to {authority}{target}: {e}")))?;
+    headers.insert(
+        hyper::header::HOST,
+        HeaderValue::try_from(authority).map_err(|e| bad(&e))?,
+    );
+    let mut request = hyper::Request::new(body);
+    *request.method_mut() = parts.method;
+    *request.uri_mut() = target.parse().map_err(|e| bad(&e))?;
+    *request.headers_mut() = headers;
     let response = tokio::time::timeout(timeout, client.send(authority, request))
         .await
         .map_err(|_| CallError::Timeout)??;
@@ -132,10 +153,17 @@ pub async fn send(
         .unwrap_or(Err(CallError::Timeout))
 }
 
-/// Header names and values; values that are not text are left out.
+/// Header names and values; a value that is not text is read with replacement characters
+/// (a streamed request still carries its original bytes).
 fn headers(map: &hyper::HeaderMap) -> Vec<(String, String)> {
     map.iter()
-        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .map(|(n, v)| {
+            let value = match v.to_str() {
+                Ok(text) => text.to_string(),
+                Err(_) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            };
+            (n.as_str().to_string(), value)
+        })
         .collect()
 }
 

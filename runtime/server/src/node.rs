@@ -117,7 +117,7 @@ async fn gateway(
     let (parts, body) = req.into_parts();
     let mut head = http::head(&parts);
     let response = match node.gateway.admit(world.as_ref(), &mut head).await {
-        Ok(backend) => match world.stream(&backend, head, body).await {
+        Ok(backend) => match world.stream(&backend, parts, &head, body).await {
             Ok(r) => r,
             Err(e) => http::write(gateway::backend_failed(&e)),
         },

@@ -97,12 +97,13 @@ impl RealWorld {
         }
     }
 
-    /// The real world's `forward`: the request head to an API's backend, the body streamed
-    /// from the client and the answer streamed back.
+    /// The real world's `forward`: a client's request, as the gateway admitted it (`head`), to
+    /// an API's backend, the body streamed from the client and the answer streamed back.
     pub async fn stream(
         &self,
         base: &str,
-        head: Request,
+        parts: hyper::http::request::Parts,
+        head: &Request,
         body: hyper::body::Incoming,
     ) -> Result<hyper::Response<http::Body>, CallError> {
         let (host, port, path) = backend(base, &head.path)?;
@@ -117,6 +118,7 @@ impl RealWorld {
             &self.stream_client,
             &authority,
             &target,
+            parts,
             head,
             body,
             BACKEND_TIMEOUT,

@@ -273,7 +273,7 @@ impl Gateway {
             ));
         };
         drop((context, version));
-        let Some(token) = req.bearer().map(str::to_string) else {
+        let Some(token) = req.bearer() else {
             return Err(Response::error(
                 401,
                 "invalid_token",
@@ -281,7 +281,7 @@ impl Gateway {
             )
             .header("www-authenticate", "Bearer"));
         };
-        self.authorize(world, &token, &api.id).await?;
+        self.authorize(world, token, &api.id).await?;
         req.headers
             .retain(|(n, _)| n != "authorization" && n != "host");
         // The backend gets the rest of the path as the client wrote it (still percent-encoded),
@@ -306,6 +306,20 @@ impl Gateway {
         if let Some(subscribed) = cached {
             return decide(true, subscribed);
         }
+        // Asking the key manager is the rare path: boxed, so that the future of every call
+        // the cache answers stays small (it is moved into place on each request).
+        Box::pin(self.validate(world, token, api, hash, now)).await
+    }
+
+    /// Asks the key manager about a token the cache could not answer, and caches the answer.
+    async fn validate(
+        &self,
+        world: &impl World,
+        token: &str,
+        api: &str,
+        hash: [u8; 32],
+        now: u64,
+    ) -> Result<(), Response> {
         let ask = Request::new("POST", "/internal/validate").json(&Validate {
             token: token.to_string(),
             api: api.to_string(),

@@ -1,8 +1,10 @@
 //! The gateway against nginx, side by side in one run: wrk (one thread, keep-alive) calls an
 //! API through the apim gateway with a valid cached token, then the same 1 KiB backend through
-//! nginx as a plain reverse proxy. Both run with one worker thread. Prints requests/s, p99 and
-//! the ratio gateway/nginx (target >= 0.8), and the RSS of the process running the node idle
-//! (target under 30 MB). Needs `wrk` and `nginx` (Debian packages).
+//! nginx as a plain reverse proxy, and through hyper with apim's upstream pool and nothing
+//! else (the floor of the gateway's own work). Each runs with one worker thread. Prints
+//! requests/s, p99 and the ratio gateway/nginx (target >= 0.8), and the RSS of the process
+//! running the node idle (target under 30 MB). Needs `wrk` and `nginx` (Debian packages).
+//! `APIM_BENCH_SERVE=1` keeps the proxies up and prints the wrk commands, for profiling.
 //!
 //! Run with `cargo bench -p apim-runtime --bench gateway`.
 
@@ -11,8 +13,8 @@ use apim_runtime::up::{self, Loopback, UpOptions};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const SECONDS: u32 = 4;
-const ROUNDS: usize = 5;
+const SECONDS: u32 = 2;
+const ROUNDS: usize = 9;
 const CONNECTIONS: u32 = 32;
 const PASSWORD: &str = "bench-admin-password";
 
@@ -39,13 +41,49 @@ impl Drop for Killed {
     }
 }
 
-fn nginx(dir: &std::path::Path, name: &str, server: &str) -> Killed {
+/// Where each process runs. With two cores or more, the proxy under test (the gateway's worker
+/// or nginx's) gets a core of its own and wrk and the backend share another, so both proxies
+/// are measured alike instead of by where the scheduler happened to put them.
+#[derive(Clone, Copy)]
+struct Cores {
+    proxy: Option<usize>,
+    load: Option<usize>,
+}
+
+impl Cores {
+    fn pick() -> Cores {
+        match core_affinity::get_core_ids() {
+            Some(ids) if ids.len() >= 2 => Cores {
+                load: Some(ids[0].id),
+                proxy: Some(ids[ids.len() - 1].id),
+            },
+            _ => Cores {
+                proxy: None,
+                load: None,
+            },
+        }
+    }
+}
+
+/// `program`, on `core` when there is one (util-linux's taskset).
+fn on(core: Option<usize>, program: &str) -> Command {
+    match core {
+        Some(c) => {
+            let mut cmd = Command::new("taskset");
+            cmd.args(["-c", &c.to_string(), program]);
+            cmd
+        }
+        None => Command::new(program),
+    }
+}
+
+fn nginx(dir: &std::path::Path, name: &str, server: &str, core: Option<usize>) -> Killed {
     let conf = format!(
         "worker_processes 1;\nmaster_process off;\ndaemon off;\nerror_log stderr error;\npid {name}.pid;\nevents {{ worker_connections 1024; }}\nhttp {{\n access_log off;\n client_body_temp_path body;\n proxy_temp_path proxy;\n {server}\n}}\n"
     );
     let path = dir.join(format!("{name}.conf"));
     std::fs::write(&path, conf).expect("write nginx config");
-    let child = Command::new("nginx")
+    let child = on(core, "nginx")
         .env(
             "PATH",
             format!("{}:/usr/sbin", std::env::var("PATH").unwrap_or_default()),
@@ -62,8 +100,8 @@ fn nginx(dir: &std::path::Path, name: &str, server: &str) -> Killed {
 }
 
 /// (requests/s, p99 in ms) of a wrk run.
-fn wrk(url: &str, header: Option<&str>) -> (f64, f64) {
-    let mut cmd = Command::new("wrk");
+fn wrk(url: &str, header: Option<&str>, core: Option<usize>) -> (f64, f64) {
+    let mut cmd = on(core, "wrk");
     cmd.args([
         "-t1",
         &format!("-c{CONNECTIONS}"),
@@ -103,6 +141,35 @@ fn wrk(url: &str, header: Option<&str>) -> (f64, f64) {
     (rps, p99)
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// A reverse proxy of hyper and apim's upstream pool alone, to `backend`, on port 8280.
+async fn bare_proxy(host: &'static str, backend: &'static str) {
+    let listener = apim_runtime::http::bind(host, 8280).await.expect("bind");
+    let client = apim_runtime::http::stream_client();
+    apim_runtime::http::serve_raw(listener, move |req, _| {
+        let client = client.clone();
+        async move {
+            let (mut parts, body) = req.into_parts();
+            parts.uri = hyper::Uri::from_static("/x");
+            parts
+                .headers
+                .insert("host", hyper::header::HeaderValue::from_static(backend));
+            match client
+                .send(backend, hyper::Request::from_parts(parts, body))
+                .await
+            {
+                Ok(r) => r.map(http_body_util::BodyExt::boxed),
+                Err(e) => apim_runtime::http::write(apim_components::gateway::backend_failed(&e)),
+            }
+        }
+    })
+    .await
+}
+
 fn rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -113,21 +180,29 @@ fn rss_mb() -> f64 {
 }
 
 fn main() {
+    let cores = Cores::pick();
     let dir = tempfile::tempdir().expect("temp dir");
     let body = "x".repeat(1024);
     let _backend = nginx(
         dir.path(),
         "backend",
         &format!("server {{ listen 127.60.0.100:8080; location / {{ return 200 \"{body}\"; }} }}"),
+        cores.load,
     );
     let _proxy = nginx(
         dir.path(),
         "proxy",
         "upstream backend { server 127.60.0.100:8080; keepalive 32; }\n server { listen 127.60.0.200:8280; location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }",
+        cores.proxy,
     );
     // The gateway's runtime gets one worker thread, as nginx gets one worker process.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .on_thread_start(move || {
+            if let Some(id) = cores.proxy {
+                core_affinity::set_for_current(core_affinity::CoreId { id });
+            }
+        })
         .enable_all()
         .build()
         .expect("runtime");
@@ -150,43 +225,77 @@ fn main() {
     let (host, port) = &entries.gateway;
     let gateway_url = format!("http://{host}:{port}/{}/v1/x", p.context);
     let auth = format!("Authorization: Bearer {}", p.token);
+    // hyper and the upstream pool alone, on the same runtime, with no gateway logic: the floor
+    // the gateway's own work is measured from.
+    rt.spawn(bare_proxy("127.60.0.201", "127.60.0.100:8080"));
+    let proxies = [
+        ("apim gateway", gateway_url.as_str(), Some(auth.as_str())),
+        ("nginx proxy", "http://127.60.0.200:8280/x", None),
+        ("hyper alone", "http://127.60.0.201:8280/x", None),
+    ];
     if std::env::var_os("APIM_BENCH_SERVE").is_some() {
-        // For profiling: keep both proxies up and say how to call them.
-        println!("wrk -t1 -c{CONNECTIONS} -d10s -H '{auth}' {gateway_url}");
-        println!("wrk -t1 -c{CONNECTIONS} -d10s http://127.60.0.200:8280/x");
+        // For profiling: keep every proxy up and say how to call them.
+        let pin = cores
+            .load
+            .map_or(String::new(), |c| format!("taskset -c {c} "));
+        for (name, url, header) in proxies {
+            let header = header.map_or(String::new(), |h| format!("-H '{h}' "));
+            println!("{name}: {pin}wrk -t1 -c{CONNECTIONS} -d10s {header}{url}");
+        }
         println!("pid {}", std::process::id());
         loop {
             std::thread::sleep(Duration::from_secs(3600));
         }
     }
-    // Warm the validation cache and the connections, then measure in alternating rounds: this
-    // machine's speed drifts, and alternating exposes both to the same drift.
-    let _ = wrk(&gateway_url, Some(&auth));
-    let mut gateway = Vec::new();
-    let mut proxy = Vec::new();
-    let mut ratios = Vec::new();
-    for _ in 0..ROUNDS {
-        let g = wrk(&gateway_url, Some(&auth));
-        let n = wrk("http://127.60.0.200:8280/x", None);
-        ratios.push(format!("{:.2}", g.0 / n.0.max(1.0)));
-        gateway.push(g);
-        proxy.push(n);
+    // Warm the validation cache and the connections, then measure in short rounds, each
+    // proxy once per round, in an order that turns: this machine's speed drifts, and short
+    // alternating rounds expose all three to the same drift. Ratios are taken per round.
+    for (_, url, header) in proxies {
+        let _ = wrk(url, header, cores.load);
     }
-    let median = |runs: &mut Vec<(f64, f64)>| {
-        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-        runs[runs.len() / 2]
-    };
-    let (g_rps, g_p99) = median(&mut gateway);
-    let (n_rps, n_p99) = median(&mut proxy);
+    let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); proxies.len()];
+    for round in 0..ROUNDS {
+        for k in 0..proxies.len() {
+            let i = (round + k) % proxies.len();
+            let (_, url, header) = proxies[i];
+            runs[i].push(wrk(url, header, cores.load));
+        }
+    }
+    let ratios: Vec<f64> = (0..ROUNDS)
+        .map(|r| runs[0][r].0 / runs[1][r].0.max(1.0))
+        .collect();
+    let floor: Vec<f64> = (0..ROUNDS)
+        .map(|r| runs[0][r].0 / runs[2][r].0.max(1.0))
+        .collect();
     println!(
-        "wrk -t1 -c{CONNECTIONS} -d{SECONDS}s, 1 KiB responses, keep-alive, one worker each; median of {ROUNDS} alternating rounds"
+        "wrk -t1 -c{CONNECTIONS} -d{SECONDS}s, 1 KiB responses, keep-alive, one worker each; medians of {ROUNDS} rounds"
     );
-    println!("apim gateway: {g_rps:>10.0} requests/s, p99 {g_p99:>7.2} ms");
-    println!("nginx proxy:  {n_rps:>10.0} requests/s, p99 {n_p99:>7.2} ms");
+    match (cores.proxy, cores.load) {
+        (Some(p), Some(l)) => {
+            println!("the proxy under test on core {p}; wrk and the backend on core {l}")
+        }
+        _ => println!("one core: nothing pinned"),
+    }
+    for ((name, _, _), r) in proxies.iter().zip(&runs) {
+        let rps = median(r.iter().map(|x| x.0).collect());
+        let p99 = median(r.iter().map(|x| x.1).collect());
+        println!("{name:<13} {rps:>10.0} requests/s, p99 {p99:>7.2} ms");
+    }
+    let shown = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     println!(
         "ratio gateway/nginx: {:.2} (target >= 0.8); per round: {}",
-        if n_rps > 0.0 { g_rps / n_rps } else { 0.0 },
-        ratios.join(" ")
+        median(ratios.clone()),
+        shown(&ratios)
+    );
+    println!(
+        "ratio gateway/hyper alone: {:.2} (the cost of the gateway's own work); per round: {}",
+        median(floor.clone()),
+        shown(&floor)
     );
     println!("RSS of the process running one idle all-in-one node: {idle:.1} MB (target < 30 MB)");
     drop(up);

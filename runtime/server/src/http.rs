@@ -48,24 +48,19 @@ fn hop_by_hop(name: &str) -> bool {
 pub async fn send_stream(
     client: &StreamClient,
     authority: &str,
-    target: &str,
+    target: String,
     parts: hyper::http::request::Parts,
     admitted: &Request,
     body: Incoming,
     timeout: Duration,
 ) -> Result<hyper::Response<Body>, CallError> {
-    let bad = |e: &dyn std::fmt::Display| {
-        CallError::Connect(format!("bad request to {authority}{target}: {e}"))
-    };
+    let bad =
+        |e: &dyn std::fmt::Display| CallError::Connect(format!("bad request to {authority}: {e}"));
     let mut headers = parts.headers;
-    let dropped: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| {
-            hop_by_hop(n.as_str()) || !admitted.headers.iter().any(|(h, _)| h == n.as_str())
-        })
-        .cloned()
-        .collect();
-    for name in dropped {
+    let passes = |name: &HeaderName| {
+        !hop_by_hop(name.as_str()) && admitted.headers.iter().any(|(h, _)| h == name.as_str())
+    };
+    while let Some(name) = headers.keys().find(|n| !passes(n)).cloned() {
         headers.remove(&name);
     }
     for (name, value) in &admitted.headers {
@@ -81,7 +76,7 @@ pub async fn send_stream(
     );
     let mut request = hyper::Request::new(body);
     *request.method_mut() = parts.method;
-    *request.uri_mut() = target.parse().map_err(|e| bad(&e))?;
+    *request.uri_mut() = hyper::Uri::try_from(target).map_err(|e| bad(&e))?;
     *request.headers_mut() = headers;
     let response = tokio::time::timeout(timeout, client.send(authority, request))
         .await

@@ -109,10 +109,14 @@ async fn gateway(
     req: hyper::Request<hyper::body::Incoming>,
 ) -> hyper::Response<http::Body> {
     if !gateway::is_api_call(req.method().as_str(), req.uri().path()) {
-        return match http::read(req).await {
-            Ok(req) => http::write(node.handle(world.as_ref(), Peer::Gateway, req).await),
-            Err(r) => http::write(r),
-        };
+        // Boxed: the whole component's future is large, and API calls should not carry it.
+        return Box::pin(async move {
+            match http::read(req).await {
+                Ok(req) => http::write(node.handle(world.as_ref(), Peer::Gateway, req).await),
+                Err(r) => http::write(r),
+            }
+        })
+        .await;
     }
     let (parts, body) = req.into_parts();
     let mut head = http::head(&parts);

@@ -69,13 +69,14 @@ where
     ) -> Result<hyper::Response<Pooled<B>>, CallError> {
         let (mut sender, reused) = match self.checkout(authority).await {
             Some(s) => (s, true),
-            None => (connect(authority).await?, false),
+            // Connecting is the rare path: boxed, so every request's future stays small.
+            None => (Box::pin(connect(authority)).await?, false),
         };
         let answer = match sender.try_send_request(req).await {
             Ok(r) => r,
             Err(mut e) => match e.take_message() {
                 Some(req) if reused => {
-                    sender = connect(authority).await?;
+                    sender = Box::pin(connect(authority)).await?;
                     sender
                         .send_request(req)
                         .await

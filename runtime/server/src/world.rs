@@ -50,22 +50,30 @@ fn host_port(authority: &str) -> Option<(&str, u16)> {
     }
 }
 
-/// Where a request for an API's backend goes: host, port, and the path under the backend URL's
-/// own path.
-fn backend<'a>(base: &'a str, path: &str) -> Result<(&'a str, u16, String), CallError> {
+/// Where an API's backend is: host, port, and the backend URL's own path (no slashes around).
+fn backend(base: &str) -> Result<(&str, u16, &str), CallError> {
     let rest = base
         .strip_prefix("http://")
         .ok_or_else(|| CallError::Connect(format!("unsupported backend URL {base}")))?;
     let (authority, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     let (host, port) = host_port(authority)
         .ok_or_else(|| CallError::Connect(format!("bad host or port in {base}")))?;
-    let prefix = prefix.trim_end_matches('/');
-    let path = if prefix.is_empty() {
-        path.to_string()
-    } else {
-        format!("/{prefix}{path}")
-    };
-    Ok((host, port, path))
+    Ok((host, port, prefix.trim_end_matches('/')))
+}
+
+/// The path and query a backend is asked for: its own path, then the request's.
+fn target(prefix: &str, path: &str, query: &str) -> String {
+    let mut target = String::with_capacity(prefix.len() + path.len() + query.len() + 2);
+    if !prefix.is_empty() {
+        target.push('/');
+        target.push_str(prefix);
+    }
+    target.push_str(path);
+    if !query.is_empty() {
+        target.push('?');
+        target.push_str(query);
+    }
+    target
 }
 
 pub struct RealWorld {
@@ -106,18 +114,13 @@ impl RealWorld {
         head: &Request,
         body: hyper::body::Incoming,
     ) -> Result<hyper::Response<http::Body>, CallError> {
-        let (host, port, path) = backend(base, &head.path)?;
-        let query = if head.query.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", head.query)
-        };
-        let target = format!("{path}{query}");
+        let (host, port, prefix) = backend(base)?;
+        let target = target(prefix, &head.path, &head.query);
         let authority = http::authority(host, port);
         http::send_stream(
             &self.stream_client,
             &authority,
-            &target,
+            target,
             parts,
             head,
             body,
@@ -203,8 +206,10 @@ impl World for RealWorld {
     }
 
     async fn forward(&self, base: &str, mut req: Request) -> Result<Response, CallError> {
-        let (host, port, path) = backend(base, &req.path)?;
-        req.path = path;
+        let (host, port, prefix) = backend(base)?;
+        if !prefix.is_empty() {
+            req.path = format!("/{prefix}{}", req.path);
+        }
         http::send(&self.client, host, port, req, BACKEND_TIMEOUT).await
     }
 

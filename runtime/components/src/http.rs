@@ -75,11 +75,13 @@ impl Request {
 
     /// A cookie's value.
     pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == "cookie")
-            .flat_map(|(_, v)| v.split(';'))
-            .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='))
+        cookie_in(
+            self.headers
+                .iter()
+                .filter(|(n, _)| n == "cookie")
+                .map(|(_, v)| v.as_str()),
+            name,
+        )
     }
 
     /// The path split on '/', without empty segments.
@@ -199,6 +201,14 @@ impl Response {
 pub fn body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, Response> {
     serde_json::from_slice(&req.body)
         .map_err(|e| Response::error(400, "invalid_request", format!("invalid JSON body: {e}")))
+}
+
+/// A cookie's value among `Cookie` header values.
+pub fn cookie_in<'a>(values: impl IntoIterator<Item = &'a str>, name: &str) -> Option<&'a str> {
+    values
+        .into_iter()
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use apim_components::{CallError, Request, Response};
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -31,6 +31,14 @@ pub fn client() -> Client {
 
 pub fn stream_client() -> StreamClient {
     Upstreams::default()
+}
+
+/// Removes the hop-by-hop headers, which a proxy does not pass on (the framing of a streamed
+/// body is hyper's to decide on each hop).
+pub fn drop_hop_by_hop(headers: &mut hyper::HeaderMap) {
+    while let Some(name) = headers.keys().find(|n| hop_by_hop(n.as_str())).cloned() {
+        headers.remove(&name);
+    }
 }
 
 /// Hop-by-hop headers, which a proxy does not pass on.
@@ -274,6 +282,33 @@ where
                 .await;
         });
     }
+}
+
+/// How much of a refused request's body is read and dropped, and for how long, before its
+/// connection is closed instead.
+const LINGER_BYTES: usize = 16 << 20;
+const LINGER: Duration = Duration::from_secs(5);
+
+/// Reads and drops what is left of the body of a request answered without it, within bounds:
+/// closing a connection with unread bytes resets it, and the client (or a balancer in front)
+/// would then see a broken connection instead of the answer.
+pub fn linger(body: Incoming) {
+    if body.is_end_stream() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut body = body;
+        let mut read = 0;
+        let _ = tokio::time::timeout(LINGER, async {
+            while let Some(Ok(frame)) = body.frame().await {
+                read += frame.data_ref().map_or(0, |d| d.len());
+                if read > LINGER_BYTES {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
 }
 
 /// Binds a listener, saying which address could not be bound.

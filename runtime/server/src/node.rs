@@ -125,7 +125,10 @@ async fn gateway(
             Ok(r) => r,
             Err(e) => http::write(gateway::backend_failed(&e)),
         },
-        Err(r) => http::write(r),
+        Err(r) => {
+            http::linger(body);
+            http::write(r)
+        }
     };
     node.count(Peer::Gateway, response.status().as_u16());
     response

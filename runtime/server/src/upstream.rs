@@ -29,6 +29,12 @@ struct Idle<B> {
     since: Instant,
 }
 
+/// Why a request failed, and the request itself when none of it was sent.
+pub struct Failed<B> {
+    pub error: CallError,
+    pub request: Option<hyper::Request<B>>,
+}
+
 /// Idle connections per `host:port`.
 type Shelves<B> = Mutex<HashMap<String, Vec<Idle<B>>>>;
 
@@ -67,28 +73,53 @@ where
         authority: &str,
         req: hyper::Request<B>,
     ) -> Result<hyper::Response<Pooled<B>>, CallError> {
+        self.try_send(authority, req).await.map_err(|f| f.error)
+    }
+
+    /// As `send`, but a request of which nothing was sent comes back with the error, so that
+    /// it can go to another upstream.
+    pub async fn try_send(
+        &self,
+        authority: &str,
+        req: hyper::Request<B>,
+    ) -> Result<hyper::Response<Pooled<B>>, Failed<B>> {
+        let unsent = |error, request| Failed {
+            error,
+            request: Some(request),
+        };
         let (mut sender, reused) = match self.checkout(authority).await {
             Some(s) => (s, true),
             // Connecting is the rare path: boxed, so every request's future stays small.
-            None => (Box::pin(connect(authority)).await?, false),
-        };
-        let answer = match sender.try_send_request(req).await {
-            Ok(r) => r,
-            Err(mut e) => match e.take_message() {
-                Some(req) if reused => {
-                    sender = Box::pin(connect(authority)).await?;
-                    sender
-                        .send_request(req)
-                        .await
-                        .map_err(|e| CallError::Broken(format!("{authority}: {e}")))?
-                }
-                _ => {
-                    return Err(CallError::Broken(format!(
-                        "{authority}: {}",
-                        e.into_error()
-                    )));
-                }
+            None => match Box::pin(connect(authority)).await {
+                Ok(s) => (s, false),
+                Err(e) => return Err(unsent(e, req)),
             },
+        };
+        let mut answer = sender.try_send_request(req).await;
+        if reused
+            && let Err(e) = &mut answer
+            && let Some(req) = e.take_message()
+        {
+            sender = match Box::pin(connect(authority)).await {
+                Ok(s) => s,
+                Err(e) => return Err(unsent(e, req)),
+            };
+            answer = sender.try_send_request(req).await;
+        }
+        let answer = match answer {
+            Ok(r) => r,
+            Err(mut e) => {
+                let request = e.take_message();
+                let error = format!("{authority}: {}", e.into_error());
+                return Err(match request {
+                    // Closed before a byte of it was written: as if it never connected.
+                    Some(req) => unsent(CallError::Connect(error), req),
+                    None => Failed {
+                        error: CallError::Broken(error),
+                        request: None,
+                    },
+                });
+            }
         };
         let (parts, body) = answer.into_parts();
         let mut pooled = Pooled {

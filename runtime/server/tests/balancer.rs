@@ -1,0 +1,122 @@
+//! The built-in balancer over real connections: a request whose first node cannot be reached
+//! goes, body and all, to the next; bodies stream both ways; the client's address and the
+//! sticky node travel as headers and a cookie.
+
+use apim_compiler::plan::{BalancerPlan, BalancerRoute, HealthCheck, Timeouts, Upstream};
+use apim_components::{Request, Response};
+use apim_runtime::{balancer, http};
+use apim_topology::vocab::{BalancerKind, Component};
+use std::time::Duration;
+
+const BALANCER: &str = "127.61.0.1";
+
+fn upstream(node: &str, host: &str) -> Upstream {
+    Upstream {
+        node: node.into(),
+        host: host.into(),
+        port: 8080,
+        admin_port: 9090,
+    }
+}
+
+fn plan(component: Component, sticky: bool) -> BalancerPlan {
+    BalancerPlan {
+        name: "lb".into(),
+        kind: BalancerKind::External,
+        network: "lan".into(),
+        host: BALANCER.into(),
+        routes: vec![BalancerRoute {
+            component,
+            port: 8280,
+            sticky,
+            // The first node has nothing listening; only a request's own failure finds out,
+            // as checks are too rare to.
+            upstream: vec![upstream("down", "127.61.0.2"), upstream("up", "127.61.0.3")],
+            health: HealthCheck {
+                path: "/health".into(),
+                interval_ms: 60_000,
+                timeout_ms: 500,
+                fall: 3,
+                rise: 2,
+            },
+            timeouts: Timeouts {
+                connect_ms: 1_000,
+                read_ms: 10_000,
+            },
+        }],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_cannot_be_reached_is_skipped_with_the_body_intact() {
+    // The node that is up answers with the size of the body it got and the headers it saw.
+    let listener = http::bind("127.61.0.3", 8080).await.expect("bind");
+    let _node = tokio::spawn(http::serve_raw(listener, |req, _| async move {
+        let forwarded = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let received = http::read_all(req.into_body()).await.map_or(0, |b| b.len());
+        let mut body = format!("{received} {forwarded}\n").into_bytes();
+        body.resize(body.len() + (2 << 20), b'y');
+        http::write(Response {
+            status: 200,
+            headers: Vec::new(),
+            body,
+        })
+    }));
+    let _lb = balancer::start(plan(Component::Store, true), BALANCER)
+        .await
+        .expect("balancer starts");
+    let client = http::client();
+    for round in 0..2 {
+        let mut upload = Request::new("POST", "/api/upload").header("x-forwarded-for", "10.9.9.9");
+        upload.body = vec![b'x'; 3 << 20];
+        let r = http::send(&client, BALANCER, 8280, upload, Duration::from_secs(10))
+            .await
+            .expect("answer");
+        assert_eq!(r.status, 200, "round {round}");
+        let head = String::from_utf8_lossy(
+            &r.body[..r.body.iter().position(|&b| b == b'\n').unwrap_or(0)],
+        )
+        .to_string();
+        assert_eq!(
+            head,
+            format!("{} 10.9.9.9, 127.0.0.1", 3 << 20),
+            "round {round}"
+        );
+        assert_eq!(r.body.len(), head.len() + 1 + (2 << 20), "round {round}");
+        assert_eq!(
+            r.get_header("set-cookie"),
+            Some("APIM_NODE=up; Path=/; HttpOnly"),
+            "round {round}: the client is kept on the node that answered"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_node_reachable_the_answer_is_503() {
+    let mut plan = plan(Component::Gateway, false);
+    plan.host = "127.61.1.1".into();
+    for u in &mut plan.routes[0].upstream {
+        u.host = u.host.replace("127.61.0.", "127.61.1.");
+    }
+    let _lb = balancer::start(plan, "127.61.1.1")
+        .await
+        .expect("balancer starts");
+    let mut post = Request::new("POST", "/ctx/v1/x");
+    post.body = vec![b'x'; 1 << 20];
+    let r = http::send(
+        &http::client(),
+        "127.61.1.1",
+        8280,
+        post,
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("answer");
+    assert_eq!(r.status, 503);
+    assert!(String::from_utf8_lossy(&r.body).contains("no gateway node can be reached"));
+}

@@ -11,7 +11,7 @@ use hyper::body::{Body as _, Incoming};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -252,8 +252,21 @@ where
     .await
 }
 
+/// How long a connection may take to send a request's head, and how long a kept-alive one may
+/// sit idle: past it the connection is closed, so slow or idle clients cannot pile up.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves `listener` with a handler of hyper requests, for handlers that stream bodies.
 pub async fn serve_raw<F, Fut>(listener: TcpListener, handle: F)
+where
+    F: Fn(hyper::Request<Incoming>, SocketAddr) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = hyper::Response<Body>> + Send + 'static,
+{
+    serve_raw_within(listener, HEAD_TIMEOUT, handle).await
+}
+
+/// `serve_raw`, with the time a request's head (or the next one) may take.
+pub async fn serve_raw_within<F, Fut>(listener: TcpListener, head_timeout: Duration, handle: F)
 where
     F: Fn(hyper::Request<Incoming>, SocketAddr) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<Body>> + Send + 'static,
@@ -277,6 +290,8 @@ where
                 async move { Ok::<_, std::convert::Infallible>(handle(req, peer).await) }
             });
             let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(head_timeout)
                 .max_buf_size(64 * 1024)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;

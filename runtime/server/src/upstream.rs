@@ -19,8 +19,10 @@ use tokio::net::TcpStream;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A connection idle this long is closed rather than reused: upstreams close theirs too, and
-/// a request must not race that.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// a request must not race that. Shorter than apim's own listeners keep an idle connection
+/// (`http::HEAD_TIMEOUT`), so calls between apim nodes never do.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+const _: () = assert!(IDLE_TIMEOUT.as_millis() < crate::http::HEAD_TIMEOUT.as_millis());
 /// Idle connections kept per upstream; more are closed when their responses end.
 const MAX_IDLE: usize = 256;
 

@@ -8,6 +8,12 @@ mod output;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+// glibc's malloc was about a tenth of the gateway's own CPU per proxied request (its
+// consolidation of small chunks above all); jemalloc's thread caches cost a fraction of that,
+// and it gives memory back to the system, so an idle node stays small.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Describe, check, build, run and simulate a distributed API Manager deployment.
 ///
 /// A topology file says which machines run the publisher, store, key manager and gateway,

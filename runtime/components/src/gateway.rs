@@ -4,7 +4,7 @@
 //! Its routing table follows publish notifications and is reconciled from the registry at
 //! start and periodically; revocation notifications drop cached tokens at once.
 
-use crate::http::{Request, Response, body, decode_cow};
+use crate::http::{Request, Response, bearer, body, decode_cow};
 use crate::keymanager::Validate;
 use crate::secret;
 use crate::world::{Api, Peer, Storage, World};
@@ -217,23 +217,35 @@ impl Gateway {
     }
 
     async fn invoke(&self, world: &impl World, mut req: Request) -> Response {
-        match self.admit(world, &mut req).await {
-            Ok(backend) => match world.forward(&backend, req).await {
-                Ok(r) => r,
-                Err(e) => backend_failed(&e),
-            },
+        let admitted = self
+            .admit(world, &req.path, req.get_header("authorization"))
+            .await;
+        match admitted {
+            Ok(admitted) => {
+                req.headers.retain(|(n, _)| !withheld(n));
+                req.path = admitted.path;
+                match world.forward(&admitted.api.backend, req).await {
+                    Ok(r) => r,
+                    Err(e) => backend_failed(&e),
+                }
+            }
             Err(r) => r,
         }
     }
 
-    /// Decides on an API call from its head alone — route, token, subscription — and readies
-    /// the request for the backend (credentials removed, the path made relative to the API).
-    /// Returns the backend's URL, or the answer to give instead. The real world streams the
-    /// body to the backend after this; the simulated one forwards the whole message.
-    pub async fn admit(&self, world: &impl World, req: &mut Request) -> Result<String, Response> {
+    /// Decides on an API call from its path and `Authorization` header alone — route, token,
+    /// subscription. Returns the API and the path to ask its backend for, or the answer to
+    /// give instead. The real world streams the body to the backend after this; the simulated
+    /// one forwards the whole message. Either way the backend gets the client's headers but
+    /// those `withheld` says it must not.
+    pub async fn admit(
+        &self,
+        world: &impl World,
+        path: &str,
+        authorization: Option<&str>,
+    ) -> Result<Admitted, Response> {
         let (mut context, mut version) = (None, None);
-        for (i, s) in req
-            .path
+        for (i, s) in path
             .split('/')
             .filter(|s| !s.is_empty())
             .map(decode_cow)
@@ -273,7 +285,7 @@ impl Gateway {
             ));
         };
         drop((context, version));
-        let Some(token) = req.bearer() else {
+        let Some(token) = authorization.and_then(bearer) else {
             return Err(Response::error(
                 401,
                 "invalid_token",
@@ -282,12 +294,12 @@ impl Gateway {
             .header("www-authenticate", "Bearer"));
         };
         self.authorize(world, token, &api.id).await?;
-        req.headers
-            .retain(|(n, _)| n != "authorization" && n != "host");
-        // The backend gets the rest of the path as the client wrote it (still percent-encoded),
-        // without empty segments.
-        req.path = rest_of_path(&req.path);
-        Ok(api.backend.clone())
+        Ok(Admitted {
+            api,
+            // The backend gets the rest of the path as the client wrote it (still
+            // percent-encoded), without empty segments.
+            path: rest_of_path(path),
+        })
     }
 
     /// Checks a token and its subscription to `api`, from the cache when it can answer.
@@ -392,6 +404,20 @@ pub fn backend_failed(e: &crate::world::CallError) -> Response {
         ),
         e => Response::error(502, "bad_gateway", format!("the API's backend failed: {e}")),
     }
+}
+
+/// An API call the gateway let through.
+#[derive(Debug)]
+pub struct Admitted {
+    pub api: Arc<Api>,
+    /// The path to ask the backend for, after the backend URL's own path.
+    pub path: String,
+}
+
+/// Headers a backend never gets from a client: its credentials for the gateway, and the
+/// gateway's own host name (header names in lowercase).
+pub fn withheld(name: &str) -> bool {
+    matches!(name, "authorization" | "host")
 }
 
 /// Whether a request to a gateway's listener is an API call (rather than `/token` or a

@@ -65,12 +65,7 @@ impl Request {
 
     /// The token of an `Authorization: Bearer ...` header.
     pub fn bearer(&self) -> Option<&str> {
-        let h = self.get_header("authorization")?;
-        let (scheme, token) = h.split_once(' ')?;
-        scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim())
-            .filter(|t| !t.is_empty())
+        bearer(self.get_header("authorization")?)
     }
 
     /// A cookie's value.
@@ -209,6 +204,15 @@ pub fn cookie_in<'a>(values: impl IntoIterator<Item = &'a str>, name: &str) -> O
         .into_iter()
         .flat_map(|v| v.split(';'))
         .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='))
+}
+
+/// The token of an `Authorization` header's value, when it is `Bearer ...`.
+pub fn bearer(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]

@@ -13,6 +13,10 @@ use apim_runtime::up::{self, Loopback, UpOptions};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+// The allocator the `apim` binary runs with, so the node measured is the node shipped.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const SECONDS: u32 = 2;
 const ROUNDS: usize = 9;
 const CONNECTIONS: u32 = 32;

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body as _, Incoming};
-use hyper::header::{HeaderName, HeaderValue};
+use hyper::header::HeaderValue;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -49,34 +49,27 @@ fn hop_by_hop(name: &str) -> bool {
     )
 }
 
-/// Sends a client's request, as the component admitted it, to `authority` (`host:port`) for
-/// `target` (path and query), its body streamed; answers with the backend's response, its body
-/// still streaming. The client's own header values travel on (text or not); `admitted` says
-/// which: the headers the component kept, plus any it added.
+/// Sends a client's request to `authority` (`host:port`) for `target` (path and query), its
+/// body streamed; answers with the backend's response, its body still streaming. The client's
+/// own header values travel on (text or not), but hop-by-hop ones and those `withheld` says.
 pub async fn send_stream(
     client: &StreamClient,
     authority: &str,
     target: String,
     parts: hyper::http::request::Parts,
-    admitted: &Request,
+    withheld: impl Fn(&str) -> bool,
     body: Incoming,
     timeout: Duration,
 ) -> Result<hyper::Response<Body>, CallError> {
     let bad =
         |e: &dyn std::fmt::Display| CallError::Connect(format!("bad request to {authority}: {e}"));
     let mut headers = parts.headers;
-    let passes = |name: &HeaderName| {
-        !hop_by_hop(name.as_str()) && admitted.headers.iter().any(|(h, _)| h == name.as_str())
-    };
-    while let Some(name) = headers.keys().find(|n| !passes(n)).cloned() {
+    while let Some(name) = headers
+        .keys()
+        .find(|n| hop_by_hop(n.as_str()) || withheld(n.as_str()))
+        .cloned()
+    {
         headers.remove(&name);
-    }
-    for (name, value) in &admitted.headers {
-        if !hop_by_hop(name) && !headers.contains_key(name.as_str()) {
-            let name = HeaderName::try_from(name.as_str()).map_err(|e| bad(&e))?;
-            let value = HeaderValue::try_from(value.as_str()).map_err(|e| bad(&e))?;
-            headers.append(name, value);
-        }
     }
     headers.insert(
         hyper::header::HOST,
@@ -173,17 +166,6 @@ fn headers(map: &hyper::HeaderMap) -> Vec<(String, String)> {
 /// Reads a whole body, however large (for tests and tools; servers use `read`'s limit).
 pub async fn read_all(body: Incoming) -> Result<Bytes, hyper::Error> {
     Ok(body.collect().await?.to_bytes())
-}
-
-/// The head of a hyper request in the components' type, with an empty body.
-pub fn head(parts: &hyper::http::request::Parts) -> Request {
-    Request {
-        method: parts.method.as_str().to_string(),
-        path: parts.uri.path().to_string(),
-        query: parts.uri.query().unwrap_or_default().to_string(),
-        headers: headers(&parts.headers),
-        body: Vec::new(),
-    }
 }
 
 /// Reads a hyper request into the components' type; bodies over the limit are refused.

@@ -119,9 +119,17 @@ async fn gateway(
         .await;
     }
     let (parts, body) = req.into_parts();
-    let mut head = http::head(&parts);
-    let response = match node.gateway.admit(world.as_ref(), &mut head).await {
-        Ok(backend) => match world.stream(&backend, parts, &head, body).await {
+    // A value that is not text cannot carry a token.
+    let authorization = parts
+        .headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok());
+    let admitted = node
+        .gateway
+        .admit(world.as_ref(), parts.uri.path(), authorization)
+        .await;
+    let response = match admitted {
+        Ok(admitted) => match world.stream(&admitted, parts, body).await {
             Ok(r) => r,
             Err(e) => http::write(gateway::backend_failed(&e)),
         },

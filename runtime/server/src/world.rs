@@ -5,6 +5,7 @@ use crate::http::{self, Client};
 use crate::storage::SqlStorage;
 use apim_compiler::plan::{NodePlan, Peer as PlanPeer, PeerPath};
 use apim_components::balancer::{self, Pool};
+use apim_components::gateway::{self, Admitted};
 use apim_components::world::{CallError, Peer, World};
 use apim_components::{Request, Response};
 use apim_topology::vocab::Component;
@@ -105,24 +106,27 @@ impl RealWorld {
         }
     }
 
-    /// The real world's `forward`: a client's request, as the gateway admitted it (`head`), to
-    /// an API's backend, the body streamed from the client and the answer streamed back.
+    /// The real world's `forward`: a client's request, as the gateway admitted it, to the
+    /// API's backend, the body streamed from the client and the answer streamed back.
     pub async fn stream(
         &self,
-        base: &str,
+        admitted: &Admitted,
         parts: hyper::http::request::Parts,
-        head: &Request,
         body: hyper::body::Incoming,
     ) -> Result<hyper::Response<http::Body>, CallError> {
-        let (host, port, prefix) = backend(base)?;
-        let target = target(prefix, &head.path, &head.query);
+        let (host, port, prefix) = backend(&admitted.api.backend)?;
+        let target = target(
+            prefix,
+            &admitted.path,
+            parts.uri.query().unwrap_or_default(),
+        );
         let authority = http::authority(host, port);
         http::send_stream(
             &self.stream_client,
             &authority,
             target,
             parts,
-            head,
+            gateway::withheld,
             body,
             BACKEND_TIMEOUT,
         )

@@ -10,6 +10,7 @@ use apim_components::world::{CallError, Peer, World};
 use apim_components::{Request, Response};
 use apim_topology::vocab::Component;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -60,6 +61,17 @@ fn backend(base: &str) -> Result<(&str, u16, &str), CallError> {
     let (host, port) = host_port(authority)
         .ok_or_else(|| CallError::Connect(format!("bad host or port in {base}")))?;
     Ok((host, port, prefix.trim_end_matches('/')))
+}
+
+/// The `host:port` of a backend URL that names its port, as written (no copy per request).
+fn named_authority(base: &str) -> Option<&str> {
+    let rest = base.strip_prefix("http://")?;
+    let authority = rest.split_once('/').map_or(rest, |(a, _)| a);
+    let named = match authority.strip_prefix('[') {
+        Some(v6) => v6.contains("]:"),
+        None => authority.contains(':'),
+    };
+    named.then_some(authority)
 }
 
 /// The path and query a backend is asked for: its own path, then the request's.
@@ -120,7 +132,10 @@ impl RealWorld {
             &admitted.path,
             parts.uri.query().unwrap_or_default(),
         );
-        let authority = http::authority(host, port);
+        let authority = match named_authority(&admitted.api.backend) {
+            Some(a) => Cow::Borrowed(a),
+            None => Cow::Owned(http::authority(host, port)),
+        };
         http::send_stream(
             &self.stream_client,
             &authority,
@@ -245,5 +260,41 @@ impl World for RealWorld {
         })
         .await
         .unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_url_gives_host_port_and_its_own_path() {
+        let parsed = |b| backend(b).map_err(|e| e.to_string());
+        assert_eq!(
+            parsed("http://10.0.0.9:8080/v2/"),
+            Ok(("10.0.0.9", 8080, "v2"))
+        );
+        assert_eq!(parsed("http://echo"), Ok(("echo", 80, "")));
+        assert_eq!(parsed("http://[::1]:9000/a/b"), Ok(("::1", 9000, "a/b")));
+        assert!(parsed("https://echo").is_err());
+        assert!(parsed("http://echo:/x").is_err());
+        assert!(parsed("http://echo:99999").is_err());
+    }
+
+    #[test]
+    fn the_authority_is_borrowed_only_when_the_url_names_its_port() {
+        assert_eq!(
+            named_authority("http://10.0.0.9:8080/v2"),
+            Some("10.0.0.9:8080")
+        );
+        assert_eq!(named_authority("http://[::1]:9000"), Some("[::1]:9000"));
+        assert_eq!(named_authority("http://echo/v2"), None);
+        assert_eq!(named_authority("http://[::1]/v2"), None);
+    }
+
+    #[test]
+    fn the_target_joins_the_backends_path_the_rest_and_the_query() {
+        assert_eq!(target("v2", "/items/7", "a=1"), "/v2/items/7?a=1");
+        assert_eq!(target("", "/", ""), "/");
     }
 }

@@ -6,7 +6,7 @@ use apim_components::http::MAX_BODY;
 use apim_components::{CallError, Request, Response};
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::HeaderValue;
 use hyper::server::conn::http1;
@@ -168,27 +168,47 @@ pub async fn read_all(body: Incoming) -> Result<Bytes, hyper::Error> {
     Ok(body.collect().await?.to_bytes())
 }
 
-/// Reads a hyper request into the components' type; bodies over the limit are refused.
+/// Reads a hyper request into the components' type. A body over the limit is refused with
+/// 413; what is left of it is read and dropped (`linger`), so the client gets the answer
+/// instead of a reset connection.
 pub async fn read(req: hyper::Request<Incoming>) -> Result<Request, Response> {
-    let (parts, body) = req.into_parts();
-    let body = Limited::new(body, MAX_BODY)
-        .collect()
-        .await
-        .map_err(|_| {
+    let (parts, mut body) = req.into_parts();
+    let too_large = || {
+        Response::error(
+            413,
+            "too_large",
+            format!("request bodies are limited to {MAX_BODY} bytes"),
+        )
+    };
+    let declared = body.size_hint().exact().unwrap_or(0);
+    if declared > MAX_BODY as u64 {
+        linger(body);
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(declared as usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
             Response::error(
-                413,
-                "too_large",
-                format!("request bodies are limited to {MAX_BODY} bytes"),
+                400,
+                "invalid_request",
+                format!("the body could not be read: {e}"),
             )
-        })?
-        .to_bytes();
+        })?;
+        if let Some(data) = frame.data_ref() {
+            if bytes.len() + data.len() > MAX_BODY {
+                linger(body);
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(data);
+        }
+    }
     let headers = headers(&parts.headers);
     Ok(Request {
         method: parts.method.as_str().to_string(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().unwrap_or_default().to_string(),
         headers,
-        body: body.to_vec(),
+        body: bytes,
     })
 }
 

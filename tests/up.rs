@@ -264,6 +264,30 @@ async fn the_balancer_and_the_gateway_stream_bodies_larger_than_one_message_both
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_is_down_is_a_502_whatever_the_size_of_the_upload() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let up = start("internal-store", "127.62.0.0/16", data.path()).await;
+    let mut e = Entries::of(&up).expect("entries");
+    // Nothing listens there.
+    e.backend = "http://127.62.255.9:8080".into();
+    let p = smoke::provision(&e, PASSWORD, "down")
+        .await
+        .expect("provision");
+    for size in [0, 8 << 20, 8 << 20, 8 << 20] {
+        let mut upload = Request::new("POST", &format!("/{}/v1/upload", p.context))
+            .header("authorization", &format!("Bearer {}", p.token));
+        upload.body = vec![b'x'; size];
+        let r = call(&e.gateway, upload).await;
+        assert_eq!(r.status, 502, "{size} bytes");
+        assert!(
+            String::from_utf8_lossy(&r.body).contains("backend"),
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+}
+
 /// A body of `left` bytes in 64 KiB chunks with no declared length, so it is sent chunked.
 struct Chunked {
     left: usize,

@@ -148,7 +148,12 @@ async fn proxy(
             }
             hyper::Response::from_parts(parts, body.boxed())
         }
-        Err(e) => http::write(unavailable(route, e)),
+        Err(e) => {
+            if let Some(unsent) = lock(&pending).take() {
+                http::linger(unsent.into_body());
+            }
+            http::write(unavailable(route, e))
+        }
     }
 }
 

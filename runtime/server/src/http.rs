@@ -79,9 +79,18 @@ pub async fn send_stream(
     *request.method_mut() = parts.method;
     *request.uri_mut() = hyper::Uri::try_from(target).map_err(|e| bad(&e))?;
     *request.headers_mut() = headers;
-    let response = tokio::time::timeout(timeout, client.send(authority, request))
-        .await
-        .map_err(|_| CallError::Timeout)??;
+    let response = match tokio::time::timeout(timeout, client.try_send(authority, request)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(failed)) => {
+            // Nothing reached the backend: the client's body is read and dropped, so the
+            // client gets the 502 instead of a reset.
+            if let Some(unsent) = failed.request {
+                linger(unsent.into_body());
+            }
+            return Err(failed.error);
+        }
+        Err(_) => return Err(CallError::Timeout),
+    };
     let (mut parts, body) = response.into_parts();
     for name in ["connection", "transfer-encoding", "keep-alive"] {
         parts.headers.remove(name);

@@ -1,6 +1,9 @@
 //! The built-in balancer over real connections: a request whose first node cannot be reached
 //! goes, body and all, to the next; bodies stream both ways; the client's address and the
-//! sticky node travel as headers and a cookie.
+//! sticky node travel as headers and a cookie; a refusal reaches the client whatever the size of
+//! the upload.
+
+mod common;
 
 use apim_compiler::plan::{BalancerPlan, BalancerRoute, HealthCheck, Timeouts, Upstream};
 use apim_components::{Request, Response};
@@ -122,5 +125,49 @@ async fn with_no_node_reachable_the_answer_is_503() {
         .unwrap_or_else(|e| panic!("{size} bytes: no answer: {e}"));
         assert_eq!(r.status, 503);
         assert!(String::from_utf8_lossy(&r.body).contains("no gateway node can be reached"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_413_reaches_the_client_declared_or_chunked() {
+    // A node as a component listens: bodies over 1 MiB are refused.
+    let listener = http::bind("127.61.2.3", 8080).await.expect("bind");
+    let _node = tokio::spawn(http::serve(listener, |_req, _| async {
+        Response::new(200)
+    }));
+    let mut plan = plan(Component::Publisher, false);
+    plan.host = "127.61.2.1".into();
+    for u in &mut plan.routes[0].upstream {
+        u.host = u.host.replace("127.61.0.", "127.61.2.");
+    }
+    let _lb = balancer::start(plan, "127.61.2.1")
+        .await
+        .expect("balancer starts");
+    let client = apim_runtime::upstream::Upstreams::default();
+    let authority = "127.61.2.1:8280";
+    // Refused with most of the body unread: the node reads and drops the rest, so the
+    // balancer gets the 413 to pass on rather than a reset.
+    for (size, status) in [
+        (1 << 10, 200),
+        (8 << 20, 413),
+        (8 << 20, 413),
+        (8 << 20, 413),
+    ] {
+        let streamed = hyper::Request::post("/api/apis")
+            .header("host", authority)
+            .body(common::chunked(size))
+            .expect("request");
+        let declared = hyper::Request::post("/api/apis")
+            .header("host", authority)
+            .header("content-length", size)
+            .body(common::chunked(size))
+            .expect("request");
+        for request in [streamed, declared] {
+            let response = client
+                .send(authority, request)
+                .await
+                .unwrap_or_else(|e| panic!("{size} bytes: no answer: {e}"));
+            assert_eq!(response.status().as_u16(), status, "{size} bytes");
+        }
     }
 }

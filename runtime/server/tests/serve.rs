@@ -1,5 +1,8 @@
-//! apim's listeners against slow and idle clients, over real sockets: a request head that does
-//! not arrive in time, or a kept-alive connection left idle, has its connection closed.
+//! apim's listeners against slow, idle and large requests, over real sockets: a request head
+//! that does not arrive in time, or a kept-alive connection left idle, has its connection closed;
+//! a component takes a body up to its limit, declared or chunked, and refuses one byte more.
+
+mod common;
 
 use apim_components::Response;
 use apim_runtime::http;
@@ -76,5 +79,42 @@ async fn requests_in_time_are_served_on_one_connection() {
         let n = client.read(&mut buf).await.expect("read");
         let answer = String::from_utf8_lossy(&buf[..n]);
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+}
+
+#[tokio::test]
+async fn a_component_takes_a_body_up_to_the_limit_declared_or_chunked() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    // Answers with the size of the body it was given.
+    tokio::spawn(http::serve(listener, |req, _| async move {
+        Response::json(200, &serde_json::json!({ "size": req.body.len() }))
+    }));
+    let limit = apim_components::http::MAX_BODY;
+    let client = apim_runtime::upstream::Upstreams::default();
+    for (size, status) in [(0, 200), (limit, 200), (limit + 1, 413)] {
+        let streamed = hyper::Request::post("/x")
+            .header("host", &address)
+            .body(common::chunked(size))
+            .expect("request");
+        let declared = hyper::Request::post("/x")
+            .header("host", &address)
+            .header("content-length", size)
+            .body(common::chunked(size))
+            .expect("request");
+        for request in [streamed, declared] {
+            let response = client.send(&address, request).await.expect("answer");
+            assert_eq!(response.status().as_u16(), status, "{size} bytes");
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .expect("body")
+                .to_bytes();
+            let text = String::from_utf8_lossy(&body);
+            if status == 200 {
+                assert!(text.contains(&format!("\"size\":{size}")), "{text}");
+            } else {
+                assert!(text.contains("too_large"), "{text}");
+            }
+        }
     }
 }

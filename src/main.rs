@@ -36,6 +36,7 @@ enum Command {
     Up(commands::run::UpArgs),
     Node(commands::run::NodeArgs),
     Balancer(commands::run::BalancerArgs),
+    Certs(commands::certs::Args),
     Sim(commands::sim::Args),
     Explain(commands::explain::Args),
 }
@@ -87,6 +88,7 @@ fn main() -> ExitCode {
         Command::Up(args) => commands::run::up(args),
         Command::Node(args) => commands::run::node(args),
         Command::Balancer(args) => commands::run::balancer(args),
+        Command::Certs(args) => commands::certs::run(args),
         Command::Sim(args) => commands::sim::run(args),
         Command::Explain(args) => commands::explain::run(args),
     };

@@ -141,7 +141,7 @@ fn check_json_reports_positions_pattern_and_counts() {
     assert_eq!(e["severity"], "error");
     assert_eq!(e["start"]["line"], 27);
     assert_eq!(e["start"]["column"], 11);
-    assert!(e["hint"].as_str().is_some_and(|h| h.contains("9445")));
+    assert!(e["hint"].as_str().is_some_and(|h| h.contains("9446")));
     assert_eq!(r["pattern"]["matches"], false);
 }
 

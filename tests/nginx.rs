@@ -42,8 +42,26 @@ async fn nginx_from_apim_build_balances_the_gateways() {
         .find(|b| b.name == "edge")
         .expect("edge balancer");
     let listen = "127.56.1.1";
-    let conf = apim_compiler::emit::nginx::render_on(&up.plan, edge, Some(listen));
+    // nginx shows clients an edge certificate for its own address, from the deployment CA
+    // `apim up` made; towards the nodes it is the edge balancer.
     let prefix = tempfile::tempdir().expect("prefix");
+    let pki = data.path().join("pki");
+    let read = |f: &str| std::fs::read_to_string(pki.join(f)).expect("PKI file");
+    let ca = apim_pki::Ca {
+        cert_pem: read("ca.crt"),
+        key_pem: read("ca.key"),
+    };
+    let issued = ca
+        .issue("spiffe://t/balancer/nginx", &[listen.to_string()])
+        .expect("edge certificate");
+    std::fs::write(prefix.path().join("edge.crt"), issued.cert_pem).expect("write");
+    std::fs::write(prefix.path().join("edge.key"), issued.key_pem).expect("write");
+    let mut edge = edge.clone();
+    edge.edge = Some(apim_compiler::plan::CertPair {
+        cert: prefix.path().join("edge.crt").display().to_string(),
+        key: prefix.path().join("edge.key").display().to_string(),
+    });
+    let conf = apim_compiler::emit::nginx::render_on(&up.plan, &edge, Some(listen));
     std::fs::write(prefix.path().join("nginx.conf"), conf).expect("write");
     let _nginx = Nginx(
         Command::new("nginx")
@@ -58,7 +76,7 @@ async fn nginx_from_apim_build_balances_the_gateways() {
             .spawn()
             .expect("nginx is installed (./scripts/test installs it)"),
     );
-    let client = http::client();
+    let client = http::tls_client(apim_runtime::tls::client_trusting(&up.ca_pem).expect("CA"));
     let mut ready = false;
     for _ in 0..50 {
         if http::send(

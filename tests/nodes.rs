@@ -90,6 +90,17 @@ async fn run_nodes(url: &str, engine: &str, range: &str) {
     }
     hosts.push_str(&format!("[balancers]\nedge = \"{range}.9\"\n"));
     std::fs::write(d.join("hosts.toml"), hosts).expect("hosts");
+    let certs = common::apim()
+        .args(["certs", "t.toml", "-o", "certs", "--hosts", "hosts.toml"])
+        .current_dir(d)
+        .output()
+        .expect("certs");
+    assert!(
+        certs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&certs.stderr)
+    );
+    let ca = std::fs::read_to_string(d.join("certs/ca.crt")).expect("the CA");
     let mut procs = Processes(Vec::new());
     for n in names {
         let child = common::apim()
@@ -98,6 +109,8 @@ async fn run_nodes(url: &str, engine: &str, range: &str) {
                 &format!("out/nodes/{n}.toml"),
                 "--hosts",
                 "hosts.toml",
+                "--certs",
+                "certs",
             ])
             .current_dir(d)
             .env("APIM_ADMIN_PASSWORD", PASSWORD)
@@ -115,6 +128,8 @@ async fn run_nodes(url: &str, engine: &str, range: &str) {
             "hosts.toml",
             "--bind",
             &format!("{range}.9"),
+            "--certs",
+            "certs",
         ])
         .current_dir(d)
         .stdout(Stdio::null())
@@ -122,7 +137,7 @@ async fn run_nodes(url: &str, engine: &str, range: &str) {
         .spawn()
         .expect("apim balancer starts");
     procs.0.push(balancer);
-    let client = http::client();
+    let client = http::tls_client(apim_runtime::tls::client_trusting(&ca).expect("CA"));
     for (i, name) in names.iter().enumerate() {
         let mut up = false;
         for _ in 0..100 {
@@ -168,6 +183,7 @@ async fn run_nodes(url: &str, engine: &str, range: &str) {
             ("gateway-2".into(), address(4), 8280),
         ],
         backend: format!("http://{backend_host}:8080"),
+        ca,
     };
     let log = smoke::run(&entries, PASSWORD)
         .await

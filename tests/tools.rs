@@ -38,12 +38,22 @@ fn accepted(mut cmd: Command, what: &str) {
     );
 }
 
-/// Builds every pattern into its own folder and returns them.
+/// Builds every pattern into its own folder and returns them. Each topology's `[tls]` points at
+/// certificates `apim certs` made for it, so the tools can load what the configs name.
 fn built() -> (tempfile::TempDir, Vec<(String, apim_compiler::Output)>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut out = Vec::new();
     for p in apim_patterns::PATTERNS {
-        let c = common::load(p.id, p.template.as_bytes());
+        let certs = dir.path().join(p.id).join("certs");
+        let text = format!(
+            "{}\n[tls]\nca = \"{d}/ca.crt\"\ncert = \"{d}/{{name}}.crt\"\nkey = \"{d}/{{name}}.key\"\n",
+            p.template,
+            d = certs.display()
+        );
+        let c = common::load(p.id, text.as_bytes());
+        let plan = apim_compiler::Plan::of(&c.topology);
+        apim_pki::write_dir(&plan.deployment, &apim_pki::subjects(&plan), &certs, None)
+            .expect("certificates");
         let o = apim_compiler::build(&c.topology);
         for (path, text) in &o.files {
             let file = dir.path().join(p.id).join(path);

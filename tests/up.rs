@@ -56,17 +56,23 @@ async fn every_pattern_publishes_subscribes_and_invokes_through_its_balancer() {
     }
 }
 
-async fn call(to: &(String, u16), req: Request) -> Response {
-    http::send(&http::client(), &to.0, to.1, req, Duration::from_secs(10))
+/// A client as curl with `--cacert` is: it trusts the deployment CA `apim up` made.
+fn client(e: &Entries) -> http::Client {
+    http::tls_client(apim_runtime::tls::client_trusting(&e.ca).expect("CA"))
+}
+
+async fn call(e: &Entries, to: &(String, u16), req: Request) -> Response {
+    http::send(&client(e), &to.0, to.1, req, Duration::from_secs(10))
         .await
         .expect("answer")
 }
 
 /// Invokes until it answers 200 or the time is up (a starting gateway reconciles first).
-async fn invokes(to: &(String, u16), context: &str, token: &str) -> u16 {
+async fn invokes(e: &Entries, to: &(String, u16), context: &str, token: &str) -> u16 {
     let mut status = 0;
     for _ in 0..50 {
         let r = call(
+            e,
             to,
             Request::new("GET", &format!("/{context}/v1/x"))
                 .header("authorization", &format!("Bearer {token}")),
@@ -103,7 +109,7 @@ async fn a_gateway_started_after_the_publish_serves_the_api() {
         .expect("gateway-2 starts");
     let port = plan.listeners[0].port;
     assert_eq!(
-        invokes(&(plan.host.clone(), port), &p.context, &p.token).await,
+        invokes(&entries, &(plan.host.clone(), port), &p.context, &p.token).await,
         200
     );
     drop(restarted);
@@ -117,17 +123,21 @@ async fn restarting_every_node_keeps_apis_subscriptions_and_tokens() {
     let p = smoke::provision(&entries, PASSWORD, "kept")
         .await
         .expect("provision");
-    assert_eq!(invokes(&entries.gateway, &p.context, &p.token).await, 200);
+    assert_eq!(
+        invokes(&entries, &entries.gateway, &p.context, &p.token).await,
+        200
+    );
     drop(up);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let up = start("standalone", "127.51.0.0/16", data.path()).await;
     let entries = Entries::of(&up).expect("entries");
     assert_eq!(
-        invokes(&entries.gateway, &p.context, &p.token).await,
+        invokes(&entries, &entries.gateway, &p.context, &p.token).await,
         200,
         "the token and subscription survive a restart"
     );
     let login = call(
+        &entries,
         &entries.store,
         Request::new("POST", "/api/login")
             .json(&json!({"username": "smoke-kept", "password": "smoke-password"})),
@@ -180,10 +190,10 @@ async fn oversized_bodies_and_headers_are_refused_with_4xx_over_real_http() {
     let e = Entries::of(&up).expect("entries");
     let mut big = Request::new("POST", "/api/login");
     big.body = vec![b'x'; apim_components::http::MAX_BODY + 10];
-    assert_eq!(call(&e.publisher, big).await.status, 413);
+    assert_eq!(call(&e, &e.publisher, big).await.status, 413);
     let huge = Request::new("GET", "/x/v1/y").header("x-padding", &"p".repeat(128 * 1024));
     match http::send(
-        &http::client(),
+        &client(&e),
         &e.gateway.0,
         e.gateway.1,
         huge,
@@ -200,7 +210,7 @@ async fn oversized_bodies_and_headers_are_refused_with_4xx_over_real_http() {
     }
     let mut malformed = Request::new("POST", "/api/signup");
     malformed.body = b"{\"username\": ".to_vec();
-    let r = call(&e.store, malformed).await;
+    let r = call(&e, &e.store, malformed).await;
     assert_eq!(r.status, 400);
     assert!(String::from_utf8_lossy(&r.body).contains("invalid JSON"));
 }
@@ -230,7 +240,7 @@ async fn the_balancer_and_the_gateway_stream_bodies_larger_than_one_message_both
     let mut upload = Request::new("POST", &format!("/{}/v1/upload", p.context))
         .header("authorization", &format!("Bearer {}", p.token));
     upload.body = vec![b'x'; 5 << 20];
-    let r = call(&e.gateway, upload).await;
+    let r = call(&e, &e.gateway, upload).await;
     assert_eq!(
         r.status,
         200,
@@ -252,13 +262,13 @@ async fn the_balancer_and_the_gateway_stream_bodies_larger_than_one_message_both
     for _ in 0..3 {
         let mut no_token = Request::new("POST", &format!("/{}/v1/upload", p.context));
         no_token.body = vec![b'x'; 8 << 20];
-        assert_eq!(call(&e.gateway, no_token).await.status, 401);
+        assert_eq!(call(&e, &e.gateway, no_token).await.status, 401);
     }
     // Over a component's limit, through the balancer: 413, not a reset seen as 502.
     for _ in 0..3 {
         let mut big = Request::new("POST", "/api/apis");
         big.body = vec![b'x'; 8 << 20];
-        assert_eq!(call(&e.publisher, big).await.status, 413);
+        assert_eq!(call(&e, &e.publisher, big).await.status, 413);
     }
 }
 
@@ -276,7 +286,7 @@ async fn a_backend_that_is_down_is_a_502_whatever_the_size_of_the_upload() {
         let mut upload = Request::new("POST", &format!("/{}/v1/upload", p.context))
             .header("authorization", &format!("Bearer {}", p.token));
         upload.body = vec![b'x'; size];
-        let r = call(&e.gateway, upload).await;
+        let r = call(&e, &e.gateway, upload).await;
         assert_eq!(r.status, 502, "{size} bytes");
         assert!(
             String::from_utf8_lossy(&r.body).contains("backend"),
@@ -326,10 +336,12 @@ async fn the_backend_gets_the_clients_headers_but_never_its_token() {
         )
         .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
         .expect("request");
-    let response = http::client()
-        .send(&authority, request)
-        .await
-        .expect("answer");
+    let response = apim_runtime::upstream::Upstreams::with_tls(
+        apim_runtime::tls::client_trusting(&e.ca).expect("CA"),
+    )
+    .send(&authority, request)
+    .await
+    .expect("answer");
     assert_eq!(response.status(), 200);
     let seen = http_body_util::BodyExt::collect(response.into_body())
         .await

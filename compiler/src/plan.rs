@@ -4,7 +4,7 @@
 //! what `apim node` reads back (one node of it, as TOML), so it is serde both ways.
 
 use apim_topology::Topology;
-use apim_topology::flows::{self, End, FLOWS, Path};
+use apim_topology::flows::{self, End, FLOWS, Listener as HopListener, Path};
 use apim_topology::reach::{self, Route};
 use apim_topology::vocab::{BalancerKind, Component, Engine, Role};
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,9 @@ pub struct Plan {
     pub databases: Vec<DatabasePlan>,
     pub nodes: Vec<NodePlan>,
     pub balancers: Vec<BalancerPlan>,
+    /// The cert-manager Issuer the Kubernetes output asks for certificates (`[tls] issuer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,9 +74,94 @@ pub struct NodePlan {
     pub bind: String,
     pub network: String,
     pub admin_port: u16,
+    /// The internal listener: component-to-component endpoints, mutual TLS only.
+    pub internal_port: u16,
+    /// The SPIFFE ID its certificate carries and its peers check.
+    pub identity: String,
+    pub tls: TlsFiles,
     pub listeners: Vec<Listener>,
+    /// The endpoints of its internal listener and who may call each (from the flows table).
+    pub internal: Vec<InternalEndpoint>,
     pub databases: Vec<DatabaseUse>,
     pub peers: Vec<Peer>,
+}
+
+/// Where a node or balancer finds its PKI files. Defaults follow `apim certs`' layout under
+/// `/etc/apim/tls`; `apim node --certs DIR` reads the same names from another folder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsFiles {
+    /// The deployment CA's certificate: what every peer's chain must end in.
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
+pub const TLS_DIR: &str = "/etc/apim/tls";
+
+/// The public certificate of an external balancer (`[tls] edge`), when not its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertPair {
+    pub cert: String,
+    pub key: String,
+}
+
+impl TlsFiles {
+    /// The files of `name` as the topology's `[tls]` says, else `apim certs`' layout under
+    /// `TLS_DIR`.
+    pub fn of(t: &Topology, name: &str) -> TlsFiles {
+        let default = TlsFiles::in_dir(TLS_DIR, name);
+        let Some(tls) = &t.tls else { return default };
+        let pattern = |p: &Option<apim_topology::Spanned<String>>, d: String| {
+            p.as_ref().map_or(d, |p| p.value.replace("{name}", name))
+        };
+        TlsFiles {
+            ca: pattern(&tls.ca, default.ca),
+            cert: pattern(&tls.cert, default.cert),
+            key: pattern(&tls.key, default.key),
+        }
+    }
+
+    /// `apim certs`' layout in `dir` for a node or balancer called `name`.
+    pub fn in_dir(dir: &str, name: &str) -> TlsFiles {
+        let dir = dir.trim_end_matches('/');
+        TlsFiles {
+            ca: format!("{dir}/ca.crt"),
+            cert: format!("{dir}/{name}.crt"),
+            key: format!("{dir}/{name}.key"),
+        }
+    }
+}
+
+/// One endpoint of a node's internal listener.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InternalEndpoint {
+    /// `METHOD /path`.
+    pub endpoint: String,
+    pub component: Component,
+    /// SPIFFE IDs of the nodes admitted: those running a component whose hop to this one
+    /// names the endpoint.
+    pub callers: Vec<String>,
+}
+
+/// The SPIFFE ID of a node.
+pub fn node_identity(deployment: &str, node: &str) -> String {
+    format!("spiffe://{deployment}/node/{node}")
+}
+
+/// The SPIFFE ID of a balancer.
+pub fn balancer_identity(deployment: &str, balancer: &str) -> String {
+    format!("spiffe://{deployment}/balancer/{balancer}")
+}
+
+/// The name every node running `c` carries in its certificate, for balancers that verify a
+/// host name rather than a SPIFFE ID.
+pub fn component_name(deployment: &str, c: Component) -> String {
+    format!("{}.{deployment}.apim", c.as_str())
+}
+
+/// The service name Kubernetes and Compose give a balancer.
+pub fn balancer_service(balancer: &str) -> String {
+    format!("lb-{balancer}")
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +196,8 @@ pub struct Peer {
     /// `flow: why` for each hop of the flows table this peer serves.
     pub flows: Vec<String>,
     pub endpoints: Vec<Endpoint>,
+    /// The SPIFFE IDs a peer answering here may present: the nodes running the component.
+    pub identities: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -126,6 +216,11 @@ pub struct BalancerPlan {
     pub kind: BalancerKind,
     pub network: String,
     pub host: String,
+    pub identity: String,
+    pub tls: TlsFiles,
+    /// What an external balancer presents to clients instead of its own certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<CertPair>,
     pub routes: Vec<BalancerRoute>,
 }
 
@@ -134,6 +229,10 @@ pub struct BalancerPlan {
 pub struct BalancerRoute {
     pub component: Component,
     pub port: u16,
+    /// `public`: TLS ends here and a new connection, verified against the deployment CA, goes
+    /// to the node. `internal`: the connection is passed through to the node's internal
+    /// listener untouched (L4), so the caller's certificate reaches it.
+    pub listener: RouteListener,
     /// Publisher and store keep a client on one node (login sessions); the others do not.
     pub sticky: bool,
     pub upstream: Vec<Upstream>,
@@ -147,6 +246,8 @@ pub struct Upstream {
     pub host: String,
     pub port: u16,
     pub admin_port: u16,
+    /// The SPIFFE ID the node must present.
+    pub identity: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,6 +263,22 @@ pub struct HealthCheck {
 pub struct Timeouts {
     pub connect_ms: u64,
     pub read_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouteListener {
+    Public,
+    Internal,
+}
+
+impl From<HopListener> for RouteListener {
+    fn from(l: HopListener) -> RouteListener {
+        match l {
+            HopListener::Public => RouteListener::Public,
+            HopListener::Internal => RouteListener::Internal,
+        }
+    }
 }
 
 pub fn is_sticky(c: Component) -> bool {
@@ -209,7 +326,12 @@ impl Plan {
                 })
             })
             .collect();
-        let peers = PeerTable::of(t);
+        let deployment = t
+            .deployment
+            .name
+            .as_ref()
+            .map_or_else(|| "apim".into(), |n| n.value.clone());
+        let peers = PeerTable::of(t, &deployment);
         let mut nodes = Vec::new();
         for c in t.clusters.values() {
             let components: Vec<Component> = c.components.iter().map(|c| c.value).collect();
@@ -239,16 +361,22 @@ impl Plan {
                 })
                 .collect();
             let node_peers = peers.for_components(&components);
+            let internal = internal_endpoints(t, &deployment, &components);
             for (i, h) in c.hosts.iter().enumerate() {
+                let node = c.node_name(i);
                 nodes.push(NodePlan {
-                    name: c.node_name(i),
+                    identity: node_identity(&deployment, &node),
+                    tls: TlsFiles::of(t, &node),
+                    name: node,
                     cluster: c.name.clone(),
                     ordinal: i + 1,
                     host: h.value.clone(),
                     bind: h.value.clone(),
                     network: name(c.network.as_ref()),
                     admin_port: c.admin_port(),
+                    internal_port: c.internal_port(),
                     listeners: listeners.clone(),
+                    internal: internal.clone(),
                     databases: databases.clone(),
                     peers: node_peers.clone(),
                 });
@@ -258,14 +386,15 @@ impl Plan {
         let balancers = t
             .load_balancers
             .values()
-            .filter_map(|lb| balancer(t, lb))
+            .filter_map(|lb| balancer(t, lb, &deployment))
             .collect();
         Plan {
-            deployment: t
-                .deployment
-                .name
+            issuer: t
+                .tls
                 .as_ref()
-                .map_or_else(|| "apim".into(), |n| n.value.clone()),
+                .and_then(|t| t.issuer.as_ref())
+                .map(|i| i.value.clone()),
+            deployment,
             networks,
             firewall,
             databases,
@@ -283,7 +412,44 @@ impl Plan {
             databases: self.databases.clone(),
             nodes: Vec::new(),
             balancers: Vec::new(),
+            issuer: self.issuer.clone(),
         }
+    }
+
+    /// The names a node's certificate must carry: its host, its name, and the names the
+    /// Kubernetes and Compose outputs give it.
+    pub fn node_sans(&self, n: &NodePlan) -> Vec<String> {
+        let ns = &self.deployment;
+        let mut sans = vec![
+            n.host.clone(),
+            n.name.clone(),
+            format!("{}.{}", n.name, n.cluster),
+            format!("{}.{}.{ns}.svc", n.name, n.cluster),
+            format!("{}.{}.{ns}.svc.cluster.local", n.name, n.cluster),
+        ];
+        // One name shared by every node of a component, which balancers that check host
+        // names (nginx, HAProxy) verify against: an upstream mixes nodes.
+        sans.extend(
+            n.listeners
+                .iter()
+                .map(|l| component_name(&self.deployment, l.component)),
+        );
+        sans.dedup();
+        sans
+    }
+
+    /// The names a balancer's certificate must carry.
+    pub fn balancer_sans(&self, b: &BalancerPlan) -> Vec<String> {
+        let (ns, service) = (&self.deployment, balancer_service(&b.name));
+        let mut sans = vec![
+            b.host.clone(),
+            b.name.clone(),
+            format!("{service}.{ns}.svc"),
+            format!("{service}.{ns}.svc.cluster.local"),
+            service,
+        ];
+        sans.dedup();
+        sans
     }
 
     pub fn node(&self, name: &str) -> Option<&NodePlan> {
@@ -310,7 +476,7 @@ struct PeerTable {
 }
 
 impl PeerTable {
-    fn of(t: &Topology) -> PeerTable {
+    fn of(t: &Topology, deployment: &str) -> PeerTable {
         let mut by_component: BTreeMap<Component, Vec<Peer>> = BTreeMap::new();
         for hop in FLOWS {
             let (End::Component(from), End::Component(to)) = (hop.from, hop.to) else {
@@ -329,17 +495,20 @@ impl PeerTable {
                             endpoints.push(Endpoint {
                                 name: lb.name.clone(),
                                 host: h.value.clone(),
-                                port: c.port(to),
+                                port: c.port_for(to, hop.listener),
                                 balancer: true,
                             });
                         }
                     }
-                    Route::Direct(c) => endpoints
-                        .extend((0..c.hosts.len()).map(|i| endpoint_of_node(c, i, c.port(to)))),
+                    Route::Direct(c) => endpoints.extend(
+                        (0..c.hosts.len())
+                            .map(|i| endpoint_of_node(c, i, c.port_for(to, hop.listener))),
+                    ),
                 }
             }
             endpoints.sort();
             endpoints.dedup();
+            let identities = identities_running(t, deployment, to);
             let flow = format!("{}: {}", hop.flow, hop.why);
             let peers = by_component.entry(from).or_default();
             match peers
@@ -352,6 +521,7 @@ impl PeerTable {
                     path,
                     flows: vec![flow],
                     endpoints,
+                    identities,
                 }),
             }
         }
@@ -381,44 +551,99 @@ impl PeerTable {
     }
 }
 
-fn balancer(t: &Topology, lb: &apim_topology::model::LoadBalancer) -> Option<BalancerPlan> {
+/// The SPIFFE IDs of every node running `component`.
+fn identities_running(t: &Topology, deployment: &str, component: Component) -> Vec<String> {
+    let mut ids: Vec<String> = t
+        .clusters_running(component)
+        .flat_map(|c| (0..c.hosts.len()).map(move |i| node_identity(deployment, &c.node_name(i))))
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The internal endpoints of nodes running `components`, with the identities admitted to each.
+fn internal_endpoints(
+    t: &Topology,
+    deployment: &str,
+    components: &[Component],
+) -> Vec<InternalEndpoint> {
+    let mut out = Vec::new();
+    for &c in components {
+        for e in flows::internal_endpoints(c) {
+            let mut callers: Vec<String> = flows::internal_callers(c, e)
+                .into_iter()
+                .flat_map(|from| identities_running(t, deployment, from))
+                .collect();
+            callers.sort();
+            callers.dedup();
+            out.push(InternalEndpoint {
+                endpoint: e.to_string(),
+                component: c,
+                callers,
+            });
+        }
+    }
+    out
+}
+
+fn balancer(
+    t: &Topology,
+    lb: &apim_topology::model::LoadBalancer,
+    deployment: &str,
+) -> Option<BalancerPlan> {
+    let listens = reach::balancer_ports(t, lb);
     let mut routes: BTreeMap<(u16, Component), BalancerRoute> = BTreeMap::new();
     for f in &lb.fronts {
         let Some(c) = t.clusters.get(&f.value) else {
             continue;
         };
         for comp in &c.components {
-            let port = c.port(comp.value);
-            let route = routes
-                .entry((port, comp.value))
-                .or_insert_with(|| BalancerRoute {
-                    component: comp.value,
-                    port,
-                    sticky: is_sticky(comp.value),
-                    upstream: Vec::new(),
-                    health: HealthCheck {
-                        path: HEALTH_PATH.into(),
-                        interval_ms: HEALTH_INTERVAL_MS,
-                        timeout_ms: HEALTH_TIMEOUT_MS,
-                        fall: HEALTH_FALL,
-                        rise: HEALTH_RISE,
-                    },
-                    timeouts: Timeouts {
-                        connect_ms: CONNECT_TIMEOUT_MS,
-                        read_ms: READ_TIMEOUT_MS,
-                    },
-                });
-            route
-                .upstream
-                .extend(c.hosts.iter().enumerate().map(|(i, h)| Upstream {
-                    node: c.node_name(i),
-                    host: h.value.clone(),
-                    port,
-                    admin_port: c.admin_port(),
-                }));
+            for &(port, _, listener) in listens
+                .iter()
+                .filter(|(p, x, l)| *x == comp.value && *p == c.port_for(comp.value, *l))
+            {
+                let route = routes
+                    .entry((port, comp.value))
+                    .or_insert_with(|| BalancerRoute {
+                        component: comp.value,
+                        port,
+                        listener: listener.into(),
+                        sticky: listener == HopListener::Public && is_sticky(comp.value),
+                        upstream: Vec::new(),
+                        health: HealthCheck {
+                            path: HEALTH_PATH.into(),
+                            interval_ms: HEALTH_INTERVAL_MS,
+                            timeout_ms: HEALTH_TIMEOUT_MS,
+                            fall: HEALTH_FALL,
+                            rise: HEALTH_RISE,
+                        },
+                        timeouts: Timeouts {
+                            connect_ms: CONNECT_TIMEOUT_MS,
+                            read_ms: READ_TIMEOUT_MS,
+                        },
+                    });
+                route
+                    .upstream
+                    .extend(c.hosts.iter().enumerate().map(|(i, h)| Upstream {
+                        node: c.node_name(i),
+                        host: h.value.clone(),
+                        port,
+                        admin_port: c.admin_port(),
+                        identity: node_identity(deployment, &c.node_name(i)),
+                    }));
+            }
         }
     }
     Some(BalancerPlan {
+        identity: balancer_identity(deployment, &lb.name),
+        tls: TlsFiles::of(t, &lb.name),
+        edge: match (lb.kind(), t.tls.as_ref().and_then(|t| t.edge.as_ref())) {
+            (Some(BalancerKind::External), Some(e)) => Some(CertPair {
+                cert: e.cert.value.clone(),
+                key: e.key.value.clone(),
+            }),
+            _ => None,
+        },
         name: lb.name.clone(),
         kind: lb.kind()?,
         network: lb.network.as_ref()?.value.clone(),

@@ -107,10 +107,10 @@ proptest! {
                         for target in c.topology.clusters_running(to) {
                             let through_balancer = matches!(hop.path, Path::Balanced(_)) && target.node_count() >= 2;
                             if through_balancer {
-                                prop_assert!(peer.endpoints.iter().any(|e| e.balancer && target.port(to) == e.port));
+                                prop_assert!(peer.endpoints.iter().any(|e| e.balancer && target.port_for(to, hop.listener) == e.port));
                             } else {
                                 for h in &target.hosts {
-                                    prop_assert!(peer.endpoints.iter().any(|e| e.host == h.value && e.port == target.port(to)));
+                                    prop_assert!(peer.endpoints.iter().any(|e| e.host == h.value && e.port == target.port_for(to, hop.listener)));
                                 }
                             }
                         }

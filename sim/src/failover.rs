@@ -7,7 +7,7 @@ use crate::run::{Options, simulate};
 use crate::scenario::{Fault, FaultKind, Scenario, Workload};
 use crate::world::Firewall;
 use apim_compiler::plan::Plan;
-use apim_topology::flows::{End, FLOWS, Flow, Path};
+use apim_topology::flows::{End, FLOWS, Flow, Hop, Listener, Path};
 use apim_topology::vocab::{BalancerKind, Component, Role};
 use petgraph::graph::DiGraph;
 use serde::Serialize;
@@ -136,9 +136,19 @@ impl<'p> Standing<'p> {
             .map(|l| l.port)
     }
 
+    /// The port a hop to `c` on this node targets, when the node runs `c`.
+    fn hop_port(&self, node: usize, c: Component, listener: Listener) -> Option<u16> {
+        let public = self.port(node, c)?;
+        Some(match listener {
+            Listener::Public => public,
+            Listener::Internal => self.plan.nodes[node].internal_port,
+        })
+    }
+
     /// Whether a hop can still be made: a path from some standing source to some standing
     /// target, through a standing balancer where the hop goes through one.
-    fn hop_works(&self, from: End, to: End, path: Path) -> bool {
+    fn hop_works(&self, hop: &Hop) -> bool {
+        let (from, to, path) = (hop.from, hop.to, hop.path);
         let mut g: DiGraph<(), ()> = DiGraph::new();
         let source = g.add_node(());
         let sink = g.add_node(());
@@ -223,14 +233,21 @@ impl<'p> Standing<'p> {
                             for &(s, sv) in &src {
                                 for &(i, tv) in &targets {
                                     let node_net = self.net(&self.plan.nodes[i].network);
-                                    if self.allows(from_net(s, node_net), node_net, self.port(i, c))
-                                    {
+                                    let port = self.hop_port(i, c, hop.listener);
+                                    if self.allows(from_net(s, node_net), node_net, port) {
                                         g.add_edge(sv, tv, ());
                                     }
                                 }
                             }
                         }
-                        Some(kind) => self.via_balancers(&mut g, &src, &targets, c, kind, from_net),
+                        Some(kind) => self.via_balancers(
+                            &mut g,
+                            &src,
+                            &targets,
+                            (c, hop.listener),
+                            kind,
+                            from_net,
+                        ),
                     }
                 }
             }
@@ -243,7 +260,7 @@ impl<'p> Standing<'p> {
         g: &mut DiGraph<(), ()>,
         src: &[(Option<usize>, petgraph::graph::NodeIndex)],
         targets: &[(usize, petgraph::graph::NodeIndex)],
-        c: Component,
+        (c, listener): (Component, Listener),
         kind: BalancerKind,
         from_net: impl Fn(Option<usize>, usize) -> usize,
     ) {
@@ -251,7 +268,11 @@ impl<'p> Standing<'p> {
             if lb.kind != kind || !self.balancers[b] {
                 continue;
             }
-            let Some(route) = lb.routes.iter().find(|r| r.component == c) else {
+            let Some(route) = lb
+                .routes
+                .iter()
+                .find(|r| r.component == c && r.listener == listener.into())
+            else {
                 continue;
             };
             let bv = g.add_node(());
@@ -264,7 +285,7 @@ impl<'p> Standing<'p> {
             for &(i, tv) in targets {
                 let n = &self.plan.nodes[i];
                 if route.upstream.iter().any(|u| u.node == n.name)
-                    && self.allows(lb_net, self.net(&n.network), self.port(i, c))
+                    && self.allows(lb_net, self.net(&n.network), self.hop_port(i, c, listener))
                 {
                     g.add_edge(bv, tv, ());
                 }
@@ -279,7 +300,7 @@ pub fn static_works(plan: &Plan, failed: &FaultKind, flow: Flow) -> bool {
     FLOWS
         .iter()
         .filter(|h| h.flow == flow && !h.background)
-        .all(|h| s.hop_works(h.from, h.to, h.path))
+        .all(|h| s.hop_works(h))
 }
 
 #[derive(Clone, Debug, Serialize)]

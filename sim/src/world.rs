@@ -4,10 +4,11 @@
 
 use crate::exec::Handle;
 use crate::rng::Rng;
-use apim_compiler::plan::{NodePlan, Peer as PlanPeer, PeerPath, Plan};
+use apim_compiler::plan::{NodePlan, Peer as PlanPeer, PeerPath, Plan, RouteListener};
 use apim_components::balancer::{self, Pool};
 use apim_components::gateway::{RECONCILE_MS, REVOCATIONS_MS};
 use apim_components::mem::{MemStorage, Role};
+use apim_components::node::InternalRoute;
 use apim_components::world::{Api, Application, ClientKeys, Db, DbError, Session, Token, User};
 use apim_components::{CallError, Node, Peer, Request, Response, Storage, World};
 use apim_topology::vocab::{Component, Role as PlanRole};
@@ -81,6 +82,8 @@ pub struct Place {
 pub enum Target {
     /// A node's component listener, or its admin listener (`None`).
     Node(usize, Option<Peer>),
+    /// A node's internal listener: the caller's identity goes with the message.
+    Internal(usize),
     /// A balancer's route.
     Balancer(usize, usize),
 }
@@ -294,7 +297,7 @@ impl Deployment {
 
     fn place_of(&self, t: Target) -> Place {
         match t {
-            Target::Node(i, _) => self.node_place(i),
+            Target::Node(i, _) | Target::Internal(i) => self.node_place(i),
             Target::Balancer(b, _) => Place {
                 net: self.balancer_nets[b],
                 node: None,
@@ -305,6 +308,7 @@ impl Deployment {
     fn port_of(&self, t: Target) -> u16 {
         match t {
             Target::Node(i, None) => self.plan.nodes[i].admin_port,
+            Target::Internal(i) => self.plan.nodes[i].internal_port,
             Target::Node(i, Some(p)) => self.plan.nodes[i]
                 .listeners
                 .iter()
@@ -341,7 +345,16 @@ impl Deployment {
     pub fn start(self: &Arc<Self>, i: usize) {
         let plan = &self.plan.nodes[i];
         let components = plan.listeners.iter().map(|l| peer(l.component)).collect();
-        let node = Arc::new(Node::new(&plan.name, components));
+        let internal = plan
+            .internal
+            .iter()
+            .map(|e| InternalRoute {
+                endpoint: e.endpoint.clone(),
+                component: peer(e.component),
+                callers: e.callers.clone(),
+            })
+            .collect();
+        let node = Arc::new(Node::with_internal(&plan.name, components, internal));
         if self.defects.gateway_skips_subscription_check {
             node.gateway.break_subscription_check();
         }
@@ -435,7 +448,10 @@ impl Deployment {
     pub fn entry(&self, c: Component) -> Option<Target> {
         for (b, lb) in self.plan.balancers.iter().enumerate() {
             if lb.kind == apim_topology::vocab::BalancerKind::External
-                && let Some(r) = lb.routes.iter().position(|r| r.component == c)
+                && let Some(r) = lb
+                    .routes
+                    .iter()
+                    .position(|r| r.component == c && r.listener == RouteListener::Public)
             {
                 return Some(Target::Balancer(b, r));
             }
@@ -504,7 +520,7 @@ impl Deployment {
             // The round trip is paid before delivery: one timer an exchange, not two.
             self.exec.sleep(2 * latency).await;
             let answer = match to {
-                Target::Node(i, component) => {
+                Target::Node(i, _) | Target::Internal(i) => {
                     let running = guard(&self.nodes[i])
                         .as_ref()
                         .filter(|s| s.up)
@@ -512,9 +528,14 @@ impl Deployment {
                     let Some((incarnation, node, world)) = running else {
                         return Err(CallError::Connect("connection refused".into()));
                     };
-                    let r = match component {
-                        Some(c) => node.handle(world.as_ref(), c, req).await,
-                        None => node.admin(&req),
+                    let r = match to {
+                        Target::Node(_, Some(c)) => node.handle(world.as_ref(), c, req).await,
+                        Target::Node(_, None) => node.admin(&req),
+                        // Mutual TLS proves which node is calling.
+                        _ => {
+                            let caller = from.node.map(|n| self.plan.nodes[n].identity.as_str());
+                            node.internal(world.as_ref(), caller, req).await
+                        }
                     };
                     if self.incarnation(i) != Some(incarnation) {
                         return Err(CallError::Broken("the node stopped while answering".into()));
@@ -526,7 +547,7 @@ impl Deployment {
                     if self.faults().balancers_down.contains(&b) {
                         return Err(CallError::Connect("connection refused".into()));
                     }
-                    self.proxy(b, r, req).await
+                    self.proxy(b, r, req, from.node).await
                 }
             };
             Ok(answer)
@@ -534,13 +555,29 @@ impl Deployment {
     }
 
     /// A balancer's route: the component logic's choice of node, one retry elsewhere.
-    async fn proxy(self: &Arc<Self>, b: usize, r: usize, req: Request) -> Response {
+    async fn proxy(
+        self: &Arc<Self>,
+        b: usize,
+        r: usize,
+        req: Request,
+        caller: Option<usize>,
+    ) -> Response {
         let route = &self.plan.balancers[b].routes[r];
-        let from = self.place_of(Target::Balancer(b, r));
+        let mut from = self.place_of(Target::Balancer(b, r));
+        let passthrough = route.listener == RouteListener::Internal;
+        if passthrough {
+            // Passed through, the connection still carries the caller's certificate.
+            from.node = caller;
+        }
         let timeout = route.timeouts.read_ms * 1000;
         let sent = balancer::attempt(&self.balancers[b].pools[r], None, |k| {
-            let target =
-                self.upstreams[b][r][k].map(|i| Target::Node(i, Some(peer(route.component))));
+            let target = self.upstreams[b][r][k].map(|i| {
+                if passthrough {
+                    Target::Internal(i)
+                } else {
+                    Target::Node(i, Some(peer(route.component)))
+                }
+            });
             let req = req.clone();
             async move {
                 match target {
@@ -583,10 +620,15 @@ impl Deployment {
             let r = self.plan.balancers[b]
                 .routes
                 .iter()
-                .position(|r| r.component == c)?;
+                .position(|r| r.component == c && r.port == e.port)?;
             Some(Target::Balancer(b, r))
         } else {
-            Some(Target::Node(self.node_id(&e.name)?, Some(peer(c))))
+            let i = self.node_id(&e.name)?;
+            if e.port == self.plan.nodes[i].internal_port {
+                Some(Target::Internal(i))
+            } else {
+                Some(Target::Node(i, Some(peer(c))))
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod build;
+pub mod certs;
 pub mod check;
 pub mod explain;
 pub mod graph;

@@ -2,6 +2,7 @@
 
 use crate::Outcome;
 use crate::output::{self, Format};
+use apim_compiler::plan::TlsFiles;
 use apim_runtime::up::{Loopback, UpOptions};
 use serde_json::json;
 use std::path::PathBuf;
@@ -47,6 +48,10 @@ pub struct NodeArgs {
     /// The folder for relative SQLite paths.
     #[arg(long, default_value = ".")]
     data: PathBuf,
+    /// Read the CA, certificate and key from this folder (`apim certs`' layout) instead of
+    /// the paths in the config.
+    #[arg(long)]
+    certs: Option<String>,
 }
 
 /// Run the built-in balancer on its rules: `apim balancer out/lb/<lb>/rules.toml`.
@@ -64,6 +69,10 @@ pub struct BalancerArgs {
     /// The address to listen on.
     #[arg(long, default_value = "0.0.0.0")]
     bind: String,
+    /// Read the CA, certificate and key from this folder (`apim certs`' layout) instead of
+    /// the paths in the rules.
+    #[arg(long)]
+    certs: Option<String>,
 }
 
 pub fn balancer(args: BalancerArgs) -> Outcome {
@@ -95,6 +104,9 @@ pub fn balancer(args: BalancerArgs) -> Outcome {
                 return Outcome::Failure;
             }
         }
+    }
+    if let Some(dir) = &args.certs {
+        plan.tls = TlsFiles::in_dir(dir, &plan.name);
     }
     let result = apim_runtime::block_on(async move {
         let running = apim_runtime::balancer::start(plan, &args.bind).await?;
@@ -131,6 +143,28 @@ fn admin_password() -> (String, bool) {
     }
 }
 
+/// `apim up`'s admin password: APIM_ADMIN_PASSWORD, or the one generated on the first run in
+/// this data folder and kept there (0600) — the admin user is created once, so a new
+/// password on a later run would not work.
+fn up_admin_password(data: &std::path::Path) -> Result<(String, bool), String> {
+    if let Ok(p) = std::env::var("APIM_ADMIN_PASSWORD")
+        && !p.is_empty()
+    {
+        return Ok((p, false));
+    }
+    let kept = data.join("admin-password");
+    if let Ok(p) = std::fs::read_to_string(&kept) {
+        let p = p.trim().to_string();
+        if !p.is_empty() {
+            return Ok((p, true));
+        }
+    }
+    let (p, _) = admin_password();
+    apim_pki::files::create_private_dir(data)?;
+    apim_pki::files::write_private(&kept, &format!("{p}\n"), 0o600)?;
+    Ok((p, true))
+}
+
 fn getrandom_fill(buf: &mut [u8]) -> Result<(), String> {
     apim_runtime::random(buf)
 }
@@ -158,7 +192,13 @@ pub fn up(args: UpArgs) -> Outcome {
             c
         }
     };
-    let (password, generated) = admin_password();
+    let (password, generated) = match up_admin_password(&args.data) {
+        Ok(p) => p,
+        Err(e) => {
+            output::error(&e);
+            return Outcome::Failure;
+        }
+    };
     let opts = UpOptions {
         loopback,
         data: args.data.clone(),
@@ -192,7 +232,7 @@ pub fn up(args: UpArgs) -> Outcome {
                     .collect();
                 println!(
                     "{}",
-                    json!({"deployment": up.plan.deployment, "nodes": nodes, "balancers": balancers, "backend": up.backend, "notes": up.notes})
+                    json!({"deployment": up.plan.deployment, "ca": up.ca.display().to_string(), "nodes": nodes, "balancers": balancers, "backend": up.backend, "notes": up.notes})
                 );
             }
             Format::Human => {
@@ -205,7 +245,8 @@ pub fn up(args: UpArgs) -> Outcome {
                 println!("endpoints:\n{}", up.endpoints());
                 if generated {
                     println!(
-                        "admin password (generated; set APIM_ADMIN_PASSWORD to choose one): {}\n",
+                        "admin password (generated on the first run and kept in {}; set APIM_ADMIN_PASSWORD to choose one): {}\n",
+                        opts.data.join("admin-password").display(),
                         opts.admin_password
                     );
                     println!("export APIM_ADMIN_PASSWORD={}", opts.admin_password);
@@ -269,6 +310,9 @@ pub fn node(args: NodeArgs) -> Outcome {
     if let Some(b) = &args.bind {
         plan.bind = b.clone();
     }
+    if let Some(dir) = &args.certs {
+        plan.tls = TlsFiles::in_dir(dir, &plan.name);
+    }
     let (password, generated) = admin_password();
     if generated {
         eprintln!(
@@ -285,11 +329,13 @@ pub fn node(args: NodeArgs) -> Outcome {
             .map(|l| format!("{} :{}", l.component, l.port))
             .collect();
         println!(
-            "node {} serving {} (admin :{}) on {}",
+            "node {} serving {} (internal :{}, admin :{}) on {}, as {}",
             running.plan.name,
             parts.join(", "),
+            running.plan.internal_port,
             running.plan.admin_port,
-            running.plan.bind
+            running.plan.bind,
+            running.plan.identity
         );
         apim_runtime::until_interrupted().await;
         Ok::<_, String>(())

@@ -123,6 +123,15 @@ code!(
     "Add at least one entry."
 );
 
+code!(
+    INVALID_TLS_PATH,
+    "E014",
+    "invalid-tls-path",
+    Error,
+    "A `[tls]` path that cannot work: an empty path, or a `cert` or `key` pattern without `{name}`, which would give every node and balancer the same key.",
+    "Write a path per file, with `{name}` where the node or balancer name goes, e.g. `cert = \"/etc/apim/tls/{name}.crt\"`."
+);
+
 /// Every code apim-topology can raise, in documentation order.
 pub static ALL: &[&Code] = &[
     &INVALID_TOML,
@@ -138,6 +147,7 @@ pub static ALL: &[&Code] = &[
     &INVALID_URL,
     &DUPLICATE_ENTRY,
     &EMPTY_LIST,
+    &INVALID_TLS_PATH,
     &rules::component_not_deployed::CODE,
     &rules::role_not_served::CODE,
     &rules::role_served_twice::CODE,

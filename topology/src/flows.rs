@@ -77,6 +77,15 @@ pub enum Path {
     Balanced(BalancerKind),
 }
 
+/// Which listener of a node a hop to a component targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Listener {
+    /// The component's own port: the public API, for clients.
+    Public,
+    /// The node's internal listener: mutual TLS, callers checked against this table.
+    Internal,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Hop {
     pub flow: Flow,
@@ -87,11 +96,23 @@ pub struct Hop {
     /// Done off the request path (notifications, reconciliation): a request of the flow
     /// succeeds without it, and the flow converges through it.
     pub background: bool,
+    /// The listener a hop to a component targets.
+    pub listener: Listener,
+    /// The endpoints (`METHOD /path`) of the target that this hop calls on its internal
+    /// listener: the only ones the source's nodes are admitted to.
+    pub endpoints: &'static [&'static str],
 }
 
 impl Hop {
     const fn in_background(mut self) -> Hop {
         self.background = true;
+        self
+    }
+
+    /// A hop between components: to the target's internal listener, for these endpoints.
+    const fn internal(mut self, endpoints: &'static [&'static str]) -> Hop {
+        self.listener = Listener::Internal;
+        self.endpoints = endpoints;
         self
     }
 }
@@ -112,6 +133,8 @@ const fn hop(flow: Flow, from: End, to: End, why: &'static str, path: Path) -> H
         why,
         path,
         background: false,
+        listener: Listener::Public,
+        endpoints: &[],
     }
 }
 
@@ -146,6 +169,7 @@ pub static FLOWS: &[Hop] = &[
         "publish notification",
         EachNode,
     )
+    .internal(&["POST /internal/apis"])
     .in_background(),
     hop(
         Publish,
@@ -177,7 +201,8 @@ pub static FLOWS: &[Hop] = &[
         N(KeyManager),
         "consumer keys and tokens",
         Balanced(Internal),
-    ),
+    )
+    .internal(&["POST /internal/clients"]),
     hop(Subscribe, N(KeyManager), D(User), "users and roles", Direct),
     hop(Subscribe, N(KeyManager), D(Apim), "keys and tokens", Direct),
     hop(
@@ -187,6 +212,7 @@ pub static FLOWS: &[Hop] = &[
         "revocation notification",
         EachNode,
     )
+    .internal(&["POST /internal/revoked"])
     .in_background(),
     hop(
         Invoke,
@@ -201,8 +227,43 @@ pub static FLOWS: &[Hop] = &[
         N(KeyManager),
         "token introspection and subscription check",
         Balanced(Internal),
-    ),
+    )
+    .internal(&[
+        "POST /token",
+        "POST /internal/validate",
+        "POST /internal/revocations",
+    ]),
 ];
+
+/// Who may call an endpoint of a component's internal listener: the components whose hops to
+/// it name the endpoint, read from the table. Empty: no one.
+pub fn internal_callers(target: Component, endpoint: &str) -> Vec<Component> {
+    let mut callers: Vec<Component> = FLOWS
+        .iter()
+        .filter_map(|h| match (h.from, h.to) {
+            (N(from), N(to)) if to == target && h.endpoints.contains(&endpoint) => Some(from),
+            _ => None,
+        })
+        .collect();
+    callers.sort();
+    callers.dedup();
+    callers
+}
+
+/// Every endpoint of a component's internal listener, in table order.
+pub fn internal_endpoints(target: Component) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for h in FLOWS {
+        if h.to == N(target) {
+            for e in h.endpoints {
+                if !out.contains(e) {
+                    out.push(e);
+                }
+            }
+        }
+    }
+    out
+}
 
 /// The database roles a component uses, read from the table.
 pub fn roles_used_by(component: Component) -> impl Iterator<Item = Role> {

@@ -16,6 +16,8 @@ pub struct Topology {
     pub databases: BTreeMap<String, Database>,
     pub clusters: BTreeMap<String, Cluster>,
     pub load_balancers: BTreeMap<String, LoadBalancer>,
+    /// Where the PKI files are, when `[tls]` says.
+    pub tls: Option<Tls>,
     /// Cluster name -> names of the balancers that front it; derived by [`Topology::index`].
     pub fronted_by: BTreeMap<String, Vec<String>>,
 }
@@ -26,6 +28,26 @@ pub struct Deployment {
     pub pattern: Option<Spanned<String>>,
     /// The `[deployment]` header, or the start of the file when it is missing.
     pub span: Span,
+}
+
+/// `[tls]`: where nodes and balancers find their PKI files. `{name}` in a pattern is the node
+/// or balancer name.
+#[derive(Clone, Debug, Default)]
+pub struct Tls {
+    pub span: Span,
+    pub ca: Option<Spanned<String>>,
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    /// The public certificate external balancers present to clients.
+    pub edge: Option<EdgeCert>,
+    /// A cert-manager Issuer the Kubernetes output asks for certificates.
+    pub issuer: Option<Spanned<String>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct EdgeCert {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -95,6 +117,8 @@ pub struct Cluster {
     pub ports: BTreeMap<Component, Spanned<u16>>,
     /// Override of the node admin port.
     pub admin_port: Option<Spanned<u16>>,
+    /// Override of the node internal listener's port.
+    pub internal_port: Option<Spanned<u16>>,
 }
 
 impl Cluster {
@@ -110,6 +134,21 @@ impl Cluster {
 
     pub fn admin_port(&self) -> u16 {
         self.admin_port.as_ref().map_or(ADMIN_PORT, |p| p.value)
+    }
+
+    pub fn internal_port(&self) -> u16 {
+        self.internal_port
+            .as_ref()
+            .map_or(crate::vocab::INTERNAL_PORT, |p| p.value)
+    }
+
+    /// The port a hop to `component` on this cluster targets: the component's own listener
+    /// for clients, the internal listener between components.
+    pub fn port_for(&self, component: Component, listener: crate::flows::Listener) -> u16 {
+        match listener {
+            crate::flows::Listener::Public => self.port(component),
+            crate::flows::Listener::Internal => self.internal_port(),
+        }
     }
 
     pub fn node_count(&self) -> usize {

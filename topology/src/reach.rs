@@ -1,6 +1,6 @@
 //! Network reachability: which traffic the networks and firewall allow, and the routes a hop takes.
 
-use crate::flows::Path;
+use crate::flows::{End, FLOWS, Listener, Path};
 use crate::model::{Cluster, FirewallRule, LoadBalancer, Topology};
 use crate::vocab::Component;
 
@@ -61,5 +61,32 @@ pub fn routes(t: &Topology, component: Component, path: Path) -> Vec<Route<'_>> 
             _ => out.push(Route::Direct(cluster)),
         }
     }
+    out
+}
+
+/// What a balancer listens on: `(port, component, listener)` for every component of the
+/// clusters it fronts (their public ports), and the internal listeners of the components that
+/// a hop of the flows table reaches through a balancer of this kind (passed through as TLS, so
+/// the caller's identity reaches the node). Sorted, without repeats.
+pub fn balancer_ports(t: &Topology, lb: &LoadBalancer) -> Vec<(u16, Component, Listener)> {
+    let mut out = Vec::new();
+    for f in &lb.fronts {
+        let Some(c) = t.clusters.get(&f.value) else {
+            continue;
+        };
+        for comp in &c.components {
+            out.push((c.port(comp.value), comp.value, Listener::Public));
+            let balanced_inside = FLOWS.iter().any(|h| {
+                h.to == End::Component(comp.value)
+                    && h.listener == Listener::Internal
+                    && matches!(h.path, Path::Balanced(k) if Some(k) == lb.kind())
+            });
+            if balanced_inside {
+                out.push((c.internal_port(), comp.value, Listener::Internal));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
     out
 }

@@ -102,6 +102,10 @@ impl Component {
 /// The node admin listener (`/health`, `/metrics`); `ports = { admin = N }` overrides it.
 pub const ADMIN_PORT: u16 = 9090;
 pub const ADMIN_PORT_KEY: &str = "admin";
+/// The node internal listener: every component-to-component endpoint, mutual TLS only;
+/// `ports = { internal = N }` overrides it.
+pub const INTERNAL_PORT: u16 = 9446;
+pub const INTERNAL_PORT_KEY: &str = "internal";
 
 impl Engine {
     pub fn default_port(self) -> Option<u16> {

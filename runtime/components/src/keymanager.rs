@@ -183,17 +183,25 @@ async fn active(world: &impl World, token: &str) -> Result<Option<Token>, Respon
     Ok(t.filter(|t| !t.revoked && t.expires_ms > world.now_ms()))
 }
 
+/// Introspection (RFC 7662) for an authenticated client, about its own tokens: another
+/// client's token is `active: false`, as an unknown one is, so the endpoint tells no one
+/// anything about tokens that are not theirs.
 async fn introspect(world: &impl World, req: &Request) -> Response {
     let form = req.form_fields();
+    let keys = match client(world, req, &form).await {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
     let Some(token) = field(&form, "token") else {
         return oauth_error(400, "invalid_request", "token is missing");
     };
     match active(world, &token).await {
-        Ok(Some(t)) => Response::json(
+        Ok(Some(t)) if t.consumer_key == keys.consumer_key => Response::json(
             200,
-            &json!({ "active": true, "client_id": t.consumer_key, "token_type": "Bearer", "exp": t.expires_ms / 1000, "application": t.application }),
-        ),
-        Ok(None) => Response::json(200, &json!({ "active": false })),
+            &json!({ "active": true, "client_id": t.consumer_key, "token_type": "Bearer", "exp": t.expires_ms / 1000 }),
+        )
+        .header("cache-control", "no-store"),
+        Ok(_) => Response::json(200, &json!({ "active": false })).header("cache-control", "no-store"),
         Err(r) => r,
     }
 }

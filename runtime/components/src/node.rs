@@ -12,26 +12,109 @@ pub struct Node {
     pub name: String,
     pub components: Vec<Peer>,
     pub gateway: Gateway,
+    /// The internal listener's endpoints and who may call each.
+    internal: Vec<InternalRoute>,
     /// (component, status) -> requests.
     served: Mutex<BTreeMap<(Peer, u16), u64>>,
+    /// (endpoint, why) -> calls refused on the internal listener.
+    refused: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
+
+/// One endpoint of the internal listener: `METHOD /path`, the component serving it, and the
+/// identities (SPIFFE IDs) admitted to call it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InternalRoute {
+    pub endpoint: String,
+    pub component: Peer,
+    pub callers: Vec<String>,
+}
+
+/// Paths under this prefix are component-to-component endpoints: never served on a public
+/// listener, whatever the component.
+pub const INTERNAL_PREFIX: &str = "/internal/";
 
 impl Node {
     pub fn new(name: &str, components: Vec<Peer>) -> Node {
+        Node::with_internal(name, components, Vec::new())
+    }
+
+    pub fn with_internal(name: &str, components: Vec<Peer>, internal: Vec<InternalRoute>) -> Node {
         Node {
             name: name.to_string(),
             components,
             gateway: Gateway::default(),
+            internal,
             served: Mutex::default(),
+            refused: Mutex::default(),
         }
+    }
+
+    /// Serves a request that arrived on the internal listener from `caller`, the identity its
+    /// client certificate proved (none: no certificate). Only the endpoints the flows table
+    /// gives this node, and only for the callers it names.
+    pub async fn internal(
+        &self,
+        world: &impl World,
+        caller: Option<&str>,
+        req: Request,
+    ) -> Response {
+        let endpoint = format!("{} {}", req.method, req.path);
+        let Some(route) = self.internal.iter().find(|r| r.endpoint == endpoint) else {
+            self.refuse(&endpoint, "unknown");
+            return Response::error(
+                404,
+                "not_found",
+                format!("node {} has no internal endpoint `{endpoint}`", self.name),
+            );
+        };
+        let admitted = caller.is_some_and(|c| route.callers.iter().any(|a| a == c));
+        if !admitted {
+            self.refuse(&endpoint, "caller");
+            return Response::error(
+                403,
+                "forbidden",
+                format!(
+                    "`{endpoint}` on node {} admits only the nodes the flows table names; {} is not one",
+                    self.name,
+                    caller.unwrap_or("a caller without a certificate")
+                ),
+            );
+        }
+        self.serve(world, route.component, req).await
+    }
+
+    /// Counts a connection to the internal listener refused in its TLS handshake (no
+    /// certificate, or one from another CA).
+    pub fn handshake_refused(&self) {
+        self.refuse("handshake", "certificate");
+    }
+
+    fn refuse(&self, endpoint: &str, why: &'static str) {
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        // Unknown endpoints are counted under one key: a scanner must not grow the map.
+        let key = if why == "unknown" { "other" } else { endpoint };
+        *refused.entry((key.to_string(), why)).or_default() += 1;
     }
 
     pub fn runs(&self, c: Peer) -> bool {
         self.components.contains(&c)
     }
 
-    /// Serves a request that arrived on `component`'s listener.
+    /// Serves a request that arrived on `component`'s public listener.
     pub async fn handle(&self, world: &impl World, component: Peer, req: Request) -> Response {
+        if req.path.starts_with(INTERNAL_PREFIX) {
+            let r = Response::error(
+                404,
+                "not_found",
+                "internal endpoints are served only on the node's internal listener",
+            );
+            self.count(component, r.status);
+            return r;
+        }
+        self.serve(world, component, req).await
+    }
+
+    async fn serve(&self, world: &impl World, component: Peer, req: Request) -> Response {
         let response = if !self.runs(component) {
             Response::error(
                 404,
@@ -87,6 +170,18 @@ impl Node {
                         .and_then(|v| v.as_str().map(String::from))
                         .unwrap_or_default();
                     text.push_str(&format!("apim_requests_total{{node=\"{}\",component=\"{c}\",status=\"{status}\"}} {n}\n", self.name));
+                }
+                text.push_str("# HELP apim_internal_refused_total Calls the internal listener refused, by endpoint and reason.\n# TYPE apim_internal_refused_total counter\n");
+                for ((endpoint, why), n) in self
+                    .refused
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                {
+                    text.push_str(&format!(
+                        "apim_internal_refused_total{{node=\"{}\",endpoint=\"{endpoint}\",reason=\"{why}\"}} {n}\n",
+                        self.name
+                    ));
                 }
                 text.push_str(&format!("# HELP apim_gateway_routes APIs this node routes.\n# TYPE apim_gateway_routes gauge\napim_gateway_routes{{node=\"{}\"}} {}\n", self.name, self.gateway.routes().len()));
                 text.push_str(&format!("# HELP apim_gateway_cached_tokens Token validations this node has cached.\n# TYPE apim_gateway_cached_tokens gauge\napim_gateway_cached_tokens{{node=\"{}\"}} {}\n", self.name, self.gateway.cached_tokens()));

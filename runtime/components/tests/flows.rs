@@ -2,6 +2,7 @@
 //! nodes call each other directly, the databases are in memory, the backend echoes.
 
 use apim_components::mem::{MemStorage, Role};
+use apim_components::node::InternalRoute;
 use apim_components::world::{CallError, Peer, World};
 use apim_components::{Node, Request, Response};
 use base64::Engine;
@@ -36,9 +37,43 @@ impl W {
             if !self.up(&node.name) {
                 return Err(CallError::Connect(format!("{} is down", node.name)));
             }
+            // Calls between components go to the internal listener, as the caller this world
+            // stands for (its one admitted identity); client calls to the public one.
+            if req.path.starts_with(apim_components::node::INTERNAL_PREFIX) {
+                return Ok(node.internal(self, Some(CALLER), req).await);
+            }
             Ok(node.handle(self, to, req).await)
         })
     }
+}
+
+/// The identity every node of this world calls with.
+const CALLER: &str = "spiffe://test/node/caller";
+
+/// The internal endpoints a node running `c` serves, all admitting `CALLER`.
+fn internal_routes(c: Peer) -> Vec<InternalRoute> {
+    let endpoints: &[&str] = match c {
+        Peer::Gateway => &["POST /internal/apis", "POST /internal/revoked"],
+        Peer::KeyManager => &[
+            "POST /token",
+            "POST /internal/clients",
+            "POST /internal/validate",
+            "POST /internal/revocations",
+        ],
+        Peer::Publisher | Peer::Store => &[],
+    };
+    endpoints
+        .iter()
+        .map(|e| InternalRoute {
+            endpoint: e.to_string(),
+            component: c,
+            callers: vec![CALLER.to_string()],
+        })
+        .collect()
+}
+
+fn node_running(name: &str, c: Peer) -> Node {
+    Node::with_internal(name, vec![c], internal_routes(c))
 }
 
 impl World for W {
@@ -111,11 +146,11 @@ impl World for W {
 
 fn world() -> W {
     let nodes = vec![
-        Node::new("publisher-1", vec![Peer::Publisher]),
-        Node::new("store-1", vec![Peer::Store]),
-        Node::new("key-manager-1", vec![Peer::KeyManager]),
-        Node::new("gateway-1", vec![Peer::Gateway]),
-        Node::new("gateway-2", vec![Peer::Gateway]),
+        node_running("publisher-1", Peer::Publisher),
+        node_running("store-1", Peer::Store),
+        node_running("key-manager-1", Peer::KeyManager),
+        node_running("gateway-1", Peer::Gateway),
+        node_running("gateway-2", Peer::Gateway),
     ];
     let w = W(Arc::new(Cluster {
         storage: MemStorage::default(),
@@ -324,7 +359,9 @@ fn publish_subscribe_token_invoke_and_revoke() {
         &w,
         "key-manager-1",
         Peer::KeyManager,
-        Request::new("POST", "/introspect").form(&[("token", &token)]),
+        Request::new("POST", "/introspect")
+            .header("authorization", &format!("Basic {basic}"))
+            .form(&[("token", &token)]),
     );
     assert_eq!(json_of(&r)["active"], false);
 }
@@ -674,5 +711,100 @@ fn a_token_validated_again_after_the_cache_time_is_cached_again() {
         invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
         200,
         "the new validation is cached"
+    );
+}
+
+/// An API record pointing at an attacker's backend: what a route injection would push.
+fn hijacked(api: &str, context: &str) -> Request {
+    Request::new("POST", "/internal/apis").json(&json!({
+        "id": api, "name": "x", "version": "v1", "context": context,
+        "backend": "http://attacker.example", "description": "", "provider": "x",
+        "state": "published"
+    }))
+}
+
+#[test]
+fn internal_endpoints_answer_only_admitted_callers_on_the_internal_listener() {
+    let w = world();
+    let admin = login(
+        &w,
+        "publisher-1",
+        Peer::Publisher,
+        "admin",
+        "admin-password",
+    );
+    let api = publish(&w, &admin, "echo", "http://backend.example");
+    let (token, _, _) = consumer(&w, "alice", Some(&api));
+    let gw = &w.0.nodes[node(&w, "gateway-1")];
+    // On the public listener the endpoint does not exist.
+    let r = send(&w, "gateway-1", Peer::Gateway, hijacked(&api, "echo"));
+    assert_eq!(r.status, 404);
+    // On the internal listener: a caller the flows table does not name, or none, is refused.
+    for caller in [Some("spiffe://test/node/store-1"), None] {
+        let r = pollster::block_on(gw.internal(&w, caller, hijacked(&api, "echo")));
+        assert_eq!(r.status, 403, "{caller:?}");
+    }
+    let r = pollster::block_on(gw.internal(
+        &w,
+        Some(CALLER),
+        Request::new("POST", "/internal/nothing"),
+    ));
+    assert_eq!(r.status, 404);
+    // Nothing changed: the API still reaches its own backend.
+    let r = invoke(&w, "gateway-1", "/echo/v1/x", Some(&token));
+    assert_eq!(r.status, 200);
+    assert_eq!(json_of(&r)["backend"], "http://backend.example");
+    let metrics = String::from_utf8(gw.admin(&Request::new("GET", "/metrics")).body).expect("text");
+    assert!(
+        metrics.contains(r#"apim_internal_refused_total{node="gateway-1",endpoint="POST /internal/apis",reason="caller"} 2"#),
+        "{metrics}"
+    );
+    // Key minting likewise: only on the internal listener, only for admitted callers.
+    let km = &w.0.nodes[node(&w, "key-manager-1")];
+    let mint = || Request::new("POST", "/internal/clients").json(&json!({"application": "x"}));
+    assert_eq!(
+        send(&w, "key-manager-1", Peer::KeyManager, mint()).status,
+        404
+    );
+    let r = pollster::block_on(km.internal(&w, Some("spiffe://test/node/gateway-1"), mint()));
+    assert_eq!(r.status, 403);
+}
+
+#[test]
+fn introspection_answers_a_client_only_about_its_own_tokens() {
+    let w = world();
+    let admin = login(
+        &w,
+        "publisher-1",
+        Peer::Publisher,
+        "admin",
+        "admin-password",
+    );
+    let api = publish(&w, &admin, "echo", "http://backend.example");
+    let (token, key, secret) = consumer(&w, "alice", Some(&api));
+    let (_, other_key, other_secret) = consumer(&w, "bob", Some(&api));
+    let introspect = |auth: Option<(&str, &str)>| {
+        let mut r = Request::new("POST", "/introspect");
+        if let Some((k, s)) = auth {
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{k}:{s}"));
+            r = r.header("authorization", &format!("Basic {basic}"));
+        }
+        send(
+            &w,
+            "key-manager-1",
+            Peer::KeyManager,
+            r.form(&[("token", &token)]),
+        )
+    };
+    assert_eq!(introspect(None).status, 401);
+    let theirs = introspect(Some((&other_key, &other_secret)));
+    assert_eq!(theirs.status, 200);
+    assert_eq!(json_of(&theirs), json!({"active": false}));
+    let own = introspect(Some((&key, &secret)));
+    assert_eq!(json_of(&own)["active"], true);
+    assert!(
+        json_of(&own).get("application").is_none(),
+        "{:?}",
+        json_of(&own)
     );
 }

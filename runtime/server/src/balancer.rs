@@ -4,7 +4,7 @@
 //! Bodies are streamed both ways: the balancer holds no request or response whole.
 
 use crate::http;
-use apim_compiler::plan::{BalancerPlan, BalancerRoute};
+use apim_compiler::plan::{BalancerPlan, BalancerRoute, RouteListener};
 use apim_components::balancer::{self, Pool};
 use apim_components::http::cookie_in;
 use apim_components::{CallError, Request, Response};
@@ -26,29 +26,48 @@ pub struct RunningBalancer {
 }
 
 pub async fn start(plan: BalancerPlan, bind: &str) -> Result<RunningBalancer, String> {
-    let checks = http::client();
-    let client = http::stream_client();
+    let what = format!("balancer {}", plan.name);
+    let (tls, _warnings) = crate::tls::load_checked(&what, &plan.identity, &plan.host, &plan.tls)?;
+    let serving = http::Serving::tls(match &plan.edge {
+        Some(edge) => crate::tls::server_of_files(&edge.cert, &edge.key)?,
+        None => tls.server()?,
+    });
     let mut tasks = JoinSet::new();
     let mut pools = Vec::new();
     for route in &plan.routes {
         let listener = http::bind(bind, route.port)
             .await
-            .map_err(|e| format!("balancer {}: {e}", plan.name))?;
+            .map_err(|e| format!("{what}: {e}"))?;
         let pool = Arc::new(Mutex::new(Pool::new(
             route.upstream.iter().map(|u| u.node.clone()),
             route.health.fall,
             route.health.rise,
         )));
         pools.push(pool.clone());
+        // The balancer itself talks to the nodes of this route only: it accepts their
+        // certificates and no others.
+        let nodes: Vec<String> = route.upstream.iter().map(|u| u.identity.clone()).collect();
+        let to_nodes = tls.client(nodes)?;
         let route = Arc::new(route.clone());
-        {
-            let (route, pool, client) = (route.clone(), pool.clone(), client.clone());
-            tasks.spawn(http::serve_raw(listener, move |req, from| {
-                let (route, pool, client) = (route.clone(), pool.clone(), client.clone());
-                async move { proxy(&route, &pool, &client, req, from.ip().to_string()).await }
-            }));
+        match route.listener {
+            RouteListener::Public => {
+                let (route, pool) = (route.clone(), pool.clone());
+                let client = http::StreamClient::with_tls(to_nodes.clone());
+                tasks.spawn(http::serve_connections(
+                    listener,
+                    serving.clone(),
+                    move |req, from| {
+                        let (route, pool, client) = (route.clone(), pool.clone(), client.clone());
+                        let from = from.addr.ip().to_string();
+                        async move { proxy(&route, &pool, &client, req, from).await }
+                    },
+                ));
+            }
+            RouteListener::Internal => {
+                tasks.spawn(pass_through(listener, route.clone(), pool.clone()));
+            }
         }
-        tasks.spawn(check_health(route, pool, checks.clone()));
+        tasks.spawn(check_health(route, pool, http::tls_client(to_nodes)));
     }
     Ok(RunningBalancer {
         plan,
@@ -79,7 +98,7 @@ fn forwarded(headers: &mut HeaderMap, from: String, port: u16) {
     }
     for (name, value) in [
         ("x-forwarded-for", chain),
-        ("x-forwarded-proto", "http".to_string()),
+        ("x-forwarded-proto", "https".to_string()),
         ("x-forwarded-host", host),
         ("x-forwarded-port", port.to_string()),
     ] {
@@ -190,5 +209,79 @@ async fn check_health(route: Arc<BalancerRoute>, pool: Arc<Mutex<Pool>>, client:
             lock(&pool).checked(i, r.is_ok_and(|r| r.status == 200));
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+/// How long a passed-through connection may stay silent both ways before it is closed.
+const PASS_IDLE: Duration = Duration::from_secs(60);
+
+/// An internal route: every connection goes, untouched, to one node's internal listener (L4),
+/// so the caller's own certificate reaches it. The node is chosen as for HTTP routes; a node
+/// that cannot be connected to is skipped for the next.
+async fn pass_through(
+    listener: tokio::net::TcpListener,
+    route: Arc<BalancerRoute>,
+    pool: Arc<Mutex<Pool>>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let Ok((mut client, _)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let _ = client.set_nodelay(true);
+        let (route, pool) = (route.clone(), pool.clone());
+        connections.spawn(async move {
+            let connect = Duration::from_millis(route.timeouts.connect_ms);
+            let node = balancer::attempt(&pool, None, |i| {
+                let authority = http::authority(&route.upstream[i].host, route.upstream[i].port);
+                async move {
+                    match tokio::time::timeout(connect, tokio::net::TcpStream::connect(&authority))
+                        .await
+                    {
+                        Ok(Ok(s)) => Ok(s),
+                        Ok(Err(e)) => Err(CallError::Connect(format!("{authority}: {e}"))),
+                        Err(_) => Err(CallError::Connect(format!("{authority}: timed out"))),
+                    }
+                }
+            })
+            .await;
+            let Ok((_, mut node)) = node else {
+                // Closing is all a TCP balancer can say: the caller's client retries elsewhere.
+                return;
+            };
+            let _ = node.set_nodelay(true);
+            let _ = copy_until_idle(&mut client, &mut node).await;
+        });
+    }
+}
+
+/// Copies both ways until either side closes, or nothing moves for `PASS_IDLE`.
+async fn copy_until_idle(
+    a: &mut tokio::net::TcpStream,
+    b: &mut tokio::net::TcpStream,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut ar, mut aw) = a.split();
+    let (mut br, mut bw) = b.split();
+    let mut up = [0u8; 16 * 1024];
+    let mut down = [0u8; 16 * 1024];
+    loop {
+        tokio::select! {
+            n = tokio::time::timeout(PASS_IDLE, ar.read(&mut up)) => {
+                let n = n.map_err(|_| std::io::ErrorKind::TimedOut)??;
+                if n == 0 { let _ = bw.shutdown().await; return Ok(()); }
+                bw.write_all(&up[..n]).await?;
+            }
+            n = tokio::time::timeout(PASS_IDLE, br.read(&mut down)) => {
+                let n = n.map_err(|_| std::io::ErrorKind::TimedOut)??;
+                if n == 0 { let _ = aw.shutdown().await; return Ok(()); }
+                aw.write_all(&down[..n]).await?;
+            }
+        }
     }
 }

@@ -33,6 +33,11 @@ pub fn stream_client() -> StreamClient {
     Upstreams::default()
 }
 
+/// A client over TLS with `config`.
+pub fn tls_client(config: Arc<rustls::ClientConfig>) -> Client {
+    Upstreams::with_tls(config)
+}
+
 /// Removes the hop-by-hop headers, which a proxy does not pass on (the framing of a streamed
 /// body is hyper's to decide on each hop).
 pub fn drop_hop_by_hop(headers: &mut hyper::HeaderMap) {
@@ -282,6 +287,73 @@ where
     F: Fn(hyper::Request<Incoming>, SocketAddr) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<Body>> + Send + 'static,
 {
+    let options = Serving {
+        head_timeout,
+        tls: None,
+        on_refused: None,
+    };
+    serve_connections(listener, options, move |req, caller: &Caller| {
+        handle(req, caller.addr)
+    })
+    .await
+}
+
+/// Who sent a request: the address, and on a listener that asks for client certificates the
+/// SPIFFE ID the client's certificate proved.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub addr: SocketAddr,
+    pub identity: Option<Arc<str>>,
+}
+
+/// How a listener serves its connections.
+#[derive(Clone)]
+pub struct Serving {
+    pub head_timeout: Duration,
+    /// TLS on every connection: the handshake must end within `HANDSHAKE_TIMEOUT`.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Called for every connection whose TLS handshake failed (counted in `/metrics`).
+    pub on_refused: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl Serving {
+    pub fn tls(config: Arc<rustls::ServerConfig>) -> Serving {
+        Serving {
+            head_timeout: HEAD_TIMEOUT,
+            tls: Some(tokio_rustls::TlsAcceptor::from(config)),
+            on_refused: None,
+        }
+    }
+}
+
+/// How long a client may take over its TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves whole messages over TLS (see `serve`), with the caller's identity.
+pub async fn serve_tls<F, Fut>(listener: TcpListener, options: Serving, handle: F)
+where
+    F: Fn(Request, Caller) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    let handle = Arc::new(handle);
+    serve_connections(listener, options, move |req, caller: &Caller| {
+        let (handle, caller) = (handle.clone(), caller.clone());
+        async move {
+            match read(req).await {
+                Ok(req) => write(handle(req, caller).await),
+                Err(r) => write(r),
+            }
+        }
+    })
+    .await
+}
+
+/// Serves `listener` as `options` say, every request to `handle` with its caller.
+pub async fn serve_connections<F, Fut>(listener: TcpListener, options: Serving, handle: F)
+where
+    F: Fn(hyper::Request<Incoming>, &Caller) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = hyper::Response<Body>> + Send + 'static,
+{
     let handle = Arc::new(handle);
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -289,25 +361,59 @@ where
             accepted = listener.accept() => accepted,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
-        let Ok((stream, peer)) = accepted else {
+        let Ok((stream, addr)) = accepted else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let handle = handle.clone();
+        let (handle, options) = (handle.clone(), options.clone());
         connections.spawn(async move {
-            let service = service_fn(move |req: hyper::Request<Incoming>| {
-                let handle = handle.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(req, peer).await) }
-            });
-            let _ = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(head_timeout)
-                .max_buf_size(64 * 1024)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let Some(tls) = &options.tls else {
+                let caller = Caller {
+                    addr,
+                    identity: None,
+                };
+                serve_one(stream, caller, options.head_timeout, handle).await;
+                return;
+            };
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                _ => {
+                    if let Some(refused) = &options.on_refused {
+                        refused();
+                    }
+                    return;
+                }
+            };
+            let identity = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| apim_pki::spiffe_id(c))
+                .map(Arc::from);
+            let caller = Caller { addr, identity };
+            serve_one(stream, caller, options.head_timeout, handle).await;
         });
     }
+}
+
+async fn serve_one<S, F, Fut>(stream: S, caller: Caller, head_timeout: Duration, handle: Arc<F>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: Fn(hyper::Request<Incoming>, &Caller) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = hyper::Response<Body>> + Send + 'static,
+{
+    let service = service_fn(move |req: hyper::Request<Incoming>| {
+        let answer = handle(req, &caller);
+        async move { Ok::<_, std::convert::Infallible>(answer.await) }
+    });
+    let _ = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(head_timeout)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 /// How much of a refused request's body is read and dropped, and for how long, before its

@@ -10,6 +10,7 @@ pub mod http;
 pub mod node;
 pub mod smoke;
 pub mod storage;
+pub mod tls;
 pub mod up;
 pub mod upstream;
 pub mod world;

@@ -6,12 +6,21 @@ use crate::storage::{Role, SqlStorage};
 use crate::world::{RealWorld, peer};
 use apim_compiler::plan::NodePlan;
 use apim_components::gateway::{self, RECONCILE_MS, REVOCATIONS_MS};
+use apim_components::node::InternalRoute;
 use apim_components::world::Peer;
 use apim_components::{Node, Request};
 use apim_topology::vocab::Role as PlanRole;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::task::JoinSet;
+
+/// A listener of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Door {
+    Public(Peer),
+    Internal,
+    Admin,
+}
 
 /// A node that is serving; dropping it stops every listener and loop.
 pub struct RunningNode {
@@ -36,44 +45,80 @@ pub async fn start(
     urls: BTreeMap<Role, String>,
     admin_password: &str,
 ) -> Result<RunningNode, String> {
+    let (tls, _warnings) = crate::tls::load_checked(
+        &format!("node {}", plan.name),
+        &plan.identity,
+        &plan.host,
+        &plan.tls,
+    )?;
     let storage = SqlStorage::connect(&urls)
         .await
         .map_err(|e| format!("node {}: {e}", plan.name))?;
-    let world = Arc::new(RealWorld::new(storage, plan.clone()));
+    let world = Arc::new(RealWorld::new(storage, plan.clone(), &tls)?);
     if urls.contains_key(&Role::User) {
         apim_components::auth::bootstrap_admin(world.as_ref(), admin_password)
             .await
             .map_err(|e| format!("node {}: cannot create the admin user: {e}", plan.name))?;
     }
     let components: Vec<Peer> = plan.listeners.iter().map(|l| peer(l.component)).collect();
-    let node = Arc::new(Node::new(&plan.name, components));
+    let internal = plan
+        .internal
+        .iter()
+        .map(|e| InternalRoute {
+            endpoint: e.endpoint.clone(),
+            component: peer(e.component),
+            callers: e.callers.clone(),
+        })
+        .collect();
+    let node = Arc::new(Node::with_internal(&plan.name, components, internal));
     let mut tasks = JoinSet::new();
+    let public = http::Serving::tls(tls.server()?);
+    let mut inside = http::Serving::tls(tls.internal_server()?);
+    let counted = node.clone();
+    inside.on_refused = Some(Arc::new(move || counted.handshake_refused()));
     // Bind everything first, so a port that is taken fails the start instead of a later request.
     let mut listeners = Vec::new();
     for l in &plan.listeners {
         listeners.push((
-            Some(peer(l.component)),
+            Door::Public(peer(l.component)),
             http::bind(&plan.bind, l.port).await?,
         ));
     }
-    listeners.push((None, http::bind(&plan.bind, plan.admin_port).await?));
-    for (component, listener) in listeners {
+    listeners.push((Door::Admin, http::bind(&plan.bind, plan.admin_port).await?));
+    listeners.push((
+        Door::Internal,
+        http::bind(&plan.bind, plan.internal_port).await?,
+    ));
+    for (door, listener) in listeners {
         let (node, world) = (node.clone(), world.clone());
-        if component == Some(Peer::Gateway) {
-            tasks.spawn(http::serve_raw(listener, move |req, _| {
+        let serving = if door == Door::Internal {
+            inside.clone()
+        } else {
+            public.clone()
+        };
+        if door == Door::Public(Peer::Gateway) {
+            tasks.spawn(http::serve_connections(listener, serving, move |req, _| {
                 gateway(node.clone(), world.clone(), req)
             }));
             continue;
         }
-        tasks.spawn(http::serve(listener, move |req: Request, _| {
-            let (node, world) = (node.clone(), world.clone());
-            async move {
-                match component {
-                    Some(c) => node.handle(world.as_ref(), c, req).await,
-                    None => node.admin(&req),
+        tasks.spawn(http::serve_tls(
+            listener,
+            serving,
+            move |req: Request, caller| {
+                let (node, world) = (node.clone(), world.clone());
+                async move {
+                    match door {
+                        Door::Public(c) => node.handle(world.as_ref(), c, req).await,
+                        Door::Internal => {
+                            node.internal(world.as_ref(), caller.identity.as_deref(), req)
+                                .await
+                        }
+                        Door::Admin => node.admin(&req),
+                    }
                 }
-            }
-        }));
+            },
+        ));
     }
     if node.runs(Peer::Gateway) {
         let (n, w) = (node.clone(), world.clone());

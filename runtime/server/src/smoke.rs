@@ -17,6 +17,13 @@ struct Walk {
 }
 
 impl Walk {
+    fn new(e: &Entries) -> Result<Walk, String> {
+        Ok(Walk {
+            client: http::tls_client(crate::tls::client_trusting(&e.ca)?),
+            log: Vec::new(),
+        })
+    }
+
     async fn send(
         &mut self,
         what: &str,
@@ -65,6 +72,8 @@ pub struct Entries {
     pub gateway_nodes: Vec<(String, String, u16)>,
     /// A backend that echoes requests as JSON.
     pub backend: String,
+    /// The deployment CA (PEM) the walk-through trusts.
+    pub ca: String,
 }
 
 impl Entries {
@@ -79,6 +88,7 @@ impl Entries {
                 .ok_or("no key manager runs in this topology")?,
             gateway_nodes: up.gateway_nodes(),
             backend: up.backend.clone(),
+            ca: up.ca_pem.clone(),
         })
     }
 }
@@ -229,19 +239,13 @@ pub async fn provision(
     admin_password: &str,
     tag: &str,
 ) -> Result<Provisioned, String> {
-    let mut w = Walk {
-        client: http::client(),
-        log: Vec::new(),
-    };
+    let mut w = Walk::new(e)?;
     provision_with(&mut w, e, admin_password, tag).await
 }
 
 /// Runs the walk-through; the lines say what passed, the error what did not.
 pub async fn run(e: &Entries, admin_password: &str) -> Result<Vec<String>, String> {
-    let mut w = Walk {
-        client: http::client(),
-        log: Vec::new(),
-    };
+    let mut w = Walk::new(e)?;
     let mut tag = [0u8; 4];
     getrandom::fill(&mut tag).map_err(|e| e.to_string())?;
     let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
@@ -294,6 +298,35 @@ pub async fn run(e: &Entries, admin_password: &str) -> Result<Vec<String>, Strin
         .form(&[("token", &p.token)]);
     w.send("key manager: revoke the token", &e.key_manager, revoke, 200)
         .await?;
+    // What only nodes may do is refused to clients: the internal endpoints are not on the
+    // public listeners at all, and introspection needs the client's own credentials.
+    let inject = Request::new("POST", "/internal/apis").json(&json!({
+        "id": p.api, "name": "x", "version": "v1", "context": p.context,
+        "backend": "http://127.0.0.1:1", "description": "", "provider": "x", "state": "published"
+    }));
+    w.send(
+        "gateway: a client cannot push an API to the gateways (no internal endpoint)",
+        &e.gateway,
+        inject,
+        404,
+    )
+    .await?;
+    let mint = Request::new("POST", "/internal/clients").json(&json!({"application": "x"}));
+    w.send(
+        "key manager: a client cannot mint consumer keys (no internal endpoint)",
+        &e.key_manager,
+        mint,
+        404,
+    )
+    .await?;
+    let introspect = Request::new("POST", "/introspect").form(&[("token", &p.token)]);
+    w.send(
+        "key manager: introspection without client credentials is refused",
+        &e.key_manager,
+        introspect,
+        401,
+    )
+    .await?;
     for (name, host, port) in e.gateway_nodes.clone() {
         w.send(
             &format!("{name}: the revoked token is refused"),

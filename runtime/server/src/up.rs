@@ -7,7 +7,7 @@ use crate::databases;
 use crate::http;
 use crate::node::{self, RunningNode};
 use apim_compiler::HostMap;
-use apim_compiler::plan::Plan;
+use apim_compiler::plan::{Plan, RouteListener, TlsFiles};
 use apim_components::{Request, Response};
 use apim_topology::Topology;
 use apim_topology::vocab::{BalancerKind, Component};
@@ -53,6 +53,9 @@ pub struct UpOptions {
 
 /// A running topology; dropping it stops everything.
 pub struct Up {
+    /// The deployment CA's certificate: what clients trust (`curl --cacert`).
+    pub ca: PathBuf,
+    pub ca_pem: String,
     /// The plan as run here: every address mapped to loopback.
     pub plan: Plan,
     pub hosts: HostMap,
@@ -96,9 +99,21 @@ pub async fn start(t: &Topology, opts: &UpOptions) -> Result<Up, String> {
         hosts.balancers.insert(b.name.clone(), a);
     }
     let echo_host = next().ok_or("the loopback range is too small")?;
-    let mapped = hosts.plan(&plan);
-    std::fs::create_dir_all(&opts.data)
-        .map_err(|e| format!("cannot create {}: {e}", opts.data.display()))?;
+    let mut mapped = hosts.plan(&plan);
+    apim_pki::files::create_private_dir(&opts.data)?;
+    // A throwaway PKI, kept in the data folder and reused (renewed where the addresses moved).
+    let pki = opts.data.join("pki");
+    let pki_dir = pki.display().to_string();
+    for n in &mut mapped.nodes {
+        n.tls = TlsFiles::in_dir(&pki_dir, &n.name);
+    }
+    for b in &mut mapped.balancers {
+        b.tls = TlsFiles::in_dir(&pki_dir, &b.name);
+    }
+    let written =
+        apim_pki::write_dir(&mapped.deployment, &apim_pki::subjects(&mapped), &pki, None)?;
+    let ca_pem = std::fs::read_to_string(&written.ca)
+        .map_err(|e| format!("cannot read {}: {e}", written.ca))?;
     let (ready, notes) = databases::for_up(&mapped.databases, &opts.data)?;
 
     let listener = http::bind(&echo_host, 8080).await?;
@@ -120,6 +135,8 @@ pub async fn start(t: &Topology, opts: &UpOptions) -> Result<Up, String> {
         balancers.push(balancer::start(b.clone(), &b.host).await?);
     }
     Ok(Up {
+        ca: written.ca.into(),
+        ca_pem,
         plan: mapped,
         hosts,
         nodes,
@@ -140,7 +157,10 @@ impl Up {
             .iter()
             .filter(|b| b.kind == kind)
             .find_map(|b| {
-                let r = b.routes.iter().find(|r| r.component == c)?;
+                let r = b
+                    .routes
+                    .iter()
+                    .find(|r| r.component == c && r.listener == RouteListener::Public)?;
                 Some((b.host.clone(), r.port))
             });
         via_balancer.or_else(|| {
@@ -181,10 +201,16 @@ impl Up {
         let mut s = String::new();
         for b in &self.plan.balancers {
             for r in &b.routes {
+                let (what, scheme) = match r.listener {
+                    RouteListener::Public => (r.component.as_str().to_string(), "https"),
+                    RouteListener::Internal => {
+                        (format!("{} internal", r.component.as_str()), "tls")
+                    }
+                };
                 s.push_str(&format!(
-                    "  balancer {:<12} {:<11} http://{}\n",
+                    "  balancer {:<12} {:<20} {scheme}://{}\n",
                     b.name,
-                    r.component.as_str(),
+                    what,
                     http::authority(&b.host, r.port)
                 ));
             }
@@ -196,9 +222,10 @@ impl Up {
                 .map(|l| format!("{} :{}", l.component, l.port))
                 .collect();
             s.push_str(&format!(
-                "  node     {:<12} {} (admin :{}) on {}\n",
+                "  node     {:<12} {} (internal :{}, admin :{}) on {}\n",
                 n.name,
                 parts.join(", "),
+                n.internal_port,
                 n.admin_port,
                 n.host
             ));
@@ -211,7 +238,7 @@ impl Up {
     pub fn walkthrough(&self) -> String {
         let url = |c| {
             self.entry(c)
-                .map(|(h, p)| format!("http://{}", http::authority(&h, p)))
+                .map(|(h, p)| format!("https://{}", http::authority(&h, p)))
                 .unwrap_or_default()
         };
         let (publisher, store, gateway) = (
@@ -220,7 +247,9 @@ impl Up {
             url(Component::Gateway),
         );
         format!(
-            r#"# 1. publish: sign in as admin, create an API on the echo backend, publish it
+            r#"# Every listener speaks TLS; curl trusts the deployment's CA:
+alias curl='curl --cacert {ca}'
+# 1. publish: sign in as admin, create an API on the echo backend, publish it
 P=$(curl -s {publisher}/api/login -d '{{"username":"admin","password":"'"$APIM_ADMIN_PASSWORD"'"}}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
 API=$(curl -s {publisher}/api/apis -H "Authorization: Bearer $P" -d '{{"name":"Echo","version":"v1","context":"echo","backend":"{backend}"}}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
 curl -s -X POST {publisher}/api/apis/$API/publish -H "Authorization: Bearer $P"
@@ -236,7 +265,8 @@ T=$(curl -s -u "$CK:$CS" {gateway}/token -d grant_type=client_credentials | sed 
 # 4. invoke
 curl -s {gateway}/echo/v1/hello -H "Authorization: Bearer $T"
 "#,
-            backend = self.backend
+            backend = self.backend,
+            ca = self.ca.display()
         )
     }
 }

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A connection idle this long is closed rather than reused: upstreams close theirs too, and
@@ -41,14 +42,17 @@ pub struct Failed<B> {
 type Shelves<B> = Mutex<HashMap<String, Vec<Idle<B>>>>;
 
 /// A set of kept-alive connections, shared by clones; request bodies are of type `B`.
+/// With TLS, every connection is made with that client configuration.
 pub struct Upstreams<B> {
     idle: Arc<Shelves<B>>,
+    tls: Option<TlsConnector>,
 }
 
 impl<B> Clone for Upstreams<B> {
     fn clone(&self) -> Self {
         Upstreams {
             idle: self.idle.clone(),
+            tls: self.tls.clone(),
         }
     }
 }
@@ -57,6 +61,17 @@ impl<B> Default for Upstreams<B> {
     fn default() -> Self {
         Upstreams {
             idle: Arc::new(Mutex::new(HashMap::new())),
+            tls: None,
+        }
+    }
+}
+
+impl<B> Upstreams<B> {
+    /// Connections over TLS with `config`.
+    pub fn with_tls(config: Arc<rustls::ClientConfig>) -> Self {
+        Upstreams {
+            idle: Arc::new(Mutex::new(HashMap::new())),
+            tls: Some(TlsConnector::from(config)),
         }
     }
 }
@@ -92,7 +107,7 @@ where
         let (mut sender, reused) = match self.checkout(authority).await {
             Some(s) => (s, true),
             // Connecting is the rare path: boxed, so every request's future stays small.
-            None => match Box::pin(connect(authority)).await {
+            None => match Box::pin(connect(authority, self.tls.as_ref())).await {
                 Ok(s) => (s, false),
                 Err(e) => return Err(unsent(e, req)),
             },
@@ -102,7 +117,7 @@ where
             && let Err(e) = &mut answer
             && let Some(req) = e.take_message()
         {
-            sender = match Box::pin(connect(authority)).await {
+            sender = match Box::pin(connect(authority, self.tls.as_ref())).await {
                 Ok(s) => s,
                 Err(e) => return Err(unsent(e, req)),
             };
@@ -163,20 +178,62 @@ fn lock<B>(shelves: &Shelves<B>) -> std::sync::MutexGuard<'_, HashMap<String, Ve
     shelves.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn connect<B>(authority: &str) -> Result<SendRequest<B>, CallError>
+/// The host of a `host:port` authority, without IPv6 brackets.
+pub fn host_of(authority: &str) -> &str {
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+async fn connect<B>(
+    authority: &str,
+    tls: Option<&TlsConnector>,
+) -> Result<SendRequest<B>, CallError>
 where
     B: Body + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(authority))
-        .await
-        .map_err(|_| CallError::Connect(format!("{authority}: connection timed out")))?
-        .map_err(|e| CallError::Connect(format!("{authority}: {e}")))?;
-    let _ = stream.set_nodelay(true);
-    let (sender, connection) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| CallError::Connect(format!("{authority}: {e}")))?;
+    let failed = |e: &dyn std::fmt::Display| CallError::Connect(format!("{authority}: {e}"));
+    // Connecting and the TLS handshake share one bound: nothing is sent before both are done.
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let stream = TcpStream::connect(authority)
+            .await
+            .map_err(|e| failed(&e))?;
+        let _ = stream.set_nodelay(true);
+        match tls {
+            None => Ok(Connection::Plain(stream)),
+            Some(tls) => {
+                let name = crate::tls::server_name(host_of(authority)).map_err(|e| failed(&e))?;
+                let stream = tls
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| failed(&format!("TLS: {e}")))?;
+                Ok(Connection::Tls(Box::new(stream)))
+            }
+        }
+    })
+    .await
+    .map_err(|_| CallError::Connect(format!("{authority}: connection timed out")))??;
+    match stream {
+        Connection::Plain(s) => spawn_http1(s).await,
+        Connection::Tls(s) => spawn_http1(*s).await,
+    }
+    .map_err(|e| failed(&e))
+}
+
+enum Connection {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+async fn spawn_http1<B, S>(stream: S) -> Result<SendRequest<B>, hyper::Error>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         // The connection ends when the upstream closes it or every sender is dropped.
         let _ = connection.await;

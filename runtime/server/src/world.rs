@@ -3,6 +3,7 @@
 
 use crate::http::{self, Client};
 use crate::storage::SqlStorage;
+use crate::tls::Tls;
 use apim_compiler::plan::{NodePlan, Peer as PlanPeer, PeerPath};
 use apim_components::balancer::{self, Pool};
 use apim_components::gateway::{self, Admitted};
@@ -92,14 +93,22 @@ fn target(prefix: &str, path: &str, query: &str) -> String {
 pub struct RealWorld {
     storage: SqlStorage,
     node: NodePlan,
-    client: Client,
+    /// A client per peer of the plan (same order): mutual TLS, accepting only that peer's nodes.
+    clients: Vec<Client>,
     stream_client: http::StreamClient,
+    /// API backends, outside the deployment: plain HTTP as their URLs say.
+    backends: Client,
     /// Round robin over the endpoints of each peer.
     pools: BTreeMap<Peer, Mutex<Pool>>,
 }
 
 impl RealWorld {
-    pub fn new(storage: SqlStorage, node: NodePlan) -> RealWorld {
+    pub fn new(storage: SqlStorage, node: NodePlan, tls: &Tls) -> Result<RealWorld, String> {
+        let clients = node
+            .peers
+            .iter()
+            .map(|p| Ok(http::tls_client(tls.client(p.identities.clone())?)))
+            .collect::<Result<Vec<_>, String>>()?;
         let pools = node
             .peers
             .iter()
@@ -109,13 +118,14 @@ impl RealWorld {
                 (peer(p.component), Mutex::new(Pool::new(names, 3, 2)))
             })
             .collect();
-        RealWorld {
+        Ok(RealWorld {
             storage,
             node,
-            client: http::client(),
+            clients,
             stream_client: http::stream_client(),
+            backends: http::client(),
             pools,
-        }
+        })
     }
 
     /// The real world's `forward`: a client's request, as the gateway admitted it, to the
@@ -148,11 +158,13 @@ impl RealWorld {
         .await
     }
 
-    fn peer(&self, to: Peer, path: PeerPath) -> Option<&PlanPeer> {
-        self.node
+    fn peer(&self, to: Peer, path: PeerPath) -> Option<(&PlanPeer, &Client)> {
+        let i = self
+            .node
             .peers
             .iter()
-            .find(|p| p.component == component(to) && p.path == path)
+            .position(|p| p.component == component(to) && p.path == path)?;
+        Some((&self.node.peers[i], self.clients.get(i)?))
     }
 }
 
@@ -181,7 +193,9 @@ impl World for RealWorld {
     }
 
     async fn call(&self, to: Peer, req: Request) -> Result<Response, CallError> {
-        let (Some(peer), Some(pool)) = (self.peer(to, PeerPath::Any), self.pools.get(&to)) else {
+        let (Some((peer, client)), Some(pool)) =
+            (self.peer(to, PeerPath::Any), self.pools.get(&to))
+        else {
             return Err(CallError::Connect(format!(
                 "node {} has no route to the {to:?}",
                 self.node.name
@@ -189,7 +203,7 @@ impl World for RealWorld {
         };
         balancer::attempt(pool, None, |i| {
             let e = &peer.endpoints[i];
-            http::send(&self.client, &e.host, e.port, req.clone(), CALL_TIMEOUT)
+            http::send(client, &e.host, e.port, req.clone(), CALL_TIMEOUT)
         })
         .await
         .map(|(_, r)| r)
@@ -200,13 +214,12 @@ impl World for RealWorld {
         to: Peer,
         req: Request,
     ) -> Vec<(String, Result<Response, CallError>)> {
-        let Some(peer) = self.peer(to, PeerPath::EachNode) else {
+        let Some((peer, client)) = self.peer(to, PeerPath::EachNode) else {
             return Vec::new();
         };
         let mut tasks = tokio::task::JoinSet::new();
         for (i, e) in peer.endpoints.iter().enumerate() {
-            let (client, req, host, port) =
-                (self.client.clone(), req.clone(), e.host.clone(), e.port);
+            let (client, req, host, port) = (client.clone(), req.clone(), e.host.clone(), e.port);
             tasks.spawn(
                 async move { (i, http::send(&client, &host, port, req, CALL_TIMEOUT).await) },
             );
@@ -229,7 +242,7 @@ impl World for RealWorld {
         if !prefix.is_empty() {
             req.path = format!("/{prefix}{}", req.path);
         }
-        http::send(&self.client, host, port, req, BACKEND_TIMEOUT).await
+        http::send(&self.backends, host, port, req, BACKEND_TIMEOUT).await
     }
 
     async fn hash_password(&self, password: &str) -> String {

@@ -5,7 +5,9 @@
 
 mod common;
 
-use apim_compiler::plan::{BalancerPlan, BalancerRoute, HealthCheck, Timeouts, Upstream};
+use apim_compiler::plan::{
+    BalancerPlan, BalancerRoute, HealthCheck, RouteListener, Timeouts, Upstream,
+};
 use apim_components::{Request, Response};
 use apim_runtime::{balancer, http};
 use apim_topology::vocab::{BalancerKind, Component};
@@ -19,18 +21,23 @@ fn upstream(node: &str, host: &str) -> Upstream {
         host: host.into(),
         port: 8080,
         admin_port: 9090,
+        identity: format!("spiffe://test/node/{node}"),
     }
 }
 
-fn plan(component: Component, sticky: bool) -> BalancerPlan {
+fn plan(pki: &common::TestPki, component: Component, sticky: bool) -> BalancerPlan {
     BalancerPlan {
         name: "lb".into(),
         kind: BalancerKind::External,
         network: "lan".into(),
         host: BALANCER.into(),
+        identity: "spiffe://test/balancer/lb".into(),
+        tls: pki.files("lb", "spiffe://test/balancer/lb", BALANCER),
+        edge: None,
         routes: vec![BalancerRoute {
             component,
             port: 8280,
+            listener: RouteListener::Public,
             sticky,
             // The first node has nothing listening; only a request's own failure finds out,
             // as checks are too rare to.
@@ -53,27 +60,34 @@ fn plan(component: Component, sticky: bool) -> BalancerPlan {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_cannot_be_reached_is_skipped_with_the_body_intact() {
     // The node that is up answers with the size of the body it got and the headers it saw.
+    let pki = common::TestPki::new();
+    let node = pki.tls("up", "spiffe://test/node/up", "127.61.0.3");
     let listener = http::bind("127.61.0.3", 8080).await.expect("bind");
-    let _node = tokio::spawn(http::serve_raw(listener, |req, _| async move {
-        let forwarded = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        let received = http::read_all(req.into_body()).await.map_or(0, |b| b.len());
-        let mut body = format!("{received} {forwarded}\n").into_bytes();
-        body.resize(body.len() + (2 << 20), b'y');
-        http::write(Response {
-            status: 200,
-            headers: Vec::new(),
-            body,
-        })
-    }));
-    let _lb = balancer::start(plan(Component::Store, true), BALANCER)
+    let serving = http::Serving::tls(node.server().expect("server"));
+    let _node = tokio::spawn(http::serve_connections(
+        listener,
+        serving,
+        |req, _| async move {
+            let forwarded = req
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let received = http::read_all(req.into_body()).await.map_or(0, |b| b.len());
+            let mut body = format!("{received} {forwarded}\n").into_bytes();
+            body.resize(body.len() + (2 << 20), b'y');
+            http::write(Response {
+                status: 200,
+                headers: Vec::new(),
+                body,
+            })
+        },
+    ));
+    let _lb = balancer::start(plan(&pki, Component::Store, true), BALANCER)
         .await
         .expect("balancer starts");
-    let client = http::client();
+    let client = pki.client();
     for round in 0..2 {
         let mut upload = Request::new("POST", "/api/upload").header("x-forwarded-for", "10.9.9.9");
         upload.body = vec![b'x'; 3 << 20];
@@ -101,8 +115,10 @@ async fn a_node_that_cannot_be_reached_is_skipped_with_the_body_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_node_reachable_the_answer_is_503() {
-    let mut plan = plan(Component::Gateway, false);
+    let pki = common::TestPki::new();
+    let mut plan = plan(&pki, Component::Gateway, false);
     plan.host = "127.61.1.1".into();
+    plan.tls = pki.files("lb", "spiffe://test/balancer/lb", "127.61.1.1");
     for u in &mut plan.routes[0].upstream {
         u.host = u.host.replace("127.61.0.", "127.61.1.");
     }
@@ -115,7 +131,7 @@ async fn with_no_node_reachable_the_answer_is_503() {
         let mut post = Request::new("POST", "/ctx/v1/x");
         post.body = vec![b'x'; size];
         let r = http::send(
-            &http::client(),
+            &pki.client(),
             "127.61.1.1",
             8280,
             post,
@@ -131,19 +147,25 @@ async fn with_no_node_reachable_the_answer_is_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nodes_413_reaches_the_client_declared_or_chunked() {
     // A node as a component listens: bodies over 1 MiB are refused.
+    let pki = common::TestPki::new();
+    let node = pki.tls("up", "spiffe://test/node/up", "127.61.2.3");
     let listener = http::bind("127.61.2.3", 8080).await.expect("bind");
-    let _node = tokio::spawn(http::serve(listener, |_req, _| async {
+    let serving = http::Serving::tls(node.server().expect("server"));
+    let _node = tokio::spawn(http::serve_tls(listener, serving, |_req, _| async {
         Response::new(200)
     }));
-    let mut plan = plan(Component::Publisher, false);
+    let mut plan = plan(&pki, Component::Publisher, false);
     plan.host = "127.61.2.1".into();
+    plan.tls = pki.files("lb", "spiffe://test/balancer/lb", "127.61.2.1");
     for u in &mut plan.routes[0].upstream {
         u.host = u.host.replace("127.61.0.", "127.61.2.");
     }
     let _lb = balancer::start(plan, "127.61.2.1")
         .await
         .expect("balancer starts");
-    let client = apim_runtime::upstream::Upstreams::default();
+    let client = apim_runtime::upstream::Upstreams::with_tls(
+        apim_runtime::tls::client_trusting(&pki.ca.cert_pem).expect("client"),
+    );
     let authority = "127.61.2.1:8280";
     // Refused with most of the body unread: the node reads and drops the rest, so the
     // balancer gets the 413 to pass on rather than a reset.

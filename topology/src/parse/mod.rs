@@ -12,7 +12,7 @@ use crate::diagnostic::{Code, Diagnostic, Label};
 use crate::model::*;
 use crate::source::{Span, Spanned};
 use crate::suggest;
-use crate::vocab::{ADMIN_PORT_KEY, BalancerKind, Component, Engine, Role};
+use crate::vocab::{ADMIN_PORT_KEY, BalancerKind, Component, Engine, INTERNAL_PORT_KEY, Role};
 use std::borrow::Cow;
 use toml::de::{DeTable, DeValue};
 
@@ -27,7 +27,10 @@ const TOP_KEYS: &[&str] = &[
     "databases",
     "clusters",
     "load_balancers",
+    "tls",
 ];
+const TLS_KEYS: &[&str] = &["ca", "cert", "key", "edge", "issuer"];
+const EDGE_KEYS: &[&str] = &["cert", "key"];
 const DEPLOYMENT_KEYS: &[&str] = &["name", "pattern"];
 const NETWORK_KEYS: &[&str] = &["public"];
 const FIREWALL_KEYS: &[&str] = &["from", "to", "ports"];
@@ -414,10 +417,80 @@ impl Parser {
             databases: self.databases(root),
             clusters: self.clusters(root),
             load_balancers: self.balancers(root),
+            tls: self.tls(root),
             fronted_by: Default::default(),
         };
         t.index();
         t
+    }
+
+    fn tls(&mut self, root: &DeTable<'_>) -> Option<Tls> {
+        let (k, v) = get(root, "tls")?;
+        let t = self.table(v, "tls")?;
+        self.unknown_keys(t, TLS_KEYS, "tls");
+        let mut tls = Tls {
+            span: span(k.span()),
+            ..Tls::default()
+        };
+        let path = |p: &mut Parser, t: &DeTable<'_>, key: &str, at: &str, per_name: bool| {
+            let (_, v) = get(t, key)?;
+            let s = p.string(v, &join(at, key))?;
+            let problem = if s.value.trim().is_empty() {
+                Some("the path is empty")
+            } else if per_name && !s.value.contains("{name}") {
+                Some("without `{name}`, every node and balancer would share this file")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                p.error(
+                    &INVALID_TLS_PATH,
+                    format!("`{}` cannot be `{}`: {problem}", join(at, key), s.value),
+                    s.span,
+                    "not a usable path",
+                    Some(format!(
+                        "e.g. `{key} = \"/etc/apim/tls/{}\"`",
+                        match key {
+                            "ca" => "ca.crt",
+                            "key" => "{name}.key",
+                            _ => "{name}.crt",
+                        }
+                    )),
+                );
+                return None;
+            }
+            Some(s)
+        };
+        tls.ca = path(self, t, "ca", "tls", false);
+        tls.cert = path(self, t, "cert", "tls", true);
+        tls.key = path(self, t, "key", "tls", true);
+        if let Some((ek, ev)) = get(t, "edge")
+            && let Some(e) = self.table(ev, "tls.edge")
+        {
+            self.unknown_keys(e, EDGE_KEYS, "tls.edge");
+            let cert = path(self, e, "cert", "tls.edge", false);
+            let key = path(self, e, "key", "tls.edge", false);
+            for (name, found) in [("cert", cert.is_some()), ("key", key.is_some())] {
+                if !found && get(e, name).is_none() {
+                    self.missing(
+                        "tls.edge",
+                        name,
+                        span(ek.span()),
+                        "the edge certificate needs both `cert` and `key`",
+                    );
+                }
+            }
+            if let (Some(cert), Some(key)) = (cert, key) {
+                tls.edge = Some(EdgeCert { cert, key });
+            }
+        }
+        if let Some((_, v)) = get(t, "issuer") {
+            tls.issuer = self.string(v, "tls.issuer");
+            if let Some(i) = &tls.issuer {
+                self.name(&i.value, i.span, "issuer");
+            }
+        }
+        Some(tls)
     }
 
     fn version(&mut self, root: &DeTable<'_>) {
@@ -735,6 +808,7 @@ impl Parser {
                 hosts_span,
                 ports: Default::default(),
                 admin_port: None,
+                internal_port: None,
             };
             if let Some((_, v)) = get(t, "ports") {
                 self.cluster_ports(v, &join(&path, "ports"), &mut cluster);
@@ -755,6 +829,10 @@ impl Parser {
                 cluster.admin_port = Some(port);
                 continue;
             }
+            if key == INTERNAL_PORT_KEY {
+                cluster.internal_port = Some(port);
+                continue;
+            }
             match Component::parse(key) {
                 Some(c) if cluster.runs(c) => {
                     cluster.ports.insert(c, port);
@@ -766,6 +844,7 @@ impl Parser {
                         .map(|c| c.value.as_str())
                         .collect();
                     allowed.push(ADMIN_PORT_KEY);
+                    allowed.push(INTERNAL_PORT_KEY);
                     let hint = match suggest::closest(key, allowed.iter().copied()) {
                         Some(s) => format!(
                             "did you mean `{s}`? ports can be set for: {}",

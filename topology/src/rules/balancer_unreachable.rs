@@ -26,13 +26,27 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
             let Some(c_net) = t.network_of(c.network.as_ref()) else {
                 continue;
             };
-            let ports: Vec<u16> = c
+            let listens = reach::balancer_ports(t, lb);
+            let mut ports: Vec<u16> = c
                 .components
                 .iter()
                 .map(|comp| c.port(comp.value))
+                .chain(
+                    c.components
+                        .iter()
+                        .any(|comp| {
+                            listens.iter().any(|(p, x, l)| {
+                                *x == comp.value
+                                    && *l == crate::flows::Listener::Internal
+                                    && *p == c.internal_port()
+                            })
+                        })
+                        .then(|| c.internal_port()),
+                )
                 .chain([c.admin_port()])
                 .filter(|&p| !reach::allows(t, &lb_net.name, &c_net.name, p))
                 .collect();
+            ports.dedup();
             if ports.is_empty() {
                 continue;
             }

@@ -169,7 +169,7 @@ fn targets(t: &Topology, hop: &Hop) -> BTreeMap<(String, u16), Vec<Target>> {
                     name,
                     network: net.to_string(),
                     span: span.map(|n| n.span),
-                    port: r.cluster().port(component),
+                    port: r.cluster().port_for(component, hop.listener),
                 });
             }
         }

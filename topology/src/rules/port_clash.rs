@@ -37,11 +37,18 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
                     let set_at = c.ports.get(&comp.value).map(|p| p.span);
                     (comp.value.as_str(), c.port(comp.value), set_at)
                 })
-                .chain([(
-                    "admin",
-                    c.admin_port(),
-                    c.admin_port.as_ref().map(|p| p.span),
-                )]);
+                .chain([
+                    (
+                        "admin",
+                        c.admin_port(),
+                        c.admin_port.as_ref().map(|p| p.span),
+                    ),
+                    (
+                        "internal",
+                        c.internal_port(),
+                        c.internal_port.as_ref().map(|p| p.span),
+                    ),
+                ]);
             for (what, port, set_at) in listeners {
                 by_address
                     .entry((machine.clone(), port))
@@ -59,16 +66,15 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
     for lb in t.load_balancers.values() {
         let Some(h) = &lb.host else { continue };
         let machine = host::machine(&h.value);
-        let mut ports: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
-        for f in &lb.fronts {
-            let Some(c) = t.clusters.get(&f.value) else {
-                continue;
+        let mut ports: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+        for (port, comp, listener) in crate::reach::balancer_ports(t, lb) {
+            let what = match listener {
+                crate::flows::Listener::Public => comp.as_str().to_string(),
+                crate::flows::Listener::Internal => format!("{comp} internal"),
             };
-            for comp in &c.components {
-                let fronted = ports.entry(c.port(comp.value)).or_default();
-                if !fronted.contains(&comp.value.as_str()) {
-                    fronted.push(comp.value.as_str());
-                }
+            let fronted = ports.entry(port).or_default();
+            if !fronted.contains(&what) {
+                fronted.push(what);
             }
         }
         for (port, components) in ports {

@@ -16,6 +16,7 @@ fn readme_lists_every_diagnostic_code() {
     let codes: Vec<_> = apim_topology::codes::ALL
         .iter()
         .chain(apim_patterns::CODES)
+        .chain(apim_pki::check::CODES)
         .chain(apim_sim::codes::ALL)
         .copied()
         .collect();

@@ -3,6 +3,7 @@
 //! SPIFFE ID; the checks of such files against the plan (`apim check --certs`, `apim node` at
 //! start); and writing a folder of them (`apim certs`, `apim up`).
 
+pub mod check;
 pub mod dir;
 pub mod files;
 pub mod inspect;

@@ -20,16 +20,31 @@ pub struct Args {
     deny_warnings: bool,
     #[arg(long, value_enum, default_value_t = Color::Auto)]
     color: Color,
+    /// Also check the certificates in this folder (`apim certs`' layout) against the
+    /// topology: chain to the CA, key, validity, SPIFFE ID, and the host of each node and
+    /// balancer.
+    #[arg(long)]
+    certs: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: Args) -> Outcome {
-    let checked = match super::load(&args.file) {
+    let mut checked = match super::load(&args.file) {
         Ok(c) => c,
         Err(e) => {
             output::error(&e);
             return Outcome::Usage;
         }
     };
+    if let Some(dir) = &args.certs
+        && checked.errors() == 0
+    {
+        let plan = apim_compiler::Plan::of(&checked.topology);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let found = apim_pki::check::check_dir(&checked.topology, &plan, dir, now);
+        checked.extend(found);
+    }
     let recognition = apim_patterns::recognise(&checked.topology);
     let failed = checked.errors() > 0 || (args.deny_warnings && checked.warnings() > 0);
     match args.format {

@@ -19,6 +19,7 @@ pub fn all_codes() -> Vec<&'static Code> {
     apim_topology::codes::ALL
         .iter()
         .chain(apim_patterns::CODES)
+        .chain(apim_pki::check::CODES)
         .chain(apim_sim::codes::ALL)
         .copied()
         .collect()

@@ -319,6 +319,20 @@ pub fn node(args: NodeArgs) -> Outcome {
             "note: APIM_ADMIN_PASSWORD is not set; the admin user (if this node creates it) gets {password}"
         );
     }
+    // The certificates first: a node that could not speak to its peers should not touch its
+    // databases.
+    let what = format!("node {}", plan.name);
+    match apim_runtime::tls::load_checked(&what, &plan.identity, &plan.host, &plan.tls) {
+        Ok((_, warnings)) => {
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
+        }
+        Err(e) => {
+            output::error(&e);
+            return Outcome::Failure;
+        }
+    }
     let result = apim_runtime::block_on(async move {
         let urls = apim_runtime::databases::for_node(&plan, &args.data)?;
         let running = apim_runtime::node::start(plan, urls, &password).await?;

@@ -145,6 +145,14 @@ fn a_moved_host_and_an_expired_certificate_are_reported_where_they_are() {
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("expired"), "{}", text(&o));
+    // And the moved gateway on a certificate for its old address.
+    let o = run(&["node", "out/nodes/gateway-2.toml", "--certs", "pki"], d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("does not name its host `10.0.3.99`"),
+        "{}",
+        text(&o)
+    );
     // A rerun renews exactly those two.
     let o = run(&["certs", "t.toml", "-o", "pki", "--format", "json"], d);
     let written: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");

@@ -160,6 +160,25 @@ pub fn client_trusting(ca_pem: &str) -> Result<Arc<ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
+/// A client that presents `cert` (with `key`) and trusts `ca_pem`, checking host names: how a
+/// tool holding a certificate connects (and how tests try foreign ones).
+pub fn client_with_identity(
+    ca_pem: &str,
+    cert: &str,
+    key: &str,
+) -> Result<Arc<ClientConfig>, String> {
+    let chain = certs_of(cert, "the certificate")?;
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+        .map_err(|e| format!("the key cannot be read: {e}"))?;
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots_of(ca_pem)?)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| format!("the certificate and key do not go together: {e}"))?;
+    Ok(Arc::new(config))
+}
+
 /// The name a client dials, for SNI and (with `client_trusting`) the certificate check.
 pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
     ServerName::try_from(host.to_string()).map_err(|e| format!("`{host}` is not a host name: {e}"))

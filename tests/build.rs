@@ -278,3 +278,50 @@ fn build_refuses_a_topology_with_errors_and_writes_nothing() {
     assert!(text.contains("E040"), "{text}");
     assert!(!dir.path().join("out").exists());
 }
+
+#[test]
+fn tls_paths_and_a_cert_manager_issuer_reach_every_output() {
+    let text = format!(
+        "{}\n[tls]\nca = \"/srv/pki/ca.crt\"\ncert = \"/srv/pki/{{name}}.crt\"\nkey = \"/srv/pki/{{name}}.key\"\nissuer = \"apim-ca\"\nedge = {{ cert = \"/srv/pki/public.crt\", key = \"/srv/pki/public.key\" }}\n",
+        template("clustered-external-store")
+    );
+    let out = build(&text);
+    let node = &out.files["nodes/gateway-1.toml"];
+    assert!(node.contains("cert = \"/srv/pki/gateway-1.crt\""), "{node}");
+    assert!(node.contains("ca = \"/srv/pki/ca.crt\""), "{node}");
+    // The edge certificate faces clients on external balancers only; nodes see the
+    // balancer's own.
+    let edge = &out.files["lb/edge/nginx.conf"];
+    assert!(
+        edge.contains("ssl_certificate /srv/pki/public.crt;"),
+        "{edge}"
+    );
+    assert!(
+        edge.contains("proxy_ssl_certificate /srv/pki/edge.crt;"),
+        "{edge}"
+    );
+    let km = &out.files["lb/km/haproxy.cfg"];
+    assert!(!km.contains("public.crt"), "{km}");
+    assert!(
+        km.contains("mode tcp"),
+        "internal listeners pass through: {km}"
+    );
+    // cert-manager issues each node's certificate with its names and SPIFFE ID, into the
+    // Secret its pod mounts.
+    let gateways = &out.files["k8s/cluster-gateway.yaml"];
+    assert!(gateways.contains("kind: \"Certificate\""), "{gateways}");
+    assert!(gateways.contains("- \"spiffe://apim-clustered-external/node/gateway-2\""));
+    assert!(gateways.contains("secretName: \"gateway-2-tls\""));
+    assert!(gateways.contains("name: \"gateway-2-tls\""));
+    assert!(gateways.contains("mountPath: \"/srv/pki\""));
+    assert!(gateways.contains("scheme: \"HTTPS\""));
+    // Compose mounts each node's own key, nothing else's.
+    let compose = &out.files["compose.yaml"];
+    assert!(compose.contains("./certs/gateway-1.key:/srv/pki/gateway-1.key:ro"));
+    // WSO2 gets the node's key and trust stores.
+    let wso2 = &out.files["wso2/gateway-1/deployment.toml"];
+    assert!(
+        wso2.contains("[keystore.tls]") && wso2.contains("[truststore]"),
+        "{wso2}"
+    );
+}

@@ -434,6 +434,18 @@ impl Plan {
                 .iter()
                 .map(|l| component_name(&self.deployment, l.component)),
         );
+        // A Kubernetes Service in front of the node passes TLS through: clients dialling it
+        // see the node's certificate.
+        for b in &self.balancers {
+            if b.routes
+                .iter()
+                .any(|r| r.upstream.iter().any(|u| u.node == n.name))
+            {
+                let service = balancer_service(&b.name);
+                sans.push(format!("{service}.{ns}.svc"));
+                sans.push(service);
+            }
+        }
         sans.dedup();
         sans
     }

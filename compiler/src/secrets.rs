@@ -44,6 +44,10 @@ fn is_name(s: &str) -> bool {
 
 /// The variable `apim up` and every node read the admin password from.
 pub const ADMIN_PASSWORD: &str = "APIM_ADMIN_PASSWORD";
+/// The password of a WSO2 node's PKCS#12 key store (its certificate and key).
+pub const KEYSTORE_PASSWORD: &str = "APIM_KEYSTORE_PASSWORD";
+/// The password of a WSO2 node's PKCS#12 trust store (the deployment CA).
+pub const TRUSTSTORE_PASSWORD: &str = "APIM_TRUSTSTORE_PASSWORD";
 
 #[cfg(test)]
 mod tests {

@@ -55,7 +55,13 @@ pub fn render(plan: &Plan) -> BTreeMap<String, String> {
                 "command": ["node", format!("/etc/apim/nodes/{}.toml", n.name), "--hosts", "/etc/apim/hosts.toml", "--bind", "0.0.0.0"],
                 "hostname": n.name,
                 "environment": env,
-                "volumes": ["./nodes:/etc/apim/nodes:ro", "./compose/hosts.toml:/etc/apim/hosts.toml:ro"],
+                "volumes": [
+                    "./nodes:/etc/apim/nodes:ro".to_string(),
+                    "./compose/hosts.toml:/etc/apim/hosts.toml:ro".to_string(),
+                    format!("./certs/ca.crt:{}:ro", n.tls.ca),
+                    format!("./certs/{}.crt:{}:ro", n.name, n.tls.cert),
+                    format!("./certs/{}.key:{}:ro", n.name, n.tls.key),
+                ],
                 "networks": reachable(&n.network),
                 "restart": "unless-stopped",
             }),
@@ -69,7 +75,12 @@ pub fn render(plan: &Plan) -> BTreeMap<String, String> {
             .any(|n| n.name == b.network && n.public);
         let mut service = json!({
             "image": "haproxy:2.6",
-            "volumes": [format!("./compose/lb/{}/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro", b.name)],
+            "volumes": [
+                format!("./compose/lb/{}/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro", b.name),
+                format!("./certs/ca.crt:{}:ro", b.tls.ca),
+                format!("./certs/{}.crt:{}:ro", b.name, b.tls.cert),
+                format!("./certs/{}.key:{}.key:ro", b.name, b.tls.cert),
+            ],
             "networks": reachable(&b.network),
             "restart": "unless-stopped",
         });
@@ -95,7 +106,7 @@ pub fn render(plan: &Plan) -> BTreeMap<String, String> {
     let doc = json!({"name": plan.deployment, "services": services, "networks": networks});
     let mut text = super::header("#", "Compose project", &plan.deployment);
     text.push_str(
-        "# Run: docker compose up -d (with APIM_ADMIN_PASSWORD and the database variables set).\n",
+        "# Run: docker compose up -d (with APIM_ADMIN_PASSWORD and the database variables set).\n# Certificates: apim certs TOPOLOGY --hosts compose/hosts.toml -o certs (each container mounts\n# only its own key and the CA; keys must be readable by the container's user).\n",
     );
     text.push_str(&yaml::document(&doc));
     files.insert("compose.yaml".into(), text);

@@ -9,7 +9,7 @@
 
 use super::yaml;
 use crate::hosts::HostMap;
-use crate::plan::{HEALTH_PATH, NodePlan, Plan};
+use crate::plan::{HEALTH_PATH, NodePlan, Plan, RouteListener};
 use crate::secrets;
 use apim_topology::vocab::{BalancerKind, Component};
 use serde_json::{Value, json};
@@ -71,9 +71,14 @@ pub fn host_map(plan: &Plan) -> HostMap {
 pub fn render(plan: &Plan, node_files: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let ns = plan.deployment.as_str();
     let header = super::header("#", "Kubernetes manifests", ns);
-    let header = format!(
-        "{header}# Apply: kubectl apply -f k8s/ (after creating the Secret `{ns}-credentials`, see README).\n"
-    );
+    let header = match &plan.issuer {
+        Some(issuer) => format!(
+            "{header}# Apply: kubectl apply -f k8s/ (after creating the Secret `{ns}-credentials`, see README).\n# Certificates: cert-manager, from the Issuer `{issuer}` in this namespace.\n"
+        ),
+        None => format!(
+            "{header}# Apply: kubectl apply -f k8s/ (after creating the Secret `{ns}-credentials`, see README).\n# Certificates: a Secret NODE-tls per node (tls.crt, tls.key, ca.crt) from `apim certs`.\n"
+        ),
+    };
     let mut files = BTreeMap::new();
     files.insert(
         "k8s/namespace.yaml".into(),
@@ -125,7 +130,13 @@ pub fn render(plan: &Plan, node_files: &BTreeMap<String, String>) -> BTreeMap<St
         let ports: Vec<Value> = b
             .routes
             .iter()
-            .map(|r| json!({"name": format!("{}-{}", short(r.component), r.port), "port": r.port, "targetPort": port_name(r.component), "protocol": "TCP"}))
+            .map(|r| {
+                let target = match r.listener {
+                    RouteListener::Public => port_name(r.component),
+                    RouteListener::Internal => "internal",
+                };
+                json!({"name": format!("{}-{}", short(r.component), r.port), "port": r.port, "targetPort": target, "protocol": "TCP"})
+            })
             .collect();
         let mut spec = json!({
             "type": if b.kind == BalancerKind::External { "LoadBalancer" } else { "ClusterIP" },
@@ -185,6 +196,8 @@ fn cluster_objects(
         )
         .collect();
     ports.push(json!({"name": "admin", "containerPort": first.admin_port, "protocol": "TCP"}));
+    ports
+        .push(json!({"name": "internal", "containerPort": first.internal_port, "protocol": "TCP"}));
     let service_ports: Vec<Value> = ports
         .iter()
         .map(|p| json!({"name": p["name"], "port": p["containerPort"], "targetPort": p["name"], "protocol": "TCP"}))
@@ -197,7 +210,24 @@ fn cluster_objects(
         labels.insert(balancer_label(b), json!("member"));
     }
     let selector = json!({APP: "apim", CLUSTER: cluster});
-    let probe = |period: u32| json!({"httpGet": {"path": HEALTH_PATH, "port": "admin"}, "periodSeconds": period, "failureThreshold": 3});
+    let probe = |period: u32| json!({"httpGet": {"path": HEALTH_PATH, "port": "admin", "scheme": "HTTPS"}, "periodSeconds": period, "failureThreshold": 3});
+    // Each pod reads its own node's files by name; the projected volume holds the cluster's
+    // (a StatefulSet cannot mount a Secret per pod), and the CA from the first.
+    let tls_sources: Vec<Value> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let mut items = vec![
+                json!({"key": "tls.crt", "path": file_name(&n.tls.cert)}),
+                json!({"key": "tls.key", "path": file_name(&n.tls.key), "mode": 0o400}),
+            ];
+            if i == 0 {
+                items.push(json!({"key": "ca.crt", "path": file_name(&n.tls.ca)}));
+            }
+            json!({"secret": {"name": tls_secret(&n.name), "items": items}})
+        })
+        .collect();
+    let tls_dir = dir_name(&first.tls.cert);
     let mut objects = vec![
         json!({
             "apiVersion": "v1",
@@ -235,17 +265,30 @@ fn cluster_objects(
                             "volumeMounts": [
                                 {"name": "nodes", "mountPath": "/etc/apim/nodes", "readOnly": true},
                                 {"name": "hosts", "mountPath": "/etc/apim/hosts", "readOnly": true},
+                                {"name": "tls", "mountPath": tls_dir, "readOnly": true},
                             ],
                         }],
                         "volumes": [
                             {"name": "nodes", "configMap": {"name": format!("{cluster}-nodes")}},
                             {"name": "hosts", "configMap": {"name": "apim-hosts"}},
+                            {"name": "tls", "projected": {"sources": tls_sources}},
                         ],
                     },
                 },
             },
         }),
     ];
+    if let Some(issuer) = &plan.issuer {
+        for n in nodes {
+            objects.push(certificate(
+                plan,
+                issuer,
+                &n.name,
+                &n.identity,
+                &plan.node_sans(n),
+            ));
+        }
+    }
     if nodes.len() >= 2 {
         objects.push(json!({
             "apiVersion": "policy/v1",
@@ -255,6 +298,46 @@ fn cluster_objects(
         }));
     }
     objects
+}
+
+/// The Secret holding a node's certificate, key and the CA (`tls.crt`, `tls.key`, `ca.crt`):
+/// made by cert-manager when `[tls] issuer` is set, by the user from `apim certs` otherwise.
+fn tls_secret(node: &str) -> String {
+    format!("{node}-tls")
+}
+
+fn file_name(path: &str) -> String {
+    path.rsplit('/').next().unwrap_or(path).to_string()
+}
+
+fn dir_name(path: &str) -> String {
+    path.rsplit_once('/')
+        .map_or_else(|| ".".to_string(), |(d, _)| d.to_string())
+}
+
+/// A cert-manager Certificate for a node: its names, addresses and SPIFFE ID, for server and
+/// client use, in the Secret the pods mount.
+fn certificate(plan: &Plan, issuer: &str, name: &str, identity: &str, sans: &[String]) -> Value {
+    let (ips, dns): (Vec<&String>, Vec<&String>) = sans
+        .iter()
+        .partition(|s| s.parse::<std::net::IpAddr>().is_ok());
+    json!({
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": {"name": name, "namespace": plan.deployment, "labels": {APP: "apim"}},
+        "spec": {
+            "secretName": tls_secret(name),
+            "issuerRef": {"name": issuer, "kind": "Issuer"},
+            "commonName": name,
+            "dnsNames": dns,
+            "ipAddresses": ips,
+            "uris": [identity],
+            "duration": "8760h",
+            "renewBefore": "720h",
+            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+            "usages": ["server auth", "client auth", "digital signature", "key encipherment"],
+        },
+    })
 }
 
 fn policy(ns: &str, name: String, pods: Value, from: Vec<Value>, ports: Option<&[u16]>) -> Value {

@@ -206,6 +206,18 @@ pub fn render(w: &Wso2<'_>, n: &NodePlan) -> (String, Vec<String>) {
     );
     let _ = writeln!(
         s,
+        "\n# TLS: the node's certificate and the deployment CA from `apim certs`, as PKCS#12 stores:\n#   openssl pkcs12 -export -in {cert} -inkey {key} -name {name} -out {name}.p12\n#   keytool -importcert -noprompt -alias apim-ca -file {ca} -storetype PKCS12 -keystore apim-ca.p12\n[keystore.tls]\nfile_name = {p12}\ntype = \"PKCS12\"\nalias = {alias}\npassword = {pw}\nkey_password = {pw}\n\n[truststore]\nfile_name = \"apim-ca.p12\"\ntype = \"PKCS12\"\npassword = {tpw}",
+        cert = n.tls.cert,
+        key = n.tls.key,
+        ca = n.tls.ca,
+        name = n.name,
+        p12 = q(&format!("{}.p12", n.name)),
+        alias = q(&n.name),
+        pw = q(&format!("$env{{{}}}", secrets::KEYSTORE_PASSWORD)),
+        tpw = q(&format!("$env{{{}}}", secrets::TRUSTSTORE_PASSWORD))
+    );
+    let _ = writeln!(
+        s,
         "\n[super_admin]\nusername = \"admin\"\npassword = {}\ncreate_admin_account = true",
         q(&format!("$env{{{}}}", secrets::ADMIN_PASSWORD))
     );

@@ -48,6 +48,14 @@ pub fn parts(plan: &Plan) -> Vec<FaultKind> {
     out.extend(plan.balancers.iter().map(|b| FaultKind::BalancerOutage {
         balancer: b.name.clone(),
     }));
+    out.extend(plan.nodes.iter().map(|n| FaultKind::CertExpiry {
+        name: n.name.clone(),
+        balancer: false,
+    }));
+    out.extend(plan.balancers.iter().map(|b| FaultKind::CertExpiry {
+        name: b.name.clone(),
+        balancer: true,
+    }));
     out.extend(plan.databases.iter().map(|d| FaultKind::DatabaseOutage {
         database: d.name.clone(),
     }));
@@ -83,6 +91,11 @@ impl<'p> Standing<'p> {
             .iter()
             .map(|n| match failed {
                 FaultKind::Crash { node } | FaultKind::Isolate { node } => &n.name != node,
+                // Nobody can shake hands with it, and its calls between components fail.
+                FaultKind::CertExpiry {
+                    name,
+                    balancer: false,
+                } => &n.name != name,
                 FaultKind::ClusterDown { cluster } => &n.cluster != cluster,
                 _ => true,
             })
@@ -90,7 +103,10 @@ impl<'p> Standing<'p> {
         let balancers = plan
             .balancers
             .iter()
-            .map(|b| !matches!(failed, FaultKind::BalancerOutage { balancer } if *balancer == b.name))
+            .map(|b| {
+                !matches!(failed, FaultKind::BalancerOutage { balancer } if *balancer == b.name)
+                    && !matches!(failed, FaultKind::CertExpiry { name, balancer: true } if *name == b.name)
+            })
             .collect();
         let roles_down = match failed {
             FaultKind::DatabaseOutage { database } => plan

@@ -4,7 +4,7 @@
 use crate::exec::Executor;
 use crate::scenario::{Fault, FaultKind, Scenario};
 use crate::stats::{Op, Stats};
-use crate::world::{Defects, Deployment, Target};
+use crate::world::{Defects, Deployment, Faults, Target};
 use apim_compiler::plan::Plan;
 use apim_components::mem::Role;
 use apim_components::world::ApiState;
@@ -680,10 +680,7 @@ impl Run {
         let d = &self.d;
         let net = |n: &str| d.network(n).unwrap_or(usize::MAX);
         let mut f = d.faults();
-        f.isolated.clear();
-        f.blocked.clear();
-        f.links.clear();
-        f.balancers_down.clear();
+        *f = Faults::default();
         let mut db_down: BTreeSet<Role> = BTreeSet::new();
         for k in &active {
             let pairs = |from: &str, to: &str, one_way: bool| {
@@ -724,6 +721,18 @@ impl Run {
                 }
                 FaultKind::BalancerOutage { balancer } => {
                     f.balancers_down.extend(d.balancer_id(balancer));
+                }
+                FaultKind::CertExpiry {
+                    name,
+                    balancer: true,
+                } => {
+                    f.expired_balancers.extend(d.balancer_id(name));
+                }
+                FaultKind::CertExpiry {
+                    name,
+                    balancer: false,
+                } => {
+                    f.expired_nodes.extend(d.node_id(name));
                 }
                 FaultKind::DatabaseOutage { database } => {
                     for db in d.plan.databases.iter().filter(|x| &x.name == database) {

@@ -65,6 +65,13 @@ pub enum FaultKind {
     BalancerOutage {
         balancer: String,
     },
+    /// A node's or balancer's certificate has expired: every TLS handshake with it fails (as
+    /// server, and as client of an internal listener) until it is renewed.
+    CertExpiry {
+        /// A node name, or a balancer name when `balancer` is set.
+        name: String,
+        balancer: bool,
+    },
     Latency {
         from: String,
         to: String,
@@ -125,6 +132,11 @@ pub static FAULT_KINDS: &[(&str, &[&str], &str)] = &[
         "balancer-outage",
         &["balancer"],
         "the load balancer refuses every connection",
+    ),
+    (
+        "cert-expiry",
+        &["node", "balancer"],
+        "the certificate of the node (or balancer) expires: every TLS handshake with it fails until it is renewed when the fault ends",
     ),
     (
         "latency",
@@ -488,6 +500,14 @@ impl Reader<'_> {
             "balancer-outage" => FaultKind::BalancerOutage {
                 balancer: self.reference(t, whole, "balancer", "balancer", &balancers)?,
             },
+            "cert-expiry" if t.get("balancer").is_some() => FaultKind::CertExpiry {
+                name: self.reference(t, whole, "balancer", "balancer", &balancers)?,
+                balancer: true,
+            },
+            "cert-expiry" => FaultKind::CertExpiry {
+                name: self.reference(t, whole, "node", "node", &nodes)?,
+                balancer: false,
+            },
             _ => {
                 let from = self.reference(t, whole, "from", "network", &networks);
                 let to = self.reference(t, whole, "to", "network", &networks);
@@ -668,6 +688,7 @@ impl FaultKind {
             FaultKind::Isolate { .. } => "isolate",
             FaultKind::DatabaseOutage { .. } => "database-outage",
             FaultKind::BalancerOutage { .. } => "balancer-outage",
+            FaultKind::CertExpiry { .. } => "cert-expiry",
             FaultKind::Latency { .. } => "latency",
             FaultKind::Loss { .. } => "loss",
         }
@@ -681,6 +702,9 @@ impl FaultKind {
             FaultKind::ClusterDown { cluster } => vec![("cluster", q(cluster))],
             FaultKind::DatabaseOutage { database } => vec![("database", q(database))],
             FaultKind::BalancerOutage { balancer } => vec![("balancer", q(balancer))],
+            FaultKind::CertExpiry { name, balancer } => {
+                vec![(if *balancer { "balancer" } else { "node" }, q(name))]
+            }
             FaultKind::Partition { from, to, one_way } => {
                 vec![
                     ("from", q(from)),
@@ -722,6 +746,7 @@ impl FaultKind {
             FaultKind::Isolate { node } => format!("isolate {node}"),
             FaultKind::DatabaseOutage { database } => format!("database-outage {database}"),
             FaultKind::BalancerOutage { balancer } => format!("balancer-outage {balancer}"),
+            FaultKind::CertExpiry { name, .. } => format!("cert-expiry {name}"),
             FaultKind::Partition { from, to, one_way } => {
                 format!("partition {from} {} {to}", arrow(one_way))
             }

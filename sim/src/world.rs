@@ -68,6 +68,9 @@ pub struct Faults {
     pub blocked: BTreeSet<(usize, usize)>,
     pub links: BTreeMap<(usize, usize), LinkFault>,
     pub balancers_down: BTreeSet<usize>,
+    /// Nodes and balancers whose certificate has expired: no TLS handshake with them succeeds.
+    pub expired_nodes: BTreeSet<usize>,
+    pub expired_balancers: BTreeSet<usize>,
 }
 
 /// Where traffic comes from or goes to.
@@ -499,6 +502,11 @@ impl Deployment {
     ) -> Reply<'_> {
         Box::pin(async move {
             let dest = self.place_of(to);
+            if let Some(why) = self.handshake_fails(from, to) {
+                let round_trip = 2 * self.latency(&self.faults(), from.net, dest.net).0;
+                self.exec.sleep(round_trip).await;
+                return Err(CallError::Connect(why));
+            }
             let (open, (latency, loss)) = {
                 let f = self.faults();
                 let cut = [from.node, dest.node]
@@ -552,6 +560,32 @@ impl Deployment {
             };
             Ok(answer)
         })
+    }
+
+    /// Why a TLS handshake from `from` to `to` fails now: the server's certificate expired, or
+    /// (on an internal listener, which checks clients) the caller's.
+    fn handshake_fails(&self, from: Place, to: Target) -> Option<String> {
+        let f = self.faults();
+        let server = match to {
+            Target::Node(i, _) | Target::Internal(i) => f
+                .expired_nodes
+                .contains(&i)
+                .then(|| self.plan.nodes[i].name.clone()),
+            Target::Balancer(b, _) => f
+                .expired_balancers
+                .contains(&b)
+                .then(|| self.plan.balancers[b].name.clone()),
+        };
+        if let Some(name) = server {
+            return Some(format!("TLS: the certificate of {name} has expired"));
+        }
+        match (to, from.node) {
+            (Target::Internal(_), Some(c)) if f.expired_nodes.contains(&c) => Some(format!(
+                "TLS: the client certificate of {} has expired",
+                self.plan.nodes[c].name
+            )),
+            _ => None,
+        }
     }
 
     /// A balancer's route: the component logic's choice of node, one retry elsewhere.

@@ -181,3 +181,49 @@ fn a_gateway_that_skips_the_subscription_check_is_caught_and_the_failure_shrinks
     let clean = simulate(&plan, &f.minimal, &Options::default());
     assert_eq!(clean.violations, Vec::new());
 }
+
+#[test]
+fn an_expired_certificate_takes_its_node_out_until_renewed_and_the_matrix_agrees() {
+    // The standalone node's certificate: nobody can reach it, every flow is broken, and all
+    // come back once it is renewed.
+    let (out, e) = one_fault(
+        "standalone",
+        FaultKind::CertExpiry {
+            name: "all-in-one-1".into(),
+            balancer: false,
+        },
+    );
+    assert_eq!(out.violations, Vec::new());
+    assert_eq!(verdicts(&e), [Verdict::Broken; 3]);
+    assert!(e.iter().all(|f| f.recovered_after_ms.is_some()));
+    // One key manager's certificate in a cluster: the other answers the gateways.
+    let (out, e) = one_fault(
+        "clustered-external-store",
+        FaultKind::CertExpiry {
+            name: "key-manager-1".into(),
+            balancer: false,
+        },
+    );
+    assert_eq!(out.violations, Vec::new());
+    assert_eq!(e[2].verdict, Verdict::Works);
+    // The edge balancer's certificate: clients reach nothing through it.
+    let (_, e) = one_fault(
+        "clustered-external-store",
+        FaultKind::CertExpiry {
+            name: "edge".into(),
+            balancer: true,
+        },
+    );
+    assert_eq!(e[2].verdict, Verdict::Broken, "invoke through the edge");
+    // Every node's and balancer's expiry is in the single-failure matrix, agreeing with the
+    // static analysis.
+    let plan = plan("clustered-external-store");
+    let m = apim_sim::failover::matrix(&plan, &apim_sim::run::Options::default(), |_, _, _| {});
+    let expiries = m
+        .rows
+        .iter()
+        .filter(|r| r.failure.starts_with("cert-expiry"))
+        .count();
+    assert_eq!(expiries, plan.nodes.len() + plan.balancers.len());
+    assert_eq!(m.findings, Vec::<String>::new());
+}

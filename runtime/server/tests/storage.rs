@@ -190,3 +190,48 @@ async fn mariadb() {
     exercise(&all_roles(&format!("mysql://root@127.0.0.1:3306/{db}"))).await;
     admin(MARIADB, &format!("DROP DATABASE {db}")).await;
 }
+
+/// The CA `scripts/postgres-tls` gave the local PostgreSQL's server certificate.
+const POSTGRES_CA: &str = "/var/lib/postgresql/apim-test-tls/ca.crt";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_with_verify_full_speaks_tls_and_refuses_a_server_from_another_ca() {
+    assert!(
+        std::path::Path::new(POSTGRES_CA).is_file(),
+        "{POSTGRES_CA} is missing: run ./scripts/test, which gives the local PostgreSQL a certificate for verify-full"
+    );
+    let schema = unique("apim_tls");
+    admin(POSTGRES, &format!("CREATE SCHEMA {schema}")).await;
+    let url = |ca: &str| {
+        format!(
+            "postgres://postgres@localhost:5432/test?sslmode=verify-full&sslrootcert={ca}&options=-c%20search_path%3D{schema}"
+        )
+    };
+    let storage = SqlStorage::connect(&all_roles(&url(POSTGRES_CA)))
+        .await
+        .expect("verify-full against the server's CA");
+    let user = User {
+        name: "tls".into(),
+        password_hash: "x".into(),
+        roles: vec!["subscriber".into()],
+    };
+    assert!(storage.create_user(&user).await.expect("write over TLS"));
+    // The connection is encrypted: PostgreSQL says so of its own session.
+    let pool = sqlx::PgPool::connect(&url(POSTGRES_CA))
+        .await
+        .expect("connect");
+    let ssl: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(&pool)
+        .await
+        .expect("pg_stat_ssl");
+    assert!(ssl);
+    pool.close().await;
+    // A server whose certificate another CA signed is refused.
+    let other = tempfile::tempdir().expect("temp dir");
+    let ca = apim_pki::Ca::generate("other").expect("CA");
+    let other_ca = other.path().join("ca.crt");
+    std::fs::write(&other_ca, ca.cert_pem).expect("write");
+    let refused = SqlStorage::connect(&all_roles(&url(&other_ca.display().to_string()))).await;
+    assert!(refused.is_err(), "a server from another CA was trusted");
+    admin(POSTGRES, &format!("DROP SCHEMA {schema} CASCADE")).await;
+}

@@ -1,9 +1,11 @@
-//! The gateway against nginx, side by side in one run: wrk (one thread, keep-alive) calls an
-//! API through the apim gateway with a valid cached token, then the same 1 KiB backend through
-//! nginx as a plain reverse proxy, and through hyper with apim's upstream pool and nothing
-//! else (the floor of the gateway's own work). Each runs with one worker thread. Prints
-//! requests/s, p99 and the ratio gateway/nginx (target >= 0.8), and the RSS of the process
-//! running the node idle (target under 30 MB). Needs `wrk` and `nginx` (Debian packages).
+//! The gateway against nginx, side by side in one run, both ending TLS with the same
+//! certificate (the node's, from `apim up`'s PKI): wrk (one thread, keep-alive) calls an API
+//! through the apim gateway with a valid cached token, then the same 1 KiB backend through nginx
+//! as a reverse proxy, and through hyper with apim's upstream pool and nothing else (the floor
+//! of the gateway's own work, TLS too). Each runs with one worker thread. Prints requests/s, p99
+//! and the ratio gateway/nginx (target >= 0.8); then the handshake rate of the gateway and of
+//! nginx (every request on a new connection); and the RSS of the process running the node idle
+//! (target under 30 MB). Needs `wrk` and `nginx` (Debian packages).
 //! `APIM_BENCH_SERVE=1` keeps the proxies up and prints the wrk commands, for profiling.
 //!
 //! Run with `cargo bench -p apim-runtime --bench gateway`.
@@ -19,6 +21,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const SECONDS: u32 = 2;
 const ROUNDS: usize = 9;
+const HANDSHAKE_ROUNDS: usize = 5;
 const CONNECTIONS: u32 = 32;
 const PASSWORD: &str = "bench-admin-password";
 
@@ -103,8 +106,9 @@ fn nginx(dir: &std::path::Path, name: &str, server: &str, core: Option<usize>) -
     Killed(child)
 }
 
-/// (requests/s, p99 in ms) of a wrk run.
-fn wrk(url: &str, header: Option<&str>, core: Option<usize>) -> (f64, f64) {
+/// (requests/s, p99 in ms) of a wrk run; with `fresh`, every request opens a new connection
+/// (a TLS handshake each).
+fn wrk(url: &str, header: Option<&str>, core: Option<usize>, fresh: bool) -> (f64, f64) {
     let mut cmd = on(core, "wrk");
     cmd.args([
         "-t1",
@@ -114,6 +118,9 @@ fn wrk(url: &str, header: Option<&str>, core: Option<usize>) -> (f64, f64) {
     ]);
     if let Some(h) = header {
         cmd.args(["-H", h]);
+    }
+    if fresh {
+        cmd.args(["-H", "Connection: close"]);
     }
     let out = cmd
         .arg(url)
@@ -150,11 +157,17 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// A reverse proxy of hyper and apim's upstream pool alone, to `backend`, on port 8280.
-async fn bare_proxy(host: &'static str, backend: &'static str) {
+/// A reverse proxy of hyper and apim's upstream pool alone, to `backend`, on port 8280, ending
+/// TLS with `tls`.
+async fn bare_proxy(
+    host: &'static str,
+    backend: &'static str,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+) {
     let listener = apim_runtime::http::bind(host, 8280).await.expect("bind");
     let client = apim_runtime::http::stream_client();
-    apim_runtime::http::serve_raw(listener, move |req, _| {
+    let serving = apim_runtime::http::Serving::tls(tls);
+    apim_runtime::http::serve_connections(listener, serving, move |req, _| {
         let client = client.clone();
         async move {
             let (mut parts, body) = req.into_parts();
@@ -193,12 +206,7 @@ fn main() {
         &format!("server {{ listen 127.60.0.100:8080; location / {{ return 200 \"{body}\"; }} }}"),
         cores.load,
     );
-    let _proxy = nginx(
-        dir.path(),
-        "proxy",
-        "upstream backend { server 127.60.0.100:8080; keepalive 32; }\n server { listen 127.60.0.200:8280; location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }",
-        cores.proxy,
-    );
+
     // The gateway's runtime gets one worker thread, as nginx gets one worker process.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -221,21 +229,39 @@ fn main() {
         .expect("node starts");
     std::thread::sleep(Duration::from_millis(500));
     let idle = rss_mb();
+    // nginx ends TLS with the very certificate the gateway shows, TLS 1.3 as the gateway
+    // negotiates with wrk, and resumes sessions as rustls does by default (a session cache and
+    // tickets), so the handshake rates compare like with like.
+    let node = &up.plan.nodes[0];
+    let _proxy = nginx(
+        dir.path(),
+        "proxy",
+        &format!(
+            "upstream backend {{ server 127.60.0.100:8080; keepalive 32; }}\n ssl_certificate {};\n ssl_certificate_key {};\n ssl_protocols TLSv1.3;\n ssl_session_cache shared:bench:10m;\n ssl_session_tickets on;\n server {{ listen 127.60.0.200:8280 ssl; location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}",
+            node.tls.cert, node.tls.key
+        ),
+        cores.proxy,
+    );
+    let node_tls = apim_runtime::tls::Tls::load(&node.tls).expect("node TLS");
     let mut entries = rt.block_on(async { Entries::of(&up) }).expect("entries");
     entries.backend = "http://127.60.0.100:8080".into();
     let p = rt
         .block_on(smoke::provision(&entries, PASSWORD, "bench"))
         .expect("provision");
     let (host, port) = &entries.gateway;
-    let gateway_url = format!("http://{host}:{port}/{}/v1/x", p.context);
+    let gateway_url = format!("https://{host}:{port}/{}/v1/x", p.context);
     let auth = format!("Authorization: Bearer {}", p.token);
     // hyper and the upstream pool alone, on the same runtime, with no gateway logic: the floor
     // the gateway's own work is measured from.
-    rt.spawn(bare_proxy("127.60.0.201", "127.60.0.100:8080"));
+    rt.spawn(bare_proxy(
+        "127.60.0.201",
+        "127.60.0.100:8080",
+        node_tls.server().expect("TLS server"),
+    ));
     let proxies = [
         ("apim gateway", gateway_url.as_str(), Some(auth.as_str())),
-        ("nginx proxy", "http://127.60.0.200:8280/x", None),
-        ("hyper alone", "http://127.60.0.201:8280/x", None),
+        ("nginx proxy", "https://127.60.0.200:8280/x", None),
+        ("hyper alone", "https://127.60.0.201:8280/x", None),
     ];
     if std::env::var_os("APIM_BENCH_SERVE").is_some() {
         // For profiling: keep every proxy up and say how to call them.
@@ -255,14 +281,23 @@ fn main() {
     // proxy once per round, in an order that turns: this machine's speed drifts, and short
     // alternating rounds expose all three to the same drift. Ratios are taken per round.
     for (_, url, header) in proxies {
-        let _ = wrk(url, header, cores.load);
+        let _ = wrk(url, header, cores.load, false);
     }
     let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); proxies.len()];
     for round in 0..ROUNDS {
         for k in 0..proxies.len() {
             let i = (round + k) % proxies.len();
             let (_, url, header) = proxies[i];
-            runs[i].push(wrk(url, header, cores.load));
+            runs[i].push(wrk(url, header, cores.load, false));
+        }
+    }
+    // Handshakes: the gateway and nginx, every request on a new TLS connection.
+    let mut handshakes: Vec<Vec<f64>> = vec![Vec::new(); 2];
+    for round in 0..HANDSHAKE_ROUNDS {
+        for k in 0..2 {
+            let i = (round + k) % 2;
+            let (_, url, header) = proxies[i];
+            handshakes[i].push(wrk(url, header, cores.load, true).0);
         }
     }
     let ratios: Vec<f64> = (0..ROUNDS)
@@ -272,7 +307,7 @@ fn main() {
         .map(|r| runs[0][r].0 / runs[2][r].0.max(1.0))
         .collect();
     println!(
-        "wrk -t1 -c{CONNECTIONS} -d{SECONDS}s, 1 KiB responses, keep-alive, one worker each; medians of {ROUNDS} rounds"
+        "wrk -t1 -c{CONNECTIONS} -d{SECONDS}s, TLS 1.3 with one certificate, 1 KiB responses, keep-alive, one worker each; medians of {ROUNDS} rounds"
     );
     match (cores.proxy, cores.load) {
         (Some(p), Some(l)) => {
@@ -300,6 +335,11 @@ fn main() {
         "ratio gateway/hyper alone: {:.2} (the cost of the gateway's own work); per round: {}",
         median(floor.clone()),
         shown(&floor)
+    );
+    let (gw, ng) = (median(handshakes[0].clone()), median(handshakes[1].clone()));
+    println!(
+        "TLS handshakes (a new connection per request): apim gateway {gw:.0}/s, nginx {ng:.0}/s, ratio {:.2}; medians of {HANDSHAKE_ROUNDS} rounds",
+        gw / ng.max(1.0)
     );
     println!("RSS of the process running one idle all-in-one node: {idle:.1} MB (target < 30 MB)");
     drop(up);

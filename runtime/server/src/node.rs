@@ -14,6 +14,35 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
+/// Refusals on the internal listener go to the log, at most `PER_MINUTE` a minute (the rest
+/// are only counted in `/metrics`): whoever is refused must not be able to fill the disk.
+#[derive(Default)]
+struct RefusalLog {
+    minute: std::sync::atomic::AtomicU64,
+    written: std::sync::atomic::AtomicU64,
+}
+
+impl RefusalLog {
+    const PER_MINUTE: u64 = 20;
+
+    fn log(&self, node: &str, endpoint: &str, caller: &http::Caller) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let minute = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / 60);
+        if self.minute.swap(minute, Relaxed) != minute {
+            self.written.store(0, Relaxed);
+        }
+        if self.written.fetch_add(1, Relaxed) < Self::PER_MINUTE {
+            eprintln!(
+                "node {node}: refused `{endpoint}` on the internal listener from {} ({}): the flows table does not admit it",
+                caller.identity.as_deref().unwrap_or("no identity"),
+                caller.addr
+            );
+        }
+    }
+}
+
 /// A listener of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Door {
@@ -89,6 +118,7 @@ pub async fn start(
         Door::Internal,
         http::bind(&plan.bind, plan.internal_port).await?,
     ));
+    let refusals = Arc::new(RefusalLog::default());
     for (door, listener) in listeners {
         let (node, world) = (node.clone(), world.clone());
         let serving = if door == Door::Internal {
@@ -102,17 +132,24 @@ pub async fn start(
             }));
             continue;
         }
+        let refusals = refusals.clone();
         tasks.spawn(http::serve_tls(
             listener,
             serving,
             move |req: Request, caller| {
-                let (node, world) = (node.clone(), world.clone());
+                let (node, world, refusals) = (node.clone(), world.clone(), refusals.clone());
                 async move {
                     match door {
                         Door::Public(c) => node.handle(world.as_ref(), c, req).await,
                         Door::Internal => {
-                            node.internal(world.as_ref(), caller.identity.as_deref(), req)
-                                .await
+                            let endpoint = format!("{} {}", req.method, req.path);
+                            let r = node
+                                .internal(world.as_ref(), caller.identity.as_deref(), req)
+                                .await;
+                            if r.status == 403 {
+                                refusals.log(&node.name, &endpoint, &caller);
+                            }
+                            r
                         }
                         Door::Admin => node.admin(&req),
                     }

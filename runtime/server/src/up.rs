@@ -135,7 +135,8 @@ pub async fn start(t: &Topology, opts: &UpOptions) -> Result<Up, String> {
         balancers.push(balancer::start(b.clone(), &b.host).await?);
     }
     Ok(Up {
-        ca: written.ca.into(),
+        // Absolute, so the printed walk-through works from any folder.
+        ca: std::fs::canonicalize(&written.ca).unwrap_or_else(|_| written.ca.into()),
         ca_pem,
         plan: mapped,
         hosts,
@@ -247,23 +248,22 @@ impl Up {
             url(Component::Gateway),
         );
         format!(
-            r#"# Every listener speaks TLS; curl trusts the deployment's CA:
-alias curl='curl --cacert {ca}'
+            r#"# Every listener speaks TLS; curl trusts the deployment's CA ({ca}).
 # 1. publish: sign in as admin, create an API on the echo backend, publish it
-P=$(curl -s {publisher}/api/login -d '{{"username":"admin","password":"'"$APIM_ADMIN_PASSWORD"'"}}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
-API=$(curl -s {publisher}/api/apis -H "Authorization: Bearer $P" -d '{{"name":"Echo","version":"v1","context":"echo","backend":"{backend}"}}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
-curl -s -X POST {publisher}/api/apis/$API/publish -H "Authorization: Bearer $P"
+P=$(curl -s --cacert {ca} {publisher}/api/login -d '{{"username":"admin","password":"'"$APIM_ADMIN_PASSWORD"'"}}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
+API=$(curl -s --cacert {ca} {publisher}/api/apis -H "Authorization: Bearer $P" -d '{{"name":"Echo","version":"v1","context":"echo","backend":"{backend}"}}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
+curl -s --cacert {ca} -X POST {publisher}/api/apis/$API/publish -H "Authorization: Bearer $P"
 # 2. subscribe: sign up, create an application, subscribe it, get its keys
-curl -s {store}/api/signup -d '{{"username":"alice","password":"alice-password"}}'
-S=$(curl -s {store}/api/login -d '{{"username":"alice","password":"alice-password"}}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
-APP=$(curl -s {store}/api/applications -H "Authorization: Bearer $S" -d '{{"name":"demo"}}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
-curl -s {store}/api/subscriptions -H "Authorization: Bearer $S" -d '{{"application":"'$APP'","api":"'$API'"}}'
-KEYS=$(curl -s -X POST {store}/api/applications/$APP/keys -H "Authorization: Bearer $S")
+curl -s --cacert {ca} {store}/api/signup -d '{{"username":"alice","password":"alice-password"}}'
+S=$(curl -s --cacert {ca} {store}/api/login -d '{{"username":"alice","password":"alice-password"}}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
+APP=$(curl -s --cacert {ca} {store}/api/applications -H "Authorization: Bearer $S" -d '{{"name":"demo"}}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
+curl -s --cacert {ca} {store}/api/subscriptions -H "Authorization: Bearer $S" -d '{{"application":"'$APP'","api":"'$API'"}}'
+KEYS=$(curl -s --cacert {ca} -X POST {store}/api/applications/$APP/keys -H "Authorization: Bearer $S")
 CK=$(echo "$KEYS" | sed 's/.*"consumer_key":"\([^"]*\)".*/\1/'); CS=$(echo "$KEYS" | sed 's/.*"consumer_secret":"\([^"]*\)".*/\1/')
 # 3. token, through the gateway
-T=$(curl -s -u "$CK:$CS" {gateway}/token -d grant_type=client_credentials | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+T=$(curl -s --cacert {ca} -u "$CK:$CS" {gateway}/token -d grant_type=client_credentials | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
 # 4. invoke
-curl -s {gateway}/echo/v1/hello -H "Authorization: Bearer $T"
+curl -s --cacert {ca} {gateway}/echo/v1/hello -H "Authorization: Bearer $T"
 "#,
             backend = self.backend,
             ca = self.ca.display()

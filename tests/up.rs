@@ -183,6 +183,61 @@ fn apim_up_smoke_passes_from_the_command_line() {
     );
 }
 
+/// `apim up --smoke` twice in one folder, with no admin password given: the second run uses the
+/// admin the first created. The topology's database URL is a reference whose value names a
+/// production host: it is decided on after expansion and never connected to (the decision is
+/// on the URL alone; nothing is sent to 10.x).
+#[test]
+fn a_second_apim_up_in_the_same_folder_passes_and_a_referenced_remote_database_is_replaced() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let topology = apim_patterns::find("standalone")
+        .expect("pattern")
+        .template
+        .replace("engine = \"sqlite\"", "engine = \"postgres\"");
+    let topology = regex_free_url(&topology, "${DATABASE_URL}");
+    std::fs::write(dir.path().join("t.toml"), &topology).expect("write");
+    for run in 0..2 {
+        let out = common::apim()
+            .args(["up", "t.toml", "--smoke", "--loopback", "127.53.0.0/16"])
+            .current_dir(dir.path())
+            .env_remove("APIM_ADMIN_PASSWORD")
+            .env("DATABASE_URL", "postgres:///prod?host=10.0.9.10")
+            .output()
+            .expect("apim runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(0), "run {run}: {text}");
+        assert!(
+            text.contains("(postgres on 10.0.9.10) is not on this machine"),
+            "run {run}: {text}"
+        );
+    }
+    let kept = dir.path().join(".apim-up/admin-password");
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+    assert_eq!(mode(&kept), 0o600);
+    assert_eq!(mode(&dir.path().join(".apim-up")), 0o700);
+}
+
+/// The topology with every database `url = "..."` line replaced by `url = "{url}"`.
+fn regex_free_url(topology: &str, url: &str) -> String {
+    topology
+        .lines()
+        .map(|l| {
+            if l.starts_with("url = ") {
+                format!("url = \"{url}\"\nnetwork = \"internal\"")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_bodies_and_headers_are_refused_with_4xx_over_real_http() {
     let data = tempfile::tempdir().expect("temp dir");
@@ -310,9 +365,13 @@ async fn the_backend_gets_the_clients_headers_but_never_its_token() {
             seen.extend_from_slice(value.as_bytes());
             seen.push(b'\n');
         }
+        // A backend that tries to set the store's session cookie, and one of its own.
         http::write(Response {
             status: 200,
-            headers: Vec::new(),
+            headers: vec![
+                ("set-cookie".into(), "apim_session=planted; Path=/".into()),
+                ("set-cookie".into(), "pref=1; Path=/".into()),
+            ],
             body: seen,
         })
     }));
@@ -331,6 +390,10 @@ async fn the_backend_gets_the_clients_headers_but_never_its_token() {
         .header("x-trace", "abc")
         .header("x-trace", "def")
         .header(
+            "cookie",
+            "apim_session=the-consumers-session; theme=dark; APIM_NODE=store-1",
+        )
+        .header(
             "x-bytes",
             hyper::header::HeaderValue::from_bytes(b"caf\xe9").expect("obs-text value"),
         )
@@ -343,6 +406,17 @@ async fn the_backend_gets_the_clients_headers_but_never_its_token() {
     .await
     .expect("answer");
     assert_eq!(response.status(), 200);
+    let set: Vec<&str> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert_eq!(
+        set,
+        ["pref=1; Path=/"],
+        "a backend cannot set a portal cookie"
+    );
     let seen = http_body_util::BodyExt::collect(response.into_body())
         .await
         .expect("body")
@@ -354,6 +428,11 @@ async fn the_backend_gets_the_clients_headers_but_never_its_token() {
     assert!(lines.contains(&"x-trace: abc"), "{seen}");
     assert!(lines.contains(&"x-trace: def"), "{seen}");
     assert!(lines.contains(&"x-bytes: caf\u{fffd}"), "{seen}");
+    assert!(lines.contains(&"cookie: theme=dark"), "{seen}");
+    assert!(
+        !seen.contains("the-consumers-session") && !seen.contains("APIM_NODE"),
+        "the portals' cookies must not reach a backend: {seen}"
+    );
     assert!(
         !seen.to_ascii_lowercase().contains("authorization") && !seen.contains(&p.token),
         "the token must not reach the backend: {seen}"

@@ -70,7 +70,7 @@ pub async fn login(world: &impl World, req: &Request) -> Response {
         return unavailable(&e.0);
     }
     Response::json(200, &json!({ "token": token, "user": user.name, "roles": user.roles, "expires_in": SESSION_MS / 1000 }))
-        .header("set-cookie", &format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"))
+        .header("set-cookie", &format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict"))
 }
 
 /// The signed-in user of a request, or the response that refuses it.

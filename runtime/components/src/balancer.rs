@@ -2,6 +2,9 @@
 //! a cookie naming the node, health from active checks and failed connections, and one retry
 //! on another target when a connection fails before anything was sent.
 
+/// The cookie naming the node a portal session sticks to (set by balancers on portal routes).
+pub const STICKY_COOKIE: &str = "APIM_NODE";
+
 use crate::world::CallError;
 use std::future::Future;
 use std::sync::Mutex;

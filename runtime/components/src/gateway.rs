@@ -223,9 +223,20 @@ impl Gateway {
         match admitted {
             Ok(admitted) => {
                 req.headers.retain(|(n, _)| !withheld(n));
+                req.headers = std::mem::take(&mut req.headers)
+                    .into_iter()
+                    .filter_map(|(n, v)| match n.as_str() {
+                        "cookie" => backend_cookie(&v).map(|v| (n, v)),
+                        _ => Some((n, v)),
+                    })
+                    .collect();
                 req.path = admitted.path;
                 match world.forward(&admitted.api.backend, req).await {
-                    Ok(r) => r,
+                    Ok(mut r) => {
+                        r.headers
+                            .retain(|(n, v)| n != "set-cookie" || backend_may_set(v));
+                        r
+                    }
                     Err(e) => backend_failed(&e),
                 }
             }
@@ -418,6 +429,34 @@ pub struct Admitted {
 /// gateway's own host name (header names in lowercase).
 pub fn withheld(name: &str) -> bool {
     matches!(name, "authorization" | "host")
+}
+
+/// Cookies of the portals that a browser may send to the gateway too (the store and the gateway
+/// can share a host): an API's backend never gets them and can never set them.
+pub const PORTAL_COOKIES: &[&str] = &[crate::auth::SESSION_COOKIE, crate::balancer::STICKY_COOKIE];
+
+/// A request's `Cookie` value as a backend may see it: the portals' cookies removed; `None`
+/// when nothing is left.
+pub fn backend_cookie(value: &str) -> Option<String> {
+    let kept: Vec<&str> = value
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or_default().trim();
+            !pair.is_empty() && !PORTAL_COOKIES.iter().any(|c| c.eq_ignore_ascii_case(name))
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; "))
+}
+
+/// Whether a backend's `Set-Cookie` may reach the client: never one that sets a portal cookie.
+pub fn backend_may_set(set_cookie: &str) -> bool {
+    let name = set_cookie
+        .split(['=', ';'])
+        .next()
+        .unwrap_or_default()
+        .trim();
+    !PORTAL_COOKIES.iter().any(|c| c.eq_ignore_ascii_case(name))
 }
 
 /// Whether a request to a gateway's listener is an API call (rather than `/token` or a

@@ -89,11 +89,31 @@ async fn apis(world: &impl World, req: &Request) -> Response {
                             || a.description.to_lowercase().contains(q)
                     })
                 })
+                .map(|a| PublicApi {
+                    id: a.id,
+                    name: a.name,
+                    version: a.version,
+                    context: a.context,
+                    description: a.description,
+                    state: a.state,
+                })
                 .collect();
             Response::json(200, &found)
         }
         Err(e) => auth::unavailable(&e.0),
     }
+}
+
+/// What consumers see of a published API: never where its backend is (an internal host name)
+/// or who provides it.
+#[derive(serde::Serialize)]
+struct PublicApi {
+    id: String,
+    name: String,
+    version: String,
+    context: String,
+    description: String,
+    state: crate::world::ApiState,
 }
 
 async fn applications(world: &impl World, user: &User) -> Response {

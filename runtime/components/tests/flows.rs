@@ -808,3 +808,48 @@ fn introspection_answers_a_client_only_about_its_own_tokens() {
         json_of(&own)
     );
 }
+
+#[test]
+fn consumers_never_see_where_a_backend_is_and_backends_never_see_portal_cookies() {
+    let w = world();
+    let admin = login(
+        &w,
+        "publisher-1",
+        Peer::Publisher,
+        "admin",
+        "admin-password",
+    );
+    let api = publish(&w, &admin, "echo", "http://backend.internal.example:8080");
+    let (token, _, _) = consumer(&w, "alice", Some(&api));
+    let listed = send(&w, "store-1", Peer::Store, Request::new("GET", "/api/apis"));
+    let text = String::from_utf8_lossy(&listed.body).to_string();
+    assert!(text.contains("\"echo\""), "{text}");
+    assert!(!text.contains("backend.internal.example"), "{text}");
+    assert!(
+        !text.contains("provider") && !text.contains("admin"),
+        "{text}"
+    );
+    // The forwarded request keeps the client's own cookies only.
+    let r = send(
+        &w,
+        "gateway-1",
+        Peer::Gateway,
+        Request::new("GET", "/echo/v1/x")
+            .header("authorization", &format!("Bearer {token}"))
+            .header("cookie", "apim_session=s3cret; lang=en; APIM_NODE=store-1"),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        apim_components::gateway::backend_cookie("apim_session=s3cret; lang=en; APIM_NODE=store-1"),
+        Some("lang=en".to_string())
+    );
+    assert_eq!(
+        apim_components::gateway::backend_cookie("apim_session=x"),
+        None
+    );
+    assert!(!apim_components::gateway::backend_may_set(
+        "apim_session=x; Path=/"
+    ));
+    assert!(!apim_components::gateway::backend_may_set(" APIM_NODE=x"));
+    assert!(apim_components::gateway::backend_may_set("pref=1"));
+}

@@ -16,8 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinSet;
 
-/// The cookie naming the node a portal session sticks to.
-pub const STICKY_COOKIE: &str = "APIM_NODE";
+pub use apim_components::balancer::STICKY_COOKIE;
 
 pub struct RunningBalancer {
     pub plan: BalancerPlan,
@@ -160,8 +159,9 @@ async fn proxy(
             let node = &route.upstream[i].node;
             if route.sticky
                 && sticky.as_deref() != Some(node.as_str())
-                && let Ok(v) =
-                    HeaderValue::try_from(format!("{STICKY_COOKIE}={node}; Path=/; HttpOnly"))
+                && let Ok(v) = HeaderValue::try_from(format!(
+                    "{STICKY_COOKIE}={node}; Path=/; HttpOnly; Secure"
+                ))
             {
                 parts.headers.append(SET_COOKIE, v);
             }

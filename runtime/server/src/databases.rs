@@ -11,10 +11,15 @@ use std::path::Path;
 
 /// Replaces each `${NAME}` with the variable's value; names a missing variable.
 pub fn expand(text: &str) -> Result<String, String> {
+    expand_with(text, |name| std::env::var(name).ok())
+}
+
+/// `expand`, with the variables from `lookup`.
+pub fn expand_with(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
     let missing = std::cell::RefCell::new(Vec::new());
-    let out = apim_compiler::secrets::rewrite(text, |name| match std::env::var(name) {
-        Ok(v) => v,
-        Err(_) => {
+    let out = apim_compiler::secrets::rewrite(text, |name| match lookup(name) {
+        Some(v) => v,
+        None => {
             missing.borrow_mut().push(name.to_string());
             String::new()
         }
@@ -34,27 +39,43 @@ fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}?mode=rwc", path.display())
 }
 
-/// The host of a network database URL; empty for a Unix socket.
-fn url_host(url: &str) -> &str {
-    let rest = url.split_once("://").map_or("", |(_, r)| r);
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if let Some(v6) = hostport.strip_prefix('[') {
-        return v6.split(']').next().unwrap_or_default();
+/// Where a network database URL connects, as its driver reads it (query-parameter hosts,
+/// sockets, defaults from the environment included): `None` for a Unix socket.
+fn connects_to(engine: Engine, url: &str) -> Result<Option<String>, String> {
+    use std::str::FromStr;
+    let bad = |e: sqlx::Error| format!("the URL cannot be read: {e}");
+    match engine {
+        Engine::Sqlite => Ok(None),
+        Engine::Postgres => {
+            let o = sqlx::postgres::PgConnectOptions::from_str(url).map_err(bad)?;
+            Ok(o.get_socket()
+                .is_none()
+                .then(|| o.get_host().to_string())
+                .filter(|h| !h.starts_with('/')))
+        }
+        Engine::Mysql => {
+            let o = sqlx::mysql::MySqlConnectOptions::from_str(url).map_err(bad)?;
+            Ok(o.get_socket()
+                .is_none()
+                .then(|| o.get_host().to_string())
+                .filter(|h| !h.starts_with('/')))
+        }
     }
-    hostport.rsplit_once(':').map_or(hostport, |(h, _)| h)
 }
 
-/// Whether this machine may use a database as written: SQLite, a socket, or a loopback host.
-pub fn usable_here(d: &DatabasePlan) -> bool {
-    match d.engine {
-        Engine::Sqlite => true,
-        _ => {
-            let host = url_host(&d.url);
-            host.is_empty()
-                || host.eq_ignore_ascii_case("localhost")
-                || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-        }
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether this machine may use a database as written: SQLite, a socket, or a loopback host —
+/// decided on the URL after its references are expanded, parsed as the driver parses it.
+pub fn usable_here(engine: Engine, expanded: &str) -> bool {
+    match connects_to(engine, expanded) {
+        Ok(None) => true,
+        Ok(Some(host)) => is_loopback(&host),
+        Err(_) => false,
     }
 }
 
@@ -85,23 +106,31 @@ pub fn for_up(
     let mut urls = BTreeMap::new();
     let mut notes = Vec::new();
     for d in databases {
-        let url = if d.engine == Engine::Sqlite {
-            sqlite_under(
-                &expand(&d.url).map_err(|e| format!("database `{}`: {e}", d.name))?,
-                data,
-            )
-        } else if usable_here(d) {
-            expand(&d.url).map_err(|e| format!("database `{}`: {e}", d.name))?
-        } else {
-            let file = data.join(format!("{}.db", d.name));
-            notes.push(format!(
-                "database `{}` ({} on {}) is not on this machine: using the SQLite file {}",
-                d.name,
-                d.engine,
-                url_host(&d.url),
-                file.display()
-            ));
-            sqlite_url(&file)
+        let expanded = expand(&d.url);
+        let url = match expanded {
+            Ok(url) if d.engine == Engine::Sqlite => sqlite_under(&url, data),
+            Err(e) if d.engine == Engine::Sqlite => {
+                return Err(format!("database `{}`: {e}", d.name));
+            }
+            Ok(url) if usable_here(d.engine, &url) => url,
+            other => {
+                // Not provably on this machine: never connected to.
+                let why = match other {
+                    Ok(url) => match connects_to(d.engine, &url) {
+                        Ok(Some(host)) => format!("{} on {host}", d.engine),
+                        Ok(None) => format!("{}", d.engine),
+                        Err(e) => format!("{}: {e}", d.engine),
+                    },
+                    Err(e) => format!("{}, and its URL cannot be expanded: {e}", d.engine),
+                };
+                let file = data.join(format!("{}.db", d.name));
+                notes.push(format!(
+                    "database `{}` ({why}) is not on this machine: using the SQLite file {}",
+                    d.name,
+                    file.display()
+                ));
+                sqlite_url(&file)
+            }
         };
         urls.insert(d.name.clone(), url);
     }
@@ -149,19 +178,31 @@ mod tests {
 
     #[test]
     fn only_local_databases_are_used_as_written() {
-        assert!(usable_here(&db(
-            Engine::Postgres,
-            "postgres://u:${P}@127.0.0.1:5432/x"
-        )));
-        assert!(usable_here(&db(Engine::Mysql, "mysql://root@localhost/x")));
-        assert!(usable_here(&db(
-            Engine::Postgres,
-            "postgres:///x?host=/run/postgresql"
-        )));
-        assert!(!usable_here(&db(
-            Engine::Postgres,
-            "postgres://apim@10.0.9.10:5432/x"
-        )));
-        assert!(!usable_here(&db(Engine::Mysql, "mysql://db.example/x")));
+        let pg = |url: &str| usable_here(Engine::Postgres, url);
+        let my = |url: &str| usable_here(Engine::Mysql, url);
+        assert!(pg("postgres://u:secret@127.0.0.1:5432/x"));
+        assert!(my("mysql://root@localhost/x"));
+        assert!(pg("postgres:///x?host=/run/postgresql"));
+        assert!(pg("postgres://[::1]:5432/x"));
+        assert!(!pg("postgres://apim@10.0.9.10:5432/x"));
+        assert!(!my("mysql://db.example/x"));
+        // The driver's own reading decides, query-parameter hosts included.
+        assert!(!pg("postgres:///db?host=10.0.9.10"));
+        assert!(!pg("postgres://localhost/db?host=10.0.9.10"));
+        assert!(!pg("postgres://127.0.0.1/db?hostaddr=10.0.9.10"));
+        assert!(my(
+            "mysql://root@localhost/x?socket=/run/mysqld/mysqld.sock"
+        ));
+        assert!(!pg("not a url"));
+    }
+
+    #[test]
+    fn a_reference_is_expanded_before_locality_is_decided() {
+        let lookup = |name: &str| {
+            (name == "DATABASE_URL").then(|| "postgres://apim@10.0.9.10:5432/prod".to_string())
+        };
+        let url = expand_with("${DATABASE_URL}", lookup).expect("expands");
+        assert!(!usable_here(Engine::Postgres, &url));
+        assert!(expand_with("${MISSING}", lookup).is_err());
     }
 }

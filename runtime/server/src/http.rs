@@ -2,6 +2,7 @@
 //! listener, and sending requests as a client.
 
 use crate::upstream::Upstreams;
+use apim_components::gateway;
 use apim_components::http::MAX_BODY;
 use apim_components::{CallError, Request, Response};
 use bytes::Bytes;
@@ -76,6 +77,9 @@ pub async fn send_stream(
     {
         headers.remove(&name);
     }
+    if headers.contains_key(hyper::header::COOKIE) {
+        portal_cookies_out(&mut headers);
+    }
     headers.insert(
         hyper::header::HOST,
         HeaderValue::try_from(authority).map_err(|e| bad(&e))?,
@@ -100,7 +104,34 @@ pub async fn send_stream(
     for name in ["connection", "transfer-encoding", "keep-alive"] {
         parts.headers.remove(name);
     }
+    if parts.headers.contains_key(hyper::header::SET_COOKIE) {
+        let allowed: Vec<HeaderValue> = parts
+            .headers
+            .get_all(hyper::header::SET_COOKIE)
+            .iter()
+            .filter(|v| gateway::backend_may_set(&String::from_utf8_lossy(v.as_bytes())))
+            .cloned()
+            .collect();
+        parts.headers.remove(hyper::header::SET_COOKIE);
+        for v in allowed {
+            parts.headers.append(hyper::header::SET_COOKIE, v);
+        }
+    }
     Ok(hyper::Response::from_parts(parts, body.boxed()))
+}
+
+/// Takes the portals' cookies out of a request on its way to a backend.
+fn portal_cookies_out(headers: &mut hyper::HeaderMap) {
+    let kept: Vec<HeaderValue> = headers
+        .get_all(hyper::header::COOKIE)
+        .iter()
+        .filter_map(|v| gateway::backend_cookie(&String::from_utf8_lossy(v.as_bytes())))
+        .filter_map(|v| HeaderValue::try_from(v).ok())
+        .collect();
+    headers.remove(hyper::header::COOKIE);
+    for v in kept {
+        headers.append(hyper::header::COOKIE, v);
+    }
 }
 
 /// `host:port` for a URI, with IPv6 hosts in brackets.

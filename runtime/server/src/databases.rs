@@ -166,16 +166,6 @@ pub fn for_node(node: &NodePlan, data: &Path) -> Result<BTreeMap<Role, String>, 
 mod tests {
     use super::*;
 
-    fn db(engine: Engine, url: &str) -> DatabasePlan {
-        DatabasePlan {
-            name: "d".into(),
-            roles: Vec::new(),
-            engine,
-            url: url.into(),
-            network: None,
-        }
-    }
-
     #[test]
     fn only_local_databases_are_used_as_written() {
         let pg = |url: &str| usable_here(Engine::Postgres, url);

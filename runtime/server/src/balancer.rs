@@ -52,9 +52,11 @@ pub async fn start(plan: BalancerPlan, bind: &str) -> Result<RunningBalancer, St
             RouteListener::Public => {
                 let (route, pool) = (route.clone(), pool.clone());
                 let client = http::StreamClient::with_tls(to_nodes.clone());
+                // Balancers face clients: one address may not take every connection.
+                let gate = http::Gate::new(http::MAX_CONNECTIONS, Some(http::MAX_PER_ADDRESS));
                 tasks.spawn(http::serve_connections(
                     listener,
-                    serving.clone(),
+                    serving.clone().gated(gate),
                     move |req, from| {
                         let (route, pool, client) = (route.clone(), pool.clone(), client.clone());
                         let from = from.addr.ip().to_string();
@@ -224,6 +226,7 @@ async fn pass_through(
     pool: Arc<Mutex<Pool>>,
 ) {
     let mut connections = JoinSet::new();
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -233,9 +236,22 @@ async fn pass_through(
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
+        // As every listener: past its limit a connection is closed at once.
+        if open.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= http::MAX_CONNECTIONS {
+            open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            drop(client);
+            continue;
+        }
         let _ = client.set_nodelay(true);
-        let (route, pool) = (route.clone(), pool.clone());
+        let (route, pool, open) = (route.clone(), pool.clone(), open.clone());
         connections.spawn(async move {
+            struct Leave(Arc<std::sync::atomic::AtomicUsize>);
+            impl Drop for Leave {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            let _leave = Leave(open);
             let connect = Duration::from_millis(route.timeouts.connect_ms);
             let node = balancer::attempt(&pool, None, |i| {
                 let authority = http::authority(&route.upstream[i].host, route.upstream[i].port);

@@ -213,6 +213,11 @@ pub async fn read_all(body: Incoming) -> Result<Bytes, hyper::Error> {
     Ok(body.collect().await?.to_bytes())
 }
 
+/// How long a part of a request body may take to arrive, and the whole body (at most 1 MiB): a
+/// client trickling its body cannot hold a connection and its buffer.
+pub const BODY_IDLE: Duration = Duration::from_secs(10);
+pub const BODY_TOTAL: Duration = Duration::from_secs(60);
+
 /// Reads a hyper request into the components' type. A body over the limit is refused with
 /// 413; what is left of it is read and dropped (`linger`), so the client gets the answer
 /// instead of a reset connection.
@@ -231,7 +236,25 @@ pub async fn read(req: hyper::Request<Incoming>) -> Result<Request, Response> {
         return Err(too_large());
     }
     let mut bytes = Vec::with_capacity(declared as usize);
-    while let Some(frame) = body.frame().await {
+    let started = tokio::time::Instant::now();
+    let slow = || {
+        Response::error(
+            408,
+            "request_timeout",
+            format!(
+                "the body came too slowly: every part must arrive within {} s, the whole within {} s",
+                BODY_IDLE.as_secs(),
+                BODY_TOTAL.as_secs()
+            ),
+        )
+    };
+    loop {
+        let deadline = (started + BODY_TOTAL).min(tokio::time::Instant::now() + BODY_IDLE);
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(_) => return Err(slow()),
+        };
         let frame = frame.map_err(|e| {
             Response::error(
                 400,
@@ -322,6 +345,7 @@ where
         head_timeout,
         tls: None,
         on_refused: None,
+        gate: Arc::new(Gate::new(MAX_CONNECTIONS, None)),
     };
     serve_connections(listener, options, move |req, caller: &Caller| {
         handle(req, caller.addr)
@@ -345,6 +369,8 @@ pub struct Serving {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Called for every connection whose TLS handshake failed (counted in `/metrics`).
     pub on_refused: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// How many connections the listener holds open at once.
+    pub gate: Arc<Gate>,
 }
 
 impl Serving {
@@ -353,6 +379,105 @@ impl Serving {
             head_timeout: HEAD_TIMEOUT,
             tls: Some(tokio_rustls::TlsAcceptor::from(config)),
             on_refused: None,
+            gate: Arc::new(Gate::new(MAX_CONNECTIONS, None)),
+        }
+    }
+
+    /// The same, with its own gate (`Gate::new`).
+    pub fn gated(mut self, gate: Gate) -> Serving {
+        self.gate = Arc::new(gate);
+        self
+    }
+}
+
+/// Connections a listener holds at once; past it, a new connection is closed at once, so the
+/// process keeps descriptors for its other listeners and the connections it has.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Connections one client address may hold on a balancer's public listener.
+pub const MAX_PER_ADDRESS: usize = 256;
+
+/// A listener's connection limits and counts.
+pub struct Gate {
+    pub max: usize,
+    /// A limit per client address (for listeners that face clients directly, not balancers).
+    pub per_address: Option<usize>,
+    open: std::sync::atomic::AtomicUsize,
+    by_address: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    refused: std::sync::atomic::AtomicU64,
+}
+
+impl Gate {
+    pub fn new(max: usize, per_address: Option<usize>) -> Gate {
+        Gate {
+            max,
+            per_address,
+            open: Default::default(),
+            by_address: Default::default(),
+            refused: Default::default(),
+        }
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Connections closed at once for being over a limit.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A pass for a new connection from `ip`, or `None` when a limit is reached.
+    fn enter(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Pass> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let refuse = || {
+            self.refused.fetch_add(1, Relaxed);
+            None
+        };
+        if self.open.fetch_add(1, Relaxed) >= self.max {
+            self.open.fetch_sub(1, Relaxed);
+            return refuse();
+        }
+        if let Some(limit) = self.per_address {
+            let mut by = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
+            let n = by.entry(ip).or_default();
+            if *n >= limit {
+                drop(by);
+                self.open.fetch_sub(1, Relaxed);
+                return refuse();
+            }
+            *n += 1;
+        }
+        Some(Pass {
+            gate: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// A connection's place under its listener's limits, given back when it closes.
+struct Pass {
+    gate: Arc<Gate>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        self.gate
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if self.gate.per_address.is_some() {
+            let mut by = self
+                .gate
+                .by_address
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = by.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    by.remove(&self.ip);
+                }
+            }
         }
     }
 }
@@ -396,9 +521,15 @@ where
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
+        // Over a limit: closed at once, before any TLS work is spent on it.
+        let Some(pass) = options.gate.enter(addr.ip()) else {
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let (handle, options) = (handle.clone(), options.clone());
         connections.spawn(async move {
+            let _pass = pass;
             let Some(tls) = &options.tls else {
                 let caller = Caller {
                     addr,

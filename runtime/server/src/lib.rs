@@ -17,6 +17,7 @@ pub mod world;
 
 /// Runs a future on a multi-threaded tokio runtime; for the command line, which has none.
 pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
+    raise_open_files();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -32,4 +33,11 @@ pub async fn until_interrupted() {
 /// Fills `buf` from the OS random source.
 pub fn random(buf: &mut [u8]) -> Result<(), String> {
     getrandom::fill(buf).map_err(|e| e.to_string())
+}
+
+/// Raises the soft limit of open files to the hard one: every connection is a descriptor, and
+/// the listeners' own limits (`http::MAX_CONNECTIONS`) should be what stops a flood, not the
+/// process's default of 1,024. Returns the limit in force.
+pub fn raise_open_files() -> u64 {
+    rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0)
 }

@@ -43,6 +43,34 @@ impl RefusalLog {
     }
 }
 
+/// The listeners' connection limits, counts and refusals, in Prometheus' text format.
+fn listener_metrics(node: &str, gates: &[(String, Arc<http::Gate>)]) -> String {
+    let mut text = String::from(
+        "# HELP apim_listener_connections Connections a listener holds open.\n# TYPE apim_listener_connections gauge\n",
+    );
+    for (name, g) in gates {
+        text.push_str(&format!(
+            "apim_listener_connections{{node=\"{node}\",listener=\"{name}\"}} {}\n",
+            g.open()
+        ));
+    }
+    text.push_str("# HELP apim_listener_max_connections Connections a listener may hold open.\n# TYPE apim_listener_max_connections gauge\n");
+    for (name, g) in gates {
+        text.push_str(&format!(
+            "apim_listener_max_connections{{node=\"{node}\",listener=\"{name}\"}} {}\n",
+            g.max
+        ));
+    }
+    text.push_str("# HELP apim_listener_refused_total Connections closed at once for being over a limit.\n# TYPE apim_listener_refused_total counter\n");
+    for (name, g) in gates {
+        text.push_str(&format!(
+            "apim_listener_refused_total{{node=\"{node}\",listener=\"{name}\"}} {}\n",
+            g.refused()
+        ));
+    }
+    text
+}
+
 /// A listener of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Door {
@@ -119,13 +147,28 @@ pub async fn start(
         http::bind(&plan.bind, plan.internal_port).await?,
     ));
     let refusals = Arc::new(RefusalLog::default());
-    for (door, listener) in listeners {
+    // Each listener has limits of its own: a flood on one leaves the others their descriptors.
+    let gates: Vec<(String, Arc<http::Gate>)> = listeners
+        .iter()
+        .map(|(door, _)| {
+            let name = match door {
+                Door::Public(c) => crate::world::component(*c).as_str().to_string(),
+                Door::Internal => "internal".to_string(),
+                Door::Admin => "admin".to_string(),
+            };
+            (name, Arc::new(http::Gate::new(http::MAX_CONNECTIONS, None)))
+        })
+        .collect();
+    let gates = Arc::new(gates);
+    for (k, (door, listener)) in listeners.into_iter().enumerate() {
         let (node, world) = (node.clone(), world.clone());
-        let serving = if door == Door::Internal {
+        let mut serving = if door == Door::Internal {
             inside.clone()
         } else {
             public.clone()
         };
+        serving.gate = gates[k].1.clone();
+        let gates = gates.clone();
         if door == Door::Public(Peer::Gateway) {
             tasks.spawn(http::serve_connections(listener, serving, move |req, _| {
                 gateway(node.clone(), world.clone(), req)
@@ -138,6 +181,7 @@ pub async fn start(
             serving,
             move |req: Request, caller| {
                 let (node, world, refusals) = (node.clone(), world.clone(), refusals.clone());
+                let gates = gates.clone();
                 async move {
                     match door {
                         Door::Public(c) => node.handle(world.as_ref(), c, req).await,
@@ -151,7 +195,14 @@ pub async fn start(
                             }
                             r
                         }
-                        Door::Admin => node.admin(&req),
+                        Door::Admin => {
+                            let mut r = node.admin(&req);
+                            if req.path == "/metrics" && r.status == 200 {
+                                r.body
+                                    .extend(listener_metrics(&node.name, &gates).into_bytes());
+                            }
+                            r
+                        }
                     }
                 }
             },

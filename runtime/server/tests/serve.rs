@@ -118,3 +118,129 @@ async fn a_component_takes_a_body_up_to_the_limit_declared_or_chunked() {
         }
     }
 }
+
+/// Opens a connection to `address` from the source address `from` (a loopback address).
+async fn connect_from(from: &str, address: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{from}:0").parse().expect("source"))
+        .expect("bind the source address");
+    socket
+        .connect(address.parse().expect("address"))
+        .await
+        .expect("connect")
+}
+
+/// Whether the server closed the connection within a second, without answering.
+async fn closed_at_once(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+#[tokio::test]
+async fn a_flood_of_idle_connections_past_the_limits_is_refused_while_others_are_served() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    let gate = http::Gate::new(30, Some(10));
+    let serving = http::Serving {
+        head_timeout: Duration::from_secs(30),
+        tls: None,
+        on_refused: None,
+        gate: std::sync::Arc::new(gate),
+    };
+    tokio::spawn(http::serve_connections(
+        listener,
+        serving,
+        |_req, _| async {
+            http::write(Response {
+                status: 200,
+                headers: Vec::new(),
+                body: b"ok".to_vec(),
+            })
+        },
+    ));
+    // One address holds its 10 connections idle; its 11th and later are closed at once.
+    let mut flood = Vec::new();
+    for _ in 0..10 {
+        flood.push(connect_from("127.0.0.1", &address).await);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for i in 0..5 {
+        let mut extra = connect_from("127.0.0.1", &address).await;
+        assert!(
+            closed_at_once(&mut extra).await,
+            "extra connection {i} was kept"
+        );
+    }
+    // Another address is served meanwhile.
+    let mut other = connect_from("127.0.0.2", &address).await;
+    other
+        .write_all(b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let (answer, _) = until_closed(&mut other).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The listener's own limit holds across addresses: 10 + 20 from others fill it.
+    for k in 0..20 {
+        flood.push(connect_from(&format!("127.0.1.{}", 1 + k / 5), &address).await);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut past = connect_from("127.0.2.1", &address).await;
+    assert!(
+        closed_at_once(&mut past).await,
+        "the listener's limit did not hold"
+    );
+    // Closing the flood frees the places.
+    drop(flood);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = connect_from("127.0.0.1", &address).await;
+    again
+        .write_all(b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let (answer, _) = until_closed(&mut again).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_body_that_stops_coming_is_cut_off_with_a_408() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    tokio::spawn(http::serve(listener, |_req, _| async {
+        Response::new(200)
+    }));
+    let mut slow = TcpStream::connect(&address).await.expect("connect");
+    slow.write_all(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\nfirst bytes")
+        .await
+        .expect("write");
+    let (answer, after) = until_closed_within(&mut slow, http::BODY_IDLE * 2).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        after >= http::BODY_IDLE - Duration::from_secs(1),
+        "after {after:?}"
+    );
+}
+
+/// `until_closed`, waiting up to `limit`.
+async fn until_closed_within(stream: &mut TcpStream, limit: Duration) -> (String, Duration) {
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(limit, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => {
+                seen.extend_from_slice(&buf[..n]);
+                // The answer is enough; the connection may stay open after it.
+                if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            Err(_) => panic!("no answer after {limit:?}"),
+        }
+    }
+    (String::from_utf8_lossy(&seen).into_owned(), start.elapsed())
+}

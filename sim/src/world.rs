@@ -9,7 +9,9 @@ use apim_components::balancer::{self, Pool};
 use apim_components::gateway::{RECONCILE_MS, REVOCATIONS_MS};
 use apim_components::mem::{MemStorage, Role};
 use apim_components::node::InternalRoute;
-use apim_components::world::{Api, Application, ClientKeys, Db, DbError, Session, Token, User};
+use apim_components::world::{
+    Api, Application, ClientKeys, Db, DbError, Failures, Session, Token, User,
+};
 use apim_components::{CallError, Node, Peer, Request, Response, Storage, World};
 use apim_topology::vocab::{Component, Role as PlanRole};
 use std::collections::{BTreeMap, BTreeSet};
@@ -833,6 +835,18 @@ impl Storage for NodeStorage {
     }
     async fn session(&self, token_hash: &str) -> Db<Option<Session>> {
         through!(self, User, session(token_hash))
+    }
+    async fn delete_session(&self, token_hash: &str) -> Db<()> {
+        through!(self, User, delete_session(token_hash))
+    }
+    async fn record_failure(&self, subject: &str, now_ms: u64, window_ms: u64) -> Db<Failures> {
+        through!(self, User, record_failure(subject, now_ms, window_ms))
+    }
+    async fn failures(&self, subject: &str, now_ms: u64, window_ms: u64) -> Db<Failures> {
+        through!(self, User, failures(subject, now_ms, window_ms))
+    }
+    async fn clear_failures(&self, subject: &str) -> Db<()> {
+        through!(self, User, clear_failures(subject))
     }
     async fn save_api(&self, api: &Api) -> Db<()> {
         through!(self, Apim, save_api(api))

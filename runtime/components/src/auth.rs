@@ -23,6 +23,16 @@ pub struct Credentials {
 
 /// Creates the admin user (every role) when it does not exist yet.
 pub async fn bootstrap_admin(world: &impl World, password: &str) -> Result<(), String> {
+    if let Err(r) = crate::validate::password(password) {
+        let why = r
+            .json_body()
+            .and_then(|b| b["message"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        return Err(format!(
+            "the admin password {}",
+            why.trim_start_matches("`password` ")
+        ));
+    }
     let storage = world.storage();
     if storage.user(ADMIN).await.map_err(|e| e.0)?.is_some() {
         return Ok(());
@@ -43,23 +53,105 @@ pub async fn bootstrap_admin(world: &impl World, password: &str) -> Result<(), S
         .map_err(|e| e.0)
 }
 
-/// `POST /api/login`: checks the password once and hands out a session token.
-pub async fn login(world: &impl World, req: &Request) -> Response {
+/// Failed attempts are counted in windows of this length...
+pub const FAILURE_WINDOW_MS: u64 = 15 * 60 * 1000;
+/// ...and past these, further attempts of the account (or from the address) are refused
+/// with 429 until the window ends. Kept in the user database: every node of a cluster counts
+/// the same failures.
+pub const ACCOUNT_FAILURES: u64 = 5;
+pub const ADDRESS_FAILURES: u64 = 30;
+
+/// Given to `World::verify_password` for an unknown user: costs what a real verification costs
+/// and never matches, so an unknown name answers as slowly as a known one.
+pub const DECOY_HASH: &str = "decoy";
+
+/// Which portal a login arrives at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Portal {
+    Publisher,
+    Store,
+}
+
+/// The subjects whose failures limit an attempt: the account (or client) and the address.
+pub fn limited(account: &str, req: &Request) -> [(String, u64); 2] {
+    [
+        (format!("account:{account}"), ACCOUNT_FAILURES),
+        (format!("address:{}", req.origin()), ADDRESS_FAILURES),
+    ]
+}
+
+/// 429 while any of `subjects` is over its limit in the current window.
+pub async fn refuse_if_locked(
+    world: &impl World,
+    subjects: &[(String, u64)],
+) -> Result<(), Response> {
+    let now = world.now_ms();
+    for (subject, limit) in subjects {
+        let f = world
+            .storage()
+            .failures(subject, now, FAILURE_WINDOW_MS)
+            .await
+            .map_err(|e| unavailable(&e.0))?;
+        if f.count >= *limit {
+            let wait = (f.since_ms + FAILURE_WINDOW_MS).saturating_sub(now) / 1000 + 1;
+            return Err(Response::error(
+                429,
+                "too_many_attempts",
+                "too many failed attempts; try again later",
+            )
+            .header("retry-after", &wait.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// Counts a failed attempt against every subject.
+pub async fn count_failure(world: &impl World, subjects: &[(String, u64)]) {
+    let now = world.now_ms();
+    for (subject, _) in subjects {
+        // A failure that cannot be counted must not turn into a success: the answer stays 401.
+        let _ = world
+            .storage()
+            .record_failure(subject, now, FAILURE_WINDOW_MS)
+            .await;
+    }
+}
+
+/// `POST /api/login` at a portal: checks the password once and hands out a session token.
+/// The admin and publishers sign in only at the publisher.
+pub async fn login(world: &impl World, req: &Request, portal: Portal) -> Response {
     let c: Credentials = match body(req) {
         Ok(c) => c,
         Err(r) => return r,
     };
+    let subjects = limited(&c.username, req);
+    if let Err(r) = refuse_if_locked(world, &subjects).await {
+        return r;
+    }
     let user = match world.storage().user(&c.username).await {
         Ok(u) => u,
         Err(e) => return unavailable(&e.0),
     };
-    let valid = match &user {
-        Some(u) => world.verify_password(&c.password, &u.password_hash).await,
-        None => false,
-    };
+    let hash = user
+        .as_ref()
+        .map_or(DECOY_HASH, |u| u.password_hash.as_str());
+    let valid = world.verify_password(&c.password, hash).await && user.is_some();
     let Some(user) = user.filter(|_| valid) else {
+        count_failure(world, &subjects).await;
         return Response::error(401, "invalid_credentials", "wrong user name or password");
     };
+    let _ = world.storage().clear_failures(&subjects[0].0).await;
+    let privileged = user
+        .roles
+        .iter()
+        .any(|r| r == ROLE_ADMIN || r == ROLE_PUBLISHER);
+    if portal == Portal::Store && privileged {
+        return Response::error(
+            403,
+            "wrong_portal",
+            "this account signs in at the publisher, not at the store",
+        );
+    }
     let token = secret::random_hex(world, 32);
     let session = Session {
         token_hash: secret::hash(&token),
@@ -71,6 +163,20 @@ pub async fn login(world: &impl World, req: &Request) -> Response {
     }
     Response::json(200, &json!({ "token": token, "user": user.name, "roles": user.roles, "expires_in": SESSION_MS / 1000 }))
         .header("set-cookie", &format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict"))
+}
+
+/// `POST /api/logout`: the session ends now, on every node.
+pub async fn logout(world: &impl World, req: &Request) -> Response {
+    let Some(token) = req.bearer().or_else(|| req.cookie(SESSION_COOKIE)) else {
+        return Response::error(401, "unauthenticated", "there is no session to end");
+    };
+    match world.storage().delete_session(&secret::hash(token)).await {
+        Ok(()) => Response::json(200, &json!({ "signed_out": true })).header(
+            "set-cookie",
+            &format!("{SESSION_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0"),
+        ),
+        Err(e) => unavailable(&e.0),
+    }
 }
 
 /// The signed-in user of a request, or the response that refuses it.

@@ -11,6 +11,8 @@ pub struct Request {
     /// Header names in lowercase.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The address the request came from, as the listener saw it (a balancer's, behind one).
+    pub client: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,7 +34,23 @@ impl Request {
             query: query.to_string(),
             headers: Vec::new(),
             body: Vec::new(),
+            client: None,
         }
+    }
+
+    /// Where the request comes from, for limits per address: the address a balancer of the
+    /// deployment put last in `X-Forwarded-For` (it appends the one it saw), else the
+    /// listener's own peer. A client talking to a node directly can write that header itself,
+    /// so limits per account are what an attacker cannot step around.
+    pub fn origin(&self) -> &str {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == "x-forwarded-for")
+            .filter_map(|(_, v)| v.rsplit(',').next())
+            .map(str::trim)
+            .next_back()
+            .or(self.client.as_deref())
+            .unwrap_or("unknown")
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Request {

@@ -123,6 +123,9 @@ async fn client(
             );
         }
     };
+    // Wrong secrets are limited as wrong passwords are, per client and per address.
+    let subjects = crate::auth::limited(&format!("client:{id}"), req);
+    crate::auth::refuse_if_locked(world, &subjects).await?;
     let keys = world
         .storage()
         .client(&id)
@@ -130,10 +133,13 @@ async fn client(
         .map_err(|e| unavailable(&e.0))?;
     match keys {
         Some(k) if secret::equal(&k.secret_hash, &secret::hash(&secret_value)) => Ok(k),
-        _ => Err(
-            oauth_error(401, "invalid_client", "unknown client or wrong secret")
-                .header("www-authenticate", "Basic"),
-        ),
+        _ => {
+            crate::auth::count_failure(world, &subjects).await;
+            Err(
+                oauth_error(401, "invalid_client", "unknown client or wrong secret")
+                    .header("www-authenticate", "Basic"),
+            )
+        }
     }
 }
 

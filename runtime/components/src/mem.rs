@@ -1,7 +1,9 @@
 //! Storage in memory: the three databases as ordered maps, with outages switched on and off
 //! per role. The simulated world keeps its databases here; tests use it too.
 
-use crate::world::{Api, Application, ClientKeys, Db, DbError, Session, Storage, Token, User};
+use crate::world::{
+    Api, Application, ClientKeys, Db, DbError, Failures, Session, Storage, Token, User,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
@@ -17,6 +19,8 @@ pub enum Role {
 pub struct Tables {
     pub users: BTreeMap<String, User>,
     pub sessions: BTreeMap<String, Session>,
+    /// subject -> failed sign-in attempts in its window.
+    pub failures: BTreeMap<String, Failures>,
     pub apis: BTreeMap<String, Api>,
     pub applications: BTreeMap<String, Application>,
     /// application -> the APIs it is subscribed to.
@@ -111,6 +115,38 @@ impl Storage for MemStorage {
     }
     async fn session(&self, token_hash: &str) -> Db<Option<Session>> {
         self.with(Role::User, |t| t.sessions.get(token_hash).cloned())
+    }
+    async fn delete_session(&self, token_hash: &str) -> Db<()> {
+        self.with(Role::User, |t| {
+            t.sessions.remove(token_hash);
+        })
+    }
+    async fn record_failure(&self, subject: &str, now_ms: u64, window_ms: u64) -> Db<Failures> {
+        self.with(Role::User, |t| {
+            let f = t.failures.entry(subject.to_string()).or_default();
+            if f.count == 0 || f.since_ms + window_ms <= now_ms {
+                *f = Failures {
+                    count: 0,
+                    since_ms: now_ms,
+                };
+            }
+            f.count += 1;
+            *f
+        })
+    }
+    async fn failures(&self, subject: &str, now_ms: u64, window_ms: u64) -> Db<Failures> {
+        self.with(Role::User, |t| {
+            t.failures
+                .get(subject)
+                .copied()
+                .filter(|f| f.since_ms + window_ms > now_ms)
+                .unwrap_or_default()
+        })
+    }
+    async fn clear_failures(&self, subject: &str) -> Db<()> {
+        self.with(Role::User, |t| {
+            t.failures.remove(subject);
+        })
     }
     async fn save_api(&self, api: &Api) -> Db<()> {
         self.with(Role::Apim, |t| {

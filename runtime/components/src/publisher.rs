@@ -31,7 +31,8 @@ struct ApiUpdate {
 pub async fn handle(world: &impl World, req: Request) -> Response {
     let segments = req.segments();
     match (req.method.as_str(), segments.as_slice()) {
-        ("POST", ["api", "login"]) => auth::login(world, &req).await,
+        ("POST", ["api", "login"]) => auth::login(world, &req, auth::Portal::Publisher).await,
+        ("POST", ["api", "logout"]) => auth::logout(world, &req).await,
         (_, ["api", ..]) => {
             let user = match auth::user(world, &req, ROLE_PUBLISHER).await {
                 Ok(u) => u,

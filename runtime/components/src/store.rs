@@ -25,7 +25,8 @@ struct NewSubscription {
 pub async fn handle(world: &impl World, req: Request) -> Response {
     let segments = req.segments();
     match (req.method.as_str(), segments.as_slice()) {
-        ("POST", ["api", "login"]) => auth::login(world, &req).await,
+        ("POST", ["api", "login"]) => auth::login(world, &req, auth::Portal::Store).await,
+        ("POST", ["api", "logout"]) => auth::logout(world, &req).await,
         ("POST", ["api", "signup"]) => signup(world, &req).await,
         ("GET", ["api", "apis"]) => apis(world, &req).await,
         (_, ["api", ..]) => {

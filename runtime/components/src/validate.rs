@@ -68,10 +68,33 @@ pub fn username(v: &str) -> Result<(), Response> {
     }
 }
 
+/// Passwords of 12 characters or more that lists of leaked passwords rank among the most used.
+const COMMON_PASSWORDS: &str = include_str!("common-passwords.txt");
+
+pub const MIN_PASSWORD: usize = 12;
+
+/// The password policy: 12 to 256 characters, not one character repeated, not a commonly used
+/// password.
 pub fn password(v: &str) -> Result<(), Response> {
-    if (8..=256).contains(&v.chars().count()) {
-        Ok(())
-    } else {
-        Err(bad("password", "must be 8 to 256 characters"))
+    let n = v.chars().count();
+    if !(MIN_PASSWORD..=256).contains(&n) {
+        return Err(bad("password", "must be 12 to 256 characters"));
     }
+    let mut chars = v.chars();
+    let first = chars.next();
+    if chars.all(|c| Some(c) == first) {
+        return Err(bad("password", "must not be one character repeated"));
+    }
+    let lower = v.to_lowercase();
+    if COMMON_PASSWORDS
+        .lines()
+        .map(str::trim)
+        .any(|p| !p.is_empty() && !p.starts_with('#') && p == lower)
+    {
+        return Err(bad(
+            "password",
+            "is one of the most used passwords; choose another",
+        ));
+    }
+    Ok(())
 }

@@ -65,6 +65,14 @@ pub struct Session {
     pub expires_ms: u64,
 }
 
+/// Failed sign-in attempts of one account or address, counted in a window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failures {
+    pub count: u64,
+    /// When the window began (milliseconds since the epoch).
+    pub since_ms: u64,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ApiState {
@@ -144,6 +152,24 @@ pub trait Storage: Send + Sync {
     fn user(&self, name: &str) -> impl Future<Output = Db<Option<User>>> + Send;
     fn create_session(&self, session: &Session) -> impl Future<Output = Db<()>> + Send;
     fn session(&self, token_hash: &str) -> impl Future<Output = Db<Option<Session>>> + Send;
+    fn delete_session(&self, token_hash: &str) -> impl Future<Output = Db<()>> + Send;
+    /// Records a failed attempt of `subject` (an account or an address) at `now_ms` and answers
+    /// how many it has had in the window that began at most `window_ms` ago (a window older
+    /// than that starts again at this one).
+    fn record_failure(
+        &self,
+        subject: &str,
+        now_ms: u64,
+        window_ms: u64,
+    ) -> impl Future<Output = Db<Failures>> + Send;
+    /// The failures of `subject` in its window, if that window began at most `window_ms` ago.
+    fn failures(
+        &self,
+        subject: &str,
+        now_ms: u64,
+        window_ms: u64,
+    ) -> impl Future<Output = Db<Failures>> + Send;
+    fn clear_failures(&self, subject: &str) -> impl Future<Output = Db<()>> + Send;
     // apim database
     fn save_api(&self, api: &Api) -> impl Future<Output = Db<()>> + Send;
     fn api(&self, id: &str) -> impl Future<Output = Db<Option<Api>>> + Send;

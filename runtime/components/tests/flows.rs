@@ -853,3 +853,121 @@ fn consumers_never_see_where_a_backend_is_and_backends_never_see_portal_cookies(
     assert!(!apim_components::gateway::backend_may_set(" APIM_NODE=x"));
     assert!(apim_components::gateway::backend_may_set("pref=1"));
 }
+
+fn try_login(w: &W, node: &str, to: Peer, user: &str, password: &str) -> Response {
+    send(
+        w,
+        node,
+        to,
+        Request::new("POST", "/api/login")
+            .header("x-forwarded-for", "203.0.113.7")
+            .json(&json!({"username": user, "password": password})),
+    )
+}
+
+#[test]
+fn passwords_follow_the_policy_and_privileged_accounts_sign_in_only_at_the_publisher() {
+    let w = world();
+    for weak in [
+        "short-pw",
+        "passwordpassword",
+        "PasswordPassword",
+        "zzzzzzzzzzzzzzz",
+    ] {
+        let r = send(
+            &w,
+            "store-1",
+            Peer::Store,
+            Request::new("POST", "/api/signup").json(&json!({"username": "bob", "password": weak})),
+        );
+        assert_eq!(r.status, 400, "{weak}: {:?}", json_of(&r));
+    }
+    assert_eq!(
+        try_login(
+            &w,
+            "publisher-1",
+            Peer::Publisher,
+            "admin",
+            "admin-password"
+        )
+        .status,
+        200
+    );
+    let r = try_login(&w, "store-1", Peer::Store, "admin", "admin-password");
+    assert_eq!(r.status, 403, "{:?}", json_of(&r));
+    // A weak admin password is refused before anything is created.
+    let fresh = W(Arc::new(Cluster {
+        storage: MemStorage::default(),
+        nodes: Vec::new(),
+        clock: AtomicU64::new(0),
+        seed: AtomicU64::new(1),
+        down: Mutex::default(),
+    }));
+    assert!(pollster::block_on(apim_components::auth::bootstrap_admin(&fresh, "admin")).is_err());
+}
+
+#[test]
+fn failed_sign_ins_lock_the_account_for_a_while_and_logout_ends_the_session() {
+    let w = world();
+    consumer(&w, "carol", None);
+    for _ in 0..apim_components::auth::ACCOUNT_FAILURES {
+        assert_eq!(
+            try_login(&w, "store-1", Peer::Store, "carol", "wrong-password!").status,
+            401
+        );
+    }
+    // Locked: even the right password waits, and the answer says how long.
+    let r = try_login(&w, "store-1", Peer::Store, "carol", "a-long-password");
+    assert_eq!(r.status, 429);
+    let wait: u64 = r
+        .get_header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("retry-after");
+    assert!(wait > 0 && wait <= apim_components::auth::FAILURE_WINDOW_MS / 1000 + 1);
+    // After the window, the right password works, and a logout ends the session.
+    w.0.clock
+        .fetch_add(apim_components::auth::FAILURE_WINDOW_MS, Ordering::SeqCst);
+    let r = try_login(&w, "store-1", Peer::Store, "carol", "a-long-password");
+    assert_eq!(r.status, 200);
+    let token = json_of(&r)["token"].as_str().expect("token").to_string();
+    let apps = || {
+        send(
+            &w,
+            "store-1",
+            Peer::Store,
+            Request::new("GET", "/api/applications")
+                .header("authorization", &format!("Bearer {token}")),
+        )
+    };
+    assert_eq!(apps().status, 200);
+    let r = send(
+        &w,
+        "store-1",
+        Peer::Store,
+        Request::new("POST", "/api/logout").header("authorization", &format!("Bearer {token}")),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(apps().status, 401);
+}
+
+#[test]
+fn wrong_client_secrets_are_limited_like_passwords() {
+    let w = world();
+    let (_, key, _) = consumer(&w, "dave", None);
+    let token = |secret: &str| {
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{key}:{secret}"));
+        send(
+            &w,
+            "key-manager-1",
+            Peer::KeyManager,
+            Request::new("POST", "/token")
+                .header("authorization", &format!("Basic {basic}"))
+                .form(&[("grant_type", "client_credentials")]),
+        )
+        .status
+    };
+    for _ in 0..apim_components::auth::ACCOUNT_FAILURES {
+        assert_eq!(token("not-the-secret"), 401);
+    }
+    assert_eq!(token("not-the-secret"), 429);
+}

@@ -272,6 +272,7 @@ pub async fn read(req: hyper::Request<Incoming>) -> Result<Request, Response> {
     }
     let headers = headers(&parts.headers);
     Ok(Request {
+        client: None,
         method: parts.method.as_str().to_string(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().unwrap_or_default().to_string(),
@@ -496,7 +497,10 @@ where
         let (handle, caller) = (handle.clone(), caller.clone());
         async move {
             match read(req).await {
-                Ok(req) => write(handle(req, caller).await),
+                Ok(mut req) => {
+                    req.client = Some(caller.addr.ip().to_string());
+                    write(handle(req, caller).await)
+                }
                 Err(r) => write(r),
             }
         }

@@ -3,7 +3,7 @@
 //! start. Statements are written once with `?` placeholders and adapted per engine.
 
 use apim_components::world::{
-    Api, Application, ClientKeys, Db, DbError, Session, Storage, Token, User,
+    Api, Application, ClientKeys, Db, DbError, Failures, Session, Storage, Token, User,
 };
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -102,6 +102,8 @@ impl Role {
             Role::User => &[
                 "CREATE TABLE IF NOT EXISTS apim_users (name VARCHAR(255) PRIMARY KEY, password_hash TEXT NOT NULL, roles TEXT NOT NULL)",
                 "CREATE TABLE IF NOT EXISTS apim_sessions (token_hash VARCHAR(255) PRIMARY KEY, user_name VARCHAR(255) NOT NULL, expires_ms BIGINT NOT NULL)",
+                // Version 3: failed sign-ins per account and address, shared by a cluster's nodes.
+                "CREATE TABLE IF NOT EXISTS apim_failures (subject VARCHAR(255) PRIMARY KEY, failures BIGINT NOT NULL, since_ms BIGINT NOT NULL)",
             ],
             Role::Apim => &[
                 "CREATE TABLE IF NOT EXISTS apim_apis (id VARCHAR(255) PRIMARY KEY, data TEXT NOT NULL)",
@@ -320,6 +322,82 @@ impl Storage for SqlStorage {
             .bind(&s.token_hash)
             .bind(&s.user)
             .bind(ms(s.expires_ms))
+            .execute(&c.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Db<()> {
+        let c = self.conn(Role::User)?;
+        sqlx::query(
+            &c.dialect
+                .sql("DELETE FROM apim_sessions WHERE token_hash = ?"),
+        )
+        .bind(token_hash)
+        .execute(&c.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn record_failure(&self, subject: &str, now_ms: u64, window_ms: u64) -> Db<Failures> {
+        let c = self.conn(Role::User)?;
+        // Within the window: one more, in one statement, so concurrent failures on several
+        // nodes all count. Otherwise a new window starts at this one.
+        let counted = sqlx::query(&c.dialect.sql(
+            "UPDATE apim_failures SET failures = failures + 1 WHERE subject = ? AND since_ms > ?",
+        ))
+        .bind(subject)
+        .bind(ms(now_ms.saturating_sub(window_ms)))
+        .execute(&c.pool)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if counted == 0 {
+            let sql = c.dialect.sql(&c.dialect.upsert(
+                "apim_failures",
+                "subject",
+                &["subject", "failures", "since_ms"],
+            ));
+            sqlx::query(&sql)
+                .bind(subject)
+                .bind(1_i64)
+                .bind(ms(now_ms))
+                .execute(&c.pool)
+                .await
+                .map_err(db_error)?;
+        }
+        self.failures(subject, now_ms, window_ms).await
+    }
+
+    async fn failures(&self, subject: &str, now_ms: u64, window_ms: u64) -> Db<Failures> {
+        let c = self.conn(Role::User)?;
+        let row = sqlx::query(&c.dialect.sql(
+            "SELECT failures, since_ms FROM apim_failures WHERE subject = ? AND since_ms > ?",
+        ))
+        .bind(subject)
+        .bind(ms(now_ms.saturating_sub(window_ms)))
+        .fetch_optional(&c.pool)
+        .await
+        .map_err(db_error)?;
+        match row {
+            None => Ok(Failures::default()),
+            Some(r) => {
+                let count: i64 = r.try_get(0).map_err(db_error)?;
+                let since: i64 = r.try_get(1).map_err(db_error)?;
+                Ok(Failures {
+                    count: u64::try_from(count).unwrap_or(0),
+                    since_ms: u64::try_from(since).unwrap_or(0),
+                })
+            }
+        }
+    }
+
+    async fn clear_failures(&self, subject: &str) -> Db<()> {
+        let c = self.conn(Role::User)?;
+        sqlx::query(&c.dialect.sql("DELETE FROM apim_failures WHERE subject = ?"))
+            .bind(subject)
             .execute(&c.pool)
             .await
             .map_err(db_error)?;

@@ -13,10 +13,12 @@ use apim_topology::vocab::Component;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Password hashes computed at once (argon2 with its default 19 MiB: at most about 76 MiB).
+pub const HASHING: usize = 4;
 const BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn component(p: Peer) -> Component {
@@ -90,6 +92,13 @@ fn target(prefix: &str, path: &str, query: &str) -> String {
     target
 }
 
+struct HashingTurn(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 pub struct RealWorld {
     storage: SqlStorage,
     node: NodePlan,
@@ -98,6 +107,13 @@ pub struct RealWorld {
     stream_client: http::StreamClient,
     /// API backends, outside the deployment: plain HTTP as their URLs say.
     backends: Client,
+    /// argon2 runs at most `HASHING` at once (about 19 MiB each): a burst of logins waits in
+    /// line instead of taking the node's memory.
+    hashing: Arc<tokio::sync::Semaphore>,
+    /// The most argon2 runs seen at once, for `/metrics` and tests.
+    hashing_peak: Arc<std::sync::atomic::AtomicUsize>,
+    /// A real hash of a random password: what an unknown user's password is checked against.
+    decoy: Arc<std::sync::OnceLock<String>>,
     /// Round robin over the endpoints of each peer.
     pools: BTreeMap<Peer, Mutex<Pool>>,
 }
@@ -124,6 +140,9 @@ impl RealWorld {
             clients,
             stream_client: http::stream_client(),
             backends: http::client(),
+            hashing: Arc::new(tokio::sync::Semaphore::new(HASHING)),
+            hashing_peak: Arc::default(),
+            decoy: Arc::default(),
             pools,
         })
     }
@@ -156,6 +175,20 @@ impl RealWorld {
             BACKEND_TIMEOUT,
         )
         .await
+    }
+
+    /// A place among the argon2 runs; waits while `HASHING` are running.
+    async fn hashing_turn(&self) -> Option<HashingTurn> {
+        let permit = self.hashing.clone().acquire_owned().await.ok()?;
+        let now = HASHING - self.hashing.available_permits();
+        self.hashing_peak
+            .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+        Some(HashingTurn(permit))
+    }
+
+    /// The most password hashes computed at once so far.
+    pub fn hashing_peak(&self) -> usize {
+        self.hashing_peak.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn peer(&self, to: Peer, path: PeerPath) -> Option<(&PlanPeer, &Client)> {
@@ -249,6 +282,7 @@ impl World for RealWorld {
         let password = password.to_string();
         let mut salt = [0u8; 16];
         self.random(&mut salt);
+        let _turn = self.hashing_turn().await;
         tokio::task::spawn_blocking(move || {
             let salt = SaltString::encode_b64(&salt).ok()?;
             argon2::Argon2::default()
@@ -263,8 +297,23 @@ impl World for RealWorld {
     }
 
     async fn verify_password(&self, password: &str, hash: &str) -> bool {
-        let (password, hash) = (password.to_string(), hash.to_string());
-        tokio::task::spawn_blocking(move || {
+        let decoy = hash == apim_components::auth::DECOY_HASH;
+        let hash = if decoy {
+            match self.decoy.get() {
+                Some(h) => h.clone(),
+                None => {
+                    let mut random = [0u8; 16];
+                    self.random(&mut random);
+                    let h = self.hash_password(&base64_of(&random)).await;
+                    self.decoy.get_or_init(|| h).clone()
+                }
+            }
+        } else {
+            hash.to_string()
+        };
+        let password = password.to_string();
+        let _turn = self.hashing_turn().await;
+        let matched = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash).is_ok_and(|h| {
                 argon2::Argon2::default()
                     .verify_password(password.as_bytes(), &h)
@@ -272,7 +321,8 @@ impl World for RealWorld {
             })
         })
         .await
-        .unwrap_or(false)
+        .unwrap_or(false);
+        matched && !decoy
     }
 }
 

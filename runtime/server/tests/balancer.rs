@@ -107,7 +107,7 @@ async fn a_node_that_cannot_be_reached_is_skipped_with_the_body_intact() {
         assert_eq!(r.body.len(), head.len() + 1 + (2 << 20), "round {round}");
         assert_eq!(
             r.get_header("set-cookie"),
-            Some("APIM_NODE=up; Path=/; HttpOnly"),
+            Some("APIM_NODE=up; Path=/; HttpOnly; Secure"),
             "round {round}: the client is kept on the node that answered"
         );
     }

@@ -1,0 +1,140 @@
+//! Accounts over real sockets, against `apim up`: failed sign-ins counted across the nodes of a
+//! cluster (the user database keeps them), password hashing bounded under a burst of logins,
+//! and an unknown user name answering as slowly as a known one.
+
+mod common;
+
+use apim_components::{Request, Response};
+use apim_runtime::http;
+use apim_runtime::smoke::Entries;
+use apim_runtime::up::{self, Loopback, Up, UpOptions};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "accounts-admin-password";
+
+async fn start(pattern: &str, range: &str, data: &std::path::Path) -> Up {
+    let c = common::load(
+        pattern,
+        apim_patterns::find(pattern)
+            .expect("pattern")
+            .template
+            .as_bytes(),
+    );
+    let opts = UpOptions {
+        loopback: Loopback::parse(range).expect("range"),
+        data: data.to_path_buf(),
+        admin_password: PASSWORD.into(),
+    };
+    up::start(&c.topology, &opts).await.expect("up")
+}
+
+fn client(up: &Up) -> http::Client {
+    http::tls_client(apim_runtime::tls::client_trusting(&up.ca_pem).expect("CA"))
+}
+
+async fn send(up: &Up, to: &(String, u16), req: Request) -> Response {
+    http::send(&client(up), &to.0, to.1, req, Duration::from_secs(30))
+        .await
+        .expect("answer")
+}
+
+/// A component's listener on one node.
+fn on(up: &Up, node: &str, port: u16) -> (String, u16) {
+    (up.plan.node(node).expect("node").host.clone(), port)
+}
+
+fn login(user: &str, password: &str) -> Request {
+    Request::new("POST", "/api/login").json(&json!({"username": user, "password": password}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_on_two_nodes_of_a_cluster_add_up_to_one_lockout() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let up = start("clustered-internal", "127.63.0.0/16", data.path()).await;
+    let (store1, store2) = (on(&up, "store-1", 9444), on(&up, "store-2", 9444));
+    let signup = Request::new("POST", "/api/signup")
+        .json(&json!({"username": "erin", "password": "erins-long-password"}));
+    assert_eq!(send(&up, &store1, signup).await.status, 201);
+    for i in 0..apim_components::auth::ACCOUNT_FAILURES {
+        let node = if i % 2 == 0 { &store1 } else { &store2 };
+        assert_eq!(
+            send(&up, node, login("erin", "not-her-password"))
+                .await
+                .status,
+            401
+        );
+    }
+    for node in [&store1, &store2] {
+        let r = send(&up, node, login("erin", "erins-long-password")).await;
+        assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
+        assert!(r.get_header("retry-after").is_some());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_logins_hashes_a_few_at_a_time_and_unknown_names_cost_as_much() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let up = start("standalone", "127.64.0.0/16", data.path()).await;
+    let e = Entries::of(&up).expect("entries");
+    let publisher = e.publisher.clone();
+    // 64 logins at once, mostly right (wrong ones count against this one address, whose limit
+    // is 30 in the window).
+    let mut burst = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let (c, to) = (client(&up), publisher.clone());
+        let right = i % 8 != 0;
+        let password = if right { PASSWORD } else { "a-wrong-password" };
+        let user = if right {
+            "admin".to_string()
+        } else {
+            format!("nobody-{i}")
+        };
+        burst.spawn(async move {
+            http::send(
+                &c,
+                &to.0,
+                to.1,
+                login(&user, password),
+                Duration::from_secs(60),
+            )
+            .await
+            .map(|r| r.status)
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(done) = burst.join_next().await {
+        statuses.push(done.expect("task").expect("answer"));
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        56,
+        "{statuses:?}"
+    );
+    let peak = up.nodes[0].world.hashing_peak();
+    assert!(
+        (2..=apim_runtime::world::HASHING).contains(&peak),
+        "argon2 ran {peak} at once"
+    );
+    // An unknown user name answers about as slowly as a known one with a wrong password.
+    let timed = |user: &'static str| {
+        let (up, to) = (&up, publisher.clone());
+        async move {
+            let mut times = Vec::new();
+            for _ in 0..3 {
+                let started = Instant::now();
+                let r = send(up, &to, login(user, "yet-another-wrong-one")).await;
+                assert_eq!(r.status, 401);
+                times.push(started.elapsed());
+            }
+            times.sort();
+            times[1]
+        }
+    };
+    let known = timed("admin").await;
+    let unknown = timed("no-such-user").await;
+    assert!(
+        unknown * 2 >= known,
+        "unknown {unknown:?} against known {known:?}: a name can be probed by time"
+    );
+}

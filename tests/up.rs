@@ -221,6 +221,11 @@ fn a_second_apim_up_in_the_same_folder_passes_and_a_referenced_remote_database_i
         |p: &std::path::Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
     assert_eq!(mode(&kept), 0o600);
     assert_eq!(mode(&dir.path().join(".apim-up")), 0o700);
+    assert_eq!(mode(&dir.path().join(".apim-up/local.db")), 0o600);
+    assert_eq!(
+        mode(&dir.path().join(".apim-up/pki/all-in-one-1.key")),
+        0o600
+    );
 }
 
 /// The topology with every database `url = "..."` line replaced by `url = "{url}"`.

@@ -84,11 +84,15 @@ pub fn render(plan: &Plan) -> BTreeMap<String, String> {
             "networks": reachable(&b.network),
             "restart": "unless-stopped",
         });
+        // Only a balancer on a public network is published on every interface; an external
+        // balancer on an inner network only on this machine's loopback, and internal balancers
+        // and nodes not at all.
         if public || b.kind == apim_topology::vocab::BalancerKind::External {
+            let on = if public { "" } else { "127.0.0.1:" };
             service["ports"] = Value::Array(
                 b.routes
                     .iter()
-                    .map(|r| json!(format!("{0}:{0}", r.port)))
+                    .map(|r| json!(format!("{on}{0}:{0}", r.port)))
                     .collect(),
             );
         }

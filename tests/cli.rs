@@ -133,13 +133,13 @@ fn check_json_reports_positions_pattern_and_counts() {
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(r["ok"], false);
     assert_eq!(r["errors"], 1);
-    assert_eq!(r["warnings"], 3);
+    assert_eq!(r["warnings"], 5);
     let e = r["diagnostics"]
         .as_array()
         .and_then(|d| d.iter().find(|d| d["code"] == "E040"))
         .expect("an E040");
     assert_eq!(e["severity"], "error");
-    assert_eq!(e["start"]["line"], 27);
+    assert_eq!(e["start"]["line"], 32);
     assert_eq!(e["start"]["column"], 11);
     assert!(e["hint"].as_str().is_some_and(|h| h.contains("9446")));
     assert_eq!(r["pattern"]["matches"], false);

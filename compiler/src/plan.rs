@@ -416,6 +416,21 @@ impl Plan {
         }
     }
 
+    /// The network a firewall rule's end sits on: a network is itself, a cluster and a balancer
+    /// are on theirs.
+    pub fn network_of(&self, party: &str) -> Option<&str> {
+        if let Some(n) = self.networks.iter().find(|n| n.name == party) {
+            return Some(&n.name);
+        }
+        if let Some(n) = self.nodes.iter().find(|n| n.cluster == party) {
+            return Some(&n.network);
+        }
+        self.balancers
+            .iter()
+            .find(|b| b.name == party)
+            .map(|b| b.network.as_str())
+    }
+
     /// The names a node's certificate must carry: its host, its name, and the names the
     /// Kubernetes and Compose outputs give it.
     pub fn node_sans(&self, n: &NodePlan) -> Vec<String> {

@@ -5,7 +5,7 @@
 use crate::report::{Verdict, effect, grace_ms};
 use crate::run::{Options, simulate};
 use crate::scenario::{Fault, FaultKind, Scenario, Workload};
-use crate::world::Firewall;
+use crate::world::{Firewall, Party};
 use apim_compiler::plan::Plan;
 use apim_topology::flows::{End, FLOWS, Flow, Hop, Listener, Path};
 use apim_topology::vocab::{BalancerKind, Component, Role};
@@ -59,10 +59,12 @@ pub fn parts(plan: &Plan) -> Vec<FaultKind> {
     out.extend(plan.databases.iter().map(|d| FaultKind::DatabaseOutage {
         database: d.name.clone(),
     }));
+    // A partition cuts networks: a rule naming a cluster or balancer cuts the network it is on.
     let links: BTreeSet<(&str, &str)> = plan
         .firewall
         .iter()
-        .map(|r| (r.from.as_str(), r.to.as_str()))
+        .filter_map(|r| Some((plan.network_of(&r.from)?, plan.network_of(&r.to)?)))
+        .filter(|(a, b)| a != b)
         .collect();
     out.extend(links.into_iter().map(|(from, to)| FaultKind::Partition {
         from: from.to_string(),
@@ -71,6 +73,9 @@ pub fn parts(plan: &Plan) -> Vec<FaultKind> {
     }));
     out
 }
+
+/// Where a hop starts: a network (a client at its entry's when `None`) and the cluster there.
+type Source<'p> = (Option<usize>, Option<&'p str>);
 
 /// What is still standing when one part has failed.
 struct Standing<'p> {
@@ -140,8 +145,17 @@ impl<'p> Standing<'p> {
         self.fw.network(name).unwrap_or(usize::MAX)
     }
 
-    fn allows(&self, from: usize, to: usize, port: Option<u16>) -> bool {
+    fn allows(&self, from: Party<'_>, to: Party<'_>, port: Option<u16>) -> bool {
         self.fw.allows(&self.blocked, from, to, port)
+    }
+
+    /// A node as a firewall rule sees it.
+    fn node_party(&self, i: usize) -> Party<'_> {
+        let n = &self.plan.nodes[i];
+        Party {
+            net: self.net(&n.network),
+            name: Some(&n.cluster),
+        }
     }
 
     fn port(&self, node: usize, c: Component) -> Option<u16> {
@@ -169,23 +183,27 @@ impl<'p> Standing<'p> {
         let source = g.add_node(());
         let sink = g.add_node(());
         // Standing sources, by network; clients stand at their network (or the entry's).
-        let mut sources: Vec<Option<usize>> = Vec::new();
+        // (network, cluster): a firewall rule may name either.
+        let mut sources: Vec<Source<'_>> = Vec::new();
         match from {
             End::Client(c) => {
                 let public = self.plan.networks.iter().position(|n| n.public);
-                sources.push(if c.comes_from_public() { public } else { None });
+                sources.push((if c.comes_from_public() { public } else { None }, None));
             }
             End::Component(c) => {
                 for (i, n) in self.plan.nodes.iter().enumerate() {
                     if self.nodes[i] && self.port(i, c).is_some() {
-                        sources.push(Some(self.net(&n.network)));
+                        sources.push((Some(self.net(&n.network)), Some(n.cluster.as_str())));
                     }
                 }
             }
             End::Database(_) => return true,
         }
 
-        let from_net = |s: Option<usize>, entry_net: usize| s.unwrap_or(entry_net);
+        let from_net = |s: Source<'p>, entry_net: usize| Party {
+            net: s.0.unwrap_or(entry_net),
+            name: s.1,
+        };
         match to {
             End::Database(role) => {
                 if self.roles_down.contains(&role) {
@@ -201,9 +219,12 @@ impl<'p> Standing<'p> {
                 for s in &sources {
                     let v = g.add_node(());
                     g.add_edge(source, v, ());
-                    let ok = match (s, db_net) {
+                    let ok = match (s.0, db_net) {
                         (_, None) => true,
-                        (Some(s), Some(d)) => self.allows(*s, d, None),
+                        (Some(net), Some(d)) => {
+                            let from = Party { net, name: s.1 };
+                            self.allows(from, Party { net: d, name: None }, None)
+                        }
                         (None, Some(_)) => true,
                     };
                     if ok {
@@ -231,8 +252,20 @@ impl<'p> Standing<'p> {
                             self.plan.nodes[i].cluster == cluster && self.port(i, c).is_some()
                         })
                         .collect();
+                    // As the flows' routes: through a balancer of the kind whenever one fronts
+                    // the cluster, directly only to a lone node with none.
+                    let fronted = |kind: BalancerKind| {
+                        self.plan.balancers.iter().any(|b| {
+                            b.kind == kind
+                                && b.routes.iter().any(|r| {
+                                    r.upstream.iter().any(|u| {
+                                        members.iter().any(|&m| self.plan.nodes[m].name == u.node)
+                                    })
+                                })
+                        })
+                    };
                     let balanced = match path {
-                        Path::Balanced(kind) if members.len() >= 2 => Some(kind),
+                        Path::Balanced(kind) if members.len() >= 2 || fronted(kind) => Some(kind),
                         _ => None,
                     };
                     let targets: Vec<_> = members
@@ -248,9 +281,9 @@ impl<'p> Standing<'p> {
                         None => {
                             for &(s, sv) in &src {
                                 for &(i, tv) in &targets {
-                                    let node_net = self.net(&self.plan.nodes[i].network);
+                                    let to = self.node_party(i);
                                     let port = self.hop_port(i, c, hop.listener);
-                                    if self.allows(from_net(s, node_net), node_net, port) {
+                                    if self.allows(from_net(s, to.net), to, port) {
                                         g.add_edge(sv, tv, ());
                                     }
                                 }
@@ -274,11 +307,11 @@ impl<'p> Standing<'p> {
     fn via_balancers(
         &self,
         g: &mut DiGraph<(), ()>,
-        src: &[(Option<usize>, petgraph::graph::NodeIndex)],
+        src: &[(Source<'p>, petgraph::graph::NodeIndex)],
         targets: &[(usize, petgraph::graph::NodeIndex)],
         (c, listener): (Component, Listener),
         kind: BalancerKind,
-        from_net: impl Fn(Option<usize>, usize) -> usize,
+        from_net: impl Fn(Source<'p>, usize) -> Party<'p>,
     ) {
         for (b, lb) in self.plan.balancers.iter().enumerate() {
             if lb.kind != kind || !self.balancers[b] {
@@ -292,16 +325,19 @@ impl<'p> Standing<'p> {
                 continue;
             };
             let bv = g.add_node(());
-            let lb_net = self.net(&lb.network);
+            let me = Party {
+                net: self.net(&lb.network),
+                name: Some(&lb.name),
+            };
             for &(s, sv) in src {
-                if self.allows(from_net(s, lb_net), lb_net, Some(route.port)) {
+                if self.allows(from_net(s, me.net), me, Some(route.port)) {
                     g.add_edge(sv, bv, ());
                 }
             }
             for &(i, tv) in targets {
                 let n = &self.plan.nodes[i];
                 if route.upstream.iter().any(|u| u.node == n.name)
-                    && self.allows(lb_net, self.net(&n.network), self.hop_port(i, c, listener))
+                    && self.allows(me, self.node_party(i), self.hop_port(i, c, listener))
                 {
                     g.add_edge(bv, tv, ());
                 }

@@ -80,6 +80,8 @@ pub struct Faults {
 pub struct Place {
     pub net: usize,
     pub node: Option<usize>,
+    /// A balancer's own traffic (health checks, its side of a proxied request).
+    pub balancer: Option<usize>,
 }
 
 /// What a message is addressed to.
@@ -107,8 +109,37 @@ struct BalancerState {
 /// The networks of a plan and what its firewall lets through.
 pub struct Firewall {
     networks: BTreeMap<String, usize>,
-    /// (from, to) -> the ports each rule opens (`None`: every port).
-    rules: BTreeMap<(usize, usize), Vec<Option<Vec<u16>>>>,
+    rules: Vec<Rule>,
+}
+
+/// One end of a rule: a network, or a cluster or balancer by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum RuleEnd {
+    Network(usize),
+    Named(String),
+}
+
+struct Rule {
+    from: RuleEnd,
+    to: RuleEnd,
+    /// `None`: every port.
+    ports: Option<Vec<u16>>,
+}
+
+/// One end of some traffic: its network, and the cluster or balancer it is (if any).
+#[derive(Clone, Copy, Debug)]
+pub struct Party<'a> {
+    pub net: usize,
+    pub name: Option<&'a str>,
+}
+
+impl RuleEnd {
+    fn is(&self, p: Party<'_>) -> bool {
+        match self {
+            RuleEnd::Network(n) => *n == p.net,
+            RuleEnd::Named(name) => p.name == Some(name.as_str()),
+        }
+    }
 }
 
 impl Firewall {
@@ -119,12 +150,19 @@ impl Firewall {
             .enumerate()
             .map(|(i, n)| (n.name.clone(), i))
             .collect();
-        let mut rules: BTreeMap<(usize, usize), Vec<Option<Vec<u16>>>> = BTreeMap::new();
-        for r in &plan.firewall {
-            if let (Some(&f), Some(&t)) = (networks.get(&r.from), networks.get(&r.to)) {
-                rules.entry((f, t)).or_default().push(r.ports.clone());
-            }
-        }
+        let end = |name: &str| match networks.get(name) {
+            Some(&n) => RuleEnd::Network(n),
+            None => RuleEnd::Named(name.to_string()),
+        };
+        let rules = plan
+            .firewall
+            .iter()
+            .map(|r| Rule {
+                from: end(&r.from),
+                to: end(&r.to),
+                ports: r.ports.clone(),
+            })
+            .collect();
         Firewall { networks, rules }
     }
 
@@ -132,24 +170,27 @@ impl Firewall {
         self.networks.get(name).copied()
     }
 
-    /// Traffic inside a network always passes; between two, when a rule opens the port (any
-    /// rule, when the port is not known) and no partition drops it.
+    /// Traffic inside a network always passes; between two, when a rule naming both ends (or
+    /// their networks) opens the port (any rule, when the port is not known) and no partition
+    /// drops it.
     pub fn allows(
         &self,
         blocked: &BTreeSet<(usize, usize)>,
-        from: usize,
-        to: usize,
+        from: Party<'_>,
+        to: Party<'_>,
         port: Option<u16>,
     ) -> bool {
-        if blocked.contains(&(from, to)) {
+        if blocked.contains(&(from.net, to.net)) {
             return false;
         }
-        from == to
-            || self.rules.get(&(from, to)).is_some_and(|rules| {
-                rules.iter().any(|ports| match (ports, port) {
-                    (None, _) | (Some(_), None) => true,
-                    (Some(ps), Some(p)) => ps.contains(&p),
-                })
+        from.net == to.net
+            || self.rules.iter().any(|r| {
+                r.from.is(from)
+                    && r.to.is(to)
+                    && match (&r.ports, port) {
+                        (None, _) | (Some(_), None) => true,
+                        (Some(ps), Some(p)) => ps.contains(&p),
+                    }
             })
     }
 }
@@ -297,6 +338,7 @@ impl Deployment {
         Place {
             net: self.node_nets[i],
             node: Some(i),
+            balancer: None,
         }
     }
 
@@ -306,6 +348,7 @@ impl Deployment {
             Target::Balancer(b, _) => Place {
                 net: self.balancer_nets[b],
                 node: None,
+                balancer: Some(b),
             },
         }
     }
@@ -324,8 +367,19 @@ impl Deployment {
     }
 
     /// Whether the firewall and the faults let traffic from one network to another through.
-    pub fn net_allows(&self, faults: &Faults, from: usize, to: usize, port: Option<u16>) -> bool {
-        self.firewall.allows(&faults.blocked, from, to, port)
+    /// A place as a firewall rule sees it: its network, and its cluster or balancer.
+    pub fn party(&self, p: Place) -> Party<'_> {
+        let name = match (p.node, p.balancer) {
+            (_, Some(b)) => Some(self.plan.balancers[b].name.as_str()),
+            (Some(i), None) => Some(self.plan.nodes[i].cluster.as_str()),
+            (None, None) => None,
+        };
+        Party { net: p.net, name }
+    }
+
+    pub fn net_allows(&self, faults: &Faults, from: Place, to: Place, port: Option<u16>) -> bool {
+        self.firewall
+            .allows(&faults.blocked, self.party(from), self.party(to), port)
     }
 
     pub fn is_up(&self, i: usize) -> bool {
@@ -474,10 +528,15 @@ impl Deployment {
     pub fn client_place(&self, entry: Target, from_public: bool) -> Place {
         let public = self.plan.networks.iter().position(|n| n.public);
         match (from_public, public) {
-            (true, Some(net)) => Place { net, node: None },
+            (true, Some(net)) => Place {
+                net,
+                node: None,
+                balancer: None,
+            },
             _ => Place {
                 net: self.place_of(entry).net,
                 node: None,
+                balancer: None,
             },
         }
     }
@@ -515,7 +574,7 @@ impl Deployment {
                     .iter()
                     .flatten()
                     .any(|n| f.isolated.contains(n));
-                let open = !cut && self.net_allows(&f, from.net, dest.net, Some(self.port_of(to)));
+                let open = !cut && self.net_allows(&f, from, dest, Some(self.port_of(to)));
                 (open, self.latency(&f, from.net, dest.net))
             };
             let lost = !open || self.rng().chance(loss);
@@ -645,7 +704,14 @@ impl Deployment {
             return false;
         }
         match self.db_nets.get(&r) {
-            Some(Some(net)) => self.net_allows(&f, place.net, *net, None),
+            Some(Some(net)) => {
+                let db = Place {
+                    net: *net,
+                    node: None,
+                    balancer: None,
+                };
+                self.net_allows(&f, place, db, None)
+            }
             _ => true,
         }
     }

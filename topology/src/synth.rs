@@ -159,8 +159,10 @@ fn quote(items: &[String]) -> String {
         .join(", ")
 }
 
-/// Valid by construction: open firewalls between all networks, a balancer of each needed kind
-/// in front of every multi-node cluster, unique hosts, one database per role group.
+/// Valid by construction: open firewalls between all networks (from a public one, only from
+/// the clusters and balancers on it), a balancer of each needed kind in front of every
+/// multi-node cluster (and, when there is a public network, an external one on it in front of
+/// every store or gateway cluster elsewhere), unique hosts, one database per role group.
 pub fn varied(shape: &Shape) -> Generated {
     use crate::vocab::Component;
     let Shape {
@@ -190,11 +192,8 @@ pub fn varied(shape: &Shape) -> Generated {
         };
         sections.push(format!("[networks.n{n}]\n{public}\n"));
     }
-    for a in 0..nets {
-        for b in (0..nets).filter(|&b| b != a) {
-            head.push_str(&format!("[[firewall]]\nfrom = \"n{a}\"\nto = \"n{b}\"\n\n"));
-        }
-    }
+    // What sits on the public network: rules from it name these, never the network itself.
+    let mut on_public: Vec<String> = Vec::new();
     let groups: Vec<Vec<&str>> = if split_db {
         vec![vec!["user", "registry"], vec!["apim"]]
     } else {
@@ -217,6 +216,9 @@ pub fn varied(shape: &Shape) -> Generated {
             continue;
         }
         let net = cluster_net[c] % nets;
+        if public && net == 0 {
+            on_public.push(format!("c{c}"));
+        }
         let hosts: Vec<String> = (0..nodes[c])
             .map(|i| format!("10.{}.0.{}", c + 1, i + 1))
             .collect();
@@ -230,7 +232,17 @@ pub fn varied(shape: &Shape) -> Generated {
             ),
             quote(&hosts)
         ));
+        let faces_clients = runs
+            .iter()
+            .any(|r| matches!(r, Component::Store | Component::Gateway));
         if nodes[c] < 2 {
+            if public && net != 0 && faces_clients {
+                lb_count += 1;
+                on_public.push(format!("lb{lb_count}"));
+                sections.push(format!(
+                    "[load_balancers.lb{lb_count}]\nkind = \"external\"\nnetwork = \"n0\"\nhost = \"10.200.0.{lb_count}\"\nfronts = [\"c{c}\"]\n\n"
+                ));
+            }
             continue;
         }
         let mut kinds: Vec<&str> = Vec::new();
@@ -244,10 +256,28 @@ pub fn varied(shape: &Shape) -> Generated {
             let copies = if twin { 2 } else { 1 };
             for _ in 0..copies {
                 lb_count += 1;
-                let net = lb_net[lb_count % lb_net.len()] % nets;
+                let mut net = lb_net[lb_count % lb_net.len()] % nets;
+                // Clients on a public network reach what faces them through a balancer there.
+                if public && kind == "external" && faces_clients {
+                    net = 0;
+                }
+                if public && net == 0 {
+                    on_public.push(format!("lb{lb_count}"));
+                }
                 sections.push(format!(
                     "[load_balancers.lb{lb_count}]\nkind = \"{kind}\"\nnetwork = \"n{net}\"\nhost = \"10.200.0.{lb_count}\"\nfronts = [\"c{c}\"]\n\n"
                 ));
+            }
+        }
+    }
+    for a in 0..nets {
+        for b in (0..nets).filter(|&b| b != a) {
+            if public && a == 0 {
+                for m in &on_public {
+                    head.push_str(&format!("[[firewall]]\nfrom = \"{m}\"\nto = \"n{b}\"\n\n"));
+                }
+            } else {
+                head.push_str(&format!("[[firewall]]\nfrom = \"n{a}\"\nto = \"n{b}\"\n\n"));
             }
         }
     }

@@ -19,13 +19,15 @@ fn balancer_service(lb: &str) -> String {
 
 pub fn render(plan: &Plan) -> BTreeMap<String, String> {
     let hosts = HostMap::of(plan, |n| n.name.clone(), balancer_service);
-    let reachable = |net: &str| -> Vec<String> {
+    // A service joins its own network and every network a rule lets it reach (a rule's ends
+    // name networks, clusters or balancers).
+    let reachable = |net: &str, me: &str| -> Vec<String> {
         let mut nets: BTreeSet<String> = [net.to_string()].into();
         nets.extend(
             plan.firewall
                 .iter()
-                .filter(|f| f.from == net)
-                .map(|f| f.to.clone()),
+                .filter(|f| f.from == net || f.from == me)
+                .filter_map(|f| plan.network_of(&f.to).map(str::to_string)),
         );
         nets.into_iter().collect()
     };
@@ -62,7 +64,7 @@ pub fn render(plan: &Plan) -> BTreeMap<String, String> {
                     format!("./certs/{}.crt:{}:ro", n.name, n.tls.cert),
                     format!("./certs/{}.key:{}:ro", n.name, n.tls.key),
                 ],
-                "networks": reachable(&n.network),
+                "networks": reachable(&n.network, &n.cluster),
                 "restart": "unless-stopped",
             }),
         );
@@ -81,7 +83,7 @@ pub fn render(plan: &Plan) -> BTreeMap<String, String> {
                 format!("./certs/{}.crt:{}:ro", b.name, b.tls.cert),
                 format!("./certs/{}.key:{}.key:ro", b.name, b.tls.cert),
             ],
-            "networks": reachable(&b.network),
+            "networks": reachable(&b.network, &b.name),
             "restart": "unless-stopped",
         });
         // Only a balancer on a public network is published on every interface; an external

@@ -378,12 +378,32 @@ fn network_policies(plan: &Plan) -> Vec<Value> {
             None,
         ));
     }
+    // A rule's ends select pods by network, by cluster, or (for `to`) the members behind a
+    // balancer. A rule from a balancer needs no policy of its own: a Service passes its
+    // clients' traffic through, which the balancer's policies below allow.
+    let select = |party: &str| -> Option<Value> {
+        if plan.networks.iter().any(|n| n.name == party) {
+            Some(json!({NETWORK: party}))
+        } else if plan.nodes.iter().any(|n| n.cluster == party) {
+            Some(json!({CLUSTER: party}))
+        } else if plan.balancers.iter().any(|b| b.name == party) {
+            Some(json!({balancer_label(party): "member"}))
+        } else {
+            None
+        }
+    };
     for (i, r) in plan.firewall.iter().enumerate() {
+        if plan.balancers.iter().any(|b| b.name == r.from) {
+            continue;
+        }
+        let (Some(from), Some(to)) = (select(&r.from), select(&r.to)) else {
+            continue;
+        };
         out.push(policy(
             ns,
             format!("firewall-{}-{}-to-{}", i + 1, r.from, r.to),
-            json!({NETWORK: r.to}),
-            vec![on(&r.from)],
+            to,
+            vec![json!({"podSelector": {"matchLabels": from}})],
             r.ports.as_deref(),
         ));
     }
@@ -398,9 +418,18 @@ fn network_policies(plan: &Plan) -> Vec<Value> {
                 plan.firewall
                     .iter()
                     .filter(|f| {
-                        f.to == b.network && f.ports.as_ref().is_none_or(|p| p.contains(&r.port))
+                        (f.to == b.network || f.to == b.name)
+                            && f.ports.as_ref().is_none_or(|p| p.contains(&r.port))
                     })
-                    .map(|f| on(&f.from)),
+                    .filter_map(|f| {
+                        if plan.networks.iter().any(|n| n.name == f.from) {
+                            Some(on(&f.from))
+                        } else if plan.nodes.iter().any(|n| n.cluster == f.from) {
+                            Some(json!({"podSelector": {"matchLabels": {CLUSTER: f.from}}}))
+                        } else {
+                            None
+                        }
+                    }),
             );
             if public {
                 from.push(json!({"ipBlock": {"cidr": "0.0.0.0/0"}}));

@@ -11,7 +11,7 @@ code!(
     "balancer-cannot-reach",
     Error,
     "A load balancer cannot reach the nodes of a cluster it fronts, on a component port or the node admin port its health checks use.",
-    "Allow the ports from the balancer's network to the cluster's network in [[firewall]], or move the balancer."
+    "Allow the ports from the balancer (or its network) to the cluster (or its network) in [[firewall]], or move the balancer."
 );
 
 pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
@@ -44,7 +44,14 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
                         .then(|| c.internal_port()),
                 )
                 .chain([c.admin_port()])
-                .filter(|&p| !reach::allows(t, &lb_net.name, &c_net.name, p))
+                .filter(|&p| {
+                    !reach::allows_between(
+                        t,
+                        reach::Party::named(&lb_net.name, &lb.name),
+                        reach::Party::named(&c_net.name, &c.name),
+                        p,
+                    )
+                })
                 .collect();
             ports.dedup();
             if ports.is_empty() {
@@ -72,8 +79,8 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
             }
             out.push(d.with_hint(format!(
                 "add [[firewall]] from = \"{}\", to = \"{}\", ports = [{}] (the admin port carries health checks)",
-                lb_net.name,
-                c_net.name,
+                lb.name,
+                c.name,
                 list.join(", ")
             )));
         }

@@ -15,7 +15,7 @@ code!(
     "hop-blocked",
     Error,
     "A hop that publish, subscribe or invoke needs (see the flows table) is not allowed by the networks and firewall, for the nodes of some cluster.",
-    "Add a [[firewall]] rule from the source network to the target network with the port named, or move the cluster."
+    "Add a [[firewall]] rule from the source cluster (or its network) to the target (or its network) with the port named, or move the cluster."
 );
 
 /// Something a hop must reach: a database, a cluster, or a balancer in front of one.
@@ -23,6 +23,8 @@ code!(
 struct Target {
     name: String,
     network: String,
+    /// The cluster or balancer a firewall rule may name instead of its network.
+    party: Option<String>,
     span: Option<Span>,
     port: u16,
 }
@@ -42,18 +44,25 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
         let End::Component(from) = hop.from else {
             continue;
         };
-        // Reachability depends on networks only, so sources are taken a network at a time:
-        // the cost grows with clusters, not with clusters squared.
-        let mut sources: BTreeMap<&str, Vec<&Cluster>> = BTreeMap::new();
+        // A rule may name a cluster, so each source cluster is its own party.
+        let mut sources: Vec<(&str, &Cluster)> = Vec::new();
         for src in t.clusters_running(from) {
             if let Some(net) = t.network_of(src.network.as_ref()) {
-                sources.entry(&net.name).or_default().push(src);
+                sources.push((&net.name, src));
             }
         }
         let groups = targets(t, hop);
         let need = format!("{}: {}", hop.flow, hop.why);
-        for (from_net, clusters) in sources {
-            let reached = |(net, port): &(String, u16)| reach::allows(t, from_net, net, *port);
+        for (from_net, src) in sources {
+            let clusters = [src];
+            let me = reach::Party::named(from_net, &src.name);
+            let reached = |(net, party, port): &(String, Option<String>, u16)| {
+                let to = reach::Party {
+                    network: net,
+                    name: party.as_deref(),
+                };
+                reach::allows_between(t, me, to, *port)
+            };
             let failed: Vec<&Target> = match hop.path {
                 // Every node of every target cluster must hear from the source.
                 Path::EachNode => groups
@@ -104,7 +113,10 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
         if let Some(s) = target.span {
             d = d.with_secondary(Label::new(s, format!("target on `{}`", target.network)));
         }
-        let hint = match reach::rules_between(t, from_net, &target.network).next() {
+        let hint = match reach::rules_between(t, from_net, &target.network)
+            .chain(reach::rules_between(t, &src.name, &target.network))
+            .next()
+        {
             Some(rule) => {
                 d = d.with_secondary(Label::new(rule.span, "this rule does not allow the port"));
                 format!(
@@ -113,20 +125,23 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
                 )
             }
             None => format!(
-                "add [[firewall]] from = \"{from_net}\", to = \"{}\", ports = [{}]",
-                target.network, target.port
+                "add [[firewall]] from = \"{}\", to = \"{}\", ports = [{}]",
+                src.name, target.network, target.port
             ),
         };
         out.push(d.with_hint(hint));
     }
 }
 
-/// The targets of a hop, grouped by the (network, port) the traffic must be allowed to.
-fn targets(t: &Topology, hop: &Hop) -> BTreeMap<(String, u16), Vec<Target>> {
-    let mut groups: BTreeMap<(String, u16), Vec<Target>> = BTreeMap::new();
+/// What a hop must be allowed to reach: (network, the cluster or balancer there, port).
+type Reach = (String, Option<String>, u16);
+
+/// The targets of a hop, grouped by what the traffic must be allowed to reach.
+fn targets(t: &Topology, hop: &Hop) -> BTreeMap<Reach, Vec<Target>> {
+    let mut groups: BTreeMap<Reach, Vec<Target>> = BTreeMap::new();
     let mut add = |target: Target| {
         groups
-            .entry((target.network.clone(), target.port))
+            .entry((target.network.clone(), target.party.clone(), target.port))
             .or_default()
             .push(target);
     };
@@ -144,6 +159,7 @@ fn targets(t: &Topology, hop: &Hop) -> BTreeMap<(String, u16), Vec<Target>> {
                 add(Target {
                     name: format!("database `{}`", db.name),
                     network: net.name.clone(),
+                    party: None,
                     span: db.network.as_ref().map(|n| n.span),
                     port: db
                         .endpoint
@@ -155,19 +171,22 @@ fn targets(t: &Topology, hop: &Hop) -> BTreeMap<(String, u16), Vec<Target>> {
         End::Component(component) => {
             for r in reach::routes(t, component, hop.path) {
                 let Some(net) = r.network(t) else { continue };
-                let (name, span) = match r {
+                let (name, span, party) = match r {
                     Route::Direct(c) => (
                         format!("the {component} in cluster `{}`", c.name),
                         c.network.as_ref(),
+                        c.name.clone(),
                     ),
                     Route::Via(lb, c) => (
                         format!("balancer `{}` in front of `{}`", lb.name, c.name),
                         lb.network.as_ref(),
+                        lb.name.clone(),
                     ),
                 };
                 add(Target {
                     name,
                     network: net.to_string(),
+                    party: Some(party),
                     span: span.map(|n| n.span),
                     port: r.cluster().port_for(component, hop.listener),
                 });

@@ -4,9 +4,11 @@ pub mod balancer_unreachable;
 pub mod component_not_deployed;
 pub mod hop_blocked;
 pub mod literal_password;
+pub mod name_shared;
 pub mod not_balanced;
 pub mod not_public;
 pub mod port_clash;
+pub mod public_exposure;
 pub mod publisher_exposed;
 pub mod references;
 pub mod role_not_served;
@@ -24,6 +26,7 @@ pub type Check = fn(&Topology, &mut Vec<Diagnostic>);
 /// Every rule, in the order they run. Each returns all it finds; none depends on another.
 pub static RULES: &[Check] = &[
     references::check,
+    name_shared::check,
     component_not_deployed::check,
     role_not_served::check,
     role_served_twice::check,
@@ -32,6 +35,7 @@ pub static RULES: &[Check] = &[
     hop_blocked::check,
     balancer_unreachable::check,
     not_public::check,
+    public_exposure::check,
     not_balanced::check,
     single_node_cluster::check,
     single_balancer::check,

@@ -12,7 +12,7 @@ code!(
     "not-reachable-from-public",
     Error,
     "A network is public, but the store or the gateway cannot be reached from it, so consumers and their applications cannot use them.",
-    "Put an external balancer on the public network that fronts the cluster, put the cluster there, or allow its port from the public network in [[firewall]]."
+    "Put an external balancer on the public network that fronts the cluster, or put the cluster there: nothing but balancers may be reached from a public network across the firewall."
 );
 
 pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
@@ -39,8 +39,11 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
         }
         let reachable = known.iter().any(|r| {
             let port = r.cluster().port(component);
-            r.network(t)
-                .is_some_and(|net| public.iter().any(|p| reach::allows(t, p, net, port)))
+            r.party(t).is_some_and(|to| {
+                public
+                    .iter()
+                    .any(|p| reach::allows_between(t, reach::Party::network(p), to, port))
+            })
         });
         if reachable {
             continue;
@@ -58,9 +61,8 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
                 Label::new(at, format!("`{}` runs the {component} here", c.name)),
             )
             .with_hint(format!(
-                "put an external balancer on \"{first_public}\" with fronts = [\"{}\"], or allow port {} from \"{first_public}\" in [[firewall]]",
-                c.name,
-                c.port(component)
+                "put an external balancer on \"{first_public}\" with fronts = [\"{}\"] (and a [[firewall]] rule from it to \"{}\")",
+                c.name, c.name
             )),
         );
     }

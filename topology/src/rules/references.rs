@@ -27,9 +27,19 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
             unknown(f, "cluster", &clusters, out);
         }
     }
+    // A rule's ends name a network, a cluster or a balancer.
+    let mut parties: Vec<&str> = networks
+        .iter()
+        .chain(&clusters)
+        .copied()
+        .chain(t.load_balancers.keys().map(String::as_str))
+        .collect();
+    parties.sort_unstable();
+    parties.dedup();
     for rule in &t.firewall {
-        network(rule.from.as_ref(), out);
-        network(rule.to.as_ref(), out);
+        for end in [rule.from.as_ref(), rule.to.as_ref()].into_iter().flatten() {
+            unknown(end, "network, cluster or balancer", &parties, out);
+        }
     }
 }
 

@@ -138,3 +138,69 @@ async fn a_burst_of_logins_hashes_a_few_at_a_time_and_unknown_names_cost_as_much
         "unknown {unknown:?} against known {known:?}: a name can be probed by time"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_an_applications_keys_reaches_every_gateway_within_the_bound() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let up = start("clustered-internal", "127.65.0.0/16", data.path()).await;
+    let e = Entries::of(&up).expect("entries");
+    let p = apim_runtime::smoke::provision(&e, PASSWORD, "keys")
+        .await
+        .expect("provision");
+    let invoke = |to: (String, u16)| {
+        let token = p.token.clone();
+        let context = p.context.clone();
+        let up = &up;
+        async move {
+            send(
+                up,
+                &to,
+                Request::new("GET", &format!("/{context}/v1/x"))
+                    .header("authorization", &format!("Bearer {token}")),
+            )
+            .await
+            .status
+        }
+    };
+    for (_, host, port) in &e.gateway_nodes {
+        assert_eq!(invoke((host.clone(), *port)).await, 200);
+    }
+    let session = format!("Bearer {}", p.session);
+    let apps = send(
+        &up,
+        &e.store,
+        Request::new("GET", "/api/applications").header("authorization", &session),
+    )
+    .await;
+    let apps: serde_json::Value = apps.json_body().expect("json");
+    let app = apps
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == "subscribed"))
+        .and_then(|x| x["id"].as_str())
+        .expect("the subscribed application")
+        .to_string();
+    let revoked = send(
+        &up,
+        &e.store,
+        Request::new("POST", &format!("/api/applications/{app}/keys/revoke"))
+            .header("authorization", &session),
+    )
+    .await;
+    assert_eq!(
+        revoked.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&revoked.body)
+    );
+    let acknowledged = Instant::now();
+    for (name, host, port) in &e.gateway_nodes {
+        let mut status = 0;
+        while acknowledged.elapsed() < Duration::from_secs(1) {
+            status = invoke((host.clone(), *port)).await;
+            if status == 401 {
+                break;
+            }
+        }
+        assert_eq!(status, 401, "{name} still accepts a token of a revoked key");
+    }
+}

@@ -905,6 +905,15 @@ impl Storage for NodeStorage {
     async fn delete_session(&self, token_hash: &str) -> Db<()> {
         through!(self, User, delete_session(token_hash))
     }
+    async fn delete_sessions_of(&self, user: &str) -> Db<()> {
+        through!(self, User, delete_sessions_of(user))
+    }
+    async fn set_password(&self, user: &str, hash: &str) -> Db<bool> {
+        through!(self, User, set_password(user, hash))
+    }
+    async fn revoke_application_keys(&self, application: &str, at_ms: u64) -> Db<Vec<String>> {
+        through!(self, Apim, revoke_application_keys(application, at_ms))
+    }
     async fn record_failure(&self, subject: &str, now_ms: u64, window_ms: u64) -> Db<Failures> {
         through!(self, User, record_failure(subject, now_ms, window_ms))
     }

@@ -202,7 +202,7 @@ pub static FLOWS: &[Hop] = &[
         "consumer keys and tokens",
         Balanced(Internal),
     )
-    .internal(&["POST /internal/clients"]),
+    .internal(&["POST /internal/clients", "POST /internal/clients/revoke"]),
     hop(Subscribe, N(KeyManager), D(User), "users and roles", Direct),
     hop(Subscribe, N(KeyManager), D(Apim), "keys and tokens", Direct),
     hop(

@@ -165,6 +165,44 @@ pub async fn login(world: &impl World, req: &Request, portal: Portal) -> Respons
         .header("set-cookie", &format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict"))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordChange {
+    current: String,
+    new: String,
+}
+
+/// `POST /api/password` of a signed-in user: the current password again (counted like a
+/// sign-in), a new one that meets the policy; every session of the user ends.
+pub async fn change_password(world: &impl World, req: &Request, user: &User) -> Response {
+    let c: PasswordChange = match body(req) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let subjects = limited(&user.name, req);
+    if let Err(r) = refuse_if_locked(world, &subjects).await {
+        return r;
+    }
+    if !world.verify_password(&c.current, &user.password_hash).await {
+        count_failure(world, &subjects).await;
+        return Response::error(401, "invalid_credentials", "the current password is wrong");
+    }
+    if let Err(r) = crate::validate::password(&c.new) {
+        return r;
+    }
+    let hash = world.hash_password(&c.new).await;
+    let storage = world.storage();
+    match storage.set_password(&user.name, &hash).await {
+        Ok(true) => {}
+        Ok(false) => return Response::error(404, "not_found", "the user no longer exists"),
+        Err(e) => return unavailable(&e.0),
+    }
+    match storage.delete_sessions_of(&user.name).await {
+        Ok(()) => Response::json(200, &json!({ "changed": true, "sessions_ended": true })),
+        Err(e) => unavailable(&e.0),
+    }
+}
+
 /// `POST /api/logout`: the session ends now, on every node.
 pub async fn logout(world: &impl World, req: &Request) -> Response {
     let Some(token) = req.bearer().or_else(|| req.cookie(SESSION_COOKIE)) else {

@@ -32,6 +32,7 @@ pub async fn handle(world: &impl World, req: Request) -> Response {
         ("POST", "/introspect") => introspect(world, &req).await,
         ("POST", "/revoke") => revoke(world, &req).await,
         ("POST", "/internal/clients") => new_client(world, &req).await,
+        ("POST", "/internal/clients/revoke") => revoke_clients(world, &req).await,
         ("POST", "/internal/validate") => validate(world, &req).await,
         ("POST", "/internal/revocations") => revocations(world, &req).await,
         _ => Response::error(404, "not_found", "no such key-manager endpoint"),
@@ -89,6 +90,41 @@ async fn new_client(world: &impl World, req: &Request) -> Response {
         ),
         Err(e) => unavailable(&e.0),
     }
+}
+
+/// Tokens revoked with a key are pushed to the gateways up to this many; the rest reach them
+/// through their catch-up, within the same bound.
+const PUSHED_PER_REVOCATION: usize = 100;
+
+/// Revokes every consumer key of an application (the store asks, for the application's owner)
+/// and every token they were given.
+async fn revoke_clients(world: &impl World, req: &Request) -> Response {
+    let n: NewClient = match body(req) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let hashes = match world
+        .storage()
+        .revoke_application_keys(&n.application, world.now_ms())
+        .await
+    {
+        Ok(h) => h,
+        Err(e) => return unavailable(&e.0),
+    };
+    let mut missed: Vec<String> = Vec::new();
+    for hash in hashes.iter().take(PUSHED_PER_REVOCATION) {
+        let note = Request::new("POST", "/internal/revoked").json(&json!({ "token_hash": hash }));
+        let answers = world.notify_each(Peer::Gateway, note).await;
+        for m in crate::world::missed(&answers) {
+            if !missed.iter().any(|x| x == m) {
+                missed.push(m.to_string());
+            }
+        }
+    }
+    Response::json(
+        200,
+        &json!({ "application": n.application, "revoked_tokens": hashes.len(), "gateways_missed": missed }),
+    )
 }
 
 /// The client of a token or revocation request: HTTP Basic, or `client_id`/`client_secret`

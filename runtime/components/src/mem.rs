@@ -116,6 +116,18 @@ impl Storage for MemStorage {
     async fn session(&self, token_hash: &str) -> Db<Option<Session>> {
         self.with(Role::User, |t| t.sessions.get(token_hash).cloned())
     }
+    async fn delete_sessions_of(&self, user: &str) -> Db<()> {
+        self.with(Role::User, |t| t.sessions.retain(|_, s| s.user != user))
+    }
+    async fn set_password(&self, user: &str, hash: &str) -> Db<bool> {
+        self.with(Role::User, |t| match t.users.get_mut(user) {
+            Some(u) => {
+                u.password_hash = hash.to_string();
+                true
+            }
+            None => false,
+        })
+    }
     async fn delete_session(&self, token_hash: &str) -> Db<()> {
         self.with(Role::User, |t| {
             t.sessions.remove(token_hash);
@@ -223,6 +235,22 @@ impl Storage for MemStorage {
                 true
             }
             None => false,
+        })
+    }
+    async fn revoke_application_keys(&self, application: &str, at_ms: u64) -> Db<Vec<String>> {
+        self.with(Role::Apim, |t| {
+            t.clients.retain(|_, k| k.application != application);
+            let mut revoked = Vec::new();
+            for (hash, tok) in t.tokens.iter_mut() {
+                if tok.application == application && !tok.revoked {
+                    tok.revoked = true;
+                    revoked.push(hash.clone());
+                }
+            }
+            for h in &revoked {
+                t.revocations.insert(h.clone(), at_ms);
+            }
+            revoked
         })
     }
     async fn revoked_since(&self, since_ms: u64) -> Db<Vec<String>> {

@@ -39,6 +39,7 @@ pub async fn handle(world: &impl World, req: Request) -> Response {
                 Err(r) => return r,
             };
             match (req.method.as_str(), segments.as_slice()) {
+                ("POST", ["api", "password"]) => auth::change_password(world, &req, &user).await,
                 ("GET", ["api", "apis"]) => list(world).await,
                 ("POST", ["api", "apis"]) => create(world, &req, &user.name).await,
                 ("GET", ["api", "apis", id]) => get(world, id).await,

@@ -38,6 +38,10 @@ pub async fn handle(world: &impl World, req: Request) -> Response {
                 ("GET", ["api", "applications"]) => applications(world, &user).await,
                 ("POST", ["api", "applications"]) => create_application(world, &req, &user).await,
                 ("POST", ["api", "applications", id, "keys"]) => keys(world, &user, id).await,
+                ("POST", ["api", "applications", id, "keys", "revoke"]) => {
+                    revoke_keys(world, &user, id).await
+                }
+                ("POST", ["api", "password"]) => auth::change_password(world, &req, &user).await,
                 ("GET", ["api", "applications", id, "subscriptions"]) => {
                     subscriptions(world, &user, id).await
                 }
@@ -201,6 +205,26 @@ async fn subscribe(world: &impl World, req: &Request, user: &User) -> Response {
 }
 
 /// Asks the key manager for the application's consumer key and secret.
+/// The owner revokes every consumer key of an application: no new token can be had with them,
+/// and every token they were given is refused by every gateway within the revocation bound
+/// (pushed now, and in the gateways' catch-up). New keys are then a `POST .../keys` away.
+async fn revoke_keys(world: &impl World, user: &User, id: &str) -> Response {
+    let app = match own_application(world, user, id).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let req =
+        Request::new("POST", "/internal/clients/revoke").json(&json!({ "application": app.id }));
+    match world.call(Peer::KeyManager, req).await {
+        Ok(r) => r,
+        Err(e) => Response::error(
+            503,
+            "unavailable",
+            format!("the key manager cannot be reached: {e}"),
+        ),
+    }
+}
+
 async fn keys(world: &impl World, user: &User, id: &str) -> Response {
     let app = match own_application(world, user, id).await {
         Ok(a) => a,

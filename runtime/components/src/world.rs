@@ -153,6 +153,10 @@ pub trait Storage: Send + Sync {
     fn create_session(&self, session: &Session) -> impl Future<Output = Db<()>> + Send;
     fn session(&self, token_hash: &str) -> impl Future<Output = Db<Option<Session>>> + Send;
     fn delete_session(&self, token_hash: &str) -> impl Future<Output = Db<()>> + Send;
+    /// Every session of `user` ends (a password change).
+    fn delete_sessions_of(&self, user: &str) -> impl Future<Output = Db<()>> + Send;
+    /// False when there is no such user.
+    fn set_password(&self, user: &str, hash: &str) -> impl Future<Output = Db<bool>> + Send;
     /// Records a failed attempt of `subject` (an account or an address) at `now_ms` and answers
     /// how many it has had in the window that began at most `window_ms` ago (a window older
     /// than that starts again at this one).
@@ -187,6 +191,13 @@ pub trait Storage: Send + Sync {
     fn token(&self, token_hash: &str) -> impl Future<Output = Db<Option<Token>>> + Send;
     /// False when there was no such token.
     fn revoke_token(&self, token_hash: &str, at_ms: u64) -> impl Future<Output = Db<bool>> + Send;
+    /// Deletes every consumer key of `application` and revokes every token they were given, at
+    /// `at_ms`; answers the hashes of the tokens revoked now.
+    fn revoke_application_keys(
+        &self,
+        application: &str,
+        at_ms: u64,
+    ) -> impl Future<Output = Db<Vec<String>>> + Send;
     /// Hashes of the tokens revoked at or after `since_ms`.
     fn revoked_since(&self, since_ms: u64) -> impl Future<Output = Db<Vec<String>>> + Send;
     // registry database

@@ -57,6 +57,7 @@ fn internal_routes(c: Peer) -> Vec<InternalRoute> {
         Peer::KeyManager => &[
             "POST /token",
             "POST /internal/clients",
+            "POST /internal/clients/revoke",
             "POST /internal/validate",
             "POST /internal/revocations",
         ],
@@ -970,4 +971,111 @@ fn wrong_client_secrets_are_limited_like_passwords() {
         assert_eq!(token("not-the-secret"), 401);
     }
     assert_eq!(token("not-the-secret"), 429);
+}
+
+#[test]
+fn an_owner_revokes_an_applications_keys_and_every_gateway_refuses_their_tokens() {
+    let w = world();
+    let admin = login(
+        &w,
+        "publisher-1",
+        Peer::Publisher,
+        "admin",
+        "admin-password",
+    );
+    let api = publish(&w, &admin, "echo", "http://backend.example");
+    let (token, key, secret) = consumer(&w, "frank", Some(&api));
+    assert_eq!(
+        invoke(&w, "gateway-1", "/echo/v1/x", Some(&token)).status,
+        200
+    );
+    let session = login(&w, "store-1", Peer::Store, "frank", "a-long-password");
+    let auth = format!("Bearer {session}");
+    let apps = send(
+        &w,
+        "store-1",
+        Peer::Store,
+        Request::new("GET", "/api/applications").header("authorization", &auth),
+    );
+    let app = json_of(&apps)[0]["id"].as_str().expect("app").to_string();
+    // Someone else cannot revoke frank's keys.
+    consumer(&w, "mallory", None);
+    let other = login(&w, "store-1", Peer::Store, "mallory", "a-long-password");
+    let r = send(
+        &w,
+        "store-1",
+        Peer::Store,
+        Request::new("POST", &format!("/api/applications/{app}/keys/revoke"))
+            .header("authorization", &format!("Bearer {other}")),
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        invoke(&w, "gateway-2", "/echo/v1/x", Some(&token)).status,
+        200
+    );
+    let r = send(
+        &w,
+        "store-1",
+        Peer::Store,
+        Request::new("POST", &format!("/api/applications/{app}/keys/revoke"))
+            .header("authorization", &auth),
+    );
+    assert_eq!(r.status, 200, "{:?}", json_of(&r));
+    assert_eq!(json_of(&r)["revoked_tokens"], 1);
+    for gw in ["gateway-1", "gateway-2"] {
+        assert_eq!(
+            invoke(&w, gw, "/echo/v1/x", Some(&token)).status,
+            401,
+            "{gw}"
+        );
+    }
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{key}:{secret}"));
+    let r = send(
+        &w,
+        "key-manager-1",
+        Peer::KeyManager,
+        Request::new("POST", "/token")
+            .header("authorization", &format!("Basic {basic}"))
+            .form(&[("grant_type", "client_credentials")]),
+    );
+    assert_eq!(r.status, 401, "the revoked key gets no token");
+    // New keys work at once.
+    let r = send(
+        &w,
+        "store-1",
+        Peer::Store,
+        Request::new("POST", &format!("/api/applications/{app}/keys"))
+            .header("authorization", &auth),
+    );
+    assert_eq!(r.status, 201);
+}
+
+#[test]
+fn a_password_change_needs_the_current_one_meets_the_policy_and_ends_every_session() {
+    let w = world();
+    consumer(&w, "grace", None);
+    let session = login(&w, "store-1", Peer::Store, "grace", "a-long-password");
+    let change = |current: &str, new: &str| {
+        send(
+            &w,
+            "store-1",
+            Peer::Store,
+            Request::new("POST", "/api/password")
+                .header("authorization", &format!("Bearer {session}"))
+                .json(&json!({"current": current, "new": new})),
+        )
+        .status
+    };
+    assert_eq!(change("not-the-password", "a-better-password-now"), 401);
+    assert_eq!(change("a-long-password", "short"), 400);
+    assert_eq!(change("a-long-password", "a-better-password-now"), 200);
+    let r = send(
+        &w,
+        "store-1",
+        Peer::Store,
+        Request::new("GET", "/api/applications")
+            .header("authorization", &format!("Bearer {session}")),
+    );
+    assert_eq!(r.status, 401, "the old session ended");
+    login(&w, "store-1", Peer::Store, "grace", "a-better-password-now");
 }

@@ -328,6 +328,33 @@ impl Storage for SqlStorage {
         Ok(())
     }
 
+    async fn delete_sessions_of(&self, user: &str) -> Db<()> {
+        let c = self.conn(Role::User)?;
+        sqlx::query(
+            &c.dialect
+                .sql("DELETE FROM apim_sessions WHERE user_name = ?"),
+        )
+        .bind(user)
+        .execute(&c.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn set_password(&self, user: &str, hash: &str) -> Db<bool> {
+        let c = self.conn(Role::User)?;
+        let r = sqlx::query(
+            &c.dialect
+                .sql("UPDATE apim_users SET password_hash = ? WHERE name = ?"),
+        )
+        .bind(hash)
+        .bind(user)
+        .execute(&c.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(r.rows_affected() >= 1)
+    }
+
     async fn delete_session(&self, token_hash: &str) -> Db<()> {
         let c = self.conn(Role::User)?;
         sqlx::query(
@@ -627,6 +654,36 @@ impl Storage for SqlStorage {
         .await
         .map_err(db_error)?;
         Ok(r.rows_affected() >= 1)
+    }
+
+    async fn revoke_application_keys(&self, application: &str, at_ms: u64) -> Db<Vec<String>> {
+        let c = self.conn(Role::Apim)?;
+        // The keys first: no new token can be had once this returns.
+        sqlx::query(
+            &c.dialect
+                .sql("DELETE FROM apim_clients WHERE application = ?"),
+        )
+        .bind(application)
+        .execute(&c.pool)
+        .await
+        .map_err(db_error)?;
+        let rows = sqlx::query(&c.dialect.sql(
+            "SELECT token_hash FROM apim_tokens WHERE application = ? AND revoked = 0 ORDER BY token_hash",
+        ))
+        .bind(application)
+        .fetch_all(&c.pool)
+        .await
+        .map_err(db_error)?;
+        let hashes: Vec<String> = rows.iter().map(|r| text(r, 0)).collect::<Db<_>>()?;
+        sqlx::query(&c.dialect.sql(
+            "UPDATE apim_tokens SET revoked = 1, revoked_ms = ? WHERE application = ? AND revoked = 0",
+        ))
+        .bind(ms(at_ms))
+        .bind(application)
+        .execute(&c.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(hashes)
     }
 
     async fn revoked_since(&self, since_ms: u64) -> Db<Vec<String>> {

@@ -148,6 +148,90 @@ async fn exercise(urls: &BTreeMap<Role, String>) {
     assert_eq!(a.apis().await.expect("apis"), vec![api.clone()]);
     assert_eq!(a.registered().await.expect("registry"), vec![api]);
     a.unregister("api-1").await.expect("unregister");
+
+    // Failed sign-ins, counted from two nodes into one window; a window past its time restarts.
+    for node in [&a, &b, &a] {
+        node.record_failure("account:erin", 1_000, 60_000)
+            .await
+            .expect("count");
+    }
+    let f = b
+        .failures("account:erin", 2_000, 60_000)
+        .await
+        .expect("failures");
+    assert_eq!((f.count, f.since_ms), (3, 1_000));
+    assert_eq!(
+        a.record_failure("account:erin", 70_000, 60_000)
+            .await
+            .expect("count")
+            .count,
+        1
+    );
+    b.clear_failures("account:erin").await.expect("clear");
+    assert_eq!(
+        a.failures("account:erin", 70_001, 60_000)
+            .await
+            .expect("failures")
+            .count,
+        0
+    );
+    // A password change; every session of the user ends.
+    let grace = User {
+        name: "grace".into(),
+        password_hash: "old".into(),
+        roles: vec!["subscriber".into()],
+    };
+    assert!(a.create_user(&grace).await.expect("user"));
+    assert!(b.set_password("grace", "new").await.expect("set"));
+    assert_eq!(
+        a.user("grace")
+            .await
+            .expect("user")
+            .map(|u| u.password_hash),
+        Some("new".into())
+    );
+    assert!(!b.set_password("nobody", "x").await.expect("set"));
+    for s in ["s-grace-1", "s-grace-2"] {
+        a.create_session(&Session {
+            token_hash: s.into(),
+            user: "grace".into(),
+            expires_ms: u64::MAX / 4,
+        })
+        .await
+        .expect("session");
+    }
+    b.delete_sessions_of("grace").await.expect("end sessions");
+    assert!(a.session("s-grace-1").await.expect("session").is_none());
+    // An application's keys revoked: the keys go, its live tokens are revoked now.
+    let keys = apim_components::world::ClientKeys {
+        consumer_key: "ck-revoke".into(),
+        secret_hash: "h".into(),
+        application: "app-revoke".into(),
+    };
+    a.save_client(&keys).await.expect("client");
+    for t in ["tr-1", "tr-2"] {
+        a.save_token(&Token {
+            token_hash: t.into(),
+            consumer_key: "ck-revoke".into(),
+            application: "app-revoke".into(),
+            expires_ms: u64::MAX / 4,
+            revoked: false,
+        })
+        .await
+        .expect("token");
+    }
+    let revoked = b
+        .revoke_application_keys("app-revoke", 5_000)
+        .await
+        .expect("revoke keys");
+    assert_eq!(revoked, ["tr-1", "tr-2"]);
+    assert!(a.client("ck-revoke").await.expect("client").is_none());
+    assert!(
+        a.revoked_since(5_000)
+            .await
+            .expect("since")
+            .contains(&"tr-2".to_string())
+    );
     assert!(b.registered().await.expect("registry").is_empty());
 }
 

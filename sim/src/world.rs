@@ -905,6 +905,12 @@ impl Storage for NodeStorage {
     async fn delete_session(&self, token_hash: &str) -> Db<()> {
         through!(self, User, delete_session(token_hash))
     }
+    async fn purge_sessions(&self, now_ms: u64) -> Db<u64> {
+        through!(self, User, purge_sessions(now_ms))
+    }
+    async fn purge_tokens(&self, now_ms: u64) -> Db<u64> {
+        through!(self, Apim, purge_tokens(now_ms))
+    }
     async fn delete_sessions_of(&self, user: &str) -> Db<()> {
         through!(self, User, delete_sessions_of(user))
     }

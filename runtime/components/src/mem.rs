@@ -116,6 +116,13 @@ impl Storage for MemStorage {
     async fn session(&self, token_hash: &str) -> Db<Option<Session>> {
         self.with(Role::User, |t| t.sessions.get(token_hash).cloned())
     }
+    async fn purge_sessions(&self, now_ms: u64) -> Db<u64> {
+        self.with(Role::User, |t| {
+            let before = t.sessions.len();
+            t.sessions.retain(|_, s| s.expires_ms >= now_ms);
+            (before - t.sessions.len()) as u64
+        })
+    }
     async fn delete_sessions_of(&self, user: &str) -> Db<()> {
         self.with(Role::User, |t| t.sessions.retain(|_, s| s.user != user))
     }
@@ -235,6 +242,21 @@ impl Storage for MemStorage {
                 true
             }
             None => false,
+        })
+    }
+    async fn purge_tokens(&self, now_ms: u64) -> Db<u64> {
+        self.with(Role::Apim, |t| {
+            let gone: Vec<String> = t
+                .tokens
+                .iter()
+                .filter(|(_, tok)| tok.expires_ms < now_ms)
+                .map(|(h, _)| h.clone())
+                .collect();
+            for h in &gone {
+                t.tokens.remove(h);
+                t.revocations.remove(h);
+            }
+            gone.len() as u64
         })
     }
     async fn revoke_application_keys(&self, application: &str, at_ms: u64) -> Db<Vec<String>> {

@@ -3,7 +3,7 @@
 
 use crate::gateway::Gateway;
 use crate::http::{Request, Response};
-use crate::world::{Peer, World};
+use crate::world::{Peer, Storage, World};
 use crate::{keymanager, publisher, store};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -28,6 +28,9 @@ pub struct InternalRoute {
     pub component: Peer,
     pub callers: Vec<String>,
 }
+
+/// How often a node deletes ended sessions and expired tokens.
+pub const PURGE_MS: u64 = 10 * 60 * 1000;
 
 /// Paths under this prefix are component-to-component endpoints: never served on a public
 /// listener, whatever the component.
@@ -81,6 +84,24 @@ impl Node {
             );
         }
         self.serve(world, route.component, req).await
+    }
+
+    /// Deletes what has ended: the sessions a portal node handed out, the tokens a key manager
+    /// issued. Run every `PURGE_MS`; answers (sessions, tokens) deleted.
+    pub async fn purge(&self, world: &impl World) -> (u64, u64) {
+        let now = world.now_ms();
+        let storage = world.storage();
+        let sessions = if self.runs(Peer::Publisher) || self.runs(Peer::Store) {
+            storage.purge_sessions(now).await.unwrap_or(0)
+        } else {
+            0
+        };
+        let tokens = if self.runs(Peer::KeyManager) {
+            storage.purge_tokens(now).await.unwrap_or(0)
+        } else {
+            0
+        };
+        (sessions, tokens)
     }
 
     /// Counts a connection to the internal listener refused in its TLS handshake (no

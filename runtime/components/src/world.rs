@@ -153,6 +153,8 @@ pub trait Storage: Send + Sync {
     fn create_session(&self, session: &Session) -> impl Future<Output = Db<()>> + Send;
     fn session(&self, token_hash: &str) -> impl Future<Output = Db<Option<Session>>> + Send;
     fn delete_session(&self, token_hash: &str) -> impl Future<Output = Db<()>> + Send;
+    /// Deletes the sessions that ended before `now_ms`; answers how many.
+    fn purge_sessions(&self, now_ms: u64) -> impl Future<Output = Db<u64>> + Send;
     /// Every session of `user` ends (a password change).
     fn delete_sessions_of(&self, user: &str) -> impl Future<Output = Db<()>> + Send;
     /// False when there is no such user.
@@ -198,6 +200,9 @@ pub trait Storage: Send + Sync {
         application: &str,
         at_ms: u64,
     ) -> impl Future<Output = Db<Vec<String>>> + Send;
+    /// Deletes the tokens that expired before `now_ms` (revoked or not: an expired token is
+    /// refused everywhere anyway); answers how many.
+    fn purge_tokens(&self, now_ms: u64) -> impl Future<Output = Db<u64>> + Send;
     /// Hashes of the tokens revoked at or after `since_ms`.
     fn revoked_since(&self, since_ms: u64) -> impl Future<Output = Db<Vec<String>>> + Send;
     // registry database

@@ -1079,3 +1079,23 @@ fn a_password_change_needs_the_current_one_meets_the_policy_and_ends_every_sessi
     assert_eq!(r.status, 401, "the old session ended");
     login(&w, "store-1", Peer::Store, "grace", "a-better-password-now");
 }
+
+#[test]
+fn ended_sessions_and_expired_tokens_are_purged() {
+    let w = world();
+    consumer(&w, "heidi", None);
+    let portal = &w.0.nodes[node(&w, "store-1")];
+    let km = &w.0.nodes[node(&w, "key-manager-1")];
+    assert_eq!(
+        pollster::block_on(portal.purge(&w)),
+        (0, 0),
+        "nothing has ended yet"
+    );
+    w.0.clock
+        .fetch_add(apim_components::auth::SESSION_MS + 1, Ordering::SeqCst);
+    let (sessions, _) = pollster::block_on(portal.purge(&w));
+    assert!(sessions >= 1, "{sessions}");
+    let (_, tokens) = pollster::block_on(km.purge(&w));
+    assert!(tokens >= 1, "{tokens}");
+    assert_eq!(pollster::block_on(km.purge(&w)), (0, 0));
+}

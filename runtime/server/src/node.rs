@@ -208,6 +208,21 @@ pub async fn start(
             },
         ));
     }
+    if [Peer::Publisher, Peer::Store, Peer::KeyManager]
+        .iter()
+        .any(|&c| node.runs(c))
+    {
+        let (n, w) = (node.clone(), world.clone());
+        tasks.spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    apim_components::node::PURGE_MS,
+                ))
+                .await;
+                n.purge(w.as_ref()).await;
+            }
+        });
+    }
     if node.runs(Peer::Gateway) {
         let (n, w) = (node.clone(), world.clone());
         tasks.spawn(async move {

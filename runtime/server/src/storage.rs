@@ -328,6 +328,32 @@ impl Storage for SqlStorage {
         Ok(())
     }
 
+    async fn purge_sessions(&self, now_ms: u64) -> Db<u64> {
+        let c = self.conn(Role::User)?;
+        let r = sqlx::query(
+            &c.dialect
+                .sql("DELETE FROM apim_sessions WHERE expires_ms < ?"),
+        )
+        .bind(ms(now_ms))
+        .execute(&c.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(r.rows_affected())
+    }
+
+    async fn purge_tokens(&self, now_ms: u64) -> Db<u64> {
+        let c = self.conn(Role::Apim)?;
+        let r = sqlx::query(
+            &c.dialect
+                .sql("DELETE FROM apim_tokens WHERE expires_ms < ?"),
+        )
+        .bind(ms(now_ms))
+        .execute(&c.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(r.rows_affected())
+    }
+
     async fn delete_sessions_of(&self, user: &str) -> Db<()> {
         let c = self.conn(Role::User)?;
         sqlx::query(

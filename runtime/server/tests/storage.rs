@@ -200,6 +200,15 @@ async fn exercise(urls: &BTreeMap<Role, String>) {
         .await
         .expect("session");
     }
+    a.create_session(&Session {
+        token_hash: "s-ended".into(),
+        user: "grace".into(),
+        expires_ms: 10,
+    })
+    .await
+    .expect("session");
+    assert_eq!(b.purge_sessions(11).await.expect("purge"), 1);
+    assert!(a.session("s-ended").await.expect("session").is_none());
     b.delete_sessions_of("grace").await.expect("end sessions");
     assert!(a.session("s-grace-1").await.expect("session").is_none());
     // An application's keys revoked: the keys go, its live tokens are revoked now.

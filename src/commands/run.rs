@@ -313,7 +313,16 @@ pub fn node(args: NodeArgs) -> Outcome {
     if let Some(dir) = &args.certs {
         plan.tls = TlsFiles::in_dir(dir, &plan.name);
     }
-    let (password, generated) = admin_password();
+    // Only a node that uses the user database may create the admin.
+    let creates_admin = plan
+        .databases
+        .iter()
+        .any(|d| d.role == apim_topology::vocab::Role::User);
+    let (password, generated) = if creates_admin {
+        admin_password()
+    } else {
+        (String::new(), false)
+    };
     if generated {
         eprintln!(
             "note: APIM_ADMIN_PASSWORD is not set; the admin user (if this node creates it) gets {password}"

@@ -42,7 +42,15 @@ pub fn render(plan: &Plan) -> BTreeMap<String, String> {
         )),
     );
     for n in &plan.nodes {
-        let mut refs: BTreeSet<String> = [secrets::ADMIN_PASSWORD.to_string()].into();
+        // Each node gets the credentials of the databases it uses, and the admin password only
+        // where it may create the admin (it uses the user database).
+        let mut refs: BTreeSet<String> = BTreeSet::new();
+        if n.databases
+            .iter()
+            .any(|d| d.role == apim_topology::vocab::Role::User)
+        {
+            refs.insert(secrets::ADMIN_PASSWORD.to_string());
+        }
         for d in &n.databases {
             refs.extend(secrets::references(&d.url));
         }

@@ -180,7 +180,16 @@ fn cluster_objects(
         let text = node_files.get(&n.name).cloned().unwrap_or_default();
         data.insert(format!("{}.toml", n.name), Value::String(text));
     }
-    let mut refs: BTreeSet<String> = [secrets::ADMIN_PASSWORD.to_string()].into();
+    // The credentials of the databases the cluster uses, and the admin password only where a
+    // node may create the admin (it uses the user database).
+    let mut refs: BTreeSet<String> = BTreeSet::new();
+    if first
+        .databases
+        .iter()
+        .any(|d| d.role == apim_topology::vocab::Role::User)
+    {
+        refs.insert(secrets::ADMIN_PASSWORD.to_string());
+    }
     for d in &first.databases {
         refs.extend(secrets::references(&d.url));
     }

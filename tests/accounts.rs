@@ -7,26 +7,14 @@ mod common;
 use apim_components::{Request, Response};
 use apim_runtime::http;
 use apim_runtime::smoke::Entries;
-use apim_runtime::up::{self, Loopback, Up, UpOptions};
+use apim_runtime::up::Up;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "accounts-admin-password";
 
 async fn start(pattern: &str, range: &str, data: &std::path::Path) -> Up {
-    let c = common::load(
-        pattern,
-        apim_patterns::find(pattern)
-            .expect("pattern")
-            .template
-            .as_bytes(),
-    );
-    let opts = UpOptions {
-        loopback: Loopback::parse(range).expect("range"),
-        data: data.to_path_buf(),
-        admin_password: PASSWORD.into(),
-    };
-    up::start(&c.topology, &opts).await.expect("up")
+    common::up(pattern, range, data, PASSWORD).await
 }
 
 fn client(up: &Up) -> http::Client {

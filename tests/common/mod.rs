@@ -45,3 +45,27 @@ pub fn report(checked: &Checked) -> String {
 pub fn apim() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_apim"))
 }
+
+/// `apim up` of a built-in pattern on `range` (a loopback range), its data in `data`.
+pub async fn up(
+    pattern: &str,
+    range: &str,
+    data: &Path,
+    admin_password: &str,
+) -> apim_runtime::up::Up {
+    let c = load(
+        pattern,
+        apim_patterns::find(pattern)
+            .expect("pattern")
+            .template
+            .as_bytes(),
+    );
+    let opts = apim_runtime::up::UpOptions {
+        loopback: apim_runtime::up::Loopback::parse(range).expect("range"),
+        data: data.to_path_buf(),
+        admin_password: admin_password.into(),
+    };
+    apim_runtime::up::start(&c.topology, &opts)
+        .await
+        .unwrap_or_else(|e| panic!("{pattern}: {e}"))
+}

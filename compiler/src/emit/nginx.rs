@@ -99,17 +99,7 @@ pub fn render_on(plan: &Plan, b: &BalancerPlan, listen: Option<&str>) -> String 
         if r.sticky {
             s.push_str("        hash $apim_sticky_key consistent;\n");
         }
-        let fail_timeout = r.health.interval_ms * u64::from(r.health.fall) / 1000;
-        for u in &r.upstream {
-            let _ = writeln!(
-                s,
-                "        server {} max_fails={} fail_timeout={}s;  # {}",
-                address(&u.host, u.port),
-                r.health.fall,
-                fail_timeout.max(1),
-                u.node
-            );
-        }
+        servers(&mut s, r);
         s.push_str("        keepalive 32;\n    }\n");
     }
     for r in &public {
@@ -125,22 +115,28 @@ pub fn render_on(plan: &Plan, b: &BalancerPlan, listen: Option<&str>) -> String 
     s
 }
 
+/// An upstream's nodes, with passive health checks: a node failing as often as the active
+/// checks' `fall` within their span is left out for that span.
+fn servers(s: &mut String, r: &BalancerRoute) {
+    let fail_timeout = r.health.interval_ms * u64::from(r.health.fall) / 1000;
+    for u in &r.upstream {
+        let _ = writeln!(
+            s,
+            "        server {} max_fails={} fail_timeout={}s;  # {}",
+            address(&u.host, u.port),
+            r.health.fall,
+            fail_timeout.max(1),
+            u.node
+        );
+    }
+}
+
 /// The internal routes: TCP passed through to the nodes' internal listeners.
 fn stream(s: &mut String, routes: &[&BalancerRoute], listen: Option<&str>) {
     s.push_str("\nstream {\n");
     for r in routes {
         let _ = writeln!(s, "    upstream {}_internal {{", upstream_name(r));
-        let fail_timeout = r.health.interval_ms * u64::from(r.health.fall) / 1000;
-        for u in &r.upstream {
-            let _ = writeln!(
-                s,
-                "        server {} max_fails={} fail_timeout={}s;  # {}",
-                address(&u.host, u.port),
-                r.health.fall,
-                fail_timeout.max(1),
-                u.node
-            );
-        }
+        servers(s, r);
         s.push_str("    }\n");
         let _ = writeln!(
             s,

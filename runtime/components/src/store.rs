@@ -215,6 +215,11 @@ async fn revoke_keys(world: &impl World, user: &User, id: &str) -> Response {
     };
     let req =
         Request::new("POST", "/internal/clients/revoke").json(&json!({ "application": app.id }));
+    ask_key_manager(world, req).await
+}
+
+/// The key manager's answer, or 503 when it cannot be reached.
+async fn ask_key_manager(world: &impl World, req: Request) -> Response {
     match world.call(Peer::KeyManager, req).await {
         Ok(r) => r,
         Err(e) => Response::error(
@@ -231,12 +236,5 @@ async fn keys(world: &impl World, user: &User, id: &str) -> Response {
         Err(r) => return r,
     };
     let req = Request::new("POST", "/internal/clients").json(&json!({ "application": app.id }));
-    match world.call(Peer::KeyManager, req).await {
-        Ok(r) => r,
-        Err(e) => Response::error(
-            503,
-            "unavailable",
-            format!("the key manager cannot be reached: {e}"),
-        ),
-    }
+    ask_key_manager(world, req).await
 }

@@ -100,6 +100,18 @@ async fn a_burst_of_logins_hashes_a_few_at_a_time_and_unknown_names_cost_as_much
         "{statuses:?}"
     );
     let peak = up.nodes[0].world.hashing_peak();
+    let metrics = send(
+        &up,
+        &(up.plan.nodes[0].host.clone(), up.plan.nodes[0].admin_port),
+        Request::new("GET", "/metrics"),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&metrics.body).to_string();
+    let limit = format!(
+        "apim_password_hashing_max{{node=\"all-in-one-1\"}} {}",
+        apim_runtime::world::HASHING
+    );
+    assert!(text.contains(&limit), "{text}");
     assert!(
         (2..=apim_runtime::world::HASHING).contains(&peak),
         "argon2 ran {peak} at once"

@@ -325,3 +325,25 @@ fn tls_paths_and_a_cert_manager_issuer_reach_every_output() {
         "{wso2}"
     );
 }
+
+#[test]
+fn the_session_length_is_the_deployments_to_choose() {
+    let text = template("standalone").replace(
+        "name = \"apim-standalone\"",
+        "name = \"apim-standalone\"\nsession_hours = 2",
+    );
+    let out = build(&text);
+    assert!(
+        out.files["nodes/all-in-one-1.toml"].contains("session_ms = 7200000"),
+        "{}",
+        out.files["nodes/all-in-one-1.toml"]
+    );
+    for wrong in ["0", "721", "\"8h\""] {
+        let text = template("standalone").replace(
+            "name = \"apim-standalone\"",
+            &format!("name = \"apim-standalone\"\nsession_hours = {wrong}"),
+        );
+        let c = apim_topology::check_str("t.toml", &text);
+        assert!(c.errors() > 0, "session_hours = {wrong} was accepted");
+    }
+}

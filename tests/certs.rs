@@ -177,6 +177,26 @@ fn a_moved_host_and_an_expired_certificate_are_reported_where_they_are() {
             .status
             .success()
     );
+    // A certificate that expires within 30 days is a warning (exit 0), and a rerun renews it.
+    let soon = ca
+        .issue_at(
+            "spiffe://apim-internal/node/gateway-1",
+            &["10.0.3.11".into(), "gateway-1".into()],
+            time::OffsetDateTime::now_utc() - time::Duration::days(1),
+            10,
+        )
+        .expect("issue");
+    std::fs::write(d.join("pki/gateway-1.crt"), soon.cert_pem).expect("write");
+    std::fs::write(d.join("pki/gateway-1.key"), soon.key_pem).expect("write");
+    let o = run(&["check", "t.toml", "--certs", "pki"], d);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("W090"), "{}", text(&o));
+    let o = run(&["certs", "t.toml", "-o", "pki"], d);
+    assert!(
+        text(&o).contains("renewed  pki/gateway-1.crt"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

@@ -76,6 +76,9 @@ pub struct NodePlan {
     pub admin_port: u16,
     /// The internal listener: component-to-component endpoints, mutual TLS only.
     pub internal_port: u16,
+    /// How long a portal session lasts, in milliseconds.
+    #[serde(default = "default_session_ms")]
+    pub session_ms: u64,
     /// The SPIFFE ID its certificate carries and its peers check.
     pub identity: String,
     pub tls: TlsFiles,
@@ -84,6 +87,13 @@ pub struct NodePlan {
     pub internal: Vec<InternalEndpoint>,
     pub databases: Vec<DatabaseUse>,
     pub peers: Vec<Peer>,
+}
+
+/// Portal sessions last eight hours unless `[deployment] session_hours` says otherwise.
+pub const SESSION_HOURS: u32 = 8;
+
+fn default_session_ms() -> u64 {
+    u64::from(SESSION_HOURS) * 3_600_000
 }
 
 /// Where a node or balancer finds its PKI files. Defaults follow `apim certs`' layout under
@@ -375,6 +385,12 @@ impl Plan {
                     network: name(c.network.as_ref()),
                     admin_port: c.admin_port(),
                     internal_port: c.internal_port(),
+                    session_ms: u64::from(
+                        t.deployment
+                            .session_hours
+                            .as_ref()
+                            .map_or(SESSION_HOURS, |h| h.value),
+                    ) * 3_600_000,
                     listeners: listeners.clone(),
                     internal: internal.clone(),
                     databases: databases.clone(),

@@ -26,6 +26,8 @@ pub struct Topology {
 pub struct Deployment {
     pub name: Option<Spanned<String>>,
     pub pattern: Option<Spanned<String>>,
+    /// How long portal sessions last (`session_hours`).
+    pub session_hours: Option<Spanned<u32>>,
     /// The `[deployment]` header, or the start of the file when it is missing.
     pub span: Span,
 }

@@ -6,7 +6,7 @@ use crate::world::{Session, Storage, User, World};
 use serde::Deserialize;
 use serde_json::json;
 
-/// Sessions last eight hours.
+/// Sessions last eight hours unless the deployment says otherwise (`World::session_ms`).
 pub const SESSION_MS: u64 = 8 * 3600 * 1000;
 pub const SESSION_COOKIE: &str = "apim_session";
 pub const ADMIN: &str = "admin";
@@ -156,12 +156,12 @@ pub async fn login(world: &impl World, req: &Request, portal: Portal) -> Respons
     let session = Session {
         token_hash: secret::hash(&token),
         user: user.name.clone(),
-        expires_ms: world.now_ms() + SESSION_MS,
+        expires_ms: world.now_ms() + world.session_ms(),
     };
     if let Err(e) = world.storage().create_session(&session).await {
         return unavailable(&e.0);
     }
-    Response::json(200, &json!({ "token": token, "user": user.name, "roles": user.roles, "expires_in": SESSION_MS / 1000 }))
+    Response::json(200, &json!({ "token": token, "user": user.name, "roles": user.roles, "expires_in": world.session_ms() / 1000 }))
         .header("set-cookie", &format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict"))
 }
 

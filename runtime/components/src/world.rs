@@ -238,6 +238,10 @@ pub trait World: Send + Sync {
         base: &str,
         req: Request,
     ) -> impl Future<Output = Result<Response, CallError>> + Send;
+    /// How long a portal session lasts (the deployment's setting).
+    fn session_ms(&self) -> u64 {
+        crate::auth::SESSION_MS
+    }
     /// Password hashing (argon2 in the real world): slow on purpose, done once per login.
     fn hash_password(&self, password: &str) -> impl Future<Output = String> + Send;
     fn verify_password(&self, password: &str, hash: &str) -> impl Future<Output = bool> + Send;

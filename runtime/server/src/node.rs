@@ -43,6 +43,15 @@ impl RefusalLog {
     }
 }
 
+/// How many password hashes may run at once (argon2, 19 MiB each: the memory they may take)
+/// and the most seen at once.
+fn hashing_metrics(node: &str, peak: usize) -> String {
+    format!(
+        "# HELP apim_password_hashing_max Password hashes computed at once at most (argon2, 19 MiB each).\n# TYPE apim_password_hashing_max gauge\napim_password_hashing_max{{node=\"{node}\"}} {}\n# HELP apim_password_hashing_peak The most password hashes computed at once so far.\n# TYPE apim_password_hashing_peak gauge\napim_password_hashing_peak{{node=\"{node}\"}} {peak}\n",
+        crate::world::HASHING
+    )
+}
+
 /// The listeners' connection limits, counts and refusals, in Prometheus' text format.
 fn listener_metrics(node: &str, gates: &[(String, Arc<http::Gate>)]) -> String {
     let mut text = String::from(
@@ -200,6 +209,9 @@ pub async fn start(
                             if req.path == "/metrics" && r.status == 200 {
                                 r.body
                                     .extend(listener_metrics(&node.name, &gates).into_bytes());
+                                r.body.extend(
+                                    hashing_metrics(&node.name, world.hashing_peak()).into_bytes(),
+                                );
                             }
                             r
                         }

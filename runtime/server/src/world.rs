@@ -208,6 +208,10 @@ impl World for RealWorld {
         &self.storage
     }
 
+    fn session_ms(&self) -> u64 {
+        self.node.session_ms
+    }
+
     fn now_ms(&self) -> u64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

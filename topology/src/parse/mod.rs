@@ -31,7 +31,7 @@ const TOP_KEYS: &[&str] = &[
 ];
 const TLS_KEYS: &[&str] = &["ca", "cert", "key", "edge", "issuer"];
 const EDGE_KEYS: &[&str] = &["cert", "key"];
-const DEPLOYMENT_KEYS: &[&str] = &["name", "pattern"];
+const DEPLOYMENT_KEYS: &[&str] = &["name", "pattern", "session_hours"];
 const NETWORK_KEYS: &[&str] = &["public"];
 const FIREWALL_KEYS: &[&str] = &["from", "to", "ports"];
 const DATABASE_KEYS: &[&str] = &["roles", "engine", "url", "network"];
@@ -553,7 +553,39 @@ impl Parser {
         if let Some((_, v)) = get(t, "pattern") {
             d.pattern = self.string(v, "deployment.pattern");
         }
+        if let Some((_, v)) = get(t, "session_hours") {
+            d.session_hours = self.session_hours(v);
+        }
         d
+    }
+
+    /// How long a portal session lasts, in hours: 1 to 720 (30 days).
+    fn session_hours(&mut self, v: &Value<'_>) -> Option<Spanned<u32>> {
+        let path = "deployment.session_hours";
+        let DeValue::Integer(i) = v.get_ref() else {
+            self.wrong_type(v, path, "a whole number of hours");
+            return None;
+        };
+        let n = i64::from_str_radix(i.as_str(), i.radix()).ok();
+        match n
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| (1..=720).contains(n))
+        {
+            Some(h) => Some(Spanned::new(h, span(v.span()))),
+            None => {
+                self.error(
+                    &UNKNOWN_VALUE,
+                    format!(
+                        "`{path}` = {} is not a session length apim accepts",
+                        i.as_str()
+                    ),
+                    span(v.span()),
+                    "out of range",
+                    Some("sessions last 1 to 720 hours (30 days)".into()),
+                );
+                None
+            }
+        }
     }
 
     fn networks(&mut self, root: &DeTable<'_>) -> std::collections::BTreeMap<String, Network> {

@@ -164,7 +164,7 @@ fn apim_up_smoke_passes_from_the_command_line() {
     );
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
-        text.contains("smoke: passed") && text.contains("not on this machine"),
+        text.contains("smoke: passed") && text.contains("using the SQLite file"),
         "{text}"
     );
 }

@@ -123,17 +123,22 @@ pub fn for_up(
             Ok(url) if usable_here(d.engine, &url) => url,
             other => {
                 // Not provably on this machine: never connected to.
+                let file = data.join(format!("{}.db", d.name));
                 let why = match other {
                     Ok(url) => match connects_to(d.engine, &url) {
-                        Ok(Some(host)) => format!("{} on {host}", d.engine),
-                        Ok(None) => format!("{}", d.engine),
-                        Err(e) => format!("{}: {e}", d.engine),
+                        Ok(Some(host)) => {
+                            format!("({} on {host}) is not on this machine", d.engine)
+                        }
+                        Ok(None) => format!("({}) is not on this machine", d.engine),
+                        Err(e) => format!("({}: {e}) cannot be used as written", d.engine),
                     },
-                    Err(e) => format!("{}, and its URL cannot be expanded: {e}", d.engine),
+                    Err(e) => format!(
+                        "({}; to use it as written, {e}) cannot be proven to be on this machine",
+                        d.engine
+                    ),
                 };
-                let file = data.join(format!("{}.db", d.name));
                 notes.push(format!(
-                    "database `{}` ({why}) is not on this machine: using the SQLite file {}",
+                    "database `{}` {why}: using the SQLite file {}",
                     d.name,
                     file.display()
                 ));

@@ -57,7 +57,10 @@ fn candidates(plan: &Plan) -> Vec<FaultKind> {
     all
 }
 
-/// Draws a schedule: a random subset of kinds, then up to five faults of those kinds.
+/// Draws a schedule: a random subset of kinds, then up to five faults of those kinds; half
+/// the time, one of them cuts a gateway off for a few seconds, while publishes and
+/// revocations go on — the fault that tests the push-plus-catch-up pairs (a missed
+/// notification must be repaired from the registry and the key manager).
 pub fn draw(plan: &Plan, base: &Scenario, rng: &mut Rng) -> Scenario {
     let all = candidates(plan);
     let mut kinds: Vec<&str> = all.iter().map(FaultKind::name).collect();
@@ -83,6 +86,28 @@ pub fn draw(plan: &Plan, base: &Scenario, rng: &mut Rng) -> Scenario {
             }
         })
         .collect();
+    let gateways: Vec<&str> = plan
+        .nodes
+        .iter()
+        .filter(|n| {
+            n.listeners
+                .iter()
+                .any(|l| l.component == apim_topology::vocab::Component::Gateway)
+        })
+        .map(|n| n.name.as_str())
+        .collect();
+    if !gateways.is_empty() && rng.chance(0.5) {
+        let node = gateways[rng.below(gateways.len() as u64) as usize].to_string();
+        // Shorter than the gateway's cache (30 s), so what it cached before is still there
+        // when it comes back.
+        let for_ms = (2_000 + rng.below(13_000)) / 1000 * 1000;
+        let at_ms = rng.below(duration.saturating_sub(for_ms + 5_000).max(1)) / 1000 * 1000;
+        faults.push(Fault {
+            at_ms,
+            for_ms: Some(for_ms),
+            kind: FaultKind::Isolate { node },
+        });
+    }
     faults.sort();
     Scenario {
         workload: base.workload.clone(),
@@ -170,6 +195,24 @@ pub fn explore(
     base: &Scenario,
     n: usize,
     options: &Options,
+    progress: impl FnMut(usize, usize, bool),
+) -> Vec<Found> {
+    search(plan, base, n, options, false, progress)
+}
+
+/// Runs drawn schedules until one fails (at most `n`); the failure, shrunk.
+pub fn first_failure(plan: &Plan, base: &Scenario, n: usize, options: &Options) -> Option<Found> {
+    search(plan, base, n, options, true, |_, _, _| {})
+        .into_iter()
+        .next()
+}
+
+fn search(
+    plan: &Plan,
+    base: &Scenario,
+    n: usize,
+    options: &Options,
+    stop_at_first: bool,
     mut progress: impl FnMut(usize, usize, bool),
 ) -> Vec<Found> {
     let mut found = Vec::new();
@@ -195,6 +238,9 @@ pub fn explore(
             });
         }
         progress(run + 1, n, failed);
+        if failed && stop_at_first {
+            break;
+        }
     }
     found
 }

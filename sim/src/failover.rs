@@ -25,7 +25,9 @@ pub fn workload() -> Workload {
         token_rate: 5.0,
         invoke_rate: 100.0,
         revoke_rate: 1.0,
+        lifecycle_rate: 0.5,
         revocation_bound_ms: 1_000,
+        token_lifetime_ms: apim_components::keymanager::TOKEN_MS,
     }
 }
 

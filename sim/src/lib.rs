@@ -10,6 +10,7 @@ pub mod exec;
 pub mod explore;
 pub mod failover;
 pub mod html;
+pub mod oracle;
 pub mod report;
 pub mod rng;
 pub mod run;

@@ -58,12 +58,14 @@ pub struct OpSummary {
 #[derive(Clone, Debug, Serialize)]
 pub struct FlowEffect {
     pub flow: &'static str,
-    /// Success ratio before the fault, during it (after the grace period), after repair.
+    /// Success ratio before the fault, during it (after the grace period), and after repair
+    /// until the next fault starts (or the run ends).
     pub before: Option<f64>,
     pub during: Option<f64>,
     pub after: Option<f64>,
     pub verdict: Verdict,
-    /// From repair until a window where the flow works again; absent when it never did.
+    /// For a flow the fault hurt: from repair until a window where the flow works again;
+    /// absent when it never did before the next fault, or was not hurt.
     pub recovered_after_ms: Option<u64>,
 }
 
@@ -133,7 +135,8 @@ fn ms(us: u64) -> f64 {
     (us as f64 / 10.0).round() / 100.0
 }
 
-/// What a fault did to each flow.
+/// What a fault from `at_ms` to `until_ms` did to each flow; `end_ms` ends its "after" (the
+/// next fault's start, or the end of the run).
 pub fn effect(
     stats: &Stats,
     at_ms: u64,
@@ -152,10 +155,12 @@ pub fn effect(
             // before it ends: requests retried across the repair are neither.
             let judged_end = until_ms.saturating_sub(grace_ms).max(at_ms + grace_ms);
             let during = stats.between(&ops, us(at_ms + grace_ms), us(judged_end));
-            let after = stats.between(&ops, us(until_ms), us(end_ms));
+            let after = stats.between(&ops, us(until_ms), us(end_ms.max(until_ms)));
+            let verdict = Verdict::of(&during);
+            let hurt = matches!(verdict, Verdict::Degraded | Verdict::Broken);
             let mut recovered = None;
             let mut t = until_ms.div_ceil(w) * w;
-            while t + w <= end_ms {
+            while hurt && t + w <= end_ms {
                 let win = stats.between(&ops, us(t), us(t + w));
                 if Verdict::of(&win) == Verdict::Works {
                     recovered = Some(t + w - until_ms);
@@ -168,7 +173,7 @@ pub fn effect(
                 before: ratio(&before),
                 during: ratio(&during),
                 after: ratio(&after),
-                verdict: Verdict::of(&during),
+                verdict,
                 recovered_after_ms: recovered,
             }
         })
@@ -200,11 +205,20 @@ impl Report {
             .iter()
             .map(|f| {
                 let until = f.for_ms.map_or(end_ms, |d| (f.at_ms + d).min(end_ms));
+                // Its "after" ends where the next fault starts: what follows is that one's.
+                let next = scenario
+                    .faults
+                    .iter()
+                    .map(|g| g.at_ms)
+                    .filter(|&a| a > f.at_ms)
+                    .min()
+                    .unwrap_or(end_ms)
+                    .min(end_ms);
                 FaultEffect {
                     fault: f.kind.describe(),
                     at_ms: f.at_ms,
                     until_ms: until,
-                    flows: effect(stats, f.at_ms, until, grace, end_ms),
+                    flows: effect(stats, f.at_ms, until, grace, next),
                 }
             })
             .collect();
@@ -298,11 +312,11 @@ impl Report {
                     let pct = |r: Option<f64>| {
                         r.map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0))
                     };
-                    let rec = e
-                        .recovered_after_ms
-                        .map_or("not recovered".to_string(), |m| {
-                            format!("recovered {} after repair", format_ms(m))
-                        });
+                    let rec = match (e.verdict, e.recovered_after_ms) {
+                        (Verdict::Works | Verdict::Idle, _) => String::new(),
+                        (_, Some(m)) => format!("recovered {} after repair", format_ms(m)),
+                        (_, None) => "not recovered before the next fault or the end".into(),
+                    };
                     let _ = writeln!(
                         s,
                         "    {:<10} {:<9} before {:>6}  during {:>6}  after {:>6}  {rec}",

@@ -1,7 +1,13 @@
 //! One simulation: set the deployment up, run the workload under the fault schedule, watch
 //! the invariants, then check that everything recovers once the faults have healed.
+//!
+//! The workload exercises every rule the oracle states: besides publishing, subscribing,
+//! token requests, API calls and revocations, it renews tokens as they near expiry and probes
+//! with expired, revoked, forged and truncated tokens, unsubscribed and retired APIs, other
+//! consumers' applications and wrong client secrets.
 
 use crate::exec::Executor;
+use crate::oracle::{Call, Oracle};
 use crate::scenario::{Fault, FaultKind, Scenario};
 use crate::stats::{Op, Stats};
 use crate::world::{Defects, Deployment, Faults, Target};
@@ -24,9 +30,18 @@ const CLIENT_TIMEOUT_US: u64 = 30_000_000;
 const SETTLE_MS: u64 = 15_000;
 /// How long an API may take to become invokable on every gateway after settling.
 const LIVENESS_MS: u64 = 30_000;
-/// A share of invokes are probes that must be refused (unsubscribed, unpublished, bad token).
+/// A share of invokes are probes that must be refused.
 const PROBE_SHARE: f64 = 0.05;
+/// Token requests with a wrong secret: at most one a minute, so the key manager's lockout of
+/// an address (30 failures in 15 minutes) never locks the workload's real clients out.
+const WRONG_SECRET_EVERY_MS: u64 = 60_000;
+/// Revoked tokens kept for later probes.
+const REVOKED_KEPT: usize = 16;
 const MAX_VIOLATIONS: usize = 1000;
+/// Retirement is judged only where the workload asks (at once on the gateways the publisher
+/// told, and after the faults healed); elsewhere a gateway that missed it serves until it
+/// reconciles.
+const NOT_JUDGED: u64 = u64::MAX / 4;
 
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -57,26 +72,63 @@ pub struct Outcome {
     pub virtual_ms: u64,
 }
 
+/// A token as its client holds it.
+#[derive(Clone, Debug)]
+struct Held {
+    token: String,
+    hash: String,
+    /// When the client got it plus its lifetime: never before the key manager's expiry.
+    expires_ms: u64,
+}
+
 struct App {
     id: String,
+    owner: String,
     key: String,
     secret: String,
+    /// Indexes into `Clients::apis` of its acknowledged subscriptions.
     apis: Vec<usize>,
-    /// (token, expires at, in ms since the epoch)
-    tokens: Vec<(String, u64)>,
-    /// The hash of the last token, as the databases key it, and its expiry there.
-    last_hash: String,
-    last_expires_ms: u64,
+    token: Option<Held>,
+    /// Tokens it held before (renewed), for probes once they expire.
+    old: Vec<Held>,
+    renewing: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lifecycle {
+    Published,
+    Deprecated,
+    /// Being retired, or retired: no longer called by the workload.
+    Retiring,
+}
+
+struct ApiRec {
+    id: String,
+    context: String,
+    state: Lifecycle,
 }
 
 #[derive(Default)]
 struct Clients {
     provider: String,
-    /// (id, context) of every acknowledged publish.
-    apis: Vec<(String, String)>,
+    apis: Vec<ApiRec>,
     draft: String,
     apps: Vec<App>,
     next: u64,
+    /// An application whose keys only ever see wrong secrets.
+    probe_app: Option<usize>,
+    last_wrong_secret_ms: Option<u64>,
+    /// Revoked tokens: (token, index of its application).
+    revoked: Vec<(Held, usize)>,
+    oracle: Oracle,
+}
+
+impl Clients {
+    fn invokable(&self, api: usize) -> bool {
+        self.apis
+            .get(api)
+            .is_some_and(|a| a.state != Lifecycle::Retiring)
+    }
 }
 
 struct Run {
@@ -91,12 +143,32 @@ struct Run {
     entries: [Option<Target>; 4],
 }
 
+/// How long after its acknowledgement a revocation, and a retirement, may go unenforced.
+#[derive(Clone, Copy, Debug)]
+struct Bounds {
+    revocation_ms: u64,
+    retirement_ms: u64,
+}
+
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn field(r: &Response, name: &str) -> Option<String> {
     r.json_body()?.get(name)?.as_str().map(String::from)
+}
+
+/// The node names an acknowledgement says were not told.
+fn missed(r: &Response) -> Vec<String> {
+    r.json_body()
+        .and_then(|b| {
+            b.get("gateways_missed")?.as_array().map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
 }
 
 fn bearer(t: &str) -> String {
@@ -106,6 +178,10 @@ fn bearer(t: &str) -> String {
 fn basic(key: &str, secret: &str) -> String {
     let b = base64::engine::general_purpose::STANDARD.encode(format!("{key}:{secret}"));
     format!("Basic {b}")
+}
+
+fn ok2xx(r: &Result<Response, String>) -> bool {
+    r.as_ref().is_ok_and(|r| (200..300).contains(&r.status))
 }
 
 impl Run {
@@ -128,6 +204,20 @@ impl Run {
         );
         self.d
             .send(from, entry, req, CLIENT_TIMEOUT_US)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// A request straight to one gateway node, from next to it.
+    async fn to_gateway(&self, g: usize, req: Request) -> Result<Response, String> {
+        let from = self.d.node_place(g);
+        self.d
+            .send(
+                from,
+                Target::Node(g, Some(Peer::Gateway)),
+                req,
+                CLIENT_TIMEOUT_US,
+            )
             .await
             .map_err(|e| e.to_string())
     }
@@ -163,106 +253,58 @@ impl Run {
         });
     }
 
-    /// Safety: a 200 from a gateway needs a valid, unexpired, unrevoked (or revoked within the
-    /// bound) token, an active subscription and a published API — as the databases hold them.
-    fn check_invoke(&self, r: &Response, token: &str, app: &str, api: Option<&str>) {
-        if r.status == 200 {
-            self.check_invoke_hashed(r, &secret::hash(token), app, api);
-        }
-    }
-
-    /// The same invariant for the workload's own invokes, which use only what was acknowledged
-    /// and checked against the databases then (the token and its application, the
-    /// subscription, the publish; nothing in the workload removes them): what remains to check
-    /// is expiry and revocation.
-    fn check_acknowledged_invoke(&self, r: &Response, hash: &str, expires_ms: u64, api: &str) {
+    /// Safety: a 200 from a gateway must keep every rule of the oracle.
+    fn check_served(&self, r: &Response, call: &Call<'_>, bounds: Bounds) {
         if r.status != 200 {
             return;
         }
-        let now = self.d.now_ms();
-        let bound = self.scenario.workload.revocation_bound_ms;
-        let problem = if expires_ms <= now {
-            Some(format!(
-                "an invoke of {api} succeeded with a token expired {} ms before",
-                now - expires_ms
-            ))
-        } else {
-            self.d.storage.inspect(|t| {
-                let revoked = *t.revocations.get(hash)?;
-                (now > revoked + bound).then(|| {
-                    format!(
-                        "an invoke of {api} succeeded with a token revoked {} ms before (bound {bound} ms)",
-                        now - revoked
-                    )
-                })
-            })
+        let problem =
+            guard(&self.clients)
+                .oracle
+                .served(call, bounds.revocation_ms, bounds.retirement_ms);
+        if let Some(p) = problem {
+            let node = r
+                .get_header("x-sim-node")
+                .map(String::from)
+                .into_iter()
+                .collect();
+            self.violate("safety", p, node);
+        }
+    }
+
+    /// An API call with `token` to the API at index `api` (`None`: the draft), through the
+    /// gateways' entry or straight to gateway node `g`; checked, and answered.
+    async fn call_api(
+        &self,
+        token: &str,
+        api: Option<usize>,
+        g: Option<usize>,
+        bounds: Bounds,
+    ) -> Result<Response, String> {
+        let (id, ctx) = {
+            let c = guard(&self.clients);
+            match api.and_then(|k| c.apis.get(k)) {
+                Some(a) => (Some(a.id.clone()), a.context.clone()),
+                None => (None, "sim-draft".to_string()),
+            }
         };
-        if let Some(p) = problem {
-            let node = r
-                .get_header("x-sim-node")
-                .map(String::from)
-                .into_iter()
-                .collect();
-            self.violate("safety", p, node);
-        }
-    }
-
-    fn check_invoke_hashed(&self, r: &Response, hash: &str, app: &str, api: Option<&str>) {
-        if r.status != 200 {
-            return;
-        }
-        let now = self.d.now_ms();
-        let bound = self.scenario.workload.revocation_bound_ms;
-        let problem = self.d.storage.inspect(|t| {
-            let Some(token) = t.tokens.get(hash) else {
-                return Some(
-                    "an invoke succeeded with a token the key manager never issued".into(),
-                );
+        let sent_ms = self.d.now_ms();
+        let req = Request::new("GET", &format!("/{ctx}/v1/items"))
+            .header("authorization", &bearer(token));
+        let r = match g {
+            Some(g) => self.to_gateway(g, req).await,
+            None => self.client(Component::Gateway, req).await,
+        };
+        if let Ok(r) = &r {
+            let hash = secret::hash(token);
+            let call = Call {
+                sent_ms,
+                token_hash: &hash,
+                api: id.as_deref(),
             };
-            if token.expires_ms <= now {
-                return Some(format!(
-                    "an invoke succeeded with a token expired {} ms before",
-                    now - token.expires_ms
-                ));
-            }
-            if let Some(&revoked) = t.revocations.get(hash)
-                && now > revoked + bound
-            {
-                return Some(format!(
-                    "an invoke succeeded with a token revoked {} ms before (bound {bound} ms)",
-                    now - revoked
-                ));
-            }
-            if token.application != app {
-                return Some("an invoke succeeded with another application's token".into());
-            }
-            let Some(api) = api else {
-                return Some("an invoke of an API that was never published succeeded".into());
-            };
-            if !t
-                .apis
-                .get(api)
-                .is_some_and(|a| a.state == ApiState::Published)
-            {
-                return Some(format!(
-                    "an invoke reached API {api}, which is not published"
-                ));
-            }
-            if !t.subscribed(app, api) {
-                return Some(format!(
-                    "an invoke succeeded without a subscription (application {app}, API {api})"
-                ));
-            }
-            None
-        });
-        if let Some(p) = problem {
-            let node = r
-                .get_header("x-sim-node")
-                .map(String::from)
-                .into_iter()
-                .collect();
-            self.violate("safety", p, node);
+            self.check_served(r, &call, bounds);
         }
+        r
     }
 
     /// Setup: the admin signs in, publishes the APIs, consumers sign up and subscribe.
@@ -327,6 +369,10 @@ impl Run {
             let app = self.new_app(&user, &subscribe).await?;
             self.token_for(app).await?;
         }
+        if self.scenario.workload.applications > 0 {
+            let app = self.new_app("consumer-0", &[]).await?;
+            guard(&self.clients).probe_app = Some(app);
+        }
         Ok(())
     }
 
@@ -363,16 +409,26 @@ impl Run {
                 Vec::new(),
             ),
         }
-        guard(&self.clients).apis.push((id, context));
+        let mut c = guard(&self.clients);
+        c.oracle.published(&id);
+        c.apis.push(ApiRec {
+            id,
+            context,
+            state: Lifecycle::Published,
+        });
         Ok(())
+    }
+
+    async fn login(&self, user: &str) -> Result<String, String> {
+        let login = Request::new("POST", "/api/login")
+            .json(&json!({"username": user, "password": CONSUMER_PASSWORD}));
+        let r = self.client(Component::Store, login).await?;
+        field(&r, "token").ok_or(format!("login answered {}", r.status))
     }
 
     /// A consumer's new application, subscribed to `apis`, with keys; its index.
     async fn new_app(&self, user: &str, apis: &[usize]) -> Result<usize, String> {
-        let login = Request::new("POST", "/api/login")
-            .json(&json!({"username": user, "password": CONSUMER_PASSWORD}));
-        let r = self.client(Component::Store, login).await?;
-        let session = field(&r, "token").ok_or(format!("login answered {}", r.status))?;
+        let session = self.login(user).await?;
         let n = {
             let mut c = guard(&self.clients);
             c.next += 1;
@@ -384,7 +440,14 @@ impl Run {
         let r = self.client(Component::Store, create).await?;
         let app = field(&r, "id").ok_or(format!("create application answered {}", r.status))?;
         for &i in apis {
-            let Some(api) = guard(&self.clients).apis.get(i).map(|a| a.0.clone()) else {
+            let Some(api) = ({
+                let mut c = guard(&self.clients);
+                let id = c.apis.get(i).map(|a| a.id.clone());
+                if let Some(id) = &id {
+                    c.oracle.subscribing(&app, id);
+                }
+                id
+            }) else {
                 continue;
             };
             let sub = Request::new("POST", "/api/subscriptions")
@@ -411,19 +474,22 @@ impl Run {
         else {
             return Err(format!("keys answered {}", r.status));
         };
-        guard(&self.clients).apps.push(App {
+        let mut c = guard(&self.clients);
+        c.apps.push(App {
             id: app,
+            owner: user.to_string(),
             key,
             secret,
             apis: apis.to_vec(),
-            tokens: Vec::new(),
-            last_hash: String::new(),
-            last_expires_ms: 0,
+            token: None,
+            old: Vec::new(),
+            renewing: false,
         });
-        Ok(guard(&self.clients).apps.len() - 1)
+        Ok(c.apps.len() - 1)
     }
 
-    async fn token_for(&self, i: usize) -> Result<(), String> {
+    /// A new token for application `i`, through the gateways (the flows table's path).
+    async fn token_for(&self, i: usize) -> Result<Held, String> {
         let Some((key, secret)) = guard(&self.clients)
             .apps
             .get(i)
@@ -443,40 +509,81 @@ impl Run {
             * 1000;
         let hash = secret::hash(&token);
         let app = guard(&self.clients).apps[i].id.clone();
-        let stored = match self.d.storage.token_truth(&hash) {
-            Some((t, _)) if t.application == app => t.expires_ms,
-            _ => {
-                self.violate(
-                    "safety",
-                    format!("an acknowledged token of {app} is not in the apim database"),
-                    Vec::new(),
-                );
-                0
-            }
-        };
-        let expires = self.d.now_ms() + lifetime;
-        let mut c = guard(&self.clients);
-        c.apps[i].last_hash = hash;
-        c.apps[i].last_expires_ms = stored;
-        let tokens = &mut c.apps[i].tokens;
-        tokens.push((token, expires));
-        if tokens.len() > 2 {
-            tokens.remove(0);
+        match self.d.storage.token_truth(&hash) {
+            Some((t, _)) if t.application == app => {}
+            _ => self.violate(
+                "safety",
+                format!("an acknowledged token of {app} is not in the apim database"),
+                Vec::new(),
+            ),
         }
-        Ok(())
+        let held = Held {
+            token,
+            hash: hash.clone(),
+            expires_ms: self.d.now_ms() + lifetime,
+        };
+        let mut c = guard(&self.clients);
+        c.oracle.issued(hash, &app, held.expires_ms);
+        let a = &mut c.apps[i];
+        if let Some(old) = a.token.replace(held.clone()) {
+            a.old.push(old);
+            if a.old.len() > 2 {
+                a.old.remove(0);
+            }
+        }
+        Ok(held)
     }
 
-    /// A random application; with `with_token`, one holding a token good for another minute
-    /// (a few draws, so the pick stays cheap however many applications there are).
-    fn pick_app(&self, with_token: bool) -> Option<usize> {
+    /// The token application `i` calls with now: its own while it has a second left, renewed
+    /// first when it nears expiry (as a client library does). `None`: it has none and could
+    /// not get one.
+    async fn usable_token(&self, i: usize) -> Option<Held> {
+        let now = self.d.now_ms();
+        let margin = (self.scenario.workload.token_lifetime_ms / 5).min(60_000);
+        let (held, renew) = {
+            let mut c = guard(&self.clients);
+            let a = c.apps.get_mut(i)?;
+            let held = a.token.clone().filter(|t| t.expires_ms > now + 1000);
+            let soon = held.as_ref().is_none_or(|t| t.expires_ms <= now + margin);
+            // One renewal at a time while the token still works; without one, every call
+            // needs its own.
+            let renew = soon && (held.is_none() || !a.renewing);
+            if renew {
+                a.renewing = true;
+            }
+            (held, renew)
+        };
+        if !renew {
+            return held;
+        }
+        let fresh = self.token_for(i).await.ok();
+        if let Some(a) = guard(&self.clients).apps.get_mut(i) {
+            a.renewing = false;
+        }
+        fresh.or(held)
+    }
+
+    /// A random application (never the wrong-secret one) with an API it may call; a few
+    /// draws, so the pick stays cheap however many applications there are.
+    fn pick_app(&self) -> Option<(usize, usize)> {
         let n = guard(&self.clients).apps.len() as u64;
-        let soon = self.d.now_ms() + 60_000;
         for _ in 0..8 {
             let i = self.d.rng().below(n) as usize;
             let c = guard(&self.clients);
-            if !with_token || c.apps.get(i)?.tokens.iter().any(|t| t.1 > soon) {
-                return Some(i);
+            if Some(i) == c.probe_app {
+                continue;
             }
+            let apis: Vec<usize> = c.apps[i]
+                .apis
+                .iter()
+                .copied()
+                .filter(|&k| c.invokable(k))
+                .collect();
+            if apis.is_empty() {
+                continue;
+            }
+            let k = apis[self.d.rng().below(apis.len() as u64) as usize];
+            return Some((i, k));
         }
         None
     }
@@ -484,99 +591,225 @@ impl Run {
     async fn op(self: Arc<Self>, op: Op) {
         let started = self.d.now_us();
         let ok = match op {
-            Op::Publish => self.publish_one().await.is_ok(),
-            Op::Subscribe => {
-                let n = self.scenario.workload.applications.max(1) as u64;
-                let user = format!("consumer-{}", self.d.rng().below(n));
-                let apis = guard(&self.clients).apis.len() as u64;
-                let api = self.d.rng().below(apis) as usize;
-                self.new_app(&user, &[api]).await.is_ok()
+            Op::Publish => {
+                if self.d.rng().chance(self.lifecycle_share()) {
+                    self.lifecycle().await
+                } else {
+                    self.publish_one().await.is_ok()
+                }
             }
-            Op::Token => match self.pick_app(false) {
-                Some(i) => self.token_for(i).await.is_ok(),
-                None => return,
-            },
+            Op::Subscribe => self.subscribe().await,
+            Op::Token => {
+                let Some((i, _)) = self.pick_app() else {
+                    return;
+                };
+                let ok = self.token_for(i).await.is_ok();
+                self.clone().token_probes(i).await;
+                ok
+            }
             Op::Invoke => {
                 self.invoke().await;
                 return;
             }
-            Op::Revoke => {
-                let Some(i) = self.pick_app(true) else {
-                    return;
-                };
-                self.revoke(i).await
-            }
+            Op::Revoke => match self.revoke().await {
+                Some(ok) => ok,
+                // No application holds a token to revoke: nothing was attempted.
+                None => return,
+            },
         };
         self.record(op, started, ok, u16::from(ok));
     }
 
+    /// The share of the publish flow's operations that change an API's lifecycle.
+    fn lifecycle_share(&self) -> f64 {
+        let w = &self.scenario.workload;
+        w.lifecycle_rate / (w.lifecycle_rate + w.publish_rate).max(f64::MIN_POSITIVE)
+    }
+
+    /// A new application subscribed to one API; now and then, an attempt on another
+    /// consumer's application, which the store must refuse.
+    async fn subscribe(&self) -> bool {
+        let n = self.scenario.workload.applications.max(1) as u64;
+        let user = format!("consumer-{}", self.d.rng().below(n));
+        let api = {
+            let c = guard(&self.clients);
+            let open: Vec<usize> = (0..c.apis.len()).filter(|&k| c.invokable(k)).collect();
+            if open.is_empty() {
+                return false;
+            }
+            open[self.d.rng().below(open.len() as u64) as usize]
+        };
+        let ok = self.new_app(&user, &[api]).await.is_ok();
+        if self.d.rng().chance(0.3) {
+            self.cross_tenant(&user, api).await;
+        }
+        ok
+    }
+
+    /// `user` tries to subscribe another consumer's application and to get its keys.
+    async fn cross_tenant(&self, user: &str, api: usize) {
+        let (victim, api_id) = {
+            let c = guard(&self.clients);
+            let others: Vec<&App> = c.apps.iter().filter(|a| a.owner != user).collect();
+            if others.is_empty() {
+                return;
+            }
+            let v = others[self.d.rng().below(others.len() as u64) as usize];
+            let Some(api) = c.apis.get(api) else {
+                return;
+            };
+            ((v.id.clone(), v.owner.clone()), api.id.clone())
+        };
+        let Ok(session) = self.login(user).await else {
+            return;
+        };
+        let sub = Request::new("POST", "/api/subscriptions")
+            .header("authorization", &bearer(&session))
+            .json(&json!({"application": victim.0, "api": api_id}));
+        let subscribed = self.client(Component::Store, sub).await;
+        let keys = Request::new("POST", &format!("/api/applications/{}/keys", victim.0))
+            .header("authorization", &bearer(&session));
+        let keyed = self.client(Component::Store, keys).await;
+        for (what, r) in [("subscribe", subscribed), ("get keys for", keyed)] {
+            if ok2xx(&r) {
+                self.violate(
+                    "safety",
+                    format!(
+                        "the store let {user} {what} application {} of {}",
+                        victim.0, victim.1
+                    ),
+                    Vec::new(),
+                );
+            }
+        }
+    }
+
+    /// After a token request: a wrong secret now and then (refused), and introspection of the
+    /// application's own token and of another's (which must not be called active).
+    async fn token_probes(self: Arc<Self>, i: usize) {
+        let now = self.d.now_ms();
+        let wrong = {
+            let mut c = guard(&self.clients);
+            let due = c
+                .last_wrong_secret_ms
+                .is_none_or(|t| now >= t + WRONG_SECRET_EVERY_MS);
+            match c.probe_app {
+                Some(p) if due => {
+                    c.last_wrong_secret_ms = Some(now);
+                    Some(c.apps[p].key.clone())
+                }
+                _ => None,
+            }
+        };
+        if let Some(key) = wrong {
+            let req = Request::new("POST", "/token")
+                .header("authorization", &basic(&key, "not-the-secret"))
+                .form(&[("grant_type", "client_credentials")]);
+            let r = self.client(Component::Gateway, req).await;
+            if r.as_ref().is_ok_and(|r| r.status == 200) {
+                self.violate(
+                    "safety",
+                    "a token was issued for a wrong client secret".into(),
+                    Vec::new(),
+                );
+            }
+        }
+        if !self.d.rng().chance(0.25) {
+            return;
+        }
+        let asks = {
+            let c = guard(&self.clients);
+            let Some(a) = c.apps.get(i) else {
+                return;
+            };
+            let j = self.d.rng().below(c.apps.len() as u64) as usize;
+            [Some(a), c.apps.get(j)]
+                .into_iter()
+                .flatten()
+                .filter_map(|b| b.token.as_ref().map(|t| t.token.clone()))
+                .map(|t| (a.id.clone(), a.key.clone(), a.secret.clone(), t))
+                .collect::<Vec<_>>()
+        };
+        for (app, key, secret, token) in asks {
+            let sent_ms = self.d.now_ms();
+            let req = Request::new("POST", "/introspect")
+                .header("authorization", &basic(&key, &secret))
+                .form(&[("token", &token)]);
+            let Ok(r) = self.client(Component::Gateway, req).await else {
+                continue;
+            };
+            let active = r.status == 200
+                && r.json_body()
+                    .is_some_and(|b| b["active"] == serde_json::Value::Bool(true));
+            if active {
+                let problem = guard(&self.clients).oracle.introspected_active(
+                    sent_ms,
+                    &secret::hash(&token),
+                    &app,
+                );
+                if let Some(p) = problem {
+                    self.violate("safety", p, Vec::new());
+                }
+            }
+        }
+    }
+
     /// An API call with a token and subscription of the workload's own (or, for a share of
-    /// them, a probe that must be refused).
+    /// them, a probe that must be refused). Every call the scenario asks for is an attempt:
+    /// one that cannot get a token has failed.
     async fn invoke(self: Arc<Self>) {
         let started = self.d.now_us();
         if self.d.rng().chance(PROBE_SHARE) {
             self.probe().await;
             return;
         }
-        let Some(i) = self.pick_app(true) else {
+        let Some((i, api)) = self.pick_app() else {
+            self.record(Op::Invoke, started, false, 0);
             return;
         };
-        let picked = {
-            let c = guard(&self.clients);
-            let a = &c.apps[i];
-            let k = self.d.rng().below(a.apis.len() as u64) as usize;
-            a.apis.get(k).and_then(|&api| {
-                let (id, ctx) = c.apis.get(api)?.clone();
-                let token = a.tokens.last()?.0.clone();
-                Some((token, a.last_hash.clone(), a.last_expires_ms, id, ctx))
-            })
-        };
-        let Some((token, hash, expires, api, ctx)) = picked else {
+        let Some(held) = self.usable_token(i).await else {
+            self.record(Op::Invoke, started, false, 0);
             return;
         };
-        let req = Request::new("GET", &format!("/{ctx}/v1/items"))
-            .header("authorization", &bearer(&token));
-        let r = self.client(Component::Gateway, req).await;
-        if let Ok(r) = &r {
-            self.check_acknowledged_invoke(r, &hash, expires, &api);
-        }
+        let r = self
+            .call_api(&held.token, Some(api), None, self.bounds())
+            .await;
         let status = r.as_ref().map_or(0, |r| r.status);
         self.record(Op::Invoke, started, status == 200, status);
     }
 
-    /// Revokes an application's oldest token, then probes every gateway with it once the
-    /// revocation bound has passed.
-    async fn revoke(self: &Arc<Self>, i: usize) -> bool {
-        let Some((app, key, secret, token, api)) = ({
+    /// Revokes an application's token in use, through the gateways as the flows table says.
+    /// The gateways the key manager told must refuse it at once; every gateway past the bound.
+    async fn revoke(self: &Arc<Self>) -> Option<bool> {
+        let (i, api, key, secret, held) = (0..8).find_map(|_| {
+            let (i, api) = self.pick_app()?;
             let c = guard(&self.clients);
             let a = &c.apps[i];
-            a.tokens.first().map(|t| {
-                let api = a
-                    .apis
-                    .first()
-                    .and_then(|&k| c.apis.get(k))
-                    .map(|x| x.1.clone());
-                (
-                    a.id.clone(),
-                    a.key.clone(),
-                    a.secret.clone(),
-                    t.0.clone(),
-                    api,
-                )
-            })
-        }) else {
-            return false;
-        };
+            let t = a.token.clone()?;
+            Some((i, api, a.key.clone(), a.secret.clone(), t))
+        })?;
+        Some(self.revoke_token(i, api, key, secret, held).await)
+    }
+
+    async fn revoke_token(
+        self: &Arc<Self>,
+        i: usize,
+        api: usize,
+        key: String,
+        secret: String,
+        held: Held,
+    ) -> bool {
         let req = Request::new("POST", "/revoke")
             .header("authorization", &basic(&key, &secret))
-            .form(&[("token", &token)]);
-        let Ok(r) = self.client(Component::KeyManager, req).await else {
+            .form(&[("token", &held.token)]);
+        let Ok(r) = self.client(Component::Gateway, req).await else {
             return false;
         };
         if r.status != 200 {
             return false;
         }
-        match self.d.storage.token_truth(&secret::hash(&token)) {
+        let acked_ms = self.d.now_ms();
+        match self.d.storage.token_truth(&held.hash) {
             Some((_, Some(_))) => {}
             _ => self.violate(
                 "safety",
@@ -584,43 +817,64 @@ impl Run {
                 Vec::new(),
             ),
         }
-        guard(&self.clients).apps[i].tokens.retain(|t| t.0 != token);
-        // Liveness of revocation: past the bound, no gateway serves the token.
-        if let Some(ctx) = api {
-            let run = self.clone();
-            self.d
-                .exec
-                .spawn(async move { run.probe_revoked(app, token, ctx).await });
+        {
+            let mut c = guard(&self.clients);
+            c.oracle.revoked(&held.hash, acked_ms);
+            if c.apps[i]
+                .token
+                .as_ref()
+                .is_some_and(|t| t.hash == held.hash)
+            {
+                c.apps[i].token = None;
+            }
+            c.revoked.push((held.clone(), i));
+            if c.revoked.len() > REVOKED_KEPT {
+                c.revoked.remove(0);
+            }
         }
+        let told = self.told(&missed(&r));
+        let run = self.clone();
+        self.d.exec.spawn(async move {
+            run.probe_revoked(held.token, api, told).await;
+        });
         true
     }
 
-    async fn probe_revoked(&self, app: String, token: String, ctx: String) {
+    /// Gateway nodes not named in `missed`.
+    fn told(&self, missed: &[String]) -> Vec<usize> {
+        self.gateway_nodes()
+            .into_iter()
+            .filter(|&g| !missed.contains(&self.d.plan.nodes[g].name))
+            .collect()
+    }
+
+    /// A revoked token: refused at once by the gateways told, and by every gateway once the
+    /// bound has passed.
+    async fn probe_revoked(&self, token: String, api: usize, told: Vec<usize>) {
+        // Told means told: a 200 now breaks the push's promise, within the bound or not.
+        let at_once = Bounds {
+            revocation_ms: 0,
+            ..self.bounds()
+        };
+        for g in told {
+            let _ = self.call_api(&token, Some(api), Some(g), at_once).await;
+        }
         self.d
             .exec
             .sleep(self.scenario.workload.revocation_bound_ms * 1000 + 1)
             .await;
-        let api_id = guard(&self.clients)
-            .apis
-            .iter()
-            .find(|a| a.1 == ctx)
-            .map(|a| a.0.clone());
         for g in self.gateway_nodes() {
-            let req = Request::new("GET", &format!("/{ctx}/v1/items"))
-                .header("authorization", &bearer(&token));
-            let from = self.d.node_place(g);
-            if let Ok(r) = self
-                .d
-                .send(
-                    from,
-                    Target::Node(g, Some(Peer::Gateway)),
-                    req,
-                    CLIENT_TIMEOUT_US,
-                )
-                .await
-            {
-                self.check_invoke(&r, &token, &app, api_id.as_deref());
-            }
+            let _ = self
+                .call_api(&token, Some(api), Some(g), self.bounds())
+                .await;
+        }
+    }
+
+    /// The bounds regular calls are judged by.
+    fn bounds(&self) -> Bounds {
+        Bounds {
+            revocation_ms: self.scenario.workload.revocation_bound_ms,
+            retirement_ms: NOT_JUDGED,
         }
     }
 
@@ -639,38 +893,147 @@ impl Run {
             .collect()
     }
 
-    /// An invoke that must be refused: an unsubscribed API, an unpublished one, a made-up token.
-    async fn probe(&self) {
-        let Some(i) = self.pick_app(true) else {
+    /// Updates, deprecates or retires an API (never the first, nor below two callable ones).
+    /// A retirement must be enforced at once by the gateways the publisher told.
+    async fn lifecycle(self: &Arc<Self>) -> bool {
+        let picked = {
+            let c = guard(&self.clients);
+            let open: Vec<usize> = (1..c.apis.len()).filter(|&k| c.invokable(k)).collect();
+            if open.is_empty() {
+                None
+            } else {
+                let k = open[self.d.rng().below(open.len() as u64) as usize];
+                let may_retire = open.len() >= 2;
+                Some((
+                    k,
+                    c.apis[k].id.clone(),
+                    c.apis[k].state,
+                    may_retire,
+                    c.provider.clone(),
+                ))
+            }
+        };
+        let Some((k, id, state, may_retire, session)) = picked else {
+            return false;
+        };
+        let action = match (state, self.d.rng().below(2)) {
+            (_, 0) => "update",
+            (Lifecycle::Published, _) => "deprecate",
+            _ if may_retire => "retire",
+            _ => "update",
+        };
+        let req = match action {
+            "update" => Request::new("PUT", &format!("/api/apis/{id}"))
+                .json(&json!({"description": format!("changed at {} ms", self.d.now_ms())})),
+            a => Request::new("POST", &format!("/api/apis/{id}/{a}")),
+        }
+        .header("authorization", &bearer(&session));
+        if action == "retire" {
+            // The workload stops calling it before asking: a call in flight is not a probe.
+            guard(&self.clients).apis[k].state = Lifecycle::Retiring;
+        }
+        let Ok(r) = self.client(Component::Publisher, req).await else {
+            return false;
+        };
+        if r.status != 200 {
+            return false;
+        }
+        let now = self.d.now_ms();
+        match action {
+            "deprecate" => {
+                let mut c = guard(&self.clients);
+                if c.apis[k].state == Lifecycle::Published {
+                    c.apis[k].state = Lifecycle::Deprecated;
+                }
+            }
+            "retire" => {
+                guard(&self.clients).oracle.retired(&id, now);
+                let told = self.told(&missed(&r));
+                let run = self.clone();
+                self.d
+                    .exec
+                    .spawn(async move { run.probe_retired(k, told).await });
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// Calls a retired API with a subscribed application's token on each gateway in `on`:
+    /// any 200 sent after the retirement was acknowledged is a violation.
+    async fn probe_retired(&self, api: usize, on: Vec<usize>) {
+        let app = {
+            let c = guard(&self.clients);
+            (0..c.apps.len()).find(|&j| Some(j) != c.probe_app && c.apps[j].apis.contains(&api))
+        };
+        let Some(i) = app else {
             return;
         };
-        let kind = self.d.rng().below(3);
-        let (app, token, target) = {
+        let Some(held) = self.usable_token(i).await else {
+            return;
+        };
+        let at_once = Bounds {
+            retirement_ms: 0,
+            ..self.bounds()
+        };
+        for g in on {
+            let _ = self
+                .call_api(&held.token, Some(api), Some(g), at_once)
+                .await;
+        }
+    }
+
+    /// An invoke that must be refused: an unsubscribed API, an unpublished one, a forged, a
+    /// truncated, an expired or a revoked token on an API the application is subscribed to.
+    async fn probe(&self) {
+        let Some((i, api)) = self.pick_app() else {
+            return;
+        };
+        let now = self.d.now_ms();
+        let kind = self.d.rng().below(6);
+        let (token, target) = {
             let c = guard(&self.clients);
             let a = &c.apps[i];
-            let token = a.tokens.last().map(|t| t.0.clone()).unwrap_or_default();
-            let unsubscribed = (0..c.apis.len())
-                .find(|k| !a.apis.contains(k))
-                .map(|k| c.apis[k].clone());
-            let target = match kind {
-                0 => unsubscribed.map(|(id, ctx)| (Some(id), ctx)),
-                _ => Some((Some(c.draft.clone()), "sim-draft".to_string())),
-            };
-            (a.id.clone(), token, target)
+            let current = a.token.as_ref().map(|t| t.token.clone());
+            match kind {
+                0 => {
+                    let unsubscribed = (0..c.apis.len()).find(|&k| {
+                        c.invokable(k) && !c.oracle.is_subscribing(&a.id, &c.apis[k].id)
+                    });
+                    (current, unsubscribed.map(Some))
+                }
+                1 => (current, Some(None)),
+                2 => (current.map(|t| format!("{t}x")), Some(Some(api))),
+                3 => (
+                    current.map(|t| t[..t.len().saturating_sub(1)].to_string()),
+                    Some(Some(api)),
+                ),
+                4 => (
+                    a.old
+                        .iter()
+                        .find(|t| t.expires_ms <= now)
+                        .map(|t| t.token.clone()),
+                    Some(Some(api)),
+                ),
+                _ => {
+                    let revoked = c.revoked.iter().find(|(_, j)| *j == i).or(c.revoked.last());
+                    match revoked {
+                        Some((t, j)) => {
+                            let k = c.apps[*j].apis.iter().copied().find(|&k| c.invokable(k));
+                            (Some(t.token.clone()), k.map(Some))
+                        }
+                        None => (None, None),
+                    }
+                }
+            }
         };
-        let Some((api, ctx)) = target else {
-            return;
-        };
-        let token = if kind == 2 {
-            format!("{token}-forged")
-        } else {
-            token
-        };
-        let req = Request::new("GET", &format!("/{ctx}/v1/items"))
-            .header("authorization", &bearer(&token));
-        if let Ok(r) = self.client(Component::Gateway, req).await {
-            let api = if ctx == "sim-draft" { None } else { api };
-            self.check_invoke(&r, &token, &app, api.as_deref());
+        // Revoked tokens go half the time straight to one gateway node, as a client that
+        // resolved one would: a gateway the balancer has not taken back yet is probed too.
+        let gateways = self.gateway_nodes();
+        let direct = (kind == 5 && self.d.rng().chance(0.5))
+            .then(|| gateways[self.d.rng().below(gateways.len() as u64) as usize]);
+        if let (Some(token), Some(api)) = (token, target) {
+            let _ = self.call_api(&token, api, direct, self.bounds()).await;
         }
     }
 
@@ -816,7 +1179,7 @@ impl Run {
     }
 
     /// Liveness: every acknowledged API answers through every gateway node, with a fresh
-    /// application subscribed to all of them.
+    /// application subscribed to all of them; and no gateway still routes a retired one.
     async fn liveness(self: Arc<Self>) {
         let user = "consumer-liveness";
         let creds = json!({"username": user, "password": CONSUMER_PASSWORD});
@@ -826,55 +1189,42 @@ impl Run {
                 Request::new("POST", "/api/signup").json(&creds),
             )
             .await;
-        let all: Vec<usize> = (0..guard(&self.clients).apis.len()).collect();
+        let (open, retired): (Vec<usize>, Vec<usize>) = {
+            let c = guard(&self.clients);
+            let open = (0..c.apis.len()).filter(|&k| c.invokable(k)).collect();
+            let retired = (0..c.apis.len())
+                .filter(|&k| c.oracle.retired_at(&c.apis[k].id).is_some())
+                .collect();
+            (open, retired)
+        };
         let deadline = self.d.now_us() + LIVENESS_MS * 1000;
-        loop {
-            let ready = match self.new_app(user, &all).await {
+        let held = loop {
+            let ready = match self.new_app(user, &open).await {
                 Ok(app) => self.token_for(app).await,
                 Err(e) => Err(e),
             };
             match ready {
-                Ok(()) => break,
+                Ok(held) => break held,
                 Err(e) if self.d.now_us() >= deadline => {
                     self.violate("liveness", format!("after the faults healed, a consumer still cannot subscribe and get a token: {e}"), Vec::new());
                     return;
                 }
                 Err(_) => self.d.exec.sleep(1_000_000).await,
             }
-        }
-        let (app, token, apis) = {
-            let c = guard(&self.clients);
-            let Some(a) = c.apps.last() else {
-                return;
-            };
-            let token = a.tokens.last().map(|t| t.0.clone()).unwrap_or_default();
-            (a.id.clone(), token, c.apis.clone())
         };
         for g in self.gateway_nodes() {
             let name = self.d.plan.nodes[g].name.clone();
-            for (id, ctx) in &apis {
+            for &k in &open {
                 loop {
-                    let req = Request::new("GET", &format!("/{ctx}/v1/items"))
-                        .header("authorization", &bearer(&token));
-                    let from = self.d.node_place(g);
                     let r = self
-                        .d
-                        .send(
-                            from,
-                            Target::Node(g, Some(Peer::Gateway)),
-                            req,
-                            CLIENT_TIMEOUT_US,
-                        )
+                        .call_api(&held.token, Some(k), Some(g), self.bounds())
                         .await;
-                    if let Ok(r) = &r {
-                        self.check_invoke(r, &token, &app, Some(id));
-                    }
                     if r.as_ref().is_ok_and(|r| r.status == 200) {
                         break;
                     }
                     if self.d.now_us() >= deadline {
-                        let got =
-                            r.map_or_else(|e| e.to_string(), |r| format!("status {}", r.status));
+                        let ctx = guard(&self.clients).apis[k].context.clone();
+                        let got = r.map_or_else(|e| e, |r| format!("status {}", r.status));
                         self.violate(
                             "liveness",
                             format!("after the faults healed, API /{ctx}/v1 is still not invokable through {name} ({got})"),
@@ -885,6 +1235,10 @@ impl Run {
                     self.d.exec.sleep(1_000_000).await;
                 }
             }
+        }
+        let all = self.gateway_nodes();
+        for k in retired {
+            self.probe_retired(k, all.clone()).await;
         }
     }
 }
@@ -897,7 +1251,13 @@ pub fn window_ms(duration_ms: u64) -> u64 {
 /// Runs a scenario on a plan.
 pub fn simulate(plan: &Plan, scenario: &Scenario, options: &Options) -> Outcome {
     let mut exec = Executor::default();
-    let d = Deployment::new(plan.clone(), exec.handle(), options.seed, options.defects);
+    let d = Deployment::new(
+        plan.clone(),
+        exec.handle(),
+        options.seed,
+        options.defects,
+        scenario.workload.token_lifetime_ms,
+    );
     for i in 0..plan.nodes.len() {
         d.start(i);
     }
@@ -959,7 +1319,8 @@ pub fn simulate(plan: &Plan, scenario: &Scenario, options: &Options) -> Outcome 
         }
         let w = &scenario.workload;
         for (op, rate) in [
-            (Op::Publish, w.publish_rate),
+            // Lifecycle changes are operations of the publish flow.
+            (Op::Publish, w.publish_rate + w.lifecycle_rate),
             (Op::Subscribe, w.subscribe_rate),
             (Op::Token, w.token_rate),
             (Op::Invoke, w.invoke_rate),

@@ -22,8 +22,12 @@ pub struct Workload {
     pub token_rate: f64,
     pub invoke_rate: f64,
     pub revoke_rate: f64,
+    /// API updates, deprecations and retirements, per second.
+    pub lifecycle_rate: f64,
     /// How long a revoked token may still work after its revocation was acknowledged.
     pub revocation_bound_ms: u64,
+    /// How long the key manager's access tokens live (clients renew theirs before then).
+    pub token_lifetime_ms: u64,
 }
 
 impl Default for Workload {
@@ -37,7 +41,9 @@ impl Default for Workload {
             token_rate: 2.0,
             invoke_rate: 200.0,
             revoke_rate: 0.2,
+            lifecycle_rate: 0.1,
             revocation_bound_ms: 1_000,
+            token_lifetime_ms: apim_components::keymanager::TOKEN_MS,
         }
     }
 }
@@ -200,7 +206,9 @@ struct RawWorkload {
     token_rate: Option<toml::Spanned<f64>>,
     invoke_rate: Option<toml::Spanned<f64>>,
     revoke_rate: Option<toml::Spanned<f64>>,
+    lifecycle_rate: Option<toml::Spanned<f64>>,
     revocation_bound: Option<toml::Spanned<toml::Value>>,
+    token_lifetime: Option<toml::Spanned<toml::Value>>,
 }
 
 const WORKLOAD_KEYS: &[&str] = &[
@@ -212,7 +220,9 @@ const WORKLOAD_KEYS: &[&str] = &[
     "token_rate",
     "invoke_rate",
     "revoke_rate",
+    "lifecycle_rate",
     "revocation_bound",
+    "token_lifetime",
 ];
 
 fn span(r: std::ops::Range<usize>) -> Span {
@@ -231,22 +241,54 @@ pub fn duration_ms(v: &toml::Value) -> Result<u64, String> {
     }
 }
 
-/// `"250ms"`, `"10s"`, `"2m"`, `"1h"`; a bare number is seconds.
+/// `"250ms"`, `"10s"`, `"2m"`, `"1h"`, or parts of them from the largest unit down
+/// (`"1m30s"`, `"1h5m"`, `"2s500ms"`); a bare number is seconds.
 pub fn parse_duration(t: &str) -> Result<u64, String> {
     let t = t.trim();
-    let (num, unit) = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((t, ""), |i| t.split_at(i));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{t}` is not a duration"))?;
-    let scale = match unit.trim() {
-        "ms" => 1.0,
-        "s" | "" => 1_000.0,
-        "m" | "min" => 60_000.0,
-        "h" => 3_600_000.0,
-        u => return Err(format!("unknown unit `{u}` in `{t}`")),
-    };
+    if t.is_empty() {
+        return Err("an empty string is not a duration".into());
+    }
+    if let Ok(n) = t.parse::<f64>() {
+        return to_ms(n, 1_000.0, t);
+    }
+    let mut rest = t;
+    let mut total = 0u64;
+    let mut last_scale = f64::INFINITY;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(|| format!("`{t}` ends without a unit (ms, s, m or h)"))?;
+        let (num, after) = rest.split_at(num_end);
+        let unit_end = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_end);
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("`{t}` is not a duration"))?;
+        let scale = match unit.trim() {
+            "ms" => 1.0,
+            "s" => 1_000.0,
+            "m" | "min" => 60_000.0,
+            "h" => 3_600_000.0,
+            u => return Err(format!("unknown unit `{u}` in `{t}` (use ms, s, m or h)")),
+        };
+        if scale >= last_scale {
+            return Err(format!(
+                "`{t}`: write the parts from the largest unit down, each once (e.g. \"1m30s\")"
+            ));
+        }
+        last_scale = scale;
+        total = total.saturating_add(to_ms(n, scale, t)?);
+        rest = next;
+    }
+    if total as f64 > 1e12 {
+        return Err(format!("`{t}` is out of range"));
+    }
+    Ok(total)
+}
+
+fn to_ms(n: f64, scale: f64, t: &str) -> Result<u64, String> {
     let ms = n * scale;
     if !ms.is_finite() || !(0.0..=1e12).contains(&ms) {
         return Err(format!("`{t}` is out of range"));
@@ -254,16 +296,28 @@ pub fn parse_duration(t: &str) -> Result<u64, String> {
     Ok(ms.round() as u64)
 }
 
-/// Formats milliseconds the way scenarios write them.
+/// Formats milliseconds the way scenarios write them: `"1h"`, `"1m30s"`, `"2s500ms"`.
 pub fn format_ms(ms: u64) -> String {
-    if ms.is_multiple_of(3_600_000) && ms > 0 {
-        format!("{}h", ms / 3_600_000)
-    } else if ms.is_multiple_of(60_000) && ms > 0 {
-        format!("{}m", ms / 60_000)
-    } else if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut s = String::new();
+    let mut rest = ms;
+    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)] {
+        if rest >= size {
+            let _ = write!(s, "{}{unit}", rest / size);
+            rest %= size;
+        }
+    }
+    s
+}
+
+/// A probability as a percentage: `30%`, `0.5%`.
+pub fn format_share(permille: u32) -> String {
+    if permille.is_multiple_of(10) {
+        format!("{}%", permille / 10)
     } else {
-        format!("{ms}ms")
+        format!("{}.{}%", permille / 10, permille % 10)
     }
 }
 
@@ -298,6 +352,26 @@ impl Reader<'_> {
                 default
             }
         }
+    }
+
+    /// A token lifetime: whole seconds, at least one.
+    fn lifetime(&mut self, v: &Option<toml::Spanned<toml::Value>>, default: u64) -> u64 {
+        let ms = self.duration(v, default);
+        if ms < 1000 || !ms.is_multiple_of(1000) {
+            if let Some(v) = v {
+                self.error(
+                    &codes::INVALID_VALUE,
+                    format!(
+                        "a token lifetime is whole seconds, at least 1s, not {}",
+                        format_ms(ms)
+                    ),
+                    span(v.span()),
+                    "this lifetime",
+                );
+            }
+            return default;
+        }
+        ms
     }
 
     fn count(&mut self, v: &Option<toml::Spanned<i64>>, default: usize, max: i64) -> usize {
@@ -346,7 +420,9 @@ impl Reader<'_> {
             token_rate: self.rate(&raw.token_rate, d.token_rate),
             invoke_rate: self.rate(&raw.invoke_rate, d.invoke_rate),
             revoke_rate: self.rate(&raw.revoke_rate, d.revoke_rate),
+            lifecycle_rate: self.rate(&raw.lifecycle_rate, d.lifecycle_rate),
             revocation_bound_ms: self.duration(&raw.revocation_bound, d.revocation_bound_ms),
+            token_lifetime_ms: self.lifetime(&raw.token_lifetime, d.token_lifetime_ms),
         }
     }
 
@@ -656,6 +732,7 @@ impl Scenario {
             ("token_rate", w.token_rate),
             ("invoke_rate", w.invoke_rate),
             ("revoke_rate", w.revoke_rate),
+            ("lifecycle_rate", w.lifecycle_rate),
         ] {
             let _ = writeln!(s, "{k} = {v:?}");
         }
@@ -664,6 +741,7 @@ impl Scenario {
             "revocation_bound = \"{}\"",
             format_ms(w.revocation_bound_ms)
         );
+        let _ = writeln!(s, "token_lifetime = \"{}\"", format_ms(w.token_lifetime_ms));
         for f in &self.faults {
             s.push_str("\n[[faults]]\n");
             let _ = writeln!(s, "kind = \"{}\"", f.kind.name());
@@ -768,7 +846,11 @@ impl FaultKind {
                 one_way,
                 rate_permille,
             } => {
-                format!("loss {}‰ {from} {} {to}", rate_permille, arrow(one_way))
+                format!(
+                    "loss {} {from} {} {to}",
+                    format_share(*rate_permille),
+                    arrow(one_way)
+                )
             }
         }
     }

@@ -6,6 +6,7 @@ use crate::exec::Handle;
 use crate::rng::Rng;
 use apim_compiler::plan::{NodePlan, Peer as PlanPeer, PeerPath, Plan, RouteListener};
 use apim_components::balancer::{self, Pool};
+pub use apim_components::defects::{Defect, Defects};
 use apim_components::gateway::{RECONCILE_MS, REVOCATIONS_MS};
 use apim_components::mem::{MemStorage, Role};
 use apim_components::node::InternalRoute;
@@ -215,12 +216,7 @@ pub struct Deployment {
     nodes: Vec<Mutex<Option<NodeState>>>,
     balancers: Vec<BalancerState>,
     defects: Defects,
-}
-
-/// Deliberate defects for tests of the simulator itself.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Defects {
-    pub gateway_skips_subscription_check: bool,
+    token_ms: u64,
 }
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -230,7 +226,15 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 type Reply<'a> = Pin<Box<dyn Future<Output = Result<Response, CallError>> + Send + 'a>>;
 
 impl Deployment {
-    pub fn new(plan: Plan, exec: Handle, seed: u64, defects: Defects) -> Arc<Deployment> {
+    /// A deployment of `plan`: its randomness from `seed`, with deliberate `defects` (the
+    /// simulator's own tests) and access tokens that live `token_ms`.
+    pub fn new(
+        plan: Plan,
+        exec: Handle,
+        seed: u64,
+        defects: Defects,
+        token_ms: u64,
+    ) -> Arc<Deployment> {
         let firewall = Firewall::new(&plan);
         let mut db_nets = BTreeMap::new();
         for d in &plan.databases {
@@ -290,7 +294,7 @@ impl Deployment {
         Arc::new(Deployment {
             exec,
             plan,
-            storage: MemStorage::default(),
+            storage: MemStorage::with_defects(defects),
             rng: Mutex::new(Rng::new(seed)),
             faults: Mutex::default(),
             node_ids,
@@ -303,6 +307,7 @@ impl Deployment {
             nodes,
             balancers,
             defects,
+            token_ms,
         })
     }
 
@@ -414,9 +419,6 @@ impl Deployment {
             })
             .collect();
         let node = Arc::new(Node::with_internal(&plan.name, components, internal));
-        if self.defects.gateway_skips_subscription_check {
-            node.gateway.break_subscription_check();
-        }
         let world = Arc::new(SimWorld::new(self.clone(), i));
         let incarnation = {
             let mut slot = guard(&self.nodes[i]);
@@ -791,6 +793,12 @@ impl World for SimWorld {
     }
     fn now_ms(&self) -> u64 {
         self.d.now_ms()
+    }
+    fn token_ms(&self) -> u64 {
+        self.d.token_ms
+    }
+    fn defects(&self) -> Defects {
+        self.d.defects
     }
     async fn sleep(&self, ms: u64) {
         self.d.exec.sleep(ms * 1000).await;

@@ -6,7 +6,7 @@ use apim_sim::report::{FlowEffect, Verdict, effect, grace_ms};
 use apim_sim::run::{Options, Outcome, simulate};
 use apim_sim::scenario::{Fault, FaultKind, Scenario, Workload};
 use apim_sim::stats::Op;
-use apim_sim::world::Defects;
+use apim_sim::world::{Defect, Defects};
 
 fn plan(pattern: &str) -> Plan {
     let p = apim_patterns::find(pattern).expect("pattern");
@@ -155,9 +155,7 @@ fn an_apim_database_outage_stops_new_tokens_while_cached_validations_go_on_until
 fn a_gateway_that_skips_the_subscription_check_is_caught_and_the_failure_shrinks() {
     let plan = plan("clustered-external-store");
     let options = Options {
-        defects: Defects {
-            gateway_skips_subscription_check: true,
-        },
+        defects: Defects::of(Defect::SubscriptionSkipped),
         ..Options::default()
     };
     let base = Scenario {
@@ -226,4 +224,95 @@ fn an_expired_certificate_takes_its_node_out_until_renewed_and_the_matrix_agrees
         .count();
     assert_eq!(expiries, plan.nodes.len() + plan.balancers.len());
     assert_eq!(m.findings, Vec::<String>::new());
+}
+
+#[test]
+fn a_gateway_that_missed_a_revocation_does_not_trust_its_cache_through_a_database_outage() {
+    // The gateway is cut off while revocations are acknowledged (their push misses it), comes
+    // back, and the apim database is down for a second just then: the key manager answers
+    // the catch-up `database_unavailable`. The gateway's trust had lapsed while it was cut
+    // off, so that answer does not restore it, and no revoked token outlives the bound.
+    let plan = plan("clustered-external-store");
+    for seed in 0..8 {
+        let scenario = Scenario {
+            workload: Workload {
+                revoke_rate: 4.0,
+                ..workload(30_000)
+            },
+            faults: vec![
+                Fault {
+                    at_ms: 10_000,
+                    for_ms: Some(5_000),
+                    kind: FaultKind::Isolate {
+                        node: "gateway-1".into(),
+                    },
+                },
+                Fault {
+                    at_ms: 15_000,
+                    for_ms: Some(1_000),
+                    kind: FaultKind::DatabaseOutage {
+                        database: "apim".into(),
+                    },
+                },
+            ],
+        };
+        let out = simulate(
+            &plan,
+            &scenario,
+            &Options {
+                seed,
+                ..Options::default()
+            },
+        );
+        assert_eq!(out.violations, Vec::new(), "seed {seed}");
+    }
+}
+
+#[test]
+fn a_faults_after_ends_where_the_next_fault_starts() {
+    // A gateway crash, then ten minutes later a partition that breaks subscribe: the crash's
+    // "after" must not count the partition's failures.
+    let plan = plan("external-store");
+    let scenario = Scenario {
+        workload: workload(900_000),
+        faults: vec![
+            Fault {
+                at_ms: 10_000,
+                for_ms: Some(20_000),
+                kind: FaultKind::Crash {
+                    node: "gateway-1".into(),
+                },
+            },
+            Fault {
+                at_ms: 630_000,
+                for_ms: Some(60_000),
+                kind: FaultKind::Partition {
+                    from: "external".into(),
+                    to: "internal".into(),
+                    one_way: false,
+                },
+            },
+        ],
+    };
+    let out = simulate(&plan, &scenario, &Options::default());
+    assert_eq!(out.violations, Vec::new());
+    let report = apim_sim::report::Report::new(&plan, &scenario, 0, "", out);
+    let crash = &report.faults[0];
+    for f in &crash.flows {
+        assert_eq!(f.after, Some(1.0), "{}: {:?}", f.flow, f);
+    }
+    // Only flows the crash hurt say when they recovered.
+    for f in &crash.flows {
+        assert_eq!(
+            f.recovered_after_ms.is_some(),
+            matches!(f.verdict, Verdict::Broken | Verdict::Degraded),
+            "{f:?}"
+        );
+    }
+    let partition = &report.faults[1];
+    assert!(
+        partition.flows.iter().any(|f| f.verdict == Verdict::Broken),
+        "{:?}",
+        partition.flows
+    );
 }

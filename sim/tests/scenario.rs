@@ -153,3 +153,36 @@ fn each_mistake_has_its_code() {
         ["S002", "S002"]
     );
 }
+
+#[test]
+fn durations_read_in_parts_and_print_the_way_they_are_read() {
+    use apim_sim::scenario::{format_ms, parse_duration};
+    for (text, ms) in [
+        ("1m30s", 90_000),
+        ("1h5m", 3_900_000),
+        ("2s500ms", 2_500),
+        ("250ms", 250),
+        ("10", 10_000),
+        ("1.5s", 1_500),
+        ("2m", 120_000),
+    ] {
+        assert_eq!(parse_duration(text), Ok(ms), "{text}");
+        assert_eq!(parse_duration(&format_ms(ms)), Ok(ms), "{}", format_ms(ms));
+    }
+    assert_eq!(format_ms(90_000), "1m30s");
+    assert_eq!(format_ms(0), "0s");
+    for bad in ["", "1x", "30s1m", "1m1m", "s", "1m30"] {
+        assert!(parse_duration(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn loss_is_described_in_percent() {
+    let k = apim_sim::scenario::FaultKind::Loss {
+        from: "a".into(),
+        to: "b".into(),
+        one_way: false,
+        rate_permille: 300,
+    };
+    assert_eq!(k.describe(), "loss 30% a <-> b");
+}

@@ -218,7 +218,7 @@ pub static FLOWS: &[Hop] = &[
         Invoke,
         C(Application),
         N(Gateway),
-        "API calls and /token",
+        "API calls, /token, /revoke, /introspect",
         Balanced(External),
     ),
     hop(
@@ -230,6 +230,8 @@ pub static FLOWS: &[Hop] = &[
     )
     .internal(&[
         "POST /token",
+        "POST /revoke",
+        "POST /introspect",
         "POST /internal/validate",
         "POST /internal/revocations",
     ]),

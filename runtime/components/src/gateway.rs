@@ -4,6 +4,7 @@
 //! Its routing table follows publish notifications and is reconciled from the registry at
 //! start and periodically; revocation notifications drop cached tokens at once.
 
+use crate::defects::Defect;
 use crate::http::{Request, Response, bearer, body, decode_cow};
 use crate::keymanager::Validate;
 use crate::secret;
@@ -29,8 +30,12 @@ const REVOCATIONS_OVERLAP_MS: u64 = 5_000;
 /// outlives the revocation bound (1 s) on a gateway that missed the notification.
 pub const CACHE_TRUST_MS: u64 = 800;
 /// The key manager's answer to a catch-up when its database is down: no revocation can be
-/// acknowledged then, so the cache stays trusted.
+/// acknowledged then, so a cache trusted up to now stays trusted. A cache whose trust had
+/// lapsed (the gateway was cut off) is not trusted again by it: revocations acknowledged while
+/// the gateway was cut off are in the database it cannot read.
 pub const NO_REVOCATIONS_POSSIBLE: &str = "database_unavailable";
+/// The key manager's endpoints that clients reach through the gateway.
+pub const OAUTH_PATHS: &[&str] = &["/token", "/revoke", "/introspect"];
 
 #[derive(Clone, Debug)]
 struct Cached {
@@ -52,8 +57,9 @@ struct State {
     revocations_seen_ms: Option<u64>,
     /// This gateway's time when the last successful catch-up was asked for.
     trusted_since_ms: Option<u64>,
-    /// A test-only defect: serve subscribed or not (the simulator must catch it).
-    skip_subscription_check: bool,
+    /// Tokens this gateway heard were revoked, and when: a validation that was in flight when
+    /// the revocation arrived must not put the token back in the cache.
+    revoked: BTreeMap<[u8; 32], u64>,
 }
 
 #[derive(Deserialize)]
@@ -100,8 +106,11 @@ impl Gateway {
             .collect()
     }
 
-    fn apply(&self, api: Api) {
+    fn apply(&self, world: &impl World, api: Api) {
         let mut s = self.state();
+        if !api.state.invokable() && world.defects().has(Defect::RetiredRouted) {
+            return;
+        }
         for versions in s.routes.values_mut() {
             versions.retain(|_, a| a.id != api.id);
         }
@@ -125,8 +134,14 @@ impl Gateway {
 
     /// Replaces the routing table with the registry's published APIs.
     pub async fn reconcile(&self, world: &impl World) -> Result<usize, String> {
+        if world.defects().has(Defect::ReconcileDisabled) {
+            return Ok(self.route_count());
+        }
         let apis = world.storage().registered().await.map_err(|e| e.0)?;
         let mut routes: BTreeMap<String, BTreeMap<String, Arc<Api>>> = BTreeMap::new();
+        if world.defects().has(Defect::RetiredRouted) {
+            routes = self.state().routes.clone();
+        }
         for a in apis.into_iter().filter(|a| a.state.invokable()) {
             routes
                 .entry(a.context.clone())
@@ -158,13 +173,24 @@ impl Gateway {
                 .json_body()
                 .is_some_and(|b| b["error"] == NO_REVOCATIONS_POSSIBLE)
         {
-            self.state().trusted_since_ms = Some(asked_ms);
-            return Ok(0);
+            let mut s = self.state();
+            let trusted = s
+                .trusted_since_ms
+                .is_some_and(|t| asked_ms < t + CACHE_TRUST_MS);
+            if trusted {
+                s.trusted_since_ms = Some(asked_ms);
+                return Ok(0);
+            }
+            return Err(
+                "the key manager cannot read revocations, and this gateway missed some".into(),
+            );
         }
         if answer.status != 200 {
             return Err(format!("the key manager answered {}", answer.status));
         }
         let r: Revocations = serde_json::from_slice(&answer.body).map_err(|e| e.to_string())?;
+        let now = world.now_ms();
+        let apply = !world.defects().has(Defect::CatchUpNotApplied);
         let mut s = self.state();
         let mut dropped = 0;
         for h in r
@@ -172,7 +198,7 @@ impl Gateway {
             .iter()
             .filter_map(|h| secret::digest_of_hash(h))
         {
-            if s.cache.remove(&h).is_some() {
+            if apply && s.forget(h, now) {
                 dropped += 1;
             }
         }
@@ -180,25 +206,27 @@ impl Gateway {
         s.trusted_since_ms = Some(asked_ms);
         // Entries past their time can never answer again: drop them here rather than keep
         // them until the cache is full.
-        let now = world.now_ms();
         s.cache
             .retain(|_, c| now < c.expires_ms && now < c.cached_ms + CACHE_MS);
+        s.revoked.retain(|_, at| now < *at + CACHE_MS);
         Ok(dropped)
     }
 
     pub async fn handle(&self, world: &impl World, req: Request) -> Response {
         match (req.method.as_str(), req.path.as_str()) {
-            (_, "/token") => match world.call(Peer::KeyManager, req).await {
-                Ok(r) => r,
-                Err(e) => Response::error(
-                    503,
-                    "unavailable",
-                    format!("the key manager cannot be reached: {e}"),
-                ),
-            },
+            (_, path) if OAUTH_PATHS.contains(&path) => {
+                match world.call(Peer::KeyManager, req).await {
+                    Ok(r) => r,
+                    Err(e) => Response::error(
+                        503,
+                        "unavailable",
+                        format!("the key manager cannot be reached: {e}"),
+                    ),
+                }
+            }
             ("POST", "/internal/apis") => match body::<Api>(&req) {
                 Ok(api) => {
-                    self.apply(api);
+                    self.apply(world, api);
                     Response::json(200, &json!({ "routes": self.route_count() }))
                 }
                 Err(r) => r,
@@ -206,7 +234,7 @@ impl Gateway {
             ("POST", "/internal/revoked") => match body::<Revoked>(&req) {
                 Ok(r) => {
                     if let Some(d) = secret::digest_of_hash(&r.token_hash) {
-                        self.state().cache.remove(&d);
+                        self.state().forget(d, world.now_ms());
                     }
                     Response::new(200)
                 }
@@ -315,7 +343,12 @@ impl Gateway {
 
     /// Checks a token and its subscription to `api`, from the cache when it can answer.
     async fn authorize(&self, world: &impl World, token: &str, api: &str) -> Result<(), Response> {
-        let hash = secret::digest(token);
+        let defects = world.defects();
+        let hash = if defects.has(Defect::SuffixAccepted) {
+            secret::digest(token.get(..64).unwrap_or(token))
+        } else {
+            secret::digest(token)
+        };
         let now = world.now_ms();
         let cached = {
             let s = self.state();
@@ -324,7 +357,7 @@ impl Gateway {
                 .get(&hash)
                 .filter(|c| trusted && now < c.expires_ms && now < c.cached_ms + CACHE_MS)
                 .and_then(|c| c.subscriptions.get(api).copied())
-                .map(|sub| sub || s.skip_subscription_check)
+                .map(|sub| sub || defects.has(Defect::SubscriptionSkipped))
         };
         if let Some(subscribed) = cached {
             return decide(true, subscribed);
@@ -374,9 +407,13 @@ impl Gateway {
                 ));
             }
         };
-        let skip = self.state().skip_subscription_check;
+        let skip = world.defects().has(Defect::SubscriptionSkipped);
         if v.active {
             let mut s = self.state();
+            if s.revoked.contains_key(&hash) {
+                // Revoked while the key manager was answering: its answer is already stale.
+                return decide(false, false);
+            }
             if s.cache.len() >= CACHE_MAX && !s.cache.contains_key(&hash) {
                 evict(&mut s.cache, now);
             }
@@ -396,12 +433,24 @@ impl Gateway {
         }
         decide(v.active, v.subscribed || skip)
     }
+}
 
-    /// Turns on a deliberate defect — the gateway stops checking subscriptions — so tests can
-    /// show the simulator's safety invariant catches it. Nothing outside tests calls this.
-    #[doc(hidden)]
-    pub fn break_subscription_check(&self) {
-        self.state().skip_subscription_check = true;
+impl State {
+    /// Drops a revoked token from the cache and remembers it for a while; true when it was
+    /// cached.
+    fn forget(&mut self, digest: [u8; 32], now: u64) -> bool {
+        if self.revoked.len() >= CACHE_MAX && !self.revoked.contains_key(&digest) {
+            let oldest = self
+                .revoked
+                .iter()
+                .min_by_key(|(k, at)| (**at, **k))
+                .map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                self.revoked.remove(&k);
+            }
+        }
+        self.revoked.insert(digest, now);
+        self.cache.remove(&digest).is_some()
     }
 }
 
@@ -462,10 +511,11 @@ pub fn backend_may_set(set_cookie: &str) -> bool {
 /// Whether a request to a gateway's listener is an API call (rather than `/token` or a
 /// notification): the calls whose bodies the real world streams.
 pub fn is_api_call(method: &str, path: &str) -> bool {
-    !matches!(
-        (method, path),
-        (_, "/token") | ("POST", "/internal/apis") | ("POST", "/internal/revoked")
-    )
+    !(OAUTH_PATHS.contains(&path)
+        || matches!(
+            (method, path),
+            ("POST", "/internal/apis") | ("POST", "/internal/revoked")
+        ))
 }
 
 /// `/{context}/{version}/rest...` -> `/rest...`, empty segments dropped.

@@ -44,9 +44,19 @@ impl Tables {
 #[derive(Default)]
 pub struct MemStorage {
     tables: Mutex<Tables>,
+    defects: crate::defects::Defects,
 }
 
 impl MemStorage {
+    /// Storage with deliberate defects (the simulator's own tests).
+    #[doc(hidden)]
+    pub fn with_defects(defects: crate::defects::Defects) -> MemStorage {
+        MemStorage {
+            tables: Mutex::default(),
+            defects,
+        }
+    }
+
     /// Starts or ends an outage of the database serving `role`.
     pub fn set_down(&self, role: Role, down: bool) {
         let mut t = self.lock();
@@ -208,7 +218,13 @@ impl Storage for MemStorage {
         })
     }
     async fn subscribed(&self, application: &str, api: &str) -> Db<bool> {
-        self.with(Role::Apim, |t| t.subscribed(application, api))
+        let wrong = self
+            .defects
+            .has(crate::defects::Defect::SubscriptionLookupWrong);
+        self.with(Role::Apim, |t| match t.subscriptions.get(application) {
+            Some(apis) if wrong => !apis.is_empty(),
+            _ => t.subscribed(application, api),
+        })
     }
     async fn subscriptions(&self, application: &str) -> Db<Vec<String>> {
         self.with(Role::Apim, |t| {

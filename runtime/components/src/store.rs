@@ -159,7 +159,14 @@ async fn own_application(
     id: &str,
 ) -> Result<Application, Response> {
     match world.storage().application(id).await {
-        Ok(Some(app)) if app.owner == user.name => Ok(app),
+        Ok(Some(app))
+            if app.owner == user.name
+                || world
+                    .defects()
+                    .has(crate::defects::Defect::OwnerCheckDropped) =>
+        {
+            Ok(app)
+        }
         Ok(_) => Err(Response::error(
             404,
             "not_found",

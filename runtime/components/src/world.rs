@@ -242,6 +242,15 @@ pub trait World: Send + Sync {
     fn session_ms(&self) -> u64 {
         crate::auth::SESSION_MS
     }
+    /// How long an access token lives.
+    fn token_ms(&self) -> u64 {
+        crate::keymanager::TOKEN_MS
+    }
+    /// Deliberate defects: only the simulator's own tests switch any on.
+    #[doc(hidden)]
+    fn defects(&self) -> crate::defects::Defects {
+        crate::defects::Defects::NONE
+    }
     /// Password hashing (argon2 in the real world): slow on purpose, done once per login.
     fn hash_password(&self, password: &str) -> impl Future<Output = String> + Send;
     fn verify_password(&self, password: &str, hash: &str) -> impl Future<Output = bool> + Send;

@@ -413,9 +413,11 @@ fn an_apim_database_outage_stops_new_tokens_while_cached_validations_go_on() {
         invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
         200
     );
-    w.0.storage.set_down(Role::Apim, true);
     let gw1 = &w.0.nodes[node(&w, "gateway-1")];
-    // The key manager answers that no revocation can happen now: the cache stays trusted.
+    assert_eq!(pollster::block_on(gw1.gateway.sync_revocations(&w)), Ok(0));
+    w.0.storage.set_down(Role::Apim, true);
+    // The key manager answers that no revocation can happen now: a cache trusted up to now
+    // stays trusted.
     assert_eq!(pollster::block_on(gw1.gateway.sync_revocations(&w)), Ok(0));
     assert_eq!(
         invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
@@ -437,6 +439,15 @@ fn an_apim_database_outage_stops_new_tokens_while_cached_validations_go_on() {
             .form(&[("grant_type", "client_credentials")]),
     );
     assert_eq!(r.status, 503);
+    // A gateway whose trust lapsed (it could not catch up for a while) may have missed a
+    // revocation the database holds: that answer does not make its cache trusted again.
+    pollster::block_on(w.sleep(apim_components::gateway::CACHE_TRUST_MS));
+    assert!(pollster::block_on(gw1.gateway.sync_revocations(&w)).is_err());
+    assert_eq!(
+        invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
+        503,
+        "the cache is not trusted again"
+    );
     // Cached validations end with the cache's time, never later.
     pollster::block_on(w.sleep(apim_components::gateway::CACHE_MS));
     assert_eq!(

@@ -296,8 +296,13 @@ pub async fn run(e: &Entries, admin_password: &str) -> Result<Vec<String>, Strin
     let revoke = Request::new("POST", "/revoke")
         .header("authorization", &basic(&p.consumer_key, &p.consumer_secret))
         .form(&[("token", &p.token)]);
-    w.send("key manager: revoke the token", &e.key_manager, revoke, 200)
-        .await?;
+    w.send(
+        "gateway: revoke the token (the key manager's, through the gateway)",
+        &e.gateway,
+        revoke,
+        200,
+    )
+    .await?;
     // What only nodes may do is refused to clients: the internal endpoints are not on the
     // public listeners at all, and introspection needs the client's own credentials.
     let inject = Request::new("POST", "/internal/apis").json(&json!({
@@ -327,6 +332,20 @@ pub async fn run(e: &Entries, admin_password: &str) -> Result<Vec<String>, Strin
         401,
     )
     .await?;
+    let introspect = Request::new("POST", "/introspect")
+        .header("authorization", &basic(&p.consumer_key, &p.consumer_secret))
+        .form(&[("token", &p.token)]);
+    let r = w
+        .send(
+            "gateway: introspection of the revoked token",
+            &e.gateway,
+            introspect,
+            200,
+        )
+        .await?;
+    if r["active"] != json!(false) {
+        return Err("introspection calls the revoked token active".into());
+    }
     for (name, host, port) in e.gateway_nodes.clone() {
         w.send(
             &format!("{name}: the revoked token is refused"),

@@ -98,9 +98,9 @@ pub fn draw(plan: &Plan, base: &Scenario, rng: &mut Rng) -> Scenario {
         .collect();
     if !gateways.is_empty() && rng.chance(0.5) {
         let node = gateways[rng.below(gateways.len() as u64) as usize].to_string();
-        // Shorter than the gateway's cache (30 s), so what it cached before is still there
-        // when it comes back.
-        let for_ms = (2_000 + rng.below(13_000)) / 1000 * 1000;
+        // A few seconds, well inside the gateway's cache time (30 s), so what it cached before
+        // is still there when it comes back.
+        let for_ms = (2_000 + rng.below(6_000)) / 1000 * 1000;
         let at_ms = rng.below(duration.saturating_sub(for_ms + 5_000).max(1)) / 1000 * 1000;
         faults.push(Fault {
             at_ms,
@@ -109,10 +109,14 @@ pub fn draw(plan: &Plan, base: &Scenario, rng: &mut Rng) -> Scenario {
         });
     }
     faults.sort();
-    Scenario {
-        workload: base.workload.clone(),
-        faults,
+    let mut workload = base.workload.clone();
+    // Swarm the workload too: now and then revocations and publishes come thick, so that some
+    // happen while a gateway is cut off.
+    if rng.chance(0.5) {
+        workload.revoke_rate = workload.revoke_rate.max(0.2) * 5.0;
+        workload.publish_rate = workload.publish_rate.max(0.2) * 5.0;
     }
+    Scenario { workload, faults }
 }
 
 fn fails(out: &Outcome) -> bool {

@@ -20,13 +20,16 @@ struct Issued {
 pub struct Oracle {
     /// Token hash -> what its client was told.
     tokens: BTreeMap<String, Issued>,
-    /// (application, API id) subscriptions asked for, acknowledged or not: an unacknowledged
-    /// one may exist.
-    subscriptions: BTreeSet<(String, String)>,
+    /// Application -> the APIs it asked to subscribe to, acknowledged or not: an
+    /// unacknowledged subscription may exist.
+    subscriptions: BTreeMap<String, BTreeSet<String>>,
     /// API id -> when its retirement was acknowledged (absent: never retired).
     retired: BTreeMap<String, u64>,
     /// APIs that were acknowledged as published.
     published: BTreeSet<String>,
+    /// Token hash -> when its revocation was acknowledged: the one lookup every call of the
+    /// workload's own needs, in a map far smaller than `tokens`.
+    revocations: BTreeMap<String, u64>,
 }
 
 /// What an API call named: the token's hash and the API's id (`None`: never published).
@@ -50,13 +53,16 @@ impl Oracle {
 
     pub fn revoked(&mut self, token_hash: &str, at_ms: u64) {
         if let Some(t) = self.tokens.get_mut(token_hash) {
-            t.revoked_ms.get_or_insert(at_ms);
+            let at = *t.revoked_ms.get_or_insert(at_ms);
+            self.revocations.insert(token_hash.to_string(), at);
         }
     }
 
     pub fn subscribing(&mut self, application: &str, api: &str) {
         self.subscriptions
-            .insert((application.to_string(), api.to_string()));
+            .entry(application.to_string())
+            .or_default()
+            .insert(api.to_string());
     }
 
     pub fn published(&mut self, api: &str) {
@@ -73,7 +79,8 @@ impl Oracle {
 
     pub fn is_subscribing(&self, application: &str, api: &str) -> bool {
         self.subscriptions
-            .contains(&(application.to_string(), api.to_string()))
+            .get(application)
+            .is_some_and(|apis| apis.contains(api))
     }
 
     /// What is wrong with a 200 to `call`, given that a revoked token may work for `bound_ms`
@@ -119,6 +126,32 @@ impl Oracle {
             ));
         }
         None
+    }
+
+    /// What is wrong with a 200 to one of the workload's own calls: a token it was issued
+    /// (expiring at `expires_ms`) on an API it subscribed to and did not retire, so what
+    /// remains to judge is expiry and revocation (the rest holds by construction; the probes
+    /// are judged by `served`).
+    pub fn served_own(
+        &self,
+        sent_ms: u64,
+        token_hash: &str,
+        expires_ms: u64,
+        bound_ms: u64,
+    ) -> Option<String> {
+        if sent_ms >= expires_ms {
+            return Some(format!(
+                "an invoke sent {} ms after its token expired succeeded",
+                sent_ms - expires_ms
+            ));
+        }
+        let revoked = *self.revocations.get(token_hash)?;
+        (sent_ms > revoked + bound_ms).then(|| {
+            format!(
+                "an invoke sent {} ms after its token's revocation was acknowledged succeeded (bound {bound_ms} ms)",
+                sent_ms - revoked
+            )
+        })
     }
 
     /// What is wrong with introspection saying a token is active for a client of

@@ -317,8 +317,7 @@ impl Report {
                         (_, Some(m)) => format!("recovered {} after repair", format_ms(m)),
                         (_, None) => "not recovered before the next fault or the end".into(),
                     };
-                    let _ = writeln!(
-                        s,
+                    let line = format!(
                         "    {:<10} {:<9} before {:>6}  during {:>6}  after {:>6}  {rec}",
                         e.flow,
                         e.verdict.as_str(),
@@ -326,6 +325,7 @@ impl Report {
                         pct(e.during),
                         pct(e.after)
                     );
+                    let _ = writeln!(s, "{}", line.trim_end());
                 }
             }
         }

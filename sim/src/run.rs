@@ -171,6 +171,14 @@ fn missed(r: &Response) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The node that answered, as the simulated world marks it.
+fn answered_by(r: &Response) -> Vec<String> {
+    r.get_header("x-sim-node")
+        .map(String::from)
+        .into_iter()
+        .collect()
+}
+
 fn bearer(t: &str) -> String {
     format!("Bearer {t}")
 }
@@ -263,12 +271,7 @@ impl Run {
                 .oracle
                 .served(call, bounds.revocation_ms, bounds.retirement_ms);
         if let Some(p) = problem {
-            let node = r
-                .get_header("x-sim-node")
-                .map(String::from)
-                .into_iter()
-                .collect();
-            self.violate("safety", p, node);
+            self.violate("safety", p, answered_by(r));
         }
     }
 
@@ -277,6 +280,7 @@ impl Run {
     async fn call_api(
         &self,
         token: &str,
+        hash: Option<&str>,
         api: Option<usize>,
         g: Option<usize>,
         bounds: Bounds,
@@ -295,11 +299,20 @@ impl Run {
             Some(g) => self.to_gateway(g, req).await,
             None => self.client(Component::Gateway, req).await,
         };
-        if let Ok(r) = &r {
-            let hash = secret::hash(token);
+        if let Ok(r) = &r
+            && r.status == 200
+        {
+            let computed;
+            let hash = match hash {
+                Some(h) => h,
+                None => {
+                    computed = secret::hash(token);
+                    &computed
+                }
+            };
             let call = Call {
                 sent_ms,
-                token_hash: &hash,
+                token_hash: hash,
                 api: id.as_deref(),
             };
             self.check_served(r, &call, bounds);
@@ -556,7 +569,8 @@ impl Run {
         if !renew {
             return held;
         }
-        let fresh = self.token_for(i).await.ok();
+        // The rare path, boxed: every invoke's future stays small (it is moved on each spawn).
+        let fresh = Box::pin(self.token_for(i)).await.ok();
         if let Some(a) = guard(&self.clients).apps.get_mut(i) {
             a.renewing = false;
         }
@@ -573,16 +587,12 @@ impl Run {
             if Some(i) == c.probe_app {
                 continue;
             }
-            let apis: Vec<usize> = c.apps[i]
-                .apis
-                .iter()
-                .copied()
-                .filter(|&k| c.invokable(k))
-                .collect();
-            if apis.is_empty() {
+            let apis = || c.apps[i].apis.iter().copied().filter(|&k| c.invokable(k));
+            let n = apis().count();
+            if n == 0 {
                 continue;
             }
-            let k = apis[self.d.rng().below(apis.len() as u64) as usize];
+            let k = apis().nth(self.d.rng().below(n as u64) as usize)?;
             return Some((i, k));
         }
         None
@@ -760,7 +770,7 @@ impl Run {
     async fn invoke(self: Arc<Self>) {
         let started = self.d.now_us();
         if self.d.rng().chance(PROBE_SHARE) {
-            self.probe().await;
+            Box::pin(self.probe()).await;
             return;
         }
         let Some((i, api)) = self.pick_app() else {
@@ -771,10 +781,23 @@ impl Run {
             self.record(Op::Invoke, started, false, 0);
             return;
         };
-        let r = self
-            .call_api(&held.token, Some(api), None, self.bounds())
-            .await;
+        let path = format!("/{}/v1/items", guard(&self.clients).apis[api].context);
+        let sent_ms = self.d.now_ms();
+        let req = Request::new("GET", &path).header("authorization", &bearer(&held.token));
+        let r = self.client(Component::Gateway, req).await;
         let status = r.as_ref().map_or(0, |r| r.status);
+        if let Ok(r) = &r
+            && status == 200
+        {
+            let bound = self.scenario.workload.revocation_bound_ms;
+            let problem =
+                guard(&self.clients)
+                    .oracle
+                    .served_own(sent_ms, &held.hash, held.expires_ms, bound);
+            if let Some(p) = problem {
+                self.violate("safety", p, answered_by(r));
+            }
+        }
         self.record(Op::Invoke, started, status == 200, status);
     }
 
@@ -857,7 +880,9 @@ impl Run {
             ..self.bounds()
         };
         for g in told {
-            let _ = self.call_api(&token, Some(api), Some(g), at_once).await;
+            let _ = self
+                .call_api(&token, None, Some(api), Some(g), at_once)
+                .await;
         }
         self.d
             .exec
@@ -865,7 +890,7 @@ impl Run {
             .await;
         for g in self.gateway_nodes() {
             let _ = self
-                .call_api(&token, Some(api), Some(g), self.bounds())
+                .call_api(&token, None, Some(api), Some(g), self.bounds())
                 .await;
         }
     }
@@ -916,9 +941,9 @@ impl Run {
         let Some((k, id, state, may_retire, session)) = picked else {
             return false;
         };
-        let action = match (state, self.d.rng().below(2)) {
+        let action = match (state, self.d.rng().below(3)) {
             (_, 0) => "update",
-            (Lifecycle::Published, _) => "deprecate",
+            (Lifecycle::Published, 1) => "deprecate",
             _ if may_retire => "retire",
             _ => "update",
         };
@@ -978,7 +1003,7 @@ impl Run {
         };
         for g in on {
             let _ = self
-                .call_api(&held.token, Some(api), Some(g), at_once)
+                .call_api(&held.token, Some(&held.hash), Some(api), Some(g), at_once)
                 .await;
         }
     }
@@ -991,6 +1016,10 @@ impl Run {
         };
         let now = self.d.now_ms();
         let kind = self.d.rng().below(6);
+        if kind == 5 {
+            self.probe_recently_revoked().await;
+            return;
+        }
         let (token, target) = {
             let c = guard(&self.clients);
             let a = &c.apps[i];
@@ -1015,25 +1044,40 @@ impl Run {
                         .map(|t| t.token.clone()),
                     Some(Some(api)),
                 ),
-                _ => {
-                    let revoked = c.revoked.iter().find(|(_, j)| *j == i).or(c.revoked.last());
-                    match revoked {
-                        Some((t, j)) => {
-                            let k = c.apps[*j].apis.iter().copied().find(|&k| c.invokable(k));
-                            (Some(t.token.clone()), k.map(Some))
-                        }
-                        None => (None, None),
-                    }
-                }
+                _ => (None, None),
             }
         };
-        // Revoked tokens go half the time straight to one gateway node, as a client that
-        // resolved one would: a gateway the balancer has not taken back yet is probed too.
-        let gateways = self.gateway_nodes();
-        let direct = (kind == 5 && self.d.rng().chance(0.5))
-            .then(|| gateways[self.d.rng().below(gateways.len() as u64) as usize]);
-        if let (Some(token), Some(api)) = (token, target) {
-            let _ = self.call_api(&token, api, direct, self.bounds()).await;
+        let Some((token, api)) = token.zip(target) else {
+            return;
+        };
+        let _ = self.call_api(&token, None, api, None, self.bounds()).await;
+    }
+
+    /// The latest revoked tokens (those a gateway cut off just now may have missed), through
+    /// the balancer and straight to every gateway node, as clients that resolved one would: a
+    /// gateway the balancer has not taken back yet is probed as well.
+    async fn probe_recently_revoked(&self) {
+        let recent: Vec<(String, usize)> = {
+            let c = guard(&self.clients);
+            c.revoked
+                .iter()
+                .rev()
+                .take(3)
+                .filter_map(|(t, j)| {
+                    let k = c.apps[*j].apis.iter().copied().find(|&k| c.invokable(k))?;
+                    Some((t.token.clone(), k))
+                })
+                .collect()
+        };
+        for (token, api) in recent {
+            let _ = self
+                .call_api(&token, None, Some(api), None, self.bounds())
+                .await;
+            for g in self.gateway_nodes() {
+                let _ = self
+                    .call_api(&token, None, Some(api), Some(g), self.bounds())
+                    .await;
+            }
         }
     }
 
@@ -1217,7 +1261,13 @@ impl Run {
             for &k in &open {
                 loop {
                     let r = self
-                        .call_api(&held.token, Some(k), Some(g), self.bounds())
+                        .call_api(
+                            &held.token,
+                            Some(&held.hash),
+                            Some(k),
+                            Some(g),
+                            self.bounds(),
+                        )
                         .await;
                     if r.as_ref().is_ok_and(|r| r.status == 200) {
                         break;

@@ -24,7 +24,7 @@ fn base() -> Scenario {
     Scenario {
         workload: Workload {
             duration_ms: 30_000,
-            token_lifetime_ms: 10_000,
+            token_lifetime_ms: 20_000,
             ..Workload::default()
         },
         faults: Vec::new(),

@@ -30,7 +30,7 @@ const CLIENT_TIMEOUT_US: u64 = 30_000_000;
 const SETTLE_MS: u64 = 15_000;
 /// How long an API may take to become invokable on every gateway after settling.
 const LIVENESS_MS: u64 = 30_000;
-/// A share of invokes are probes that must be refused.
+/// Probes that must be refused, as a share of the invoke rate (on top of it).
 const PROBE_SHARE: f64 = 0.05;
 /// Token requests with a wrong secret: at most one a minute, so the key manager's lockout of
 /// an address (30 failures in 15 minutes) never locks the workload's real clients out.
@@ -764,15 +764,10 @@ impl Run {
         }
     }
 
-    /// An API call with a token and subscription of the workload's own (or, for a share of
-    /// them, a probe that must be refused). Every call the scenario asks for is an attempt:
-    /// one that cannot get a token has failed.
+    /// An API call with a token and subscription of the workload's own. Every call the
+    /// scenario asks for is an attempt: one that cannot get a token has failed.
     async fn invoke(self: Arc<Self>) {
         let started = self.d.now_us();
-        if self.d.rng().chance(PROBE_SHARE) {
-            Box::pin(self.probe()).await;
-            return;
-        }
         let Some((i, api)) = self.pick_app() else {
             self.record(Op::Invoke, started, false, 0);
             return;
@@ -1204,7 +1199,8 @@ impl Run {
         self.apply_faults();
     }
 
-    async fn generate(self: Arc<Self>, op: Op, rate: f64) {
+    /// Starts `op` (`None`: a probe) at random times, `rate` a second on average.
+    async fn generate(self: Arc<Self>, op: Option<Op>, rate: f64) {
         let end = *guard(&self.start_us) + self.scenario.workload.duration_ms * 1000;
         loop {
             let wait = self.d.rng().arrival_us(rate);
@@ -1214,10 +1210,10 @@ impl Run {
             self.d.exec.sleep(wait).await;
             let run = self.clone();
             // Invokes are most of the work: their own small future, not the union of all ops.
-            if op == Op::Invoke {
-                self.d.exec.spawn(run.invoke());
-            } else {
-                self.d.exec.spawn(run.op(op));
+            match op {
+                Some(Op::Invoke) => self.d.exec.spawn(run.invoke()),
+                Some(op) => self.d.exec.spawn(run.op(op)),
+                None => self.d.exec.spawn(async move { run.probe().await }),
             }
         }
     }
@@ -1370,11 +1366,13 @@ pub fn simulate(plan: &Plan, scenario: &Scenario, options: &Options) -> Outcome 
         let w = &scenario.workload;
         for (op, rate) in [
             // Lifecycle changes are operations of the publish flow.
-            (Op::Publish, w.publish_rate + w.lifecycle_rate),
-            (Op::Subscribe, w.subscribe_rate),
-            (Op::Token, w.token_rate),
-            (Op::Invoke, w.invoke_rate),
-            (Op::Revoke, w.revoke_rate),
+            (Some(Op::Publish), w.publish_rate + w.lifecycle_rate),
+            (Some(Op::Subscribe), w.subscribe_rate),
+            (Some(Op::Token), w.token_rate),
+            (Some(Op::Invoke), w.invoke_rate),
+            (Some(Op::Revoke), w.revoke_rate),
+            // Probes come on top of the invokes asked for, which are all counted.
+            (None, w.invoke_rate * PROBE_SHARE),
         ] {
             if rate > 0.0 {
                 d.exec.spawn(run.clone().generate(op, rate));

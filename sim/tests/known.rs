@@ -316,3 +316,35 @@ fn a_faults_after_ends_where_the_next_fault_starts() {
         partition.flows
     );
 }
+
+#[test]
+fn every_invoke_the_scenario_asks_for_is_counted_even_when_no_token_can_be_had() {
+    // Both key managers down for longer than tokens live: applications whose token expires
+    // cannot get another, and their invokes count as failed attempts, not as nothing.
+    let plan = plan("clustered-external-store");
+    let scenario = Scenario {
+        workload: Workload {
+            invoke_rate: 200.0,
+            token_lifetime_ms: 20_000,
+            ..workload(60_000)
+        },
+        faults: vec![Fault {
+            at_ms: 20_000,
+            for_ms: Some(30_000),
+            kind: FaultKind::ClusterDown {
+                cluster: "key-manager".into(),
+            },
+        }],
+    };
+    let out = simulate(&plan, &scenario, &Options::default());
+    assert_eq!(out.violations, Vec::new());
+    let invokes = out.stats.between(&[Op::Invoke], 0, u64::MAX);
+    let asked = 200.0 * 60.0;
+    let ratio = invokes.total() as f64 / asked;
+    assert!(
+        (0.95..1.05).contains(&ratio),
+        "{} invokes counted for {asked} asked",
+        invokes.total()
+    );
+    assert!(invokes.failed > 0, "the key managers' outage shows");
+}

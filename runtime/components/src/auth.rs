@@ -263,4 +263,9 @@ pub fn unavailable(why: &str) -> Response {
         "unavailable",
         format!("a database is unavailable: {why}"),
     )
+    .header("retry-after", RETRY_AFTER_S)
 }
+
+/// What a 503 for a database down asks clients to wait, in seconds: the breaker's first
+/// backoff (`breaker::OPEN_MS`).
+pub const RETRY_AFTER_S: &str = "1";

@@ -59,6 +59,7 @@ fn unavailable(e: &str) -> Response {
         "temporarily_unavailable",
         &format!("a database is unavailable: {e}"),
     )
+    .header("retry-after", crate::auth::RETRY_AFTER_S)
 }
 
 async fn new_client(world: &impl World, req: &Request) -> Response {

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod balancer;
+pub mod breaker;
 pub mod defects;
 pub mod gateway;
 pub mod http;

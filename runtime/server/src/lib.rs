@@ -6,6 +6,7 @@
 
 pub mod balancer;
 pub mod databases;
+pub mod guarded;
 pub mod http;
 pub mod node;
 pub mod smoke;

@@ -1,6 +1,7 @@
 //! One node, running: its storage, its listeners (components and admin), and for gateways the
 //! catch-up and periodic reconciliation with the registry.
 
+use crate::guarded::Guarded;
 use crate::http;
 use crate::storage::{Role, SqlStorage};
 use crate::world::{RealWorld, peer};
@@ -50,6 +51,20 @@ fn hashing_metrics(node: &str, peak: usize) -> String {
         "# HELP apim_password_hashing_max Password hashes computed at once at most (argon2, 19 MiB each).\n# TYPE apim_password_hashing_max gauge\napim_password_hashing_max{{node=\"{node}\"}} {}\n# HELP apim_password_hashing_peak The most password hashes computed at once so far.\n# TYPE apim_password_hashing_peak gauge\napim_password_hashing_peak{{node=\"{node}\"}} {peak}\n",
         crate::world::HASHING
     )
+}
+
+/// Per database this node uses: whether its breaker is open (failing at once).
+fn breaker_metrics(node: &str, breakers: &[(&str, bool)]) -> String {
+    let mut text = String::from(
+        "# HELP apim_database_down Whether a database's circuit breaker is open: requests that need it fail at once.\n# TYPE apim_database_down gauge\n",
+    );
+    for (role, open) in breakers {
+        text.push_str(&format!(
+            "apim_database_down{{node=\"{node}\",role=\"{role}\"}} {}\n",
+            u8::from(*open)
+        ));
+    }
+    text
 }
 
 /// The listeners' connection limits, counts and refusals, in Prometheus' text format.
@@ -120,6 +135,10 @@ pub async fn start(
     let storage = SqlStorage::connect(&urls)
         .await
         .map_err(|e| format!("node {}: {e}", plan.name))?;
+    let storage = Guarded::new(
+        storage,
+        std::time::Duration::from_millis(apim_components::breaker::OPERATION_MS),
+    );
     let world = Arc::new(RealWorld::new(storage, plan.clone(), &tls)?);
     if urls.contains_key(&Role::User) {
         apim_components::auth::bootstrap_admin(world.as_ref(), admin_password)
@@ -211,6 +230,13 @@ pub async fn start(
                                     .extend(listener_metrics(&node.name, &gates).into_bytes());
                                 r.body.extend(
                                     hashing_metrics(&node.name, world.hashing_peak()).into_bytes(),
+                                );
+                                r.body.extend(
+                                    breaker_metrics(
+                                        &node.name,
+                                        &apim_components::World::storage(world.as_ref()).breakers(),
+                                    )
+                                    .into_bytes(),
                                 );
                             }
                             r

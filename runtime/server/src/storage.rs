@@ -88,7 +88,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Role::User => "user",
             Role::Apim => "apim",
@@ -176,6 +176,11 @@ impl SqlStorage {
             conns.insert(role, conn);
         }
         Ok(SqlStorage { conns })
+    }
+
+    /// Whether a database serves `role` on this node.
+    pub fn serves(&self, role: Role) -> bool {
+        self.conns.contains_key(&role)
     }
 
     fn conn(&self, role: Role) -> Db<&Conn> {

@@ -1,8 +1,8 @@
 //! The real world of one node: sqlx storage, hyper calls to the peers its plan names, the
 //! system clock, the OS random source and argon2.
 
+use crate::guarded::Guarded;
 use crate::http::{self, Client};
-use crate::storage::SqlStorage;
 use crate::tls::Tls;
 use apim_compiler::plan::{NodePlan, Peer as PlanPeer, PeerPath};
 use apim_components::balancer::{self, Pool};
@@ -100,7 +100,7 @@ fn base64_of(bytes: &[u8]) -> String {
 }
 
 pub struct RealWorld {
-    storage: SqlStorage,
+    storage: Guarded,
     node: NodePlan,
     /// A client per peer of the plan (same order): mutual TLS, accepting only that peer's nodes.
     clients: Vec<Client>,
@@ -119,7 +119,7 @@ pub struct RealWorld {
 }
 
 impl RealWorld {
-    pub fn new(storage: SqlStorage, node: NodePlan, tls: &Tls) -> Result<RealWorld, String> {
+    pub fn new(storage: Guarded, node: NodePlan, tls: &Tls) -> Result<RealWorld, String> {
         let clients = node
             .peers
             .iter()
@@ -202,9 +202,9 @@ impl RealWorld {
 }
 
 impl World for RealWorld {
-    type Storage = SqlStorage;
+    type Storage = Guarded;
 
-    fn storage(&self) -> &SqlStorage {
+    fn storage(&self) -> &Guarded {
         &self.storage
     }
 

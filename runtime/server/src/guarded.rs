@@ -1,0 +1,191 @@
+//! Bounded waits on every database: each operation of a node's storage is given at most a
+//! fixed time (connect and acquire included), and each database's circuit breaker
+//! (`apim_components::breaker`, the logic both worlds share) fails at once while that database
+//! is known to be down, so callers, balancers and connection slots never pile up behind it.
+
+use crate::storage::{Role, SqlStorage};
+use apim_components::breaker::{Breaker, FAILURES_TO_OPEN, State};
+use apim_components::world::{
+    Api, Application, ClientKeys, Db, DbError, Failures, Session, Storage, Token, User,
+};
+use std::future::Future;
+use std::time::Duration;
+
+/// A node's storage with a time bound per operation and a breaker per database role.
+pub struct Guarded {
+    inner: SqlStorage,
+    operation: Duration,
+    breakers: [Breaker; 3],
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Guarded {
+    pub fn new(inner: SqlStorage, operation: Duration) -> Guarded {
+        Guarded {
+            inner,
+            operation,
+            breakers: Default::default(),
+        }
+    }
+
+    fn breaker(&self, role: Role) -> &Breaker {
+        &self.breakers[role as usize]
+    }
+
+    /// Per role that has a database here: its name and whether its breaker is open.
+    pub fn breakers(&self) -> Vec<(&'static str, bool)> {
+        [Role::User, Role::Apim, Role::Registry]
+            .into_iter()
+            .filter(|r| self.inner.serves(*r))
+            .map(|r| (r.name(), self.breaker(r).is_open()))
+            .collect()
+    }
+
+    async fn run<T>(&self, role: Role, op: impl Future<Output = Db<T>>) -> Db<T> {
+        let breaker = self.breaker(role);
+        if let Err(refused) = breaker.admit(now_ms()) {
+            return Err(DbError(format!(
+                "the {} database is down ({FAILURES_TO_OPEN} operations in a row failed); the next try is in {} s",
+                role.name(),
+                refused.retry_after_s
+            )));
+        }
+        let out = match tokio::time::timeout(self.operation, op).await {
+            Ok(r) => r,
+            Err(_) => Err(DbError(format!(
+                "the {} database did not answer within {} ms",
+                role.name(),
+                self.operation.as_millis()
+            ))),
+        };
+        breaker.record(now_ms(), out.is_ok());
+        out
+    }
+
+    /// Whether the breaker of `role` is open (for tests and metrics).
+    pub fn is_open(&self, role: Role) -> bool {
+        !matches!(self.breaker(role).state(), State::Closed { .. })
+    }
+}
+
+impl Storage for Guarded {
+    async fn create_user(&self, user: &User) -> Db<bool> {
+        self.run(Role::User, self.inner.create_user(user)).await
+    }
+    async fn user(&self, name: &str) -> Db<Option<User>> {
+        self.run(Role::User, self.inner.user(name)).await
+    }
+    async fn create_session(&self, session: &Session) -> Db<()> {
+        self.run(Role::User, self.inner.create_session(session))
+            .await
+    }
+    async fn session(&self, token_hash: &str) -> Db<Option<Session>> {
+        self.run(Role::User, self.inner.session(token_hash)).await
+    }
+    async fn delete_session(&self, token_hash: &str) -> Db<()> {
+        self.run(Role::User, self.inner.delete_session(token_hash))
+            .await
+    }
+    async fn purge_sessions(&self, now_ms: u64) -> Db<u64> {
+        self.run(Role::User, self.inner.purge_sessions(now_ms))
+            .await
+    }
+    async fn delete_sessions_of(&self, user: &str) -> Db<()> {
+        self.run(Role::User, self.inner.delete_sessions_of(user))
+            .await
+    }
+    async fn set_password(&self, user: &str, hash: &str) -> Db<bool> {
+        self.run(Role::User, self.inner.set_password(user, hash))
+            .await
+    }
+    async fn record_failure(&self, subject: &str, now_ms: u64, window_ms: u64) -> Db<Failures> {
+        self.run(
+            Role::User,
+            self.inner.record_failure(subject, now_ms, window_ms),
+        )
+        .await
+    }
+    async fn failures(&self, subject: &str, now_ms: u64, window_ms: u64) -> Db<Failures> {
+        self.run(Role::User, self.inner.failures(subject, now_ms, window_ms))
+            .await
+    }
+    async fn clear_failures(&self, subject: &str) -> Db<()> {
+        self.run(Role::User, self.inner.clear_failures(subject))
+            .await
+    }
+    async fn save_api(&self, api: &Api) -> Db<()> {
+        self.run(Role::Apim, self.inner.save_api(api)).await
+    }
+    async fn api(&self, id: &str) -> Db<Option<Api>> {
+        self.run(Role::Apim, self.inner.api(id)).await
+    }
+    async fn apis(&self) -> Db<Vec<Api>> {
+        self.run(Role::Apim, self.inner.apis()).await
+    }
+    async fn create_application(&self, app: &Application) -> Db<bool> {
+        self.run(Role::Apim, self.inner.create_application(app))
+            .await
+    }
+    async fn application(&self, id: &str) -> Db<Option<Application>> {
+        self.run(Role::Apim, self.inner.application(id)).await
+    }
+    async fn applications(&self, owner: &str) -> Db<Vec<Application>> {
+        self.run(Role::Apim, self.inner.applications(owner)).await
+    }
+    async fn subscribe(&self, application: &str, api: &str) -> Db<bool> {
+        self.run(Role::Apim, self.inner.subscribe(application, api))
+            .await
+    }
+    async fn subscribed(&self, application: &str, api: &str) -> Db<bool> {
+        self.run(Role::Apim, self.inner.subscribed(application, api))
+            .await
+    }
+    async fn subscriptions(&self, application: &str) -> Db<Vec<String>> {
+        self.run(Role::Apim, self.inner.subscriptions(application))
+            .await
+    }
+    async fn save_client(&self, keys: &ClientKeys) -> Db<()> {
+        self.run(Role::Apim, self.inner.save_client(keys)).await
+    }
+    async fn client(&self, consumer_key: &str) -> Db<Option<ClientKeys>> {
+        self.run(Role::Apim, self.inner.client(consumer_key)).await
+    }
+    async fn save_token(&self, token: &Token) -> Db<()> {
+        self.run(Role::Apim, self.inner.save_token(token)).await
+    }
+    async fn token(&self, token_hash: &str) -> Db<Option<Token>> {
+        self.run(Role::Apim, self.inner.token(token_hash)).await
+    }
+    async fn revoke_token(&self, token_hash: &str, at_ms: u64) -> Db<bool> {
+        self.run(Role::Apim, self.inner.revoke_token(token_hash, at_ms))
+            .await
+    }
+    async fn revoke_application_keys(&self, application: &str, at_ms: u64) -> Db<Vec<String>> {
+        self.run(
+            Role::Apim,
+            self.inner.revoke_application_keys(application, at_ms),
+        )
+        .await
+    }
+    async fn purge_tokens(&self, now_ms: u64) -> Db<u64> {
+        self.run(Role::Apim, self.inner.purge_tokens(now_ms)).await
+    }
+    async fn revoked_since(&self, since_ms: u64) -> Db<Vec<String>> {
+        self.run(Role::Apim, self.inner.revoked_since(since_ms))
+            .await
+    }
+    async fn register(&self, api: &Api) -> Db<()> {
+        self.run(Role::Registry, self.inner.register(api)).await
+    }
+    async fn unregister(&self, id: &str) -> Db<()> {
+        self.run(Role::Registry, self.inner.unregister(id)).await
+    }
+    async fn registered(&self) -> Db<Vec<Api>> {
+        self.run(Role::Registry, self.inner.registered()).await
+    }
+}

@@ -1,0 +1,147 @@
+//! Database outages on the real PostgreSQL and MariaDB of this machine, seen through a TCP
+//! proxy the test controls: a database that refuses connections and one that accepts them and
+//! never answers (a blackhole, what a network partition looks like). Every operation ends
+//! within the bound, the breaker then fails at once, and the storage recovers when the
+//! database is back.
+
+use apim_components::breaker::{FAILURES_TO_OPEN, OPEN_MS};
+use apim_components::world::Storage;
+use apim_runtime::guarded::Guarded;
+use apim_runtime::storage::{Role, SqlStorage};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const PASS: u8 = 0;
+const REFUSE: u8 = 1;
+const BLACKHOLE: u8 = 2;
+/// The bound on one operation in these tests.
+const BOUND: Duration = Duration::from_millis(500);
+
+/// A TCP proxy in front of a database: passes bytes, refuses (closes every connection at
+/// once), or swallows them (reads and never answers).
+struct Proxy {
+    port: u16,
+    mode: Arc<AtomicU8>,
+}
+
+impl Proxy {
+    async fn start(upstream: &'static str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let mode = Arc::new(AtomicU8::new(PASS));
+        let m = mode.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let m = m.clone();
+                tokio::spawn(async move {
+                    if m.load(Ordering::SeqCst) == REFUSE {
+                        return;
+                    }
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    relay(client, server, m).await;
+                });
+            }
+        });
+        Proxy { port, mode }
+    }
+
+    fn set(&self, mode: u8) {
+        self.mode.store(mode, Ordering::SeqCst);
+    }
+}
+
+/// Copies both ways while the mode passes; refusing closes, a blackhole keeps reading.
+async fn relay(client: TcpStream, server: TcpStream, mode: Arc<AtomicU8>) {
+    let (cr, cw) = client.into_split();
+    let (sr, sw) = server.into_split();
+    tokio::select! {
+        () = pump(cr, sw, mode.clone()) => {}
+        () = pump(sr, cw, mode) => {}
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mode: Arc<AtomicU8>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        match mode.load(Ordering::SeqCst) {
+            PASS if to.write_all(&buf[..n]).await.is_ok() => {}
+            BLACKHOLE => {}
+            _ => return,
+        }
+    }
+}
+
+async fn storage(url: String) -> Guarded {
+    let urls: BTreeMap<Role, String> = [(Role::Apim, url)].into_iter().collect();
+    let sql = SqlStorage::connect(&urls).await.expect("connect");
+    Guarded::new(sql, BOUND)
+}
+
+/// One outage of the apim database in `mode`: timed operations during it, then recovery.
+async fn outage(upstream: &'static str, scheme: &str, mode: u8) {
+    let proxy = Proxy::start(upstream).await;
+    let s = storage(format!("{scheme}@127.0.0.1:{}/test", proxy.port)).await;
+    assert!(
+        s.apis().await.is_ok(),
+        "the database answers through the proxy"
+    );
+    proxy.set(mode);
+    // Until the breaker opens, each operation fails within the bound.
+    for k in 0..FAILURES_TO_OPEN {
+        let t = Instant::now();
+        let r = s.apis().await;
+        let took = t.elapsed();
+        assert!(r.is_err(), "operation {k} during the outage");
+        assert!(
+            took < BOUND + Duration::from_millis(300),
+            "operation {k} took {took:?}"
+        );
+    }
+    assert!(s.is_open(Role::Apim));
+    // Then at once, naming the database.
+    let t = Instant::now();
+    let e = s.apis().await.expect_err("open breaker");
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(e.0.contains("apim database"), "{}", e.0);
+    // The database comes back: after the backoff, a probe closes the breaker.
+    proxy.set(PASS);
+    let deadline = Instant::now() + Duration::from_millis(OPEN_MS * 4) + BOUND * 4;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if s.apis().await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not recovered");
+    }
+    assert!(!s.is_open(Role::Apim));
+}
+
+#[tokio::test]
+async fn postgresql_refusing_or_blackholed_fails_fast_then_recovers() {
+    outage("127.0.0.1:5432", "postgres://postgres", REFUSE).await;
+    outage("127.0.0.1:5432", "postgres://postgres", BLACKHOLE).await;
+}
+
+#[tokio::test]
+async fn mariadb_refusing_or_blackholed_fails_fast_then_recovers() {
+    outage("127.0.0.1:3306", "mysql://root", REFUSE).await;
+    outage("127.0.0.1:3306", "mysql://root", BLACKHOLE).await;
+}

@@ -54,7 +54,7 @@ fn field(v: &Value, name: &str) -> Result<String, String> {
         .ok_or_else(|| format!("the answer has no `{name}`: {v}"))
 }
 
-fn basic(key: &str, secret: &str) -> String {
+pub fn basic(key: &str, secret: &str) -> String {
     use base64::Engine;
     format!(
         "Basic {}",

@@ -2,7 +2,7 @@
 //! proxy the test controls: a database that refuses connections and one that accepts them and
 //! never answers (a blackhole, what a network partition looks like). Every operation ends
 //! within the bound, the breaker then fails at once, and the storage recovers when the
-//! database is back.
+//! database is back; a whole deployment keeps answering API calls from its gateway's cache.
 
 use apim_components::breaker::{FAILURES_TO_OPEN, OPEN_MS};
 use apim_components::world::Storage;
@@ -144,4 +144,122 @@ async fn postgresql_refusing_or_blackholed_fails_fast_then_recovers() {
 async fn mariadb_refusing_or_blackholed_fails_fast_then_recovers() {
     outage("127.0.0.1:3306", "mysql://root", REFUSE).await;
     outage("127.0.0.1:3306", "mysql://root", BLACKHOLE).await;
+}
+
+const ADMIN: &str = "outage-admin-password";
+
+async fn on_postgres(sql: &str) {
+    let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/test")
+        .await
+        .expect("PostgreSQL");
+    sqlx::query(sql).execute(&pool).await.expect(sql);
+    pool.close().await;
+}
+
+async fn send(
+    e: &apim_runtime::smoke::Entries,
+    to: &(String, u16),
+    req: apim_components::Request,
+) -> (u16, Duration, Option<String>) {
+    let client =
+        apim_runtime::http::tls_client(apim_runtime::tls::client_trusting(&e.ca).expect("CA"));
+    let t = Instant::now();
+    let r = apim_runtime::http::send(&client, &to.0, to.1, req, Duration::from_secs(20))
+        .await
+        .expect("an answer");
+    (
+        r.status,
+        t.elapsed(),
+        r.get_header("retry-after").map(String::from),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_its_database_refusing_a_deployment_serves_cached_calls_and_fails_the_rest_fast() {
+    use apim_components::Request;
+    let schema = format!("apim_outage_{}", std::process::id());
+    on_postgres(&format!("CREATE SCHEMA {schema}")).await;
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/test?options=-c%20search_path%3D{schema}",
+        proxy.port
+    );
+    let text: String = apim_patterns::find("standalone")
+        .expect("pattern")
+        .template
+        .lines()
+        .map(|l| match l {
+            l if l.starts_with("engine = ") => "engine = \"postgres\"".to_string(),
+            l if l.starts_with("url = ") => format!("url = \"{url}\"\nnetwork = \"internal\""),
+            l => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let checked = apim_topology::check_str("standalone", &text);
+    assert_eq!(checked.errors(), 0, "the topology is valid");
+    let data = tempfile::tempdir().expect("temp dir");
+    let opts = apim_runtime::up::UpOptions {
+        loopback: apim_runtime::up::Loopback::parse("127.71.0.0/16").expect("range"),
+        data: data.path().to_path_buf(),
+        admin_password: ADMIN.into(),
+    };
+    let up = apim_runtime::up::start(&checked.topology, &opts)
+        .await
+        .expect("apim up");
+    assert!(
+        up.databases
+            .values()
+            .any(|u| u.contains(&proxy.port.to_string())),
+        "the database is used as written: {:?}",
+        up.databases
+    );
+    let e = apim_runtime::smoke::Entries::of(&up).expect("entries");
+    let p = apim_runtime::smoke::provision(&e, ADMIN, "outage")
+        .await
+        .expect("provision");
+    let invoke = || {
+        Request::new("GET", &format!("/{}/v1/x", p.context))
+            .header("authorization", &format!("Bearer {}", p.token))
+    };
+    assert_eq!(send(&e, &e.gateway, invoke()).await.0, 200);
+    // The gateway trusts its cache once it has caught up with the revocations (every 0.5 s).
+    tokio::time::sleep(Duration::from_millis(
+        2 * apim_components::gateway::REVOCATIONS_MS,
+    ))
+    .await;
+    proxy.set(REFUSE);
+    // Cached validations answer; what needs the database fails at once, saying when to retry.
+    let token = || {
+        Request::new("POST", "/token")
+            .header(
+                "authorization",
+                &apim_runtime::smoke::basic(&p.consumer_key, &p.consumer_secret),
+            )
+            .form(&[("grant_type", "client_credentials")])
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let (status, took, _) = send(&e, &e.gateway, invoke()).await;
+        assert_eq!(status, 200, "a cached call during the outage");
+        assert!(took < Duration::from_millis(500), "{took:?}");
+        let (status, took, retry) = send(&e, &e.gateway, token()).await;
+        assert_eq!(status, 503, "a token during the outage");
+        assert!(took < BOUND + Duration::from_millis(500), "{took:?}");
+        assert_eq!(retry.as_deref(), Some("1"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    proxy.set(PASS);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if send(&e, &e.gateway, token()).await.0 == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no token after the database came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(up);
+    on_postgres(&format!("DROP SCHEMA {schema} CASCADE")).await;
 }

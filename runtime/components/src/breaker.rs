@@ -13,6 +13,14 @@ pub const MAX_OPEN_MS: u64 = 16_000;
 /// The default bound on one database operation (connect or acquire included): a database that
 /// accepts connections and never answers costs a caller this long, not a TCP timeout.
 pub const OPERATION_MS: u64 = 2_000;
+/// The bound on the read behind a gateway's revocation catch-up: with the gateway's period
+/// (`gateway::REVOCATIONS_MS`, counted from one ask to the next) it stays inside the cache's
+/// trust window (`gateway::CACHE_TRUST_MS`), whatever the database does.
+pub const CATCH_UP_MS: u64 = 250;
+const _: () = assert!(
+    crate::gateway::REVOCATIONS_MS + CATCH_UP_MS < crate::gateway::CACHE_TRUST_MS,
+    "a catch-up must be answered within the cache's trust window"
+);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {

@@ -4,18 +4,21 @@
 //! is known to be down, so callers, balancers and connection slots never pile up behind it.
 
 use crate::storage::{Role, SqlStorage};
-use apim_components::breaker::{Breaker, FAILURES_TO_OPEN, State};
+use apim_components::breaker::{Breaker, CATCH_UP_MS, FAILURES_TO_OPEN, State};
 use apim_components::world::{
     Api, Application, ClientKeys, Db, DbError, Failures, Session, Storage, Token, User,
 };
 use std::future::Future;
 use std::time::Duration;
 
-/// A node's storage with a time bound per operation and a breaker per database role.
+/// A node's storage with a time bound per operation and a breaker per database (roles that
+/// share a database share its breaker).
 pub struct Guarded {
     inner: SqlStorage,
     operation: Duration,
-    breakers: [Breaker; 3],
+    breakers: Vec<Breaker>,
+    /// The breaker of each role, by `Role as usize`.
+    of_role: [usize; 3],
 }
 
 fn now_ms() -> u64 {
@@ -26,15 +29,20 @@ fn now_ms() -> u64 {
 
 impl Guarded {
     pub fn new(inner: SqlStorage, operation: Duration) -> Guarded {
+        let roles = [Role::User, Role::Apim, Role::Registry];
+        // A role without a database gets a breaker of its own that never sees an operation.
+        let of_role = roles.map(|r| inner.database_of(r).unwrap_or(3 + r as usize));
+        let count = of_role.iter().max().map_or(0, |m| m + 1);
         Guarded {
             inner,
             operation,
-            breakers: Default::default(),
+            breakers: (0..count).map(|_| Breaker::default()).collect(),
+            of_role,
         }
     }
 
     fn breaker(&self, role: Role) -> &Breaker {
-        &self.breakers[role as usize]
+        &self.breakers[self.of_role[role as usize]]
     }
 
     /// Per role that has a database here: its name and whether its breaker is open.
@@ -47,6 +55,15 @@ impl Guarded {
     }
 
     async fn run<T>(&self, role: Role, op: impl Future<Output = Db<T>>) -> Db<T> {
+        self.run_within(role, self.operation, op).await
+    }
+
+    async fn run_within<T>(
+        &self,
+        role: Role,
+        bound: Duration,
+        op: impl Future<Output = Db<T>>,
+    ) -> Db<T> {
         let breaker = self.breaker(role);
         if let Err(refused) = breaker.admit(now_ms()) {
             return Err(DbError(format!(
@@ -55,12 +72,12 @@ impl Guarded {
                 refused.retry_after_s
             )));
         }
-        let out = match tokio::time::timeout(self.operation, op).await {
+        let out = match tokio::time::timeout(bound, op).await {
             Ok(r) => r,
             Err(_) => Err(DbError(format!(
                 "the {} database did not answer within {} ms",
                 role.name(),
-                self.operation.as_millis()
+                bound.as_millis()
             ))),
         };
         breaker.record(now_ms(), out.is_ok());
@@ -176,7 +193,11 @@ impl Storage for Guarded {
         self.run(Role::Apim, self.inner.purge_tokens(now_ms)).await
     }
     async fn revoked_since(&self, since_ms: u64) -> Db<Vec<String>> {
-        self.run(Role::Apim, self.inner.revoked_since(since_ms))
+        // The gateways' catch-up: its answer, even "the database is unavailable", must come
+        // back within their cache's trust window, or a database that hangs would end the
+        // trust that a database that refuses keeps.
+        let bound = self.operation.min(Duration::from_millis(CATCH_UP_MS));
+        self.run_within(Role::Apim, bound, self.inner.revoked_since(since_ms))
             .await
     }
     async fn register(&self, api: &Api) -> Db<()> {

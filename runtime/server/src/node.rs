@@ -264,8 +264,12 @@ pub async fn start(
     if node.runs(Peer::Gateway) {
         let (n, w) = (node.clone(), world.clone());
         tasks.spawn(async move {
+            // Counted from one ask to the next, so a slow answer does not stretch the period
+            // past the cache's trust window (`breaker::CATCH_UP_MS` bounds the answer).
+            let mut every = tokio::time::interval(std::time::Duration::from_millis(REVOCATIONS_MS));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::time::sleep(std::time::Duration::from_millis(REVOCATIONS_MS)).await;
+                every.tick().await;
                 // A key manager out of reach now is asked again on the next round.
                 let _ = n.gateway.sync_revocations(w.as_ref()).await;
             }

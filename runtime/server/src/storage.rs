@@ -125,6 +125,8 @@ impl Role {
 struct Conn {
     pool: AnyPool,
     dialect: Dialect,
+    /// Which of the node's databases (distinct URLs, in order of first use) this is.
+    database: usize,
 }
 
 /// The storage of one node: a connection pool per role.
@@ -165,7 +167,11 @@ impl SqlStorage {
                                 .map_err(|e| e.to_string())?;
                         }
                     }
-                    let c = Conn { pool, dialect };
+                    let c = Conn {
+                        pool,
+                        dialect,
+                        database: by_url.len(),
+                    };
                     by_url.insert(url, c.clone());
                     c
                 }
@@ -181,6 +187,12 @@ impl SqlStorage {
     /// Whether a database serves `role` on this node.
     pub fn serves(&self, role: Role) -> bool {
         self.conns.contains_key(&role)
+    }
+
+    /// The database serving `role`, as an index among this node's distinct databases: roles
+    /// that share a database share its fate.
+    pub fn database_of(&self, role: Role) -> Option<usize> {
+        self.conns.get(&role).map(|c| c.database)
     }
 
     fn conn(&self, role: Role) -> Db<&Conn> {

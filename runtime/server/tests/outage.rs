@@ -176,8 +176,18 @@ async fn send(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_its_database_refusing_a_deployment_serves_cached_calls_and_fails_the_rest_fast() {
+    deployment_outage(REFUSE, "127.71.0.0/16").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_its_database_blackholed_a_deployment_serves_cached_calls_and_fails_the_rest_fast() {
+    deployment_outage(BLACKHOLE, "127.72.0.0/16").await;
+}
+
+/// The standalone pattern on PostgreSQL behind the proxy; five seconds of outage in `mode`.
+async fn deployment_outage(mode: u8, range: &str) {
     use apim_components::Request;
-    let schema = format!("apim_outage_{}", std::process::id());
+    let schema = format!("apim_outage_{}_{mode}", std::process::id());
     on_postgres(&format!("CREATE SCHEMA {schema}")).await;
     let proxy = Proxy::start("127.0.0.1:5432").await;
     let url = format!(
@@ -199,7 +209,7 @@ async fn with_its_database_refusing_a_deployment_serves_cached_calls_and_fails_t
     assert_eq!(checked.errors(), 0, "the topology is valid");
     let data = tempfile::tempdir().expect("temp dir");
     let opts = apim_runtime::up::UpOptions {
-        loopback: apim_runtime::up::Loopback::parse("127.71.0.0/16").expect("range"),
+        loopback: apim_runtime::up::Loopback::parse(range).expect("range"),
         data: data.path().to_path_buf(),
         admin_password: ADMIN.into(),
     };
@@ -227,8 +237,9 @@ async fn with_its_database_refusing_a_deployment_serves_cached_calls_and_fails_t
         2 * apim_components::gateway::REVOCATIONS_MS,
     ))
     .await;
-    proxy.set(REFUSE);
-    // Cached validations answer; what needs the database fails at once, saying when to retry.
+    proxy.set(mode);
+    // Cached validations answer; what needs the database fails within the bound (at once when
+    // the database refuses, or once its breaker is open), saying when to retry.
     let token = || {
         Request::new("POST", "/token")
             .header(
@@ -237,17 +248,24 @@ async fn with_its_database_refusing_a_deployment_serves_cached_calls_and_fails_t
             )
             .form(&[("grant_type", "client_credentials")])
     };
+    let bound = Duration::from_millis(apim_components::breaker::OPERATION_MS + 500);
     let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last_token = Duration::MAX;
     while Instant::now() < deadline {
         let (status, took, _) = send(&e, &e.gateway, invoke()).await;
         assert_eq!(status, 200, "a cached call during the outage");
         assert!(took < Duration::from_millis(500), "{took:?}");
         let (status, took, retry) = send(&e, &e.gateway, token()).await;
         assert_eq!(status, 503, "a token during the outage");
-        assert!(took < BOUND + Duration::from_millis(500), "{took:?}");
+        assert!(took < bound, "{took:?}");
         assert_eq!(retry.as_deref(), Some("1"));
+        last_token = took;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    assert!(
+        last_token < Duration::from_millis(100),
+        "the breaker is open by now: {last_token:?}"
+    );
     proxy.set(PASS);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

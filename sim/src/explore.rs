@@ -30,6 +30,11 @@ fn candidates(plan: &Plan) -> Vec<FaultKind> {
             node: n.name.clone(),
         });
     }
+    for d in &plan.databases {
+        all.push(FaultKind::DatabaseBlackhole {
+            database: d.name.clone(),
+        });
+    }
     for (i, a) in nets.iter().enumerate() {
         for b in nets.iter().skip(i + 1) {
             let (from, to) = (a.to_string(), b.to_string());

@@ -116,12 +116,13 @@ impl<'p> Standing<'p> {
             })
             .collect();
         let roles_down = match failed {
-            FaultKind::DatabaseOutage { database } => plan
-                .databases
-                .iter()
-                .filter(|d| &d.name == database)
-                .flat_map(|d| d.roles.iter().copied())
-                .collect(),
+            FaultKind::DatabaseOutage { database } | FaultKind::DatabaseBlackhole { database } => {
+                plan.databases
+                    .iter()
+                    .filter(|d| &d.name == database)
+                    .flat_map(|d| d.roles.iter().copied())
+                    .collect()
+            }
             _ => BTreeSet::new(),
         };
         let mut blocked = BTreeSet::new();

@@ -1141,6 +1141,12 @@ impl Run {
                         db_down.extend(db.roles.iter().map(|r| crate::world::role(*r)));
                     }
                 }
+                FaultKind::DatabaseBlackhole { database } => {
+                    for db in d.plan.databases.iter().filter(|x| &x.name == database) {
+                        f.db_blackholed
+                            .extend(db.roles.iter().map(|r| crate::world::role(*r)));
+                    }
+                }
                 FaultKind::Crash { .. } | FaultKind::ClusterDown { .. } => {}
             }
         }

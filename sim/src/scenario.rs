@@ -68,6 +68,10 @@ pub enum FaultKind {
     DatabaseOutage {
         database: String,
     },
+    /// The database accepts connections and never answers (a network partition to it).
+    DatabaseBlackhole {
+        database: String,
+    },
     BalancerOutage {
         balancer: String,
     },
@@ -133,6 +137,11 @@ pub static FAULT_KINDS: &[(&str, &[&str], &str)] = &[
         "database-outage",
         &["database"],
         "the database refuses every connection",
+    ),
+    (
+        "database-blackhole",
+        &["database"],
+        "the database accepts connections and never answers (what a partition to it looks like): each operation waits out the node's bound",
     ),
     (
         "balancer-outage",
@@ -573,6 +582,9 @@ impl Reader<'_> {
             "database-outage" => FaultKind::DatabaseOutage {
                 database: self.reference(t, whole, "database", "database", &databases)?,
             },
+            "database-blackhole" => FaultKind::DatabaseBlackhole {
+                database: self.reference(t, whole, "database", "database", &databases)?,
+            },
             "balancer-outage" => FaultKind::BalancerOutage {
                 balancer: self.reference(t, whole, "balancer", "balancer", &balancers)?,
             },
@@ -765,6 +777,7 @@ impl FaultKind {
             FaultKind::Partition { .. } => "partition",
             FaultKind::Isolate { .. } => "isolate",
             FaultKind::DatabaseOutage { .. } => "database-outage",
+            FaultKind::DatabaseBlackhole { .. } => "database-blackhole",
             FaultKind::BalancerOutage { .. } => "balancer-outage",
             FaultKind::CertExpiry { .. } => "cert-expiry",
             FaultKind::Latency { .. } => "latency",
@@ -778,7 +791,9 @@ impl FaultKind {
         match self {
             FaultKind::Crash { node } | FaultKind::Isolate { node } => vec![("node", q(node))],
             FaultKind::ClusterDown { cluster } => vec![("cluster", q(cluster))],
-            FaultKind::DatabaseOutage { database } => vec![("database", q(database))],
+            FaultKind::DatabaseOutage { database } | FaultKind::DatabaseBlackhole { database } => {
+                vec![("database", q(database))]
+            }
             FaultKind::BalancerOutage { balancer } => vec![("balancer", q(balancer))],
             FaultKind::CertExpiry { name, balancer } => {
                 vec![(if *balancer { "balancer" } else { "node" }, q(name))]
@@ -823,6 +838,7 @@ impl FaultKind {
             FaultKind::ClusterDown { cluster } => format!("cluster-down {cluster}"),
             FaultKind::Isolate { node } => format!("isolate {node}"),
             FaultKind::DatabaseOutage { database } => format!("database-outage {database}"),
+            FaultKind::DatabaseBlackhole { database } => format!("database-blackhole {database}"),
             FaultKind::BalancerOutage { balancer } => format!("balancer-outage {balancer}"),
             FaultKind::CertExpiry { name, .. } => format!("cert-expiry {name}"),
             FaultKind::Partition { from, to, one_way } => {

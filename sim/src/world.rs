@@ -6,6 +6,7 @@ use crate::exec::Handle;
 use crate::rng::Rng;
 use apim_compiler::plan::{NodePlan, Peer as PlanPeer, PeerPath, Plan, RouteListener};
 use apim_components::balancer::{self, Pool};
+use apim_components::breaker::{Breaker, CATCH_UP_MS, OPERATION_MS};
 pub use apim_components::defects::{Defect, Defects};
 use apim_components::gateway::{RECONCILE_MS, REVOCATIONS_MS};
 use apim_components::mem::{MemStorage, Role};
@@ -74,6 +75,8 @@ pub struct Faults {
     /// Nodes and balancers whose certificate has expired: no TLS handshake with them succeeds.
     pub expired_nodes: BTreeSet<usize>,
     pub expired_balancers: BTreeSet<usize>,
+    /// Database roles whose database accepts connections and never answers.
+    pub db_blackholed: BTreeSet<Role>,
 }
 
 /// Where traffic comes from or goes to.
@@ -442,13 +445,17 @@ impl Deployment {
                 }
             });
             let d = self.clone();
+            // As the real node asks: at start, then every period counted from one ask to the
+            // next (a late ask is made at once).
             self.exec.spawn(async move {
+                let mut next = d.now_us();
                 loop {
-                    d.exec.sleep(REVOCATIONS_MS * 1000).await;
+                    d.exec.sleep(next.saturating_sub(d.now_us())).await;
                     if d.incarnation(i) != Some(incarnation) {
                         break;
                     }
                     let _ = node.gateway.sync_revocations(world.as_ref()).await;
+                    next = (next + REVOCATIONS_MS * 1000).max(d.now_us());
                 }
             });
         }
@@ -766,7 +773,23 @@ impl SimWorld {
             })
             .collect();
         SimWorld {
-            storage: NodeStorage { d: d.clone(), node },
+            storage: NodeStorage {
+                breakers: d
+                    .plan
+                    .databases
+                    .iter()
+                    .map(|_| Breaker::default())
+                    .collect(),
+                databases: d
+                    .plan
+                    .databases
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, db)| db.roles.iter().map(move |r| (role(*r), i)))
+                    .collect(),
+                d: d.clone(),
+                node,
+            },
             d,
             node,
             pools,
@@ -878,22 +901,52 @@ impl World for SimWorld {
 pub struct NodeStorage {
     d: Arc<Deployment>,
     node: usize,
+    /// One breaker per database of the plan (this node's incarnation's).
+    breakers: Vec<Breaker>,
+    /// The database serving each role, as an index into `breakers`.
+    databases: BTreeMap<Role, usize>,
 }
 
 impl NodeStorage {
-    async fn reach(&self, r: Role) -> Db<()> {
-        if self.d.db_reachable(self.node, r) {
-            return Ok(());
+    /// An operation on the database serving `r`, as the real world bounds it: refused at
+    /// once while that database's breaker is open; a database out of reach or that never
+    /// answers costs the bound; every outcome is recorded by the breaker.
+    async fn run<T>(&self, r: Role, bound_ms: u64, op: impl Future<Output = Db<T>>) -> Db<T> {
+        let breaker = self.breakers.get(self.of_role(r));
+        if let Some(b) = breaker
+            && let Err(refused) = b.admit(self.d.now_ms())
+        {
+            return Err(DbError(format!(
+                "the {r:?} database is down; the next try is in {} s",
+                refused.retry_after_s
+            )));
         }
-        self.d.exec.sleep(CONNECT_TIMEOUT_US).await;
-        Err(DbError(format!("the {r:?} database cannot be reached")))
+        let hangs =
+            !self.d.db_reachable(self.node, r) || self.d.faults().db_blackholed.contains(&r);
+        let out = if hangs {
+            self.d.exec.sleep(bound_ms * 1000).await;
+            Err(DbError(format!(
+                "the {r:?} database did not answer within {bound_ms} ms"
+            )))
+        } else {
+            op.await
+        };
+        if let Some(b) = breaker {
+            b.record(self.d.now_ms(), out.is_ok());
+        }
+        out
+    }
+
+    fn of_role(&self, r: Role) -> usize {
+        self.databases.get(&r).copied().unwrap_or(usize::MAX)
     }
 }
 
 macro_rules! through {
     ($self:ident, $role:ident, $call:ident ( $($arg:expr),* )) => {{
-        $self.reach(Role::$role).await?;
-        $self.d.storage.$call($($arg),*).await
+        $self
+            .run(Role::$role, OPERATION_MS, $self.d.storage.$call($($arg),*))
+            .await
     }};
 }
 
@@ -980,7 +1033,12 @@ impl Storage for NodeStorage {
         through!(self, Apim, revoke_token(token_hash, at_ms))
     }
     async fn revoked_since(&self, since_ms: u64) -> Db<Vec<String>> {
-        through!(self, Apim, revoked_since(since_ms))
+        self.run(
+            Role::Apim,
+            CATCH_UP_MS,
+            self.d.storage.revoked_since(since_ms),
+        )
+        .await
     }
     async fn register(&self, api: &Api) -> Db<()> {
         through!(self, Registry, register(api))

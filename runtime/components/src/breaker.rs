@@ -7,9 +7,11 @@ use std::sync::Mutex;
 
 /// Consecutive failures that open the breaker.
 pub const FAILURES_TO_OPEN: u32 = 3;
-/// The first backoff; it doubles on each failed probe, up to `MAX_OPEN_MS`.
+/// The first backoff; it doubles on each failed probe, up to `MAX_OPEN_MS`, which bounds how
+/// long after a database's return its breaker may still be open (a probe is one request every
+/// two seconds per node: nothing a recovering database notices).
 pub const OPEN_MS: u64 = 1_000;
-pub const MAX_OPEN_MS: u64 = 16_000;
+pub const MAX_OPEN_MS: u64 = 2_000;
 /// The default bound on one database operation (connect or acquire included): a database that
 /// accepts connections and never answers costs a caller this long, not a TCP timeout.
 pub const OPERATION_MS: u64 = 2_000;

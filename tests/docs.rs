@@ -1,5 +1,6 @@
-//! Documentation that must not drift from the code: the README's table of diagnostic codes, and
-//! a `//!` line at the top of every Rust module saying what it holds.
+//! Documentation that must not drift from the code: the README's table of diagnostic codes, its
+//! table of what each flow does during each database's outage (from the simulator's
+//! single-failure matrix), and a `//!` line at the top of every Rust module saying what it holds.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +9,58 @@ const END: &str = "<!-- codes:end -->";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Replaces what is between `begin` and `end` in the README with `text`, or, without
+/// APIM_BLESS=1, fails when it differs.
+fn keep_section(begin: &str, end: &str, text: &str, what: &str) {
+    let path = root().join("README.md");
+    let readme = std::fs::read_to_string(&path).expect("README.md");
+    let (Some(b), Some(e)) = (readme.find(begin), readme.find(end)) else {
+        panic!("README.md lacks the {begin:?} / {end:?} markers");
+    };
+    if &readme[b + begin.len()..e] == text {
+        return;
+    }
+    if std::env::var_os("APIM_BLESS").is_some() {
+        let updated = format!("{}{text}{}", &readme[..b + begin.len()], &readme[e..]);
+        std::fs::write(&path, updated).expect("write README.md");
+    } else {
+        panic!("README.md's {what} is out of date; run `APIM_BLESS=1 cargo test --test docs`");
+    }
+}
+
+/// Set APIM_BLESS=1 to rewrite the README's table from the simulator.
+#[test]
+fn readme_says_what_each_flow_does_during_each_database_outage() {
+    let mut table = String::from(
+        "| pattern | database | fails by | publish | subscribe | invoke |\n| --- | --- | --- | --- | --- | --- |\n",
+    );
+    for p in apim_patterns::PATTERNS {
+        let checked = apim_topology::check_str(p.id, p.template);
+        let plan = apim_compiler::plan::Plan::of(&checked.topology);
+        let m = apim_sim::failover::database_matrix(&plan, &apim_sim::run::Options::default());
+        assert_eq!(m.findings, Vec::<String>::new(), "{}", p.id);
+        for row in &m.rows {
+            let (how, database) = row.failure.split_once(' ').expect("kind and name");
+            let how = match how {
+                "database-outage" => "refusing",
+                _ => "never answering",
+            };
+            let cells: Vec<&str> = row.cells.iter().map(|c| c.simulated.as_str()).collect();
+            table.push_str(&format!(
+                "| {} | {database} | {how} | {} |\n",
+                p.id,
+                cells.join(" | ")
+            ));
+        }
+    }
+    keep_section(
+        "<!-- outages:begin -->\n",
+        "<!-- outages:end -->",
+        &table,
+        "outage table",
+    );
 }
 
 /// Set APIM_BLESS=1 to rewrite the README's table from the code.

@@ -58,9 +58,14 @@ pub fn parts(plan: &Plan) -> Vec<FaultKind> {
         name: b.name.clone(),
         balancer: true,
     }));
-    out.extend(plan.databases.iter().map(|d| FaultKind::DatabaseOutage {
-        database: d.name.clone(),
-    }));
+    for d in &plan.databases {
+        out.push(FaultKind::DatabaseOutage {
+            database: d.name.clone(),
+        });
+        out.push(FaultKind::DatabaseBlackhole {
+            database: d.name.clone(),
+        });
+    }
     // A partition cuts networks: a rule naming a cluster or balancer cuts the network it is on.
     let links: BTreeSet<(&str, &str)> = plan
         .firewall
@@ -389,12 +394,30 @@ pub struct Matrix {
 }
 
 /// Fails every part in turn; `progress` hears of each run as it ends.
-pub fn matrix(
+pub fn matrix(plan: &Plan, options: &Options, progress: impl FnMut(usize, usize, &str)) -> Matrix {
+    matrix_of(plan, parts(plan), options, progress)
+}
+
+/// The rows of the matrix for the databases alone: each refusing, then never answering.
+pub fn database_matrix(plan: &Plan, options: &Options) -> Matrix {
+    let parts = parts(plan)
+        .into_iter()
+        .filter(|p| {
+            matches!(
+                p,
+                FaultKind::DatabaseOutage { .. } | FaultKind::DatabaseBlackhole { .. }
+            )
+        })
+        .collect();
+    matrix_of(plan, parts, options, |_, _, _| {})
+}
+
+fn matrix_of(
     plan: &Plan,
+    parts: Vec<FaultKind>,
     options: &Options,
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Matrix {
-    let parts = parts(plan);
     let grace = grace_ms(plan);
     let mut rows = Vec::new();
     let mut findings = Vec::new();

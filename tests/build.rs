@@ -347,3 +347,29 @@ fn the_session_length_is_the_deployments_to_choose() {
         assert!(c.errors() > 0, "session_hours = {wrong} was accepted");
     }
 }
+
+#[test]
+fn the_database_timeout_is_the_deployments_to_choose() {
+    let with = |line: &str| {
+        template("standalone").replace(
+            "name = \"apim-standalone\"",
+            &format!("name = \"apim-standalone\"\n{line}"),
+        )
+    };
+    let out = build(&with(""));
+    assert!(
+        out.files["nodes/all-in-one-1.toml"].contains("database_ms = 2000"),
+        "the default"
+    );
+    let out = build(&with("database_timeout_ms = 500"));
+    assert!(
+        out.files["nodes/all-in-one-1.toml"].contains("database_ms = 500"),
+        "{}",
+        out.files["nodes/all-in-one-1.toml"]
+    );
+    for wrong in ["0", "99", "30001", "\"2s\""] {
+        let c =
+            apim_topology::check_str("t.toml", &with(&format!("database_timeout_ms = {wrong}")));
+        assert!(c.errors() > 0, "database_timeout_ms = {wrong} was accepted");
+    }
+}

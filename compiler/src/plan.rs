@@ -79,6 +79,9 @@ pub struct NodePlan {
     /// How long a portal session lasts, in milliseconds.
     #[serde(default = "default_session_ms")]
     pub session_ms: u64,
+    /// The bound on one database operation, connecting included, in milliseconds.
+    #[serde(default = "default_database_ms")]
+    pub database_ms: u64,
     /// The SPIFFE ID its certificate carries and its peers check.
     pub identity: String,
     pub tls: TlsFiles,
@@ -94,6 +97,14 @@ pub const SESSION_HOURS: u32 = 8;
 
 fn default_session_ms() -> u64 {
     u64::from(SESSION_HOURS) * 3_600_000
+}
+
+/// A database operation may take two seconds unless `[deployment] database_timeout_ms` says
+/// otherwise (the runtime's breaker counts one that takes longer as failed).
+pub const DATABASE_MS: u64 = 2_000;
+
+fn default_database_ms() -> u64 {
+    DATABASE_MS
 }
 
 /// Where a node or balancer finds its PKI files. Defaults follow `apim certs`' layout under
@@ -391,6 +402,11 @@ impl Plan {
                             .as_ref()
                             .map_or(SESSION_HOURS, |h| h.value),
                     ) * 3_600_000,
+                    database_ms: t
+                        .deployment
+                        .database_timeout_ms
+                        .as_ref()
+                        .map_or(DATABASE_MS, |m| u64::from(m.value)),
                     listeners: listeners.clone(),
                     internal: internal.clone(),
                     databases: databases.clone(),

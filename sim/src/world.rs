@@ -6,7 +6,7 @@ use crate::exec::Handle;
 use crate::rng::Rng;
 use apim_compiler::plan::{NodePlan, Peer as PlanPeer, PeerPath, Plan, RouteListener};
 use apim_components::balancer::{self, Pool};
-use apim_components::breaker::{Breaker, CATCH_UP_MS, OPERATION_MS};
+use apim_components::breaker::{Breaker, CATCH_UP_MS};
 pub use apim_components::defects::{Defect, Defects};
 use apim_components::gateway::{RECONCILE_MS, REVOCATIONS_MS};
 use apim_components::mem::{MemStorage, Role};
@@ -945,7 +945,11 @@ impl NodeStorage {
 macro_rules! through {
     ($self:ident, $role:ident, $call:ident ( $($arg:expr),* )) => {{
         $self
-            .run(Role::$role, OPERATION_MS, $self.d.storage.$call($($arg),*))
+            .run(
+                Role::$role,
+                $self.d.plan.nodes[$self.node].database_ms,
+                $self.d.storage.$call($($arg),*),
+            )
             .await
     }};
 }
@@ -1033,12 +1037,9 @@ impl Storage for NodeStorage {
         through!(self, Apim, revoke_token(token_hash, at_ms))
     }
     async fn revoked_since(&self, since_ms: u64) -> Db<Vec<String>> {
-        self.run(
-            Role::Apim,
-            CATCH_UP_MS,
-            self.d.storage.revoked_since(since_ms),
-        )
-        .await
+        let bound = CATCH_UP_MS.min(self.d.plan.nodes[self.node].database_ms);
+        self.run(Role::Apim, bound, self.d.storage.revoked_since(since_ms))
+            .await
     }
     async fn register(&self, api: &Api) -> Db<()> {
         through!(self, Registry, register(api))

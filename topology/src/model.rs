@@ -28,6 +28,8 @@ pub struct Deployment {
     pub pattern: Option<Spanned<String>>,
     /// How long portal sessions last (`session_hours`).
     pub session_hours: Option<Spanned<u32>>,
+    /// The bound on one database operation (`database_timeout_ms`).
+    pub database_timeout_ms: Option<Spanned<u32>>,
     /// The `[deployment]` header, or the start of the file when it is missing.
     pub span: Span,
 }

@@ -12,9 +12,6 @@ pub const FAILURES_TO_OPEN: u32 = 3;
 /// two seconds per node: nothing a recovering database notices).
 pub const OPEN_MS: u64 = 1_000;
 pub const MAX_OPEN_MS: u64 = 2_000;
-/// The default bound on one database operation (connect or acquire included): a database that
-/// accepts connections and never answers costs a caller this long, not a TCP timeout.
-pub const OPERATION_MS: u64 = 2_000;
 /// The bound on the read behind a gateway's revocation catch-up: with the gateway's period
 /// (`gateway::REVOCATIONS_MS`, counted from one ask to the next) it stays inside the cache's
 /// trust window (`gateway::CACHE_TRUST_MS`), whatever the database does.

@@ -135,10 +135,7 @@ pub async fn start(
     let storage = SqlStorage::connect(&urls)
         .await
         .map_err(|e| format!("node {}: {e}", plan.name))?;
-    let storage = Guarded::new(
-        storage,
-        std::time::Duration::from_millis(apim_components::breaker::OPERATION_MS),
-    );
+    let storage = Guarded::new(storage, std::time::Duration::from_millis(plan.database_ms));
     let world = Arc::new(RealWorld::new(storage, plan.clone(), &tls)?);
     if urls.contains_key(&Role::User) {
         apim_components::auth::bootstrap_admin(world.as_ref(), admin_password)

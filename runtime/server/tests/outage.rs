@@ -248,7 +248,7 @@ async fn deployment_outage(mode: u8, range: &str) {
             )
             .form(&[("grant_type", "client_credentials")])
     };
-    let bound = Duration::from_millis(apim_components::breaker::OPERATION_MS + 500);
+    let bound = Duration::from_millis(apim_compiler::plan::DATABASE_MS + 500);
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut last_token = Duration::MAX;
     while Instant::now() < deadline {

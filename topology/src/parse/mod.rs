@@ -31,7 +31,7 @@ const TOP_KEYS: &[&str] = &[
 ];
 const TLS_KEYS: &[&str] = &["ca", "cert", "key", "edge", "issuer"];
 const EDGE_KEYS: &[&str] = &["cert", "key"];
-const DEPLOYMENT_KEYS: &[&str] = &["name", "pattern", "session_hours"];
+const DEPLOYMENT_KEYS: &[&str] = &["name", "pattern", "session_hours", "database_timeout_ms"];
 const NETWORK_KEYS: &[&str] = &["public"];
 const FIREWALL_KEYS: &[&str] = &["from", "to", "ports"];
 const DATABASE_KEYS: &[&str] = &["roles", "engine", "url", "network"];
@@ -554,34 +554,54 @@ impl Parser {
             d.pattern = self.string(v, "deployment.pattern");
         }
         if let Some((_, v)) = get(t, "session_hours") {
-            d.session_hours = self.session_hours(v);
+            // How long a portal session lasts, in hours: 1 to 720 (30 days).
+            d.session_hours = self.whole_number(
+                v,
+                "deployment.session_hours",
+                1..=720,
+                ("a whole number of hours", "a session length"),
+                "sessions last 1 to 720 hours (30 days)",
+            );
+        }
+        if let Some((_, v)) = get(t, "database_timeout_ms") {
+            // The bound on one database operation, connecting included.
+            d.database_timeout_ms = self.whole_number(
+                v,
+                "deployment.database_timeout_ms",
+                100..=30_000,
+                ("a whole number of milliseconds", "a database timeout"),
+                "a database operation may wait 100 to 30000 ms (default 2000)",
+            );
         }
         d
     }
 
-    /// How long a portal session lasts, in hours: 1 to 720 (30 days).
-    fn session_hours(&mut self, v: &Value<'_>) -> Option<Spanned<u32>> {
-        let path = "deployment.session_hours";
+    /// A whole number in `range`; `what` is (the type wanted, the thing it measures).
+    fn whole_number(
+        &mut self,
+        v: &Value<'_>,
+        path: &str,
+        range: std::ops::RangeInclusive<u32>,
+        what: (&str, &str),
+        hint: &str,
+    ) -> Option<Spanned<u32>> {
         let DeValue::Integer(i) = v.get_ref() else {
-            self.wrong_type(v, path, "a whole number of hours");
+            self.wrong_type(v, path, what.0);
             return None;
         };
         let n = i64::from_str_radix(i.as_str(), i.radix()).ok();
         match n
             .and_then(|n| u32::try_from(n).ok())
-            .filter(|n| (1..=720).contains(n))
+            .filter(|n| range.contains(n))
         {
             Some(h) => Some(Spanned::new(h, span(v.span()))),
             None => {
                 self.error(
                     &UNKNOWN_VALUE,
-                    format!(
-                        "`{path}` = {} is not a session length apim accepts",
-                        i.as_str()
-                    ),
+                    format!("`{path}` = {} is not {} apim accepts", i.as_str(), what.1),
                     span(v.span()),
                     "out of range",
-                    Some("sessions last 1 to 720 hours (30 days)".into()),
+                    Some(hint.into()),
                 );
                 None
             }

@@ -214,16 +214,7 @@ impl Gateway {
 
     pub async fn handle(&self, world: &impl World, req: Request) -> Response {
         match (req.method.as_str(), req.path.as_str()) {
-            (_, path) if OAUTH_PATHS.contains(&path) => {
-                match world.call(Peer::KeyManager, req).await {
-                    Ok(r) => r,
-                    Err(e) => Response::error(
-                        503,
-                        "unavailable",
-                        format!("the key manager cannot be reached: {e}"),
-                    ),
-                }
-            }
+            (_, path) if OAUTH_PATHS.contains(&path) => crate::keymanager::ask(world, req).await,
             ("POST", "/internal/apis") => match body::<Api>(&req) {
                 Ok(api) => {
                     self.apply(world, api);

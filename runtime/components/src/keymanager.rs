@@ -40,6 +40,18 @@ pub async fn handle(world: &impl World, req: Request) -> Response {
     }
 }
 
+/// The key manager's answer to a component's request, or 503 when it cannot be reached.
+pub(crate) async fn ask(world: &impl World, req: Request) -> Response {
+    match world.call(Peer::KeyManager, req).await {
+        Ok(r) => r,
+        Err(e) => Response::error(
+            503,
+            "unavailable",
+            format!("the key manager cannot be reached: {e}"),
+        ),
+    }
+}
+
 /// A field of a form body.
 fn field(form: &[(String, String)], name: &str) -> Option<String> {
     form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())

@@ -5,7 +5,7 @@ use crate::auth::{self, ROLE_SUBSCRIBER};
 use crate::http::{Request, Response, body, parse_form};
 use crate::secret;
 use crate::validate;
-use crate::world::{Application, Peer, Storage, User, World};
+use crate::world::{Application, Storage, User, World};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -222,19 +222,7 @@ async fn revoke_keys(world: &impl World, user: &User, id: &str) -> Response {
     };
     let req =
         Request::new("POST", "/internal/clients/revoke").json(&json!({ "application": app.id }));
-    ask_key_manager(world, req).await
-}
-
-/// The key manager's answer, or 503 when it cannot be reached.
-async fn ask_key_manager(world: &impl World, req: Request) -> Response {
-    match world.call(Peer::KeyManager, req).await {
-        Ok(r) => r,
-        Err(e) => Response::error(
-            503,
-            "unavailable",
-            format!("the key manager cannot be reached: {e}"),
-        ),
-    }
+    crate::keymanager::ask(world, req).await
 }
 
 async fn keys(world: &impl World, user: &User, id: &str) -> Response {
@@ -243,5 +231,5 @@ async fn keys(world: &impl World, user: &User, id: &str) -> Response {
         Err(r) => return r,
     };
     let req = Request::new("POST", "/internal/clients").json(&json!({ "application": app.id }));
-    ask_key_manager(world, req).await
+    crate::keymanager::ask(world, req).await
 }

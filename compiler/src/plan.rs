@@ -10,13 +10,22 @@ use apim_topology::vocab::{BalancerKind, Component, Engine, Role};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Health checks of balancers: the node admin endpoint, every 2 s; 3 failures mark a node
-/// down, 2 successes up again.
-pub const HEALTH_PATH: &str = "/health";
+/// Health checks of balancers: the node admin `/ready`, every 2 s; 3 failures mark a node
+/// down, 2 successes up again. A node is ready once its components can serve (a gateway after
+/// it has read the registry) and until it starts draining; `/health` only says the process
+/// answers (Kubernetes' liveness probe).
+pub const READY_PATH: &str = "/ready";
+pub const LIVE_PATH: &str = "/health";
 pub const HEALTH_INTERVAL_MS: u64 = 2_000;
 pub const HEALTH_TIMEOUT_MS: u64 = 1_000;
 pub const HEALTH_FALL: u32 = 3;
 pub const HEALTH_RISE: u32 = 2;
+/// How long a stopping node stays up, unready and still serving, before it stops accepting:
+/// long enough for every balancer's checks to take it out (`fall` failed checks, `interval`
+/// apart, the first up to an interval away).
+pub const DRAIN_MS: u64 = HEALTH_FALL as u64 * HEALTH_INTERVAL_MS + HEALTH_TIMEOUT_MS;
+/// Then the requests in flight get this long to finish.
+pub const GRACE_MS: u64 = 10_000;
 pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
 pub const READ_TIMEOUT_MS: u64 = 60_000;
 /// The cookie the publisher and store set for a login session; balancers stick on it.
@@ -670,7 +679,7 @@ fn balancer(
                         sticky: listener == HopListener::Public && is_sticky(comp.value),
                         upstream: Vec::new(),
                         health: HealthCheck {
-                            path: HEALTH_PATH.into(),
+                            path: READY_PATH.into(),
                             interval_ms: HEALTH_INTERVAL_MS,
                             timeout_ms: HEALTH_TIMEOUT_MS,
                             fall: HEALTH_FALL,

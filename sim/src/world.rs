@@ -8,7 +8,6 @@ use apim_compiler::plan::{NodePlan, Peer as PlanPeer, PeerPath, Plan, RouteListe
 use apim_components::balancer::{self, Pool};
 use apim_components::breaker::{Breaker, CATCH_UP_MS};
 pub use apim_components::defects::{Defect, Defects};
-use apim_components::gateway::{RECONCILE_MS, REVOCATIONS_MS};
 use apim_components::mem::{MemStorage, Role};
 use apim_components::node::InternalRoute;
 use apim_components::world::{
@@ -434,29 +433,12 @@ impl Deployment {
             });
             incarnation
         };
-        if node.runs(Peer::Gateway) {
-            let d = self.clone();
-            let (n, w) = (node.clone(), world.clone());
-            self.exec.spawn(async move {
-                while d.incarnation(i) == Some(incarnation) {
-                    // A registry out of reach now is read on the next round.
-                    let _ = n.gateway.reconcile(w.as_ref()).await;
-                    d.exec.sleep(RECONCILE_MS * 1000).await;
-                }
-            });
-            let d = self.clone();
-            // As the real node asks: at start, then every period counted from one ask to the
-            // next (a late ask is made at once).
-            self.exec.spawn(async move {
-                let mut next = d.now_us();
-                loop {
-                    d.exec.sleep(next.saturating_sub(d.now_us())).await;
-                    if d.incarnation(i) != Some(incarnation) {
-                        break;
-                    }
-                    let _ = node.gateway.sync_revocations(world.as_ref()).await;
-                    next = (next + REVOCATIONS_MS * 1000).max(d.now_us());
-                }
+        for (_, job) in apim_components::schedule::loops(&node, &world) {
+            self.exec.spawn(Incarnation {
+                d: self.clone(),
+                node: i,
+                incarnation,
+                job,
             });
         }
     }
@@ -490,13 +472,14 @@ impl Deployment {
                 let d = self.clone();
                 let every = route.health.interval_ms.max(100) * 1000;
                 let timeout = route.health.timeout_ms.max(100) * 1000;
+                let path = route.health.path.clone();
                 self.exec.spawn(async move {
                     loop {
                         for k in 0..d.upstreams[b][r].len() {
                             let ok = match d.upstreams[b][r][k] {
                                 Some(i) if !d.faults().balancers_down.contains(&b) => {
                                     let from = d.place_of(Target::Balancer(b, r));
-                                    let health = Request::new("GET", "/health");
+                                    let health = Request::new("GET", &path);
                                     d.send(from, Target::Node(i, None), health, timeout)
                                         .await
                                         .is_ok_and(|r| r.status == 200)
@@ -608,7 +591,7 @@ impl Deployment {
                     };
                     let r = match to {
                         Target::Node(_, Some(c)) => node.handle(world.as_ref(), c, req).await,
-                        Target::Node(_, None) => node.admin(&req),
+                        Target::Node(_, None) => node.admin(world.as_ref(), &req),
                         // Mutual TLS proves which node is calling.
                         _ => {
                             let caller = from.node.map(|n| self.plan.nodes[n].identity.as_str());
@@ -741,6 +724,25 @@ impl Deployment {
                 Some(Target::Node(i, Some(peer(c))))
             }
         }
+    }
+}
+
+/// A loop of one node incarnation: it ends, dropped where it waits, once that incarnation has
+/// stopped, as a process's threads end with it.
+struct Incarnation {
+    d: Arc<Deployment>,
+    node: usize,
+    incarnation: u64,
+    job: apim_components::schedule::Loop,
+}
+
+impl Future for Incarnation {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.d.incarnation(self.node) != Some(self.incarnation) {
+            return std::task::Poll::Ready(());
+        }
+        self.job.as_mut().poll(cx)
     }
 }
 
@@ -1049,5 +1051,30 @@ impl Storage for NodeStorage {
     }
     async fn registered(&self) -> Db<Vec<Api>> {
         through!(self, Registry, registered())
+    }
+    fn breakers(&self) -> Vec<(&'static str, bool)> {
+        self.d.plan.nodes[self.node]
+            .databases
+            .iter()
+            .map(|u| {
+                let open = self
+                    .breakers
+                    .get(self.of_role(role(u.role)))
+                    .is_some_and(Breaker::is_open);
+                (u.role.as_str(), open)
+            })
+            .collect()
+    }
+    async fn probe(&self) {
+        let plan = &self.d.plan.nodes[self.node];
+        let mut probed = Vec::new();
+        for r in plan.databases.iter().map(|u| role(u.role)) {
+            let database = self.of_role(r);
+            let open = self.breakers.get(database).is_some_and(Breaker::is_open);
+            if open && !probed.contains(&database) {
+                probed.push(database);
+                let _ = self.run(r, plan.database_ms, async { Ok(()) }).await;
+            }
+        }
     }
 }

@@ -34,6 +34,10 @@ pub struct UpArgs {
 }
 
 /// Run one node of a built plan: `apim node out/nodes/<node>.toml`.
+///
+/// On SIGTERM the node drains: its /ready answers 503 at once, it keeps serving for
+/// --drain-ms while balancers take it out, then accepts nothing more and finishes the requests
+/// in flight (at most 10 s) before it exits. Ctrl-C stops it at once.
 #[derive(clap::Args)]
 pub struct NodeArgs {
     /// The node's config, as `apim build` wrote it.
@@ -52,12 +56,16 @@ pub struct NodeArgs {
     /// the paths in the config.
     #[arg(long)]
     certs: Option<String>,
+    /// How long a draining node stays up, unready, before it stops accepting; the default
+    /// covers the balancers' checks (3 failed checks 2 s apart, plus one's timeout).
+    #[arg(long, default_value_t = apim_compiler::plan::DRAIN_MS)]
+    drain_ms: u64,
 }
 
 /// Run the built-in balancer on its rules: `apim balancer out/lb/<lb>/rules.toml`.
 ///
-/// Listens on every route's port, balances round robin over healthy nodes (active checks on
-/// each node's admin /health), retries once elsewhere when a connection fails, and keeps
+/// Listens on every route's port, balances round robin over ready nodes (active checks on
+/// each node's admin /ready), retries once elsewhere when a connection fails, and keeps
 /// portal sessions on one node by a cookie.
 #[derive(clap::Args)]
 pub struct BalancerArgs {
@@ -360,7 +368,23 @@ pub fn node(args: NodeArgs) -> Outcome {
             running.plan.bind,
             running.plan.identity
         );
-        apim_runtime::until_interrupted().await;
+        if apim_runtime::until_signal().await == apim_runtime::Signal::Terminate {
+            let name = running.plan.name.clone();
+            eprintln!(
+                "node {name}: draining (unready for {} ms, then finishing what is in flight)",
+                args.drain_ms
+            );
+            let wait = std::time::Duration::from_millis(args.drain_ms);
+            let grace = std::time::Duration::from_millis(apim_compiler::plan::GRACE_MS);
+            if running.drain(wait, grace).await {
+                eprintln!("node {name}: drained");
+            } else {
+                eprintln!(
+                    "node {name}: stopped with requests still in flight after {} ms",
+                    apim_compiler::plan::GRACE_MS
+                );
+            }
+        }
         Ok::<_, String>(())
     });
     match result {

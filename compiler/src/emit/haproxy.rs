@@ -1,7 +1,7 @@
 //! `lb/<lb>/haproxy.cfg`: the balancer as HAProxy 2.6: TLS ended with the balancer's (or the
 //! edge) certificate and made anew to each node, checked against the deployment CA; internal
 //! listeners passed through (`mode tcp`), so the caller's certificate reaches the node; active
-//! HTTPS checks on the node admin `/health`, cookie insertion for the portals, and `init-addr
+//! HTTPS checks on the node admin `/ready`, cookie insertion for the portals, and `init-addr
 //! last,libc,none` so a host name that does not resolve yet does not stop it from starting.
 //! HAProxy 2.6 reads the key of `crt FILE` from `FILE.key` (`apim certs` links it there).
 

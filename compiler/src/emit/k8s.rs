@@ -9,7 +9,7 @@
 
 use super::yaml;
 use crate::hosts::HostMap;
-use crate::plan::{HEALTH_PATH, NodePlan, Plan, RouteListener};
+use crate::plan::{DRAIN_MS, GRACE_MS, LIVE_PATH, NodePlan, Plan, READY_PATH, RouteListener};
 use crate::secrets;
 use apim_topology::vocab::{BalancerKind, Component};
 use serde_json::{Value, json};
@@ -219,7 +219,10 @@ fn cluster_objects(
         labels.insert(balancer_label(b), json!("member"));
     }
     let selector = json!({APP: "apim", CLUSTER: cluster});
-    let probe = |period: u32| json!({"httpGet": {"path": HEALTH_PATH, "port": "admin", "scheme": "HTTPS"}, "periodSeconds": period, "failureThreshold": 3});
+    let probe = |path: &str, period: u32| json!({"httpGet": {"path": path, "port": "admin", "scheme": "HTTPS"}, "periodSeconds": period, "failureThreshold": 3});
+    // SIGTERM drains the node (unready, serving on while balancers notice, then finishing what
+    // is in flight); the kubelet must not kill it before that is done.
+    let grace_s = (DRAIN_MS + GRACE_MS).div_ceil(1000) + 5;
     // Each pod reads its own node's files by name; the projected volume holds the cluster's
     // (a StatefulSet cannot mount a Secret per pod), and the CA from the first.
     let tls_sources: Vec<Value> = nodes
@@ -263,14 +266,15 @@ fn cluster_objects(
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
+                        "terminationGracePeriodSeconds": grace_s,
                         "containers": [{
                             "name": "apim",
                             "image": IMAGE,
                             "args": ["node", "/etc/apim/nodes/$(POD_NAME).toml", "--hosts", "/etc/apim/hosts/hosts.toml", "--bind", "0.0.0.0"],
                             "env": env,
                             "ports": ports,
-                            "readinessProbe": probe(5),
-                            "livenessProbe": probe(10),
+                            "readinessProbe": probe(READY_PATH, 5),
+                            "livenessProbe": probe(LIVE_PATH, 10),
                             "volumeMounts": [
                                 {"name": "nodes", "mountPath": "/etc/apim/nodes", "readOnly": true},
                                 {"name": "hosts", "mountPath": "/etc/apim/hosts", "readOnly": true},

@@ -2,7 +2,9 @@
 //! (or the edge) certificate and made anew to each node, checked against the deployment CA;
 //! internal listeners passed through untouched (`stream`), so the caller's certificate reaches
 //! the node; passive health checks, sticky portals by a consistent hash of the session cookie,
-//! X-Forwarded-* headers.
+//! X-Forwarded-* headers. Open-source nginx cannot ask a node's `/ready`: a draining node is
+//! left out when it stops accepting, and a refused connection is retried on another node
+//! (nothing was sent).
 
 use super::header;
 use crate::plan::{

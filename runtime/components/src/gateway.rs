@@ -60,6 +60,9 @@ struct State {
     /// Tokens this gateway heard were revoked, and when: a validation that was in flight when
     /// the revocation arrived must not put the token back in the cache.
     revoked: BTreeMap<[u8; 32], u64>,
+    /// Whether the routing table has been read from the registry since the gateway started:
+    /// before, an unknown route may be an API it has not heard of yet.
+    caught_up: bool,
 }
 
 #[derive(Deserialize)]
@@ -128,6 +131,12 @@ impl Gateway {
         self.state().cache.len()
     }
 
+    /// Whether the gateway has read the published APIs from the registry since it started:
+    /// until then it is not ready, and a route it does not know is answered 503, not 404.
+    pub fn caught_up(&self) -> bool {
+        self.state().caught_up
+    }
+
     fn route_count(&self) -> usize {
         self.state().routes.values().map(BTreeMap::len).sum()
     }
@@ -135,6 +144,7 @@ impl Gateway {
     /// Replaces the routing table with the registry's published APIs.
     pub async fn reconcile(&self, world: &impl World) -> Result<usize, String> {
         if world.defects().has(Defect::ReconcileDisabled) {
+            self.state().caught_up = true;
             return Ok(self.route_count());
         }
         let apis = world.storage().registered().await.map_err(|e| e.0)?;
@@ -148,8 +158,10 @@ impl Gateway {
                 .or_default()
                 .insert(a.version.clone(), Arc::new(a));
         }
-        self.state().routes = routes;
-        Ok(self.route_count())
+        let mut s = self.state();
+        s.routes = routes;
+        s.caught_up = true;
+        Ok(s.routes.values().map(BTreeMap::len).sum())
     }
 
     /// Drops cached tokens revoked since the last catch-up.
@@ -301,13 +313,19 @@ impl Gateway {
                 "call /{context}/{version}/... of a published API",
             ));
         };
-        let api = self
-            .state()
-            .routes
-            .get(context.as_ref())
-            .and_then(|v| v.get(version.as_ref()))
-            .cloned();
+        let (api, caught_up) = {
+            let s = self.state();
+            let api = s
+                .routes
+                .get(context.as_ref())
+                .and_then(|v| v.get(version.as_ref()))
+                .cloned();
+            (api, s.caught_up)
+        };
         let Some(api) = api else {
+            if !caught_up {
+                return Err(not_caught_up());
+            }
             return Err(Response::error(
                 404,
                 "not_found",
@@ -443,6 +461,17 @@ impl State {
         self.revoked.insert(digest, now);
         self.cache.remove(&digest).is_some()
     }
+}
+
+/// The answer to a call for a route a gateway does not know before it has read the registry:
+/// the API may be published, so "not found" would be a lie the client might act on.
+pub fn not_caught_up() -> Response {
+    Response::error(
+        503,
+        "starting",
+        "this gateway has not read the published APIs from the registry yet; try again",
+    )
+    .header("retry-after", crate::auth::RETRY_AFTER_S)
 }
 
 /// The answer when an API's backend failed: 504 when it did not answer in time, else 502.

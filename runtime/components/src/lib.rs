@@ -15,6 +15,7 @@ pub mod keymanager;
 pub mod mem;
 pub mod node;
 pub mod publisher;
+pub mod schedule;
 pub mod secret;
 pub mod store;
 pub mod validate;

@@ -1,5 +1,5 @@
-//! A node: the components it runs, the admin endpoints (`/health`, Prometheus `/metrics`) and
-//! the count of what it served.
+//! A node: the components it runs, the admin endpoints (`/health` for liveness, `/ready` for
+//! readiness, Prometheus `/metrics`) and the count of what it served.
 
 use crate::gateway::Gateway;
 use crate::http::{Request, Response};
@@ -7,6 +7,7 @@ use crate::world::{Peer, Storage, World};
 use crate::{keymanager, publisher, store};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub struct Node {
     pub name: String,
@@ -18,6 +19,8 @@ pub struct Node {
     served: Mutex<BTreeMap<(Peer, u16), u64>>,
     /// (endpoint, why) -> calls refused on the internal listener.
     refused: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Stopping: not ready any more, finishing what it is answering.
+    draining: AtomicBool,
 }
 
 /// One endpoint of the internal listener: `METHOD /path`, the component serving it, and the
@@ -49,6 +52,7 @@ impl Node {
             internal,
             served: Mutex::default(),
             refused: Mutex::default(),
+            draining: AtomicBool::new(false),
         }
     }
 
@@ -173,13 +177,61 @@ impl Node {
             .or_default() += 1;
     }
 
-    /// The admin listener: `/health` and `/metrics`.
-    pub fn admin(&self, req: &Request) -> Response {
+    /// The node is stopping: it reports unready from now on, so balancers stop sending it new
+    /// requests while it finishes the ones it has.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Whether balancers should send this node requests, and if not, why. A node is unready
+    /// while it drains, while its gateway has not read the registry since it started, and when
+    /// it can serve nothing at all (every database it uses down and no gateway cache to answer
+    /// from); a gateway answering from its cache during an outage stays ready.
+    pub fn readiness(&self, world: &impl World) -> Result<(), String> {
+        if self.draining() {
+            return Err("draining: finishing the requests it has before it stops".into());
+        }
+        if self.runs(Peer::Gateway) {
+            if !self.gateway.caught_up() {
+                return Err(
+                    "the gateway has not read the published APIs from the registry yet".into(),
+                );
+            }
+            return Ok(());
+        }
+        let databases = world.storage().breakers();
+        if !databases.is_empty() && databases.iter().all(|(_, down)| *down) {
+            let names: Vec<&str> = databases.iter().map(|(r, _)| *r).collect();
+            return Err(format!(
+                "every database it uses is down ({})",
+                names.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// The admin listener: `/health` (the process answers), `/ready` (it should get traffic)
+    /// and `/metrics`.
+    pub fn admin(&self, world: &impl World, req: &Request) -> Response {
         match req.path.as_str() {
             "/health" => Response::json(
                 200,
                 &serde_json::json!({ "status": "ok", "node": self.name }),
             ),
+            "/ready" => match self.readiness(world) {
+                Ok(()) => Response::json(
+                    200,
+                    &serde_json::json!({ "status": "ready", "node": self.name }),
+                ),
+                Err(why) => Response::json(
+                    503,
+                    &serde_json::json!({ "status": "unready", "node": self.name, "why": why }),
+                ),
+            },
             "/metrics" => {
                 let mut text = String::from(
                     "# HELP apim_requests_total Requests served, by component and status.\n# TYPE apim_requests_total counter\n",
@@ -205,6 +257,15 @@ impl Node {
                     ));
                 }
                 text.push_str(&format!("# HELP apim_gateway_routes APIs this node routes.\n# TYPE apim_gateway_routes gauge\napim_gateway_routes{{node=\"{}\"}} {}\n", self.name, self.gateway.routes().len()));
+                text.push_str("# HELP apim_database_down Whether a database's circuit breaker is open: requests that need it fail at once.\n# TYPE apim_database_down gauge\n");
+                for (role, down) in world.storage().breakers() {
+                    text.push_str(&format!(
+                        "apim_database_down{{node=\"{}\",role=\"{role}\"}} {}\n",
+                        self.name,
+                        u8::from(down)
+                    ));
+                }
+                text.push_str(&format!("# HELP apim_node_ready Whether the node reports ready (/ready).\n# TYPE apim_node_ready gauge\napim_node_ready{{node=\"{}\"}} {}\n", self.name, u8::from(self.readiness(world).is_ok())));
                 text.push_str(&format!("# HELP apim_gateway_cached_tokens Token validations this node has cached.\n# TYPE apim_gateway_cached_tokens gauge\napim_gateway_cached_tokens{{node=\"{}\"}} {}\n", self.name, self.gateway.cached_tokens()));
                 Response {
                     status: 200,
@@ -215,7 +276,7 @@ impl Node {
             _ => Response::error(
                 404,
                 "not_found",
-                "the admin endpoints are /health and /metrics",
+                "the admin endpoints are /health, /ready and /metrics",
             ),
         }
     }

@@ -209,6 +209,17 @@ pub trait Storage: Send + Sync {
     fn register(&self, api: &Api) -> impl Future<Output = Db<()>> + Send;
     fn unregister(&self, id: &str) -> impl Future<Output = Db<()>> + Send;
     fn registered(&self) -> impl Future<Output = Db<Vec<Api>>> + Send;
+    // the databases themselves
+    /// Per database role this node uses: its name and whether its database is known to be
+    /// down now (its breaker open). Storage without breakers answers none.
+    fn breakers(&self) -> Vec<(&'static str, bool)> {
+        Vec::new()
+    }
+    /// Sends one cheap statement to each database known to be down whose backoff has passed,
+    /// so that a database that came back is seen without a request failing on it first.
+    fn probe(&self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
 }
 
 /// The outside world of one node.

@@ -162,6 +162,10 @@ fn world() -> W {
     }));
     pollster::block_on(apim_components::auth::bootstrap_admin(&w, "admin-password"))
         .expect("admin");
+    // As a node does when it starts: its gateway reads the registry.
+    for n in w.0.nodes.iter().filter(|n| n.runs(Peer::Gateway)) {
+        pollster::block_on(n.gateway.reconcile(&w)).expect("registry");
+    }
     w
 }
 
@@ -602,15 +606,63 @@ fn a_subscriber_cannot_publish() {
 fn nodes_answer_health_and_metrics() {
     let w = world();
     let n = &w.0.nodes[node(&w, "gateway-1")];
-    assert_eq!(n.admin(&Request::new("GET", "/health")).status, 200);
+    assert_eq!(n.admin(&w, &Request::new("GET", "/health")).status, 200);
+    assert_eq!(n.admin(&w, &Request::new("GET", "/ready")).status, 200);
     invoke(&w, "gateway-1", "/nothing/v1", None);
-    let m = String::from_utf8(n.admin(&Request::new("GET", "/metrics")).body).expect("text");
+    let m = String::from_utf8(n.admin(&w, &Request::new("GET", "/metrics")).body).expect("text");
     assert!(
         m.contains(
             "apim_requests_total{node=\"gateway-1\",component=\"gateway\",status=\"404\"} 1"
         ),
         "{m}"
     );
+}
+
+#[test]
+fn a_gateway_that_has_not_read_the_registry_is_unready_and_never_says_not_found() {
+    let w = world();
+    let admin = login(
+        &w,
+        "publisher-1",
+        Peer::Publisher,
+        "admin",
+        "admin-password",
+    );
+    let api = publish(&w, &admin, "early", "http://backend.example");
+    let (token, _, _) = consumer(&w, "dave", Some(&api));
+    // A gateway that just started: nothing read from the registry yet.
+    let fresh = node_running("gateway-3", Peer::Gateway);
+    let call = |path: &str| {
+        let req = Request::new("GET", path).header("authorization", &format!("Bearer {token}"));
+        pollster::block_on(fresh.handle(&w, Peer::Gateway, req))
+    };
+    let ready = || fresh.admin(&w, &Request::new("GET", "/ready"));
+    assert_eq!(ready().status, 503);
+    assert!(
+        json_of(&ready())["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("registry"))
+    );
+    let r = call("/early/v1/x");
+    assert_eq!(r.status, 503, "a published API is not `not found`");
+    assert_eq!(r.get_header("retry-after"), Some("1"));
+    assert_eq!(json_of(&r)["error"], "starting");
+    pollster::block_on(fresh.gateway.reconcile(&w)).expect("registry");
+    assert_eq!(ready().status, 200);
+    assert_eq!(call("/early/v1/x").status, 200);
+    assert_eq!(call("/never-published/v1/x").status, 404);
+    // Stopping: unready at once, still answering what it is sent.
+    fresh.drain();
+    assert_eq!(ready().status, 503);
+    assert!(
+        json_of(&ready())["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("draining"))
+    );
+    assert_eq!(call("/early/v1/x").status, 200);
+    let m =
+        String::from_utf8(fresh.admin(&w, &Request::new("GET", "/metrics")).body).expect("text");
+    assert!(m.contains("apim_node_ready{node=\"gateway-3\"} 0"), "{m}");
 }
 
 #[test]
@@ -766,7 +818,8 @@ fn internal_endpoints_answer_only_admitted_callers_on_the_internal_listener() {
     let r = invoke(&w, "gateway-1", "/echo/v1/x", Some(&token));
     assert_eq!(r.status, 200);
     assert_eq!(json_of(&r)["backend"], "http://backend.example");
-    let metrics = String::from_utf8(gw.admin(&Request::new("GET", "/metrics")).body).expect("text");
+    let metrics =
+        String::from_utf8(gw.admin(&w, &Request::new("GET", "/metrics")).body).expect("text");
     assert!(
         metrics.contains(r#"apim_internal_refused_total{node="gateway-1",endpoint="POST /internal/apis",reason="caller"} 2"#),
         "{metrics}"

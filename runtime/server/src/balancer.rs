@@ -1,6 +1,6 @@
 //! The built-in balancer, running a balancer's rules: a listener per route, round robin over
 //! healthy upstreams (component logic: `apim_components::balancer`), active checks of each
-//! node's admin `/health`, one retry elsewhere when a connection fails, sticky portals.
+//! node's admin `/ready` (the route's health path), one retry elsewhere when a connection fails, sticky portals.
 //! Bodies are streamed both ways: the balancer holds no request or response whole.
 
 use crate::http;

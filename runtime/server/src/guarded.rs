@@ -11,6 +11,8 @@ use apim_components::world::{
 use std::future::Future;
 use std::time::Duration;
 
+const ROLES: [Role; 3] = [Role::User, Role::Apim, Role::Registry];
+
 /// A node's storage with a time bound per operation and a breaker per database (roles that
 /// share a database share its breaker).
 pub struct Guarded {
@@ -29,7 +31,7 @@ fn now_ms() -> u64 {
 
 impl Guarded {
     pub fn new(inner: SqlStorage, operation: Duration) -> Guarded {
-        let roles = [Role::User, Role::Apim, Role::Registry];
+        let roles = ROLES;
         // A role without a database gets a breaker of its own that never sees an operation.
         let of_role = roles.map(|r| inner.database_of(r).unwrap_or(3 + r as usize));
         let count = of_role.iter().max().map_or(0, |m| m + 1);
@@ -43,15 +45,6 @@ impl Guarded {
 
     fn breaker(&self, role: Role) -> &Breaker {
         &self.breakers[self.of_role[role as usize]]
-    }
-
-    /// Per role that has a database here: its name and whether its breaker is open.
-    pub fn breakers(&self) -> Vec<(&'static str, bool)> {
-        [Role::User, Role::Apim, Role::Registry]
-            .into_iter()
-            .filter(|r| self.inner.serves(*r))
-            .map(|r| (r.name(), self.breaker(r).is_open()))
-            .collect()
     }
 
     async fn run<T>(&self, role: Role, op: impl Future<Output = Db<T>>) -> Db<T> {
@@ -208,5 +201,22 @@ impl Storage for Guarded {
     }
     async fn registered(&self) -> Db<Vec<Api>> {
         self.run(Role::Registry, self.inner.registered()).await
+    }
+    fn breakers(&self) -> Vec<(&'static str, bool)> {
+        ROLES
+            .into_iter()
+            .filter(|r| self.inner.serves(*r))
+            .map(|r| (r.name(), self.breaker(r).is_open()))
+            .collect()
+    }
+    async fn probe(&self) {
+        let mut probed = Vec::new();
+        for role in ROLES.into_iter().filter(|r| self.inner.serves(*r)) {
+            let database = self.of_role[role as usize];
+            if self.breaker(role).is_open() && !probed.contains(&database) {
+                probed.push(database);
+                let _ = self.run(role, self.inner.ping(role)).await;
+            }
+        }
     }
 }

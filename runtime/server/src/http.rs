@@ -347,6 +347,7 @@ where
         tls: None,
         on_refused: None,
         gate: Arc::new(Gate::new(MAX_CONNECTIONS, None)),
+        stop: None,
     };
     serve_connections(listener, options, move |req, caller: &Caller| {
         handle(req, caller.addr)
@@ -372,6 +373,9 @@ pub struct Serving {
     pub on_refused: Option<Arc<dyn Fn() + Send + Sync>>,
     /// How many connections the listener holds open at once.
     pub gate: Arc<Gate>,
+    /// When this turns true the listener accepts nothing more, asks each connection to close
+    /// once it has answered what it is answering, and returns when they have.
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Serving {
@@ -381,6 +385,7 @@ impl Serving {
             tls: Some(tokio_rustls::TlsAcceptor::from(config)),
             on_refused: None,
             gate: Arc::new(Gate::new(MAX_CONNECTIONS, None)),
+            stop: None,
         }
     }
 
@@ -516,10 +521,12 @@ where
 {
     let handle = Arc::new(handle);
     let mut connections = tokio::task::JoinSet::new();
+    let mut stop = options.stop.clone();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            () = stopped(&mut stop) => break,
         };
         let Ok((stream, addr)) = accepted else {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -539,7 +546,7 @@ where
                     addr,
                     identity: None,
                 };
-                serve_one(stream, caller, options.head_timeout, handle).await;
+                serve_one(stream, caller, &options, handle).await;
                 return;
             };
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
@@ -559,12 +566,25 @@ where
                 .and_then(|c| apim_pki::spiffe_id(c))
                 .map(Arc::from);
             let caller = Caller { addr, identity };
-            serve_one(stream, caller, options.head_timeout, handle).await;
+            serve_one(stream, caller, &options, handle).await;
         });
     }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
 }
 
-async fn serve_one<S, F, Fut>(stream: S, caller: Caller, head_timeout: Duration, handle: Arc<F>)
+/// Completes when `stop` turns true; never without a stop, or once its sender is gone (the
+/// listener is then dropped with its owner).
+async fn stopped(stop: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    if let Some(rx) = stop
+        && rx.wait_for(|s| *s).await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
+}
+
+async fn serve_one<S, F, Fut>(stream: S, caller: Caller, options: &Serving, handle: Arc<F>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     F: Fn(hyper::Request<Incoming>, &Caller) -> Fut + Send + Sync + 'static,
@@ -574,12 +594,20 @@ where
         let answer = handle(req, &caller);
         async move { Ok::<_, std::convert::Infallible>(answer.await) }
     });
-    let _ = http1::Builder::new()
+    let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(head_timeout)
+        .header_read_timeout(options.head_timeout)
         .max_buf_size(64 * 1024)
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
+        .serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    let mut stop = options.stop.clone();
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        () = stopped(&mut stop) => {}
+    }
+    // Closes at once when idle, else after the response it is writing.
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
 }
 
 /// How much of a refused request's body is read and dropped, and for how long, before its

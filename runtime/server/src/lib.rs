@@ -26,9 +26,33 @@ pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
     Ok(rt.block_on(f))
 }
 
-/// Waits for Ctrl-C (or SIGTERM's default handling ends the process first).
+/// Waits for Ctrl-C or SIGTERM.
 pub async fn until_interrupted() {
-    let _ = tokio::signal::ctrl_c().await;
+    let _ = until_signal().await;
+}
+
+/// How a process was asked to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// Ctrl-C (SIGINT): someone at a terminal, who wants it gone now.
+    Interrupt,
+    /// SIGTERM: a supervisor (Kubernetes, systemd, a rolling restart) that expects a drain.
+    Terminate,
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn until_signal() -> Signal {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return Signal::Interrupt;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => Signal::Interrupt,
+        _ = term.recv() => Signal::Terminate,
+    }
 }
 
 /// Fills `buf` from the OS random source.

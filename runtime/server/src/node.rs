@@ -6,7 +6,7 @@ use crate::http;
 use crate::storage::{Role, SqlStorage};
 use crate::world::{RealWorld, peer};
 use apim_compiler::plan::NodePlan;
-use apim_components::gateway::{self, RECONCILE_MS, REVOCATIONS_MS};
+use apim_components::gateway;
 use apim_components::node::InternalRoute;
 use apim_components::world::Peer;
 use apim_components::{Node, Request};
@@ -53,20 +53,6 @@ fn hashing_metrics(node: &str, peak: usize) -> String {
     )
 }
 
-/// Per database this node uses: whether its breaker is open (failing at once).
-fn breaker_metrics(node: &str, breakers: &[(&str, bool)]) -> String {
-    let mut text = String::from(
-        "# HELP apim_database_down Whether a database's circuit breaker is open: requests that need it fail at once.\n# TYPE apim_database_down gauge\n",
-    );
-    for (role, open) in breakers {
-        text.push_str(&format!(
-            "apim_database_down{{node=\"{node}\",role=\"{role}\"}} {}\n",
-            u8::from(*open)
-        ));
-    }
-    text
-}
-
 /// The listeners' connection limits, counts and refusals, in Prometheus' text format.
 fn listener_metrics(node: &str, gates: &[(String, Arc<http::Gate>)]) -> String {
     let mut text = String::from(
@@ -103,12 +89,32 @@ enum Door {
     Admin,
 }
 
-/// A node that is serving; dropping it stops every listener and loop.
+/// A node that is serving; dropping it stops every listener and loop at once (`drain` stops
+/// it gracefully).
 pub struct RunningNode {
     pub plan: NodePlan,
     pub node: Arc<Node>,
     pub world: Arc<RealWorld>,
-    _tasks: JoinSet<()>,
+    listeners: JoinSet<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+    _loops: JoinSet<()>,
+}
+
+impl RunningNode {
+    /// Stops the way a rolling restart needs: unready at once, still serving for `wait` (the
+    /// time balancers take to notice), then accepting nothing and finishing the requests in
+    /// flight within `grace`. Answers whether everything in flight finished.
+    pub async fn drain(mut self, wait: std::time::Duration, grace: std::time::Duration) -> bool {
+        self.node.drain();
+        tokio::time::sleep(wait).await;
+        let _ = self.stop.send(true);
+        let listeners = &mut self.listeners;
+        tokio::time::timeout(grace, async {
+            while listeners.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok()
+    }
 }
 
 pub fn role(r: PlanRole) -> Role {
@@ -154,8 +160,11 @@ pub async fn start(
         .collect();
     let node = Arc::new(Node::with_internal(&plan.name, components, internal));
     let mut tasks = JoinSet::new();
-    let public = http::Serving::tls(tls.server()?);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut public = http::Serving::tls(tls.server()?);
+    public.stop = Some(stopping.clone());
     let mut inside = http::Serving::tls(tls.internal_server()?);
+    inside.stop = Some(stopping);
     let counted = node.clone();
     inside.on_refused = Some(Arc::new(move || counted.handshake_refused()));
     // Bind everything first, so a port that is taken fails the start instead of a later request.
@@ -221,19 +230,12 @@ pub async fn start(
                             r
                         }
                         Door::Admin => {
-                            let mut r = node.admin(&req);
+                            let mut r = node.admin(world.as_ref(), &req);
                             if req.path == "/metrics" && r.status == 200 {
                                 r.body
                                     .extend(listener_metrics(&node.name, &gates).into_bytes());
                                 r.body.extend(
                                     hashing_metrics(&node.name, world.hashing_peak()).into_bytes(),
-                                );
-                                r.body.extend(
-                                    breaker_metrics(
-                                        &node.name,
-                                        &apim_components::World::storage(world.as_ref()).breakers(),
-                                    )
-                                    .into_bytes(),
                                 );
                             }
                             r
@@ -243,48 +245,17 @@ pub async fn start(
             },
         ));
     }
-    if [Peer::Publisher, Peer::Store, Peer::KeyManager]
-        .iter()
-        .any(|&c| node.runs(c))
-    {
-        let (n, w) = (node.clone(), world.clone());
-        tasks.spawn(async move {
-            loop {
-                tokio::time::sleep(std::time::Duration::from_millis(
-                    apim_components::node::PURGE_MS,
-                ))
-                .await;
-                n.purge(w.as_ref()).await;
-            }
-        });
-    }
-    if node.runs(Peer::Gateway) {
-        let (n, w) = (node.clone(), world.clone());
-        tasks.spawn(async move {
-            // Counted from one ask to the next, so a slow answer does not stretch the period
-            // past the cache's trust window (`breaker::CATCH_UP_MS` bounds the answer).
-            let mut every = tokio::time::interval(std::time::Duration::from_millis(REVOCATIONS_MS));
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                // A key manager out of reach now is asked again on the next round.
-                let _ = n.gateway.sync_revocations(w.as_ref()).await;
-            }
-        });
-        let (node, world) = (node.clone(), world.clone());
-        tasks.spawn(async move {
-            loop {
-                // A registry that cannot be read now is read on the next round.
-                let _ = node.gateway.reconcile(world.as_ref()).await;
-                tokio::time::sleep(std::time::Duration::from_millis(RECONCILE_MS)).await;
-            }
-        });
+    let mut loops = JoinSet::new();
+    for (_, job) in apim_components::schedule::loops(&node, &world) {
+        loops.spawn(job);
     }
     Ok(RunningNode {
         plan,
         node,
         world,
-        _tasks: tasks,
+        listeners: tasks,
+        stop,
+        _loops: loops,
     })
 }
 

@@ -195,6 +195,16 @@ impl SqlStorage {
         self.conns.get(&role).map(|c| c.database)
     }
 
+    /// One statement that needs nothing but the database answering.
+    pub async fn ping(&self, role: Role) -> Db<()> {
+        let c = self.conn(role)?;
+        sqlx::query("SELECT 1")
+            .execute(&c.pool)
+            .await
+            .map(drop)
+            .map_err(db_error)
+    }
+
     fn conn(&self, role: Role) -> Db<&Conn> {
         self.conns
             .get(&role)

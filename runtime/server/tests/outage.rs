@@ -18,6 +18,9 @@ use tokio::net::{TcpListener, TcpStream};
 const PASS: u8 = 0;
 const REFUSE: u8 = 1;
 const BLACKHOLE: u8 = 2;
+/// Passes bytes, each read `SLOW_BY` late: a database far away or overloaded.
+const SLOW: u8 = 3;
+const SLOW_BY: Duration = Duration::from_millis(100);
 /// The bound on one operation in these tests.
 const BOUND: Duration = Duration::from_millis(500);
 
@@ -77,8 +80,12 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        match mode.load(Ordering::SeqCst) {
-            PASS if to.write_all(&buf[..n]).await.is_ok() => {}
+        let mode = mode.load(Ordering::SeqCst);
+        if mode == SLOW {
+            tokio::time::sleep(SLOW_BY).await;
+        }
+        match mode {
+            PASS | SLOW if to.write_all(&buf[..n]).await.is_ok() => {}
             BLACKHOLE => {}
             _ => return,
         }
@@ -246,12 +253,14 @@ async fn with_mariadb_blackholed_a_deployment_serves_cached_calls_and_fails_the_
     deployment_outage(Engine::Mariadb, BLACKHOLE, "127.74.0.0/16").await;
 }
 
-/// The standalone pattern on `engine` behind the proxy; five seconds of outage in `mode`.
-async fn deployment_outage(engine: Engine, mode: u8, range: &str) {
-    use apim_components::Request;
-    let place = format!("apim_outage_{}_{mode}", std::process::id());
-    let proxy = Proxy::start(engine.upstream()).await;
-    let url = engine.create(&place, proxy.port).await;
+/// The standalone pattern run by `apim up` on `engine` behind `proxy`, in a fresh place.
+async fn standalone_behind(
+    engine: Engine,
+    proxy: &Proxy,
+    place: &str,
+    range: &str,
+) -> (apim_runtime::up::Up, tempfile::TempDir) {
+    let url = engine.create(place, proxy.port).await;
     let text: String = apim_patterns::find("standalone")
         .expect("pattern")
         .template
@@ -281,6 +290,15 @@ async fn deployment_outage(engine: Engine, mode: u8, range: &str) {
         "the database is used as written: {:?}",
         up.databases
     );
+    (up, data)
+}
+
+/// The standalone pattern on `engine` behind the proxy; five seconds of outage in `mode`.
+async fn deployment_outage(engine: Engine, mode: u8, range: &str) {
+    use apim_components::Request;
+    let place = format!("apim_outage_{}_{mode}", std::process::id());
+    let proxy = Proxy::start(engine.upstream()).await;
+    let (up, _data) = standalone_behind(engine, &proxy, &place, range).await;
     let e = apim_runtime::smoke::Entries::of(&up).expect("entries");
     let p = apim_runtime::smoke::provision(&e, ADMIN, "outage")
         .await
@@ -338,6 +356,64 @@ async fn deployment_outage(engine: Engine, mode: u8, range: &str) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    drop(up);
+    engine.drop(&place).await;
+}
+
+/// A gateway restarted while its registry answers slowly: until it has read the registry it
+/// is unready and answers a published API's calls 503 ("starting"), never 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_gateway_never_answers_not_found_for_a_published_api() {
+    use apim_components::Request;
+    let engine = Engine::Postgres;
+    let place = format!("apim_restart_{}", std::process::id());
+    let proxy = Proxy::start(engine.upstream()).await;
+    let (mut up, _data) = standalone_behind(engine, &proxy, &place, "127.77.0.0/16").await;
+    let e = apim_runtime::smoke::Entries::of(&up).expect("entries");
+    let p = apim_runtime::smoke::provision(&e, ADMIN, "restart")
+        .await
+        .expect("provision");
+    let node = up.nodes.remove(0);
+    let plan = node.plan.clone();
+    let urls = apim_runtime::databases::of_node(&plan, &up.databases);
+    drop(node);
+    proxy.set(SLOW);
+    let restart = tokio::spawn(apim_runtime::node::start(plan.clone(), urls, ADMIN));
+    let gateway = plan
+        .listeners
+        .iter()
+        .find(|l| l.component == apim_topology::vocab::Component::Gateway)
+        .map(|l| (plan.host.clone(), l.port))
+        .expect("a gateway listener");
+    let client =
+        apim_runtime::http::tls_client(apim_runtime::tls::client_trusting(&e.ca).expect("CA"));
+    let mut seen = BTreeMap::<u16, usize>::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let req = Request::new("GET", &format!("/{}/v1/x", p.context))
+            .header("authorization", &format!("Bearer {}", p.token));
+        let sent =
+            apim_runtime::http::send(&client, &gateway.0, gateway.1, req, Duration::from_secs(10))
+                .await;
+        // Refused until the restarted node listens.
+        if let Ok(r) = sent {
+            *seen.entry(r.status).or_default() += 1;
+            if r.status == 200 {
+                break;
+            }
+            assert_eq!(r.status, 503, "{:?}", r.json_body());
+            assert_eq!(r.json_body().expect("json")["error"], "starting");
+        }
+        assert!(Instant::now() < deadline, "not serving again: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        seen.get(&503).is_some_and(|n| *n > 0),
+        "calls reached the gateway before it had read the registry: {seen:?}"
+    );
+    let restarted = restart.await.expect("task").expect("restarted");
+    proxy.set(PASS);
+    drop(restarted);
     drop(up);
     engine.drop(&place).await;
 }

@@ -1,0 +1,89 @@
+//! The background work of a node, as loops driven by the world's clock: a gateway's
+//! reconciliation with the registry and its revocation catch-up, the purge of ended sessions
+//! and tokens, and the probing of databases known to be down. Both worlds only spawn these and
+//! cancel them when the node stops, so the timing policy is written once.
+
+use crate::breaker::OPEN_MS;
+use crate::gateway::{RECONCILE_MS, REVOCATIONS_MS};
+use crate::node::{Node, PURGE_MS};
+use crate::world::{Peer, Storage, World};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// One loop of a node; it never ends by itself.
+pub type Loop = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Until a gateway has read the registry once, it asks again this often: it is not ready
+/// before, so a restart should not wait a whole reconcile period for it.
+pub const FIRST_READ_RETRY_MS: u64 = 250;
+/// How often a node looks for a database to probe; the breaker's backoff decides whether a
+/// probe is due.
+pub const PROBE_EVERY_MS: u64 = OPEN_MS / 4;
+
+/// The loops `node` needs, by name.
+pub fn loops<W: World + 'static>(node: &Arc<Node>, world: &Arc<W>) -> Vec<(&'static str, Loop)> {
+    let mut loops: Vec<(&'static str, Loop)> = Vec::new();
+    if node.runs(Peer::Gateway) {
+        loops.push((
+            "reconcile",
+            Box::pin(reconcile(node.clone(), world.clone())),
+        ));
+        loops.push((
+            "revocations",
+            Box::pin(revocations(node.clone(), world.clone())),
+        ));
+    }
+    if [Peer::Publisher, Peer::Store, Peer::KeyManager]
+        .iter()
+        .any(|&c| node.runs(c))
+    {
+        loops.push(("purge", Box::pin(purge(node.clone(), world.clone()))));
+    }
+    if !world.storage().breakers().is_empty() {
+        loops.push(("probe", Box::pin(probe(world.clone()))));
+    }
+    loops
+}
+
+/// Reads the routing table from the registry at start and every `RECONCILE_MS`; until the
+/// first read succeeds, every `FIRST_READ_RETRY_MS`.
+async fn reconcile<W: World>(node: Arc<Node>, world: Arc<W>) {
+    loop {
+        // A registry that cannot be read now is read on the next round.
+        let _ = node.gateway.reconcile(world.as_ref()).await;
+        let pause = if node.gateway.caught_up() {
+            RECONCILE_MS
+        } else {
+            FIRST_READ_RETRY_MS
+        };
+        world.sleep(pause).await;
+    }
+}
+
+/// Asks for missed revocations at start, then every `REVOCATIONS_MS` counted from one ask to
+/// the next, so a slow answer does not stretch the period past the cache's trust window
+/// (`breaker::CATCH_UP_MS` bounds the answer); a late ask is made at once.
+async fn revocations<W: World>(node: Arc<Node>, world: Arc<W>) {
+    let mut next = world.now_ms();
+    loop {
+        world.sleep(next.saturating_sub(world.now_ms())).await;
+        // A key manager out of reach now is asked again on the next round.
+        let _ = node.gateway.sync_revocations(world.as_ref()).await;
+        next = (next + REVOCATIONS_MS).max(world.now_ms());
+    }
+}
+
+async fn purge<W: World>(node: Arc<Node>, world: Arc<W>) {
+    loop {
+        world.sleep(PURGE_MS).await;
+        node.purge(world.as_ref()).await;
+    }
+}
+
+async fn probe<W: World>(world: Arc<W>) {
+    loop {
+        world.sleep(PROBE_EVERY_MS).await;
+        world.storage().probe().await;
+    }
+}

@@ -1,6 +1,7 @@
 //! apim, the command line: parse arguments, call the libraries, map results to exit codes.
 
 mod commands;
+mod drill;
 mod input;
 mod outdir;
 mod output;
@@ -38,6 +39,7 @@ enum Command {
     Balancer(commands::run::BalancerArgs),
     Certs(commands::certs::Args),
     Sim(commands::sim::Args),
+    Drill(commands::drill::Args),
     Explain(commands::explain::Args),
 }
 
@@ -90,6 +92,7 @@ fn main() -> ExitCode {
         Command::Balancer(args) => commands::run::balancer(args),
         Command::Certs(args) => commands::certs::run(args),
         Command::Sim(args) => commands::sim::run(args),
+        Command::Drill(args) => commands::drill::run(args),
         Command::Explain(args) => commands::explain::run(args),
     };
     ExitCode::from(outcome.code())

@@ -102,55 +102,67 @@ fn progress(enabled: bool, line: &str) {
     }
 }
 
-pub fn run(args: Args) -> Outcome {
-    if args.list_faults {
-        return list_faults(args.format);
-    }
-    let (checked, file) = match &args.file {
-        Some(f) => match super::load_clean(f, "nothing was simulated") {
-            Ok(c) => (c, f.clone()),
-            Err(o) => return o,
-        },
+/// The topology a simulation or drill runs, and its file name (empty for the default pattern).
+pub(super) fn topology(file: Option<&str>) -> Result<(apim_topology::Checked, String), Outcome> {
+    match file {
+        Some(f) => Ok((super::load_clean(f, "nothing was run")?, f.to_string())),
         None => {
             let p = apim_patterns::find(apim_patterns::DEFAULT)
                 .map(|p| p.template)
                 .unwrap_or_default();
-            (
+            Ok((
                 apim_topology::check_str(apim_patterns::DEFAULT, p),
                 String::new(),
-            )
+            ))
         }
+    }
+}
+
+/// The scenario at `path` (the built-in one without), its diagnostics printed when invalid.
+pub(super) fn scenario_of(
+    path: Option<&str>,
+    plan: &Plan,
+    format: Format,
+    color: bool,
+) -> Result<Scenario, Outcome> {
+    let Some(path) = path else {
+        return Ok(Scenario::default());
+    };
+    let (name, bytes) = crate::input::read(path).map_err(|e| {
+        output::error(&e);
+        Outcome::Usage
+    })?;
+    let source = SourceFile::new(name, String::from_utf8_lossy(&bytes).into_owned());
+    scenario::parse(&source, plan).map_err(|diagnostics| {
+        match format {
+            Format::Json => print_json(&json!({
+                "file": source.name,
+                "ok": false,
+                "diagnostics": diagnostics.iter().map(|d| render::json(&source, d)).collect::<Vec<_>>(),
+            })),
+            Format::Human => eprint!("{}", render::human(&source, &diagnostics, color)),
+        }
+        Outcome::Usage
+    })
+}
+
+pub fn run(args: Args) -> Outcome {
+    if args.list_faults {
+        return list_faults(args.format);
+    }
+    let (checked, file) = match topology(args.file.as_deref()) {
+        Ok(x) => x,
+        Err(o) => return o,
     };
     let plan = Plan::of(&checked.topology);
-    let mut scenario = match &args.scenario {
-        None => Scenario::default(),
-        Some(path) => {
-            let (name, bytes) = match crate::input::read(path) {
-                Ok(x) => x,
-                Err(e) => {
-                    output::error(&e);
-                    return Outcome::Usage;
-                }
-            };
-            let source = SourceFile::new(name, String::from_utf8_lossy(&bytes).into_owned());
-            match scenario::parse(&source, &plan) {
-                Ok(s) => s,
-                Err(diagnostics) => {
-                    match args.format {
-                        Format::Json => print_json(&json!({
-                            "file": source.name,
-                            "ok": false,
-                            "diagnostics": diagnostics.iter().map(|d| render::json(&source, d)).collect::<Vec<_>>(),
-                        })),
-                        Format::Human => eprint!(
-                            "{}",
-                            render::human(&source, &diagnostics, args.color.enabled())
-                        ),
-                    }
-                    return Outcome::Usage;
-                }
-            }
-        }
+    let mut scenario = match scenario_of(
+        args.scenario.as_deref(),
+        &plan,
+        args.format,
+        args.color.enabled(),
+    ) {
+        Ok(s) => s,
+        Err(o) => return o,
     };
     if let Some(d) = &args.duration {
         match scenario::parse_duration(d) {

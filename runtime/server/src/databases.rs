@@ -36,7 +36,7 @@ pub fn expand_with(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
 
 /// A SQLite URL for `path`, creating the file when missing: owner-only (0600), as SQLite then
 /// gives its journal files the database file's mode.
-fn sqlite_url(path: &Path) -> String {
+pub fn sqlite_url(path: &Path) -> String {
     use std::os::unix::fs::OpenOptionsExt;
     let _ = std::fs::OpenOptions::new()
         .write(true)

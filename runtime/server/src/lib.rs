@@ -8,6 +8,7 @@ pub mod balancer;
 pub mod databases;
 pub mod guarded;
 pub mod http;
+pub mod lab;
 pub mod node;
 pub mod smoke;
 pub mod storage;

@@ -4,6 +4,7 @@
 
 use crate::http;
 use crate::up::Up;
+use apim_compiler::plan::Plan;
 use apim_components::{Request, Response};
 use apim_topology::vocab::Component;
 use serde_json::{Value, json};
@@ -78,17 +79,21 @@ pub struct Entries {
 
 impl Entries {
     pub fn of(up: &Up) -> Result<Entries, String> {
-        let entry = |c| up.entry(c).ok_or(format!("no {c} runs in this topology"));
+        Entries::of_plan(&up.plan, &up.backend, &up.ca_pem)
+    }
+
+    /// The entries of a plan whose addresses are where it runs.
+    pub fn of_plan(plan: &Plan, backend: &str, ca_pem: &str) -> Result<Entries, String> {
+        let entry = |c| crate::up::entry(plan, c).ok_or(format!("no {c} runs in this topology"));
         Ok(Entries {
             publisher: entry(Component::Publisher)?,
             store: entry(Component::Store)?,
             gateway: entry(Component::Gateway)?,
-            key_manager: up
-                .key_manager()
+            key_manager: crate::up::key_manager(plan)
                 .ok_or("no key manager runs in this topology")?,
-            gateway_nodes: up.gateway_nodes(),
-            backend: up.backend.clone(),
-            ca: up.ca_pem.clone(),
+            gateway_nodes: crate::up::gateway_nodes(plan),
+            backend: backend.to_string(),
+            ca: ca_pem.to_string(),
         })
     }
 }

@@ -215,7 +215,9 @@ impl SqlStorage {
 /// Applies the role's migrations past the version it records.
 async fn migrate(c: &Conn, role: Role) -> Result<(), sqlx::Error> {
     // Nodes sharing a database start together; PostgreSQL's CREATE TABLE IF NOT EXISTS is not
-    // safe against itself, so migrations take a database-wide lock on one connection.
+    // safe against itself, so migrations take a database-wide lock on one connection. SQLite's
+    // is its write lock, held by one transaction (its DDL is transactional): processes on one
+    // machine sharing a file (`apim drill`) migrate one after the other.
     let mut conn = c.pool.acquire().await?;
     let (lock, unlock) = match c.dialect {
         Dialect::Postgres => (
@@ -226,15 +228,16 @@ async fn migrate(c: &Conn, role: Role) -> Result<(), sqlx::Error> {
             "SELECT GET_LOCK('apim_migrations', 60)",
             "SELECT RELEASE_LOCK('apim_migrations')",
         ),
-        Dialect::Sqlite => ("", ""),
+        Dialect::Sqlite => ("BEGIN IMMEDIATE", "COMMIT"),
     };
-    if !lock.is_empty() {
-        sqlx::query(lock).execute(&mut *conn).await?;
-    }
+    sqlx::query(lock).execute(&mut *conn).await?;
     let result = migrate_locked(&mut conn, c.dialect, role).await;
-    if !unlock.is_empty() {
-        sqlx::query(unlock).execute(&mut *conn).await?;
-    }
+    let unlock = if result.is_err() && c.dialect == Dialect::Sqlite {
+        "ROLLBACK"
+    } else {
+        unlock
+    };
+    sqlx::query(unlock).execute(&mut *conn).await?;
     result
 }
 

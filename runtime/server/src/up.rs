@@ -70,7 +70,7 @@ pub struct Up {
     _echo: tokio::task::JoinSet<()>,
 }
 
-async fn echo(req: Request) -> Response {
+pub async fn echo(req: Request) -> Response {
     Response::json(
         200,
         &serde_json::json!({
@@ -149,52 +149,65 @@ pub async fn start(t: &Topology, opts: &UpOptions) -> Result<Up, String> {
     })
 }
 
-impl Up {
-    /// Where a component answers through a balancer of `kind`, or else at its first node.
-    fn reach(&self, c: Component, kind: BalancerKind) -> Option<(String, u16)> {
-        let via_balancer = self
-            .plan
-            .balancers
-            .iter()
-            .filter(|b| b.kind == kind)
-            .find_map(|b| {
-                let r = b
-                    .routes
-                    .iter()
-                    .find(|r| r.component == c && r.listener == RouteListener::Public)?;
-                Some((b.host.clone(), r.port))
-            });
-        via_balancer.or_else(|| {
-            self.plan.nodes.iter().find_map(|n| {
-                let l = n.listeners.iter().find(|l| l.component == c)?;
-                Some((n.host.clone(), l.port))
-            })
+/// Where a component answers through a balancer of `kind`, or else at its first node.
+fn reach(plan: &Plan, c: Component, kind: BalancerKind) -> Option<(String, u16)> {
+    let via_balancer = plan
+        .balancers
+        .iter()
+        .filter(|b| b.kind == kind)
+        .find_map(|b| {
+            let r = b
+                .routes
+                .iter()
+                .find(|r| r.component == c && r.listener == RouteListener::Public)?;
+            Some((b.host.clone(), r.port))
+        });
+    via_balancer.or_else(|| {
+        plan.nodes.iter().find_map(|n| {
+            let l = n.listeners.iter().find(|l| l.component == c)?;
+            Some((n.host.clone(), l.port))
         })
-    }
+    })
+}
 
+/// Where clients reach a component of `plan`: its external balancer, or its first node.
+pub fn entry(plan: &Plan, c: Component) -> Option<(String, u16)> {
+    reach(plan, c, BalancerKind::External)
+}
+
+/// Where the key manager answers for revocations: its internal balancer or first node.
+pub fn key_manager(plan: &Plan) -> Option<(String, u16)> {
+    reach(plan, Component::KeyManager, BalancerKind::Internal)
+}
+
+/// Every gateway node's own address: (name, host, port).
+pub fn gateway_nodes(plan: &Plan) -> Vec<(String, String, u16)> {
+    plan.nodes
+        .iter()
+        .filter_map(|n| {
+            let l = n
+                .listeners
+                .iter()
+                .find(|l| l.component == Component::Gateway)?;
+            Some((n.name.clone(), n.host.clone(), l.port))
+        })
+        .collect()
+}
+
+impl Up {
     /// Where clients reach a component: its external balancer, or its first node.
     pub fn entry(&self, c: Component) -> Option<(String, u16)> {
-        self.reach(c, BalancerKind::External)
+        entry(&self.plan, c)
     }
 
     /// Where the key manager answers for revocations: its internal balancer or first node.
     pub fn key_manager(&self) -> Option<(String, u16)> {
-        self.reach(Component::KeyManager, BalancerKind::Internal)
+        key_manager(&self.plan)
     }
 
     /// Every gateway node's own address.
     pub fn gateway_nodes(&self) -> Vec<(String, String, u16)> {
-        self.plan
-            .nodes
-            .iter()
-            .filter_map(|n| {
-                let l = n
-                    .listeners
-                    .iter()
-                    .find(|l| l.component == Component::Gateway)?;
-                Some((n.name.clone(), n.host.clone(), l.port))
-            })
-            .collect()
+        gateway_nodes(&self.plan)
     }
 
     /// The endpoints, one a line.

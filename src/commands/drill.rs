@@ -1,0 +1,229 @@
+//! `apim drill`: a scenario against a real deployment on this machine, in network namespaces;
+//! with `--compare`, side by side with the simulator's verdicts.
+
+use crate::Outcome;
+use crate::output::{self, Color, Format};
+use apim_compiler::plan::Plan;
+use apim_sim::report::{Report, Verdict};
+use apim_sim::run::{Options, simulate};
+use serde_json::json;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// Rehearse a scenario for real: every node and balancer as its own process, each host in a
+/// network namespace of its own, the faults made for real.
+///
+/// The drill builds the topology's plan, maps every host to an address in --range (a private
+/// range of namespaces it creates, joined by a bridge with no route out; never the topology's
+/// own addresses), writes the node configs, balancer rules and a throwaway PKI into --data,
+/// runs `apim node` and `apim balancer` processes, and waits until every node is ready. Then
+/// the scenario's clients call the deployment in wall time while its faults happen: crash =
+/// SIGKILL (restarted when the fault ends), cluster-down, balancer-outage. Databases are
+/// SQLite files shared by the processes.
+///
+/// The report is the simulator's, computed from what the clients saw (`world: real`).
+/// `--compare` also simulates the same scenario and prints each fault's verdicts side by side;
+/// a disagreement exits 1. Needs root (network namespaces); everything the drill made is removed
+/// when it ends, also on Ctrl-C.
+#[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The topology file; without one, the built-in clustered-external-store pattern.
+    file: Option<String>,
+    /// The scenario: workload and fault schedule (crash, cluster-down and balancer-outage).
+    #[arg(long, short)]
+    scenario: Option<String>,
+    /// Overrides the workload's duration, e.g. "30s".
+    #[arg(long)]
+    duration: Option<String>,
+    /// The private range the drill's namespaces get their addresses from.
+    #[arg(long, default_value = "10.250.0.0/16")]
+    range: String,
+    /// The folder for the drill's files (configs, PKI, SQLite files, each process's log).
+    #[arg(long, default_value = ".apim-drill")]
+    data: PathBuf,
+    /// Also simulate the scenario and compare the verdicts.
+    #[arg(long)]
+    compare: bool,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    color: Color,
+}
+
+/// One fault's verdict on one flow, in both worlds.
+struct Row {
+    fault: String,
+    flow: &'static str,
+    real: Verdict,
+    simulated: Verdict,
+    real_during: Option<f64>,
+    simulated_during: Option<f64>,
+}
+
+/// The flows the drill's clients exercise (the others are idle in a drill).
+const DRILLED: &[&str] = &["invoke"];
+
+fn compare(real: &Report, simulated: &Report) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for (r, s) in real.faults.iter().zip(&simulated.faults) {
+        for rf in r.flows.iter().filter(|f| DRILLED.contains(&f.flow)) {
+            let Some(sf) = s.flows.iter().find(|f| f.flow == rf.flow) else {
+                continue;
+            };
+            rows.push(Row {
+                fault: r.fault.clone(),
+                flow: rf.flow,
+                real: rf.verdict,
+                simulated: sf.verdict,
+                real_during: rf.during,
+                simulated_during: sf.during,
+            });
+        }
+    }
+    rows
+}
+
+fn share(r: Option<f64>) -> String {
+    r.map_or("-".into(), |r| format!("{:.1} %", r * 100.0))
+}
+
+pub fn run(args: Args) -> Outcome {
+    let (checked, _) = match super::sim::topology(args.file.as_deref()) {
+        Ok(x) => x,
+        Err(o) => return o,
+    };
+    let plan = Plan::of(&checked.topology);
+    let mut scenario = match super::sim::scenario_of(
+        args.scenario.as_deref(),
+        &plan,
+        args.format,
+        args.color.enabled(),
+    ) {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    if let Some(d) = &args.duration {
+        match apim_sim::scenario::parse_duration(d) {
+            Ok(ms) if ms > 0 => {
+                scenario.workload.duration_ms = ms;
+                scenario.faults.retain(|f| f.at_ms < ms);
+            }
+            _ => {
+                output::error(&format!("--duration: `{d}` is not a duration above 0s"));
+                return Outcome::Usage;
+            }
+        }
+    }
+    if let Err(e) = crate::drill::refuse(&scenario) {
+        output::error(&e);
+        return Outcome::Usage;
+    }
+    let range = match apim_runtime::lab::Range::parse(&args.range) {
+        Ok(r) => r,
+        Err(e) => {
+            output::error(&format!("--range: {e}"));
+            return Outcome::Usage;
+        }
+    };
+    let show = std::io::stderr().is_terminal() || args.format == Format::Human;
+    let password = std::env::var("APIM_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| {
+            let mut b = [0u8; 12];
+            let _ = apim_runtime::random(&mut b);
+            b.iter().map(|x| format!("{x:02x}")).collect()
+        });
+    let opts = crate::drill::Options {
+        range,
+        data: args.data.clone(),
+        admin_password: password,
+        progress: Box::new(move |line| {
+            if show {
+                eprintln!("drill: {line}");
+            }
+        }),
+    };
+    let started = std::time::Instant::now();
+    let result = apim_runtime::block_on(async {
+        tokio::select! {
+            r = crate::drill::run(&plan, &scenario, &opts) => r,
+            _ = apim_runtime::until_signal() => Err("interrupted; every namespace and process the drill made was removed".to_string()),
+        }
+    });
+    let outcome = match result {
+        Ok(Ok(o)) => o,
+        Err(e) | Ok(Err(e)) => {
+            output::error(&format!("drill: {e}"));
+            return Outcome::Failure;
+        }
+    };
+    let took = started.elapsed();
+    let replay = "apim drill".to_string();
+    let real = Report::new(&plan, &scenario, 0, &replay, outcome);
+    let simulated = args.compare.then(|| {
+        let options = Options {
+            replay: "apim sim".into(),
+            ..Options::default()
+        };
+        Report::new(
+            &plan,
+            &scenario,
+            0,
+            "apim sim",
+            simulate(&plan, &scenario, &options),
+        )
+    });
+    let rows = simulated
+        .as_ref()
+        .map(|s| compare(&real, s))
+        .unwrap_or_default();
+    let disagree = rows.iter().filter(|r| r.real != r.simulated).count();
+    match args.format {
+        Format::Json => {
+            let mut v = json!({"world": "real", "seconds": took.as_secs_f64(), "report": real});
+            if simulated.is_some() {
+                v["compare"] = rows
+                    .iter()
+                    .map(|r| json!({"fault": r.fault, "flow": r.flow, "real": r.real, "simulated": r.simulated, "real_during": r.real_during, "simulated_during": r.simulated_during}))
+                    .collect();
+                v["agree"] = json!(disagree == 0);
+            }
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        Format::Human => {
+            println!("world: real (a drill of {:.0} s)", took.as_secs_f64());
+            // The report's words are the simulator's; this run was not simulated.
+            print!("{}", real.text().replacen("simulated ", "drilled ", 1));
+            if simulated.is_some() {
+                println!("\ndrill vs simulation, per fault and flow (success during the fault):");
+                for r in &rows {
+                    println!(
+                        "  {} {:<40} {:<7} real {:<9} ({:>7})  simulated {:<9} ({:>7})",
+                        if r.real == r.simulated { " " } else { "!" },
+                        r.fault,
+                        r.flow,
+                        r.real.as_str(),
+                        share(r.real_during),
+                        r.simulated.as_str(),
+                        share(r.simulated_during)
+                    );
+                }
+                println!(
+                    "{}",
+                    if disagree == 0 {
+                        "the drill agrees with the simulation".to_string()
+                    } else {
+                        format!("{disagree} verdict(s) disagree")
+                    }
+                );
+            }
+        }
+    }
+    if disagree == 0 {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    }
+}

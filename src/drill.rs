@@ -1,0 +1,404 @@
+//! `apim drill`'s engine: a scenario against a real deployment on this machine. Every node and
+//! balancer is an `apim node` / `apim balancer` process in a network namespace of its own
+//! (`apim_runtime::lab`), the faults are real (SIGKILL, SIGTERM, restarts), the clients run in
+//! wall time, and what they saw is summed into the simulator's statistics, so the report — and
+//! its verdicts — are computed by the same code as a simulation's.
+
+use apim_compiler::plan::{Plan, TlsFiles};
+use apim_compiler::{HostMap, emit};
+use apim_components::Request;
+use apim_runtime::lab::{Lab, Range};
+use apim_sim::run::Outcome;
+use apim_sim::scenario::{FaultKind, Scenario};
+use apim_sim::stats::{Op, Stats};
+use apim_topology::vocab::Engine;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a drill waits for its deployment to become ready.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// The bound on one client request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The port of the echo backend, on the bridge's own address.
+const BACKEND_PORT: u16 = 8080;
+
+pub struct Options {
+    pub range: Range,
+    /// Where the drill keeps its files (a folder of its own is made inside).
+    pub data: PathBuf,
+    pub admin_password: String,
+    /// Prints what the drill is doing.
+    pub progress: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+/// Why a scenario cannot be drilled, if it cannot: the fault kinds the drill makes for real.
+pub fn refuse(scenario: &Scenario) -> Result<(), String> {
+    for f in &scenario.faults {
+        match &f.kind {
+            FaultKind::Crash { .. }
+            | FaultKind::ClusterDown { .. }
+            | FaultKind::BalancerOutage { .. } => {}
+            other => {
+                return Err(format!(
+                    "the drill cannot make `{}` faults yet (it makes crash, cluster-down and balancer-outage); `apim sim` simulates them",
+                    other.name()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The addresses of the topology that fall inside the drill's range: it must not reuse them.
+fn clashes(plan: &Plan, range: Range) -> Vec<String> {
+    let hosts = plan
+        .nodes
+        .iter()
+        .map(|n| &n.host)
+        .chain(plan.balancers.iter().map(|b| &b.host));
+    hosts
+        .filter(|h| {
+            h.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|a| range.contains(a))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Everything the deployment's processes read: node configs, balancer rules, the PKI, and
+/// SQLite files for every database (shared by the processes, as on one machine).
+struct Built {
+    plan: Plan,
+    ca_pem: String,
+    nodes: Vec<(String, PathBuf)>,
+    balancers: Vec<(String, PathBuf)>,
+}
+
+fn build(plan: &Plan, lab: &Lab, dir: &Path) -> Result<Built, String> {
+    let address = |name: &str| lab.address(name).map(|a| a.to_string()).unwrap_or_default();
+    let hosts = HostMap::of(plan, |n| address(&n.name), |b| address(b));
+    let mut mapped = hosts.plan(plan);
+    let pki = dir.join("pki");
+    let pki_dir = pki.display().to_string();
+    for n in &mut mapped.nodes {
+        n.tls = TlsFiles::in_dir(&pki_dir, &n.name);
+    }
+    for b in &mut mapped.balancers {
+        b.tls = TlsFiles::in_dir(&pki_dir, &b.name);
+    }
+    let written =
+        apim_pki::write_dir(&mapped.deployment, &apim_pki::subjects(&mapped), &pki, None)?;
+    let ca_pem = std::fs::read_to_string(&written.ca)
+        .map_err(|e| format!("cannot read {}: {e}", written.ca))?;
+    // Every database a SQLite file here: the machine's own servers listen on its loopback,
+    // which a namespace does not share.
+    for n in &mut mapped.nodes {
+        for d in &mut n.databases {
+            d.url = apim_runtime::databases::sqlite_url(&dir.join(format!("{}.db", d.database)));
+            d.engine = Engine::Sqlite;
+        }
+    }
+    let mut built = Built {
+        plan: mapped.clone(),
+        ca_pem,
+        nodes: Vec::new(),
+        balancers: Vec::new(),
+    };
+    for n in &mapped.nodes {
+        let file = dir.join(format!("{}.toml", n.name));
+        std::fs::write(&file, emit::node::render(&mapped, n))
+            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        built.nodes.push((n.name.clone(), file));
+    }
+    for b in &mapped.balancers {
+        let file = dir.join(format!("{}.rules.toml", b.name));
+        std::fs::write(&file, emit::rules::render(&mapped, b))
+            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        built.balancers.push((b.name.clone(), file));
+    }
+    Ok(built)
+}
+
+/// Waits until every node answers `/ready` and every balancer's ports accept.
+async fn until_ready(built: &Built, lab: &Mutex<Lab>) -> Result<(), String> {
+    let ca = apim_runtime::tls::client_trusting(&built.ca_pem)?;
+    let client = apim_runtime::http::tls_client(ca);
+    let deadline = Instant::now() + START_TIMEOUT;
+    for n in &built.plan.nodes {
+        loop {
+            let r = apim_runtime::http::send(
+                &client,
+                &n.host,
+                n.admin_port,
+                Request::new("GET", "/ready"),
+                Duration::from_secs(2),
+            )
+            .await;
+            if r.is_ok_and(|r| r.status == 200) {
+                break;
+            }
+            if let Some(status) = lock(lab).exited(&n.name) {
+                return Err(format!(
+                    "node {} exited ({status}) while starting; see its log",
+                    n.name
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "node {} was not ready within {START_TIMEOUT:?}",
+                    n.name
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for b in &built.plan.balancers {
+        for r in &b.routes {
+            while tokio::net::TcpStream::connect((b.host.as_str(), r.port))
+                .await
+                .is_err()
+            {
+                if Instant::now() > deadline {
+                    return Err(format!("balancer {} did not listen on {}", b.name, r.port));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    // The balancers count a node up after `rise` checks.
+    let settle = built
+        .plan
+        .balancers
+        .iter()
+        .flat_map(|b| &b.routes)
+        .map(|r| r.health.interval_ms * u64::from(r.health.rise))
+        .max()
+        .unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(settle)).await;
+    Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The processes a fault stops: (process name, is a node).
+fn stopped_by(plan: &Plan, kind: &FaultKind) -> Vec<String> {
+    match kind {
+        FaultKind::Crash { node } => vec![node.clone()],
+        FaultKind::ClusterDown { cluster } => plan
+            .nodes
+            .iter()
+            .filter(|n| &n.cluster == cluster)
+            .map(|n| n.name.clone())
+            .collect(),
+        FaultKind::BalancerOutage { balancer } => vec![balancer.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// Runs `scenario` against a real deployment of `plan`; the outcome is what its clients saw.
+pub async fn run(plan: &Plan, scenario: &Scenario, opts: &Options) -> Result<Outcome, String> {
+    refuse(scenario)?;
+    let clash = clashes(plan, opts.range);
+    if !clash.is_empty() {
+        return Err(format!(
+            "the topology's own addresses {} are inside the drill's range {}: pick another with --range",
+            clash.join(", "),
+            opts.range
+        ));
+    }
+    let names: Vec<String> = plan
+        .nodes
+        .iter()
+        .map(|n| n.name.clone())
+        .chain(plan.balancers.iter().map(|b| b.name.clone()))
+        .collect();
+    (opts.progress)(&format!(
+        "making {} network namespaces in {}",
+        names.len(),
+        opts.range
+    ));
+    let lab = Lab::create(opts.range, &names)?;
+    let dir = opts.data.join(format!("drill-{}", std::process::id()));
+    apim_pki::files::create_private_dir(&opts.data)?;
+    apim_pki::files::create_private_dir(&dir)?;
+    let built = build(plan, &lab, &dir)?;
+    let exe = std::env::current_exe()
+        .map_err(|e| format!("cannot find the apim executable: {e}"))?
+        .display()
+        .to_string();
+    let env = vec![(
+        "APIM_ADMIN_PASSWORD".to_string(),
+        opts.admin_password.clone(),
+    )];
+    let lab = Arc::new(Mutex::new(lab));
+    // The backend the drill's APIs call, on the bridge's address: inside the range, reached
+    // by every namespace.
+    let backend_host = lock(&lab).gateway.to_string();
+    let listener = apim_runtime::http::bind(&backend_host, BACKEND_PORT).await?;
+    let backend = tokio::spawn(apim_runtime::http::serve(listener, |req, _| {
+        apim_runtime::up::echo(req)
+    }));
+    (opts.progress)(&format!(
+        "starting {} nodes and {} balancers",
+        built.nodes.len(),
+        built.balancers.len()
+    ));
+    {
+        let mut l = lock(&lab);
+        let data = dir.display().to_string();
+        for (name, file) in &built.nodes {
+            let args = vec![
+                "node".into(),
+                file.display().to_string(),
+                "--data".into(),
+                data.clone(),
+            ];
+            l.spawn(
+                name,
+                name,
+                &exe,
+                &args,
+                &env,
+                &dir.join(format!("{name}.log")),
+            )?;
+        }
+        for (name, file) in &built.balancers {
+            let bind = l.address(name).map(|a| a.to_string()).unwrap_or_default();
+            let args = vec![
+                "balancer".into(),
+                file.display().to_string(),
+                "--bind".into(),
+                bind,
+            ];
+            l.spawn(
+                name,
+                name,
+                &exe,
+                &args,
+                &env,
+                &dir.join(format!("{name}.log")),
+            )?;
+        }
+    }
+    until_ready(&built, &lab).await?;
+    let entries = apim_runtime::smoke::Entries::of_plan(
+        &built.plan,
+        &format!("http://{backend_host}:{BACKEND_PORT}"),
+        &built.ca_pem,
+    )?;
+    (opts.progress)("provisioning an API and a subscribed application");
+    let p = apim_runtime::smoke::provision(&entries, &opts.admin_password, "drill").await?;
+    (opts.progress)(&format!(
+        "running the workload for {}",
+        apim_sim::scenario::format_ms(scenario.workload.duration_ms)
+    ));
+    let outcome = workload(&built, scenario, &entries, &p, &lab).await;
+    backend.abort();
+    drop(lab);
+    Ok(outcome)
+}
+
+/// The clients, in wall time: invokes and token requests at the scenario's rates, and the
+/// faults at their times.
+async fn workload(
+    built: &Built,
+    scenario: &Scenario,
+    e: &apim_runtime::smoke::Entries,
+    p: &apim_runtime::smoke::Provisioned,
+    lab: &Arc<Mutex<Lab>>,
+) -> Outcome {
+    let w = &scenario.workload;
+    let duration = Duration::from_millis(w.duration_ms);
+    let window_us = apim_sim::run::window_ms(w.duration_ms) * 1000;
+    let stats = Arc::new(Mutex::new(Stats::new(window_us, w.duration_ms * 1000)));
+    let ca = match apim_runtime::tls::client_trusting(&e.ca) {
+        Ok(ca) => ca,
+        Err(e) => {
+            return Outcome {
+                stats: lock(&stats).clone(),
+                violations: Vec::new(),
+                setup_error: Some(e),
+                trace_hash: 0,
+                events: 0,
+                virtual_ms: 0,
+            };
+        }
+    };
+    let client = apim_runtime::http::tls_client(ca);
+    let start = Instant::now();
+    let mut faults = tokio::task::JoinSet::new();
+    for f in &scenario.faults {
+        let stopped = stopped_by(&built.plan, &f.kind);
+        let (at, until) = (
+            Duration::from_millis(f.at_ms),
+            f.for_ms.map(|d| Duration::from_millis(f.at_ms + d)),
+        );
+        let lab = lab.clone();
+        faults.spawn(async move {
+            tokio::time::sleep_until((start + at).into()).await;
+            for name in &stopped {
+                lock(&lab).kill(name);
+            }
+            if let Some(until) = until {
+                tokio::time::sleep_until((start + until).into()).await;
+                for name in &stopped {
+                    let _ = lock(&lab).start(name);
+                }
+            }
+        });
+    }
+    let mut requests = tokio::task::JoinSet::new();
+    let ops = [(Op::Invoke, w.invoke_rate), (Op::Token, w.token_rate)];
+    let mut next: Vec<Duration> = vec![Duration::ZERO; ops.len()];
+    // The op due first, each at its fixed rate, until the run's end.
+    while let Some((k, due)) = next
+        .iter()
+        .enumerate()
+        .filter(|(k, d)| ops[*k].1 > 0.0 && **d < duration)
+        .min_by_key(|(_, d)| **d)
+        .map(|(k, d)| (k, *d))
+    {
+        tokio::time::sleep_until((start + due).into()).await;
+        next[k] = due + Duration::from_secs_f64(1.0 / ops[k].1);
+        let op = ops[k].0;
+        let req = match op {
+            Op::Invoke => Request::new("GET", &format!("/{}/v1/x", p.context))
+                .header("authorization", &format!("Bearer {}", p.token)),
+            _ => Request::new("POST", "/token")
+                .header(
+                    "authorization",
+                    &apim_runtime::smoke::basic(&p.consumer_key, &p.consumer_secret),
+                )
+                .form(&[("grant_type", "client_credentials")]),
+        };
+        let (client, stats, gateway) = (client.clone(), stats.clone(), e.gateway.clone());
+        requests.spawn(async move {
+            let sent = Instant::now();
+            let r = apim_runtime::http::send(&client, &gateway.0, gateway.1, req, REQUEST_TIMEOUT)
+                .await;
+            let ok = r.is_ok_and(|r| r.status == 200);
+            let started_us = u64::try_from((sent - start).as_micros()).unwrap_or(u64::MAX);
+            let took_us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+            lock(&stats).record(op, started_us, took_us, ok);
+        });
+        while requests.try_join_next().is_some() {}
+    }
+    while requests.join_next().await.is_some() {}
+    faults.abort_all();
+    let stats = lock(&stats).clone();
+    let events = Op::ALL
+        .iter()
+        .map(|op| stats.between(&[*op], 0, u64::MAX).total())
+        .sum();
+    Outcome {
+        stats,
+        violations: Vec::new(),
+        setup_error: None,
+        trace_hash: 0,
+        events,
+        virtual_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }
+}

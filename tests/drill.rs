@@ -1,0 +1,124 @@
+//! `apim drill` against a real deployment in network namespaces of its own, compared with the
+//! simulator: the verdicts must agree. Needs root and network namespaces (this project's CI
+//! machine has both); elsewhere the namespace test says why it did not run.
+
+use std::process::Command;
+
+fn apim() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_apim"))
+}
+
+fn namespaces() -> Result<(), String> {
+    apim_runtime::lab::Lab::preflight()
+}
+
+#[test]
+fn a_drill_agrees_with_the_simulation_on_a_crash_and_a_cluster_down() {
+    if let Err(why) = namespaces() {
+        eprintln!("not run: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = dir.path().join("scenario.toml");
+    std::fs::write(
+        &scenario,
+        r#"
+[workload]
+duration = "45s"
+invoke_rate = 50
+
+[[faults]]
+kind = "crash"
+node = "gateway-1"
+at = "4s"
+for = "16s"
+
+[[faults]]
+kind = "cluster-down"
+cluster = "gateway"
+at = "23s"
+for = "16s"
+"#,
+    )
+    .expect("write");
+    let out = apim()
+        .args([
+            "drill",
+            "--compare",
+            "--format",
+            "json",
+            "--range",
+            "10.251.0.0/16",
+        ])
+        .arg("--scenario")
+        .arg(&scenario)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("apim drill");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("JSON ({e}); stderr: {stderr}"));
+    assert_eq!(v["world"], "real");
+    let rows = v["compare"].as_array().expect("compare rows");
+    let verdicts: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["fault"].as_str().unwrap_or_default().to_string(),
+                r["real"].as_str().unwrap_or_default().to_string(),
+                r["simulated"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            ("crash gateway-1".into(), "works".into(), "works".into()),
+            (
+                "cluster-down gateway".into(),
+                "broken".into(),
+                "broken".into()
+            ),
+        ],
+        "{stderr}"
+    );
+    assert_eq!(v["agree"], true);
+    assert!(out.status.success(), "{stderr}");
+    // Nothing is left behind: no namespace of this drill, no process.
+    let left = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip");
+    let left = String::from_utf8_lossy(&left.stdout);
+    assert!(!left.contains("apim"), "namespaces left: {left}");
+}
+
+#[test]
+fn a_drill_refuses_what_it_cannot_make_before_it_makes_anything() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = dir.path().join("scenario.toml");
+    std::fs::write(
+        &scenario,
+        "[[faults]]\nkind = \"partition\"\nfrom = \"external\"\nto = \"internal\"\nat = \"1s\"\n",
+    )
+    .expect("write");
+    let out = apim()
+        .args(["drill", "--scenario"])
+        .arg(&scenario)
+        .output()
+        .expect("apim drill");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot make `partition` faults"),
+        "{stderr}"
+    );
+    let out = apim()
+        .args(["drill", "--range", "203.0.113.0/24"])
+        .output()
+        .expect("apim drill");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a private range"), "{stderr}");
+}

@@ -38,10 +38,11 @@ pub fn refuse(scenario: &Scenario) -> Result<(), String> {
         match &f.kind {
             FaultKind::Crash { .. }
             | FaultKind::ClusterDown { .. }
-            | FaultKind::BalancerOutage { .. } => {}
+            | FaultKind::BalancerOutage { .. }
+            | FaultKind::RollingRestart { .. } => {}
             other => {
                 return Err(format!(
-                    "the drill cannot make `{}` faults yet (it makes crash, cluster-down and balancer-outage); `apim sim` simulates them",
+                    "the drill cannot make `{}` faults yet (it makes crash, cluster-down, balancer-outage and rolling-restart); `apim sim` simulates them",
                     other.name()
                 ));
             }
@@ -198,6 +199,69 @@ fn stopped_by(plan: &Plan, kind: &FaultKind) -> Vec<String> {
     }
 }
 
+/// How long node `name` drains on SIGTERM: as the scenario's rolling restart of its cluster
+/// says, else the default.
+fn drain_of(plan: &Plan, scenario: &Scenario, name: &str) -> u64 {
+    let cluster = plan
+        .nodes
+        .iter()
+        .find(|n| n.name == name)
+        .map(|n| n.cluster.as_str());
+    scenario
+        .faults
+        .iter()
+        .find_map(|f| match &f.kind {
+            FaultKind::RollingRestart {
+                cluster: c,
+                drain_ms,
+                ..
+            } if Some(c.as_str()) == cluster => Some(*drain_ms),
+            _ => None,
+        })
+        .unwrap_or(apim_compiler::plan::DRAIN_MS)
+}
+
+/// A rolling restart for real: each node of the cluster in turn gets SIGTERM (it drains and
+/// exits by itself), starts again, is waited for until ready, then the pause passes.
+async fn roll(
+    lab: &Mutex<Lab>,
+    plan: &Plan,
+    client: &apim_runtime::http::Client,
+    cluster: &str,
+    pause: Duration,
+) {
+    for n in plan.nodes.iter().filter(|n| n.cluster == cluster) {
+        lock(lab).term(&n.name);
+        let deadline = Instant::now()
+            + Duration::from_millis(apim_compiler::plan::DRAIN_MS + apim_compiler::plan::GRACE_MS)
+            + Duration::from_secs(30);
+        while lock(lab).exited(&n.name).is_none() {
+            if Instant::now() > deadline {
+                lock(lab).kill(&n.name);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = lock(lab).start(&n.name);
+        let ready_by = Instant::now() + START_TIMEOUT;
+        while Instant::now() < ready_by {
+            let r = apim_runtime::http::send(
+                client,
+                &n.host,
+                n.admin_port,
+                Request::new("GET", "/ready"),
+                Duration::from_secs(2),
+            )
+            .await;
+            if r.is_ok_and(|r| r.status == 200) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
 /// Runs `scenario` against a real deployment of `plan`; the outcome is what its clients saw.
 pub async fn run(plan: &Plan, scenario: &Scenario, opts: &Options) -> Result<Outcome, String> {
     refuse(scenario)?;
@@ -255,6 +319,8 @@ pub async fn run(plan: &Plan, scenario: &Scenario, opts: &Options) -> Result<Out
                 file.display().to_string(),
                 "--data".into(),
                 data.clone(),
+                "--drain-ms".into(),
+                drain_of(plan, scenario, name).to_string(),
             ];
             l.spawn(
                 name,
@@ -337,6 +403,18 @@ async fn workload(
             f.for_ms.map(|d| Duration::from_millis(f.at_ms + d)),
         );
         let lab = lab.clone();
+        if let FaultKind::RollingRestart {
+            cluster, pause_ms, ..
+        } = &f.kind
+        {
+            let (cluster, pause) = (cluster.clone(), Duration::from_millis(*pause_ms));
+            let (plan, client) = (built.plan.clone(), client.clone());
+            faults.spawn(async move {
+                tokio::time::sleep_until((start + at).into()).await;
+                roll(&lab, &plan, &client, &cluster, pause).await;
+            });
+            continue;
+        }
         faults.spawn(async move {
             tokio::time::sleep_until((start + at).into()).await;
             for name in &stopped {

@@ -94,6 +94,50 @@ for = "16s"
     assert!(!left.contains("apim"), "namespaces left: {left}");
 }
 
+/// Both gateways restarted one after the other under 200 invokes/s: every request answered.
+#[test]
+fn a_rolling_restart_of_the_gateways_loses_no_request() {
+    if let Err(why) = namespaces() {
+        eprintln!("not run: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = dir.path().join("scenario.toml");
+    std::fs::write(
+        &scenario,
+        "[workload]\nduration = \"40s\"\ninvoke_rate = 200\n\n[[faults]]\nkind = \"rolling-restart\"\ncluster = \"gateway\"\nat = \"3s\"\n",
+    )
+    .expect("write");
+    let out = apim()
+        .args([
+            "drill",
+            "--compare",
+            "--format",
+            "json",
+            "--range",
+            "10.252.0.0/16",
+        ])
+        .arg("--scenario")
+        .arg(&scenario)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("apim drill");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("JSON ({e}); stderr: {stderr}"));
+    let ops = v["report"]["operations"].as_array().expect("operations");
+    let invoke = ops.iter().find(|o| o["op"] == "invoke").expect("invoke");
+    assert!(
+        invoke["requests"].as_u64().is_some_and(|n| n > 7_000),
+        "{invoke}"
+    );
+    for o in ops {
+        assert_eq!(o["requests"], o["succeeded"], "{o}");
+    }
+    assert_eq!(v["agree"], true, "{}", v["compare"]);
+}
+
 #[test]
 fn a_drill_refuses_what_it_cannot_make_before_it_makes_anything() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -28,6 +28,7 @@ pub fn workload() -> Workload {
         lifecycle_rate: 0.5,
         revocation_bound_ms: 1_000,
         token_lifetime_ms: apim_components::keymanager::TOKEN_MS,
+        backend_latency_ms: 0,
     }
 }
 

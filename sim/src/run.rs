@@ -1147,7 +1147,9 @@ impl Run {
                             .extend(db.roles.iter().map(|r| crate::world::role(*r)));
                     }
                 }
-                FaultKind::Crash { .. } | FaultKind::ClusterDown { .. } => {}
+                FaultKind::Crash { .. }
+                | FaultKind::ClusterDown { .. }
+                | FaultKind::RollingRestart { .. } => {}
             }
         }
         drop(f);
@@ -1182,6 +1184,14 @@ impl Run {
             self.d.crash(i);
         }
         self.apply_faults();
+        if let FaultKind::RollingRestart {
+            cluster,
+            drain_ms,
+            pause_ms,
+        } = &f.kind
+        {
+            self.roll(cluster, *drain_ms, *pause_ms).await;
+        }
         let until = f.for_ms.map_or(end, |d| (at + d * 1000).min(end));
         self.d
             .exec
@@ -1203,6 +1213,28 @@ impl Run {
             }
         }
         self.apply_faults();
+    }
+
+    /// A rolling restart: each node of `cluster` in turn drains, stops once what it was
+    /// answering is done, starts again after the start-up time, then the pause passes.
+    async fn roll(&self, cluster: &str, drain_ms: u64, pause_ms: u64) {
+        let d = &self.d;
+        let nodes: Vec<usize> = (0..d.plan.nodes.len())
+            .filter(|&i| d.plan.nodes[i].cluster == cluster)
+            .collect();
+        for i in nodes {
+            if !d.is_up(i) {
+                continue;
+            }
+            d.drain(i);
+            d.exec.sleep(drain_ms * 1000).await;
+            d.stop_accepting(i);
+            d.exec.sleep(crate::scenario::STOP_MS * 1000).await;
+            d.crash(i);
+            d.exec.sleep(crate::scenario::STARTUP_MS * 1000).await;
+            d.start(i);
+            d.exec.sleep(pause_ms * 1000).await;
+        }
     }
 
     /// Starts `op` (`None`: a probe) at random times, `rate` a second on average.
@@ -1310,6 +1342,7 @@ pub fn simulate(plan: &Plan, scenario: &Scenario, options: &Options) -> Outcome 
         options.defects,
         scenario.workload.token_lifetime_ms,
     );
+    d.set_backend_latency(scenario.workload.backend_latency_ms);
     for i in 0..plan.nodes.len() {
         d.start(i);
     }

@@ -28,6 +28,8 @@ pub struct Workload {
     pub revocation_bound_ms: u64,
     /// How long the key manager's access tokens live (clients renew theirs before then).
     pub token_lifetime_ms: u64,
+    /// How long the APIs' backend takes to answer, on top of the network.
+    pub backend_latency_ms: u64,
 }
 
 impl Default for Workload {
@@ -44,6 +46,7 @@ impl Default for Workload {
             lifecycle_rate: 0.1,
             revocation_bound_ms: 1_000,
             token_lifetime_ms: apim_components::keymanager::TOKEN_MS,
+            backend_latency_ms: 0,
         }
     }
 }
@@ -74,6 +77,13 @@ pub enum FaultKind {
     },
     BalancerOutage {
         balancer: String,
+    },
+    /// Each node of the cluster in turn drains (`drain_ms`: unready, still serving), stops,
+    /// starts again, and `pause_ms` passes before the next.
+    RollingRestart {
+        cluster: String,
+        drain_ms: u64,
+        pause_ms: u64,
     },
     /// A node's or balancer's certificate has expired: every TLS handshake with it fails (as
     /// server, and as client of an internal listener) until it is renewed.
@@ -149,6 +159,11 @@ pub static FAULT_KINDS: &[(&str, &[&str], &str)] = &[
         "the load balancer refuses every connection",
     ),
     (
+        "rolling-restart",
+        &["cluster", "drain", "pause"],
+        "each node of the cluster in turn drains (`drain`, default 7s: unready while balancers take it out), stops, starts again, and `pause` (default 6s: the balancers' rise) passes before the next; it lasts as long as that takes, so it takes no `for`",
+    ),
+    (
         "cert-expiry",
         &["node", "balancer"],
         "the certificate of the node (or balancer) expires: every TLS handshake with it fails until it is renewed when the fault ends",
@@ -166,6 +181,16 @@ pub static FAULT_KINDS: &[(&str, &[&str], &str)] = &[
 ];
 
 const COMMON: &[&str] = &["kind", "at", "for"];
+
+/// A rolling restart's pause after a node started again: the balancers count it up after
+/// `rise` checks an interval apart, and one more interval for the first of them.
+pub const ROLLING_PAUSE_MS: u64 =
+    (apim_compiler::plan::HEALTH_RISE as u64 + 1) * apim_compiler::plan::HEALTH_INTERVAL_MS;
+/// After its drain, how long a stopping node has to finish what it was answering.
+pub const STOP_MS: u64 = 100;
+/// How long a node takes to start: measured 17–32 ms with a database to connect to (a real
+/// node of `apim drill`), rounded up.
+pub const STARTUP_MS: u64 = 50;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -218,6 +243,7 @@ struct RawWorkload {
     lifecycle_rate: Option<toml::Spanned<f64>>,
     revocation_bound: Option<toml::Spanned<toml::Value>>,
     token_lifetime: Option<toml::Spanned<toml::Value>>,
+    backend_latency: Option<toml::Spanned<toml::Value>>,
 }
 
 const WORKLOAD_KEYS: &[&str] = &[
@@ -232,6 +258,7 @@ const WORKLOAD_KEYS: &[&str] = &[
     "lifecycle_rate",
     "revocation_bound",
     "token_lifetime",
+    "backend_latency",
 ];
 
 fn span(r: std::ops::Range<usize>) -> Span {
@@ -432,6 +459,7 @@ impl Reader<'_> {
             lifecycle_rate: self.rate(&raw.lifecycle_rate, d.lifecycle_rate),
             revocation_bound_ms: self.duration(&raw.revocation_bound, d.revocation_bound_ms),
             token_lifetime_ms: self.lifetime(&raw.token_lifetime, d.token_lifetime_ms),
+            backend_latency_ms: self.duration(&raw.backend_latency, d.backend_latency_ms),
         }
     }
 
@@ -588,6 +616,26 @@ impl Reader<'_> {
             "balancer-outage" => FaultKind::BalancerOutage {
                 balancer: self.reference(t, whole, "balancer", "balancer", &balancers)?,
             },
+            "rolling-restart" => {
+                let cluster = self.reference(t, whole, "cluster", "cluster", &clusters)?;
+                let drain_ms = time(self, "drain")?.unwrap_or(apim_compiler::plan::DRAIN_MS);
+                let pause_ms = time(self, "pause")?.unwrap_or(ROLLING_PAUSE_MS);
+                if for_ms.is_some() {
+                    self.error(
+                        &codes::INVALID_SCENARIO,
+                        "a rolling restart lasts as long as its nodes take; it takes no `for`"
+                            .into(),
+                        t.at("for", whole),
+                        "remove this",
+                    );
+                    return None;
+                }
+                FaultKind::RollingRestart {
+                    cluster,
+                    drain_ms,
+                    pause_ms,
+                }
+            }
             "cert-expiry" if t.get("balancer").is_some() => FaultKind::CertExpiry {
                 name: self.reference(t, whole, "balancer", "balancer", &balancers)?,
                 balancer: true,
@@ -658,6 +706,17 @@ impl Reader<'_> {
                     }
                 }
             }
+        };
+        let for_ms = match &kind {
+            FaultKind::RollingRestart {
+                cluster,
+                drain_ms,
+                pause_ms,
+            } => {
+                let nodes = plan.nodes.iter().filter(|n| &n.cluster == cluster).count();
+                Some(nodes as u64 * (drain_ms + STOP_MS + STARTUP_MS + pause_ms))
+            }
+            _ => for_ms,
         };
         ok.then_some(Fault {
             at_ms,
@@ -754,11 +813,18 @@ impl Scenario {
             format_ms(w.revocation_bound_ms)
         );
         let _ = writeln!(s, "token_lifetime = \"{}\"", format_ms(w.token_lifetime_ms));
+        if w.backend_latency_ms > 0 {
+            let _ = writeln!(
+                s,
+                "backend_latency = \"{}\"",
+                format_ms(w.backend_latency_ms)
+            );
+        }
         for f in &self.faults {
             s.push_str("\n[[faults]]\n");
             let _ = writeln!(s, "kind = \"{}\"", f.kind.name());
             let _ = writeln!(s, "at = \"{}\"", format_ms(f.at_ms));
-            if let Some(d) = f.for_ms {
+            if let Some(d) = f.for_ms.filter(|_| f.kind.name() != "rolling-restart") {
                 let _ = writeln!(s, "for = \"{}\"", format_ms(d));
             }
             for (k, v) in f.kind.fields() {
@@ -779,6 +845,7 @@ impl FaultKind {
             FaultKind::DatabaseOutage { .. } => "database-outage",
             FaultKind::DatabaseBlackhole { .. } => "database-blackhole",
             FaultKind::BalancerOutage { .. } => "balancer-outage",
+            FaultKind::RollingRestart { .. } => "rolling-restart",
             FaultKind::CertExpiry { .. } => "cert-expiry",
             FaultKind::Latency { .. } => "latency",
             FaultKind::Loss { .. } => "loss",
@@ -795,6 +862,15 @@ impl FaultKind {
                 vec![("database", q(database))]
             }
             FaultKind::BalancerOutage { balancer } => vec![("balancer", q(balancer))],
+            FaultKind::RollingRestart {
+                cluster,
+                drain_ms,
+                pause_ms,
+            } => vec![
+                ("cluster", q(cluster)),
+                ("drain", q(&format_ms(*drain_ms))),
+                ("pause", q(&format_ms(*pause_ms))),
+            ],
             FaultKind::CertExpiry { name, balancer } => {
                 vec![(if *balancer { "balancer" } else { "node" }, q(name))]
             }
@@ -840,6 +916,7 @@ impl FaultKind {
             FaultKind::DatabaseOutage { database } => format!("database-outage {database}"),
             FaultKind::DatabaseBlackhole { database } => format!("database-blackhole {database}"),
             FaultKind::BalancerOutage { balancer } => format!("balancer-outage {balancer}"),
+            FaultKind::RollingRestart { cluster, .. } => format!("rolling-restart {cluster}"),
             FaultKind::CertExpiry { name, .. } => format!("cert-expiry {name}"),
             FaultKind::Partition { from, to, one_way } => {
                 format!("partition {from} {} {to}", arrow(one_way))

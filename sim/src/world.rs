@@ -100,6 +100,9 @@ pub enum Target {
 
 struct NodeState {
     up: bool,
+    /// False once a stopping node closed its listeners: new connections are refused, what it
+    /// is answering still completes.
+    accepting: bool,
     incarnation: u64,
     node: Arc<Node>,
     world: Arc<SimWorld>,
@@ -219,6 +222,8 @@ pub struct Deployment {
     balancers: Vec<BalancerState>,
     defects: Defects,
     token_ms: u64,
+    /// What the workload adds to the backend's answer, in microseconds.
+    backend_added_us: std::sync::atomic::AtomicU64,
 }
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -310,6 +315,7 @@ impl Deployment {
             balancers,
             defects,
             token_ms,
+            backend_added_us: Default::default(),
         })
     }
 
@@ -427,6 +433,7 @@ impl Deployment {
             let incarnation = slot.as_ref().map_or(0, |s| s.incarnation) + 1;
             *slot = Some(NodeState {
                 up: true,
+                accepting: true,
                 incarnation,
                 node: node.clone(),
                 world: world.clone(),
@@ -440,6 +447,26 @@ impl Deployment {
                 incarnation,
                 job,
             });
+        }
+    }
+
+    /// The APIs' backend takes `ms` longer to answer.
+    pub fn set_backend_latency(&self, ms: u64) {
+        self.backend_added_us
+            .store(ms * 1000, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A node asked to stop: unready from now on, still serving.
+    pub fn drain(&self, i: usize) {
+        if let Some(s) = guard(&self.nodes[i]).as_ref() {
+            s.node.drain();
+        }
+    }
+
+    /// A draining node closes its listeners: what it is answering still completes.
+    pub fn stop_accepting(&self, i: usize) {
+        if let Some(s) = guard(&self.nodes[i]).as_mut() {
+            s.accepting = false;
         }
     }
 
@@ -584,7 +611,7 @@ impl Deployment {
                 Target::Node(i, _) | Target::Internal(i) => {
                     let running = guard(&self.nodes[i])
                         .as_ref()
-                        .filter(|s| s.up)
+                        .filter(|s| s.up && s.accepting)
                         .map(|s| (s.incarnation, s.node.clone(), s.world.clone()));
                     let Some((incarnation, node, world)) = running else {
                         return Err(CallError::Connect("connection refused".into()));
@@ -882,7 +909,11 @@ impl World for SimWorld {
     }
     async fn forward(&self, base: &str, req: Request) -> Result<Response, CallError> {
         // The backend echoes, next to the gateway.
-        self.d.exec.sleep(2 * BACKEND_US).await;
+        let added = self
+            .d
+            .backend_added_us
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.d.exec.sleep(2 * BACKEND_US + added).await;
         let _ = (base, req);
         Ok(Response {
             status: 200,

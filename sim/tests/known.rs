@@ -398,3 +398,61 @@ fn a_database_that_refuses_and_one_that_never_answers_give_the_same_verdicts() {
     }
     assert_eq!(verdicts_of[0], verdicts_of[1]);
 }
+
+/// Every node of every cluster of clustered-external-store, one after the other, as a rolling
+/// restart: no request is lost. The same schedule with crashes instead loses some.
+#[test]
+fn a_rolling_restart_of_every_cluster_loses_no_request_and_crashes_would() {
+    let plan = plan("clustered-external-store");
+    let clusters = ["gateway", "key-manager", "publisher", "store"];
+    let run = |crash: bool| {
+        let mut faults = Vec::new();
+        for (k, cluster) in clusters.iter().enumerate() {
+            let at_ms = 5_000 + 35_000 * k as u64;
+            if crash {
+                for n in plan.nodes.iter().filter(|n| n.cluster == *cluster) {
+                    faults.push(Fault {
+                        at_ms: at_ms + 13_000 * (n.ordinal as u64 - 1),
+                        for_ms: Some(1_000),
+                        kind: FaultKind::Crash {
+                            node: n.name.clone(),
+                        },
+                    });
+                }
+            } else {
+                faults.push(Fault {
+                    at_ms,
+                    for_ms: Some(
+                        2 * (apim_compiler::plan::DRAIN_MS
+                            + apim_sim::scenario::STOP_MS
+                            + apim_sim::scenario::STARTUP_MS
+                            + apim_sim::scenario::ROLLING_PAUSE_MS),
+                    ),
+                    kind: FaultKind::RollingRestart {
+                        cluster: (*cluster).into(),
+                        drain_ms: apim_compiler::plan::DRAIN_MS,
+                        pause_ms: apim_sim::scenario::ROLLING_PAUSE_MS,
+                    },
+                });
+            }
+        }
+        let scenario = Scenario {
+            workload: Workload {
+                duration_ms: 150_000,
+                invoke_rate: 200.0,
+                // Calls take a while, so that some are in flight when a node stops.
+                backend_latency_ms: 50,
+                ..workload(150_000)
+            },
+            faults,
+        };
+        let out = simulate(&plan, &scenario, &Options::default());
+        assert!(out.violations.is_empty(), "{:?}", out.violations);
+        Op::ALL
+            .iter()
+            .map(|op| out.stats.between(&[*op], 0, u64::MAX).failed)
+            .sum::<u64>()
+    };
+    assert_eq!(run(false), 0, "requests lost in a rolling restart");
+    assert!(run(true) > 0, "crashes in the same places lose requests");
+}

@@ -241,13 +241,12 @@ impl Lab {
         }
     }
 
-    /// SIGTERM: the process drains and exits by itself; waits for it.
+    /// SIGTERM: the process drains and exits by itself (see `exited`).
     pub fn term(&mut self, name: &str) {
-        if let Some(mut c) = self.procs.get_mut(name).and_then(|p| p.child.take()) {
+        if let Some(c) = self.procs.get_mut(name).and_then(|p| p.child.as_ref()) {
             let _ = Command::new("kill")
                 .args(["-TERM", &c.id().to_string()])
                 .status();
-            let _ = c.wait();
         }
     }
 

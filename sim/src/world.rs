@@ -497,26 +497,27 @@ impl Deployment {
         for (b, lb) in self.plan.balancers.iter().enumerate() {
             for (r, route) in lb.routes.iter().enumerate() {
                 let d = self.clone();
-                let every = route.health.interval_ms.max(100) * 1000;
-                let timeout = route.health.timeout_ms.max(100) * 1000;
+                let (every, timeout) = (route.health.interval_ms, route.health.timeout_ms);
                 let path = route.health.path.clone();
                 self.exec.spawn(async move {
-                    loop {
-                        for k in 0..d.upstreams[b][r].len() {
-                            let ok = match d.upstreams[b][r][k] {
+                    let probe = |k: usize, timeout_ms: u64| {
+                        let (d, path) = (d.clone(), path.clone());
+                        async move {
+                            match d.upstreams[b][r].get(k).copied().flatten() {
                                 Some(i) if !d.faults().balancers_down.contains(&b) => {
                                     let from = d.place_of(Target::Balancer(b, r));
                                     let health = Request::new("GET", &path);
-                                    d.send(from, Target::Node(i, None), health, timeout)
+                                    d.send(from, Target::Node(i, None), health, timeout_ms * 1000)
                                         .await
                                         .is_ok_and(|r| r.status == 200)
                                 }
                                 _ => false,
-                            };
-                            guard(&d.balancers[b].pools[r]).checked(k, ok);
+                            }
                         }
-                        d.exec.sleep(every).await;
-                    }
+                    };
+                    let sleep = |ms: u64| d.exec.sleep(ms * 1000);
+                    balancer::check_forever(&d.balancers[b].pools[r], every, timeout, probe, sleep)
+                        .await;
                 });
             }
         }

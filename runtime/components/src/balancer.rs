@@ -106,6 +106,37 @@ fn lock(pool: &Mutex<Pool>) -> std::sync::MutexGuard<'_, Pool> {
     pool.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The shortest check interval and timeout a balancer uses, whatever its rules say: a check
+/// every few microseconds would be a flood of its own.
+pub const MIN_CHECK_MS: u64 = 100;
+
+/// The active health checks of one route, forever: each target in turn is asked with
+/// `probe(target, timeout_ms)` (true: it answered ready in time) and the answer recorded; then
+/// `interval_ms` passes on the world's clock (`sleep`). Both worlds run this; they only say how
+/// a probe is sent.
+pub async fn check_forever<P, PF, S, SF>(
+    pool: &Mutex<Pool>,
+    interval_ms: u64,
+    timeout_ms: u64,
+    probe: P,
+    sleep: S,
+) where
+    P: Fn(usize, u64) -> PF,
+    PF: Future<Output = bool>,
+    S: Fn(u64) -> SF,
+    SF: Future<Output = ()>,
+{
+    let targets = lock(pool).targets.len();
+    let (every, timeout) = (interval_ms.max(MIN_CHECK_MS), timeout_ms.max(MIN_CHECK_MS));
+    loop {
+        for k in 0..targets {
+            let ok = probe(k, timeout).await;
+            lock(pool).checked(k, ok);
+        }
+        sleep(every).await;
+    }
+}
+
 /// Sends one request through a pool: to the target `pick` chooses, and once more elsewhere when
 /// the connection failed before anything was sent. A target that could not be reached leaves
 /// the rotation; one that answered counts as a passed check. Returns the target that answered.

@@ -196,22 +196,31 @@ fn unavailable(route: &BalancerRoute, e: CallError) -> Response {
 }
 
 async fn check_health(route: Arc<BalancerRoute>, pool: Arc<Mutex<Pool>>, client: http::Client) {
-    let every = Duration::from_millis(route.health.interval_ms.max(100));
-    let timeout = Duration::from_millis(route.health.timeout_ms.max(100));
-    loop {
-        for (i, u) in route.upstream.iter().enumerate() {
+    let probe = |k: usize, timeout_ms: u64| {
+        let (route, client) = (route.clone(), client.clone());
+        async move {
+            let Some(u) = route.upstream.get(k) else {
+                return false;
+            };
             let r = http::send(
                 &client,
                 &u.host,
                 u.admin_port,
                 Request::new("GET", &route.health.path),
-                timeout,
+                Duration::from_millis(timeout_ms),
             )
             .await;
-            lock(&pool).checked(i, r.is_ok_and(|r| r.status == 200));
+            r.is_ok_and(|r| r.status == 200)
         }
-        tokio::time::sleep(every).await;
-    }
+    };
+    apim_components::balancer::check_forever(
+        &pool,
+        route.health.interval_ms,
+        route.health.timeout_ms,
+        probe,
+        |ms| tokio::time::sleep(Duration::from_millis(ms)),
+    )
+    .await;
 }
 
 /// How long a passed-through connection may stay silent both ways before it is closed.

@@ -100,6 +100,22 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// An address of this machine's own interfaces inside `range`, with its interface.
+fn in_use(range: Range) -> Option<String> {
+    let out = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == "inet")?;
+        let addr: Ipv4Addr = words.get(at + 1)?.split('/').next()?.parse().ok()?;
+        range
+            .contains(addr)
+            .then(|| format!("{addr} ({})", words.get(1).unwrap_or(&"?")))
+    })
+}
+
 fn in_ns(ns: &str, args: &[&str]) -> Result<(), String> {
     let mut all = vec!["netns", "exec", ns, "ip"];
     all.extend_from_slice(args);
@@ -129,6 +145,11 @@ impl Lab {
     /// Makes the bridge and one namespace per host (in order, addresses from the range).
     pub fn create(range: Range, hosts: &[String]) -> Result<Lab, String> {
         Lab::preflight()?;
+        if let Some(taken) = in_use(range) {
+            return Err(format!(
+                "{taken} on this machine is inside {range} already (another drill?): pick another range"
+            ));
+        }
         let pid = std::process::id();
         let gateway = range
             .address(1)

@@ -4,7 +4,7 @@
 //! wall time, and what they saw is summed into the simulator's statistics, so the report — and
 //! its verdicts — are computed by the same code as a simulation's.
 
-use apim_compiler::plan::{Plan, TlsFiles};
+use apim_compiler::plan::Plan;
 use apim_compiler::{HostMap, emit};
 use apim_components::Request;
 use apim_runtime::lab::{Lab, Range};
@@ -80,18 +80,7 @@ fn build(plan: &Plan, lab: &Lab, dir: &Path) -> Result<Built, String> {
     let address = |name: &str| lab.address(name).map(|a| a.to_string()).unwrap_or_default();
     let hosts = HostMap::of(plan, |n| address(&n.name), |b| address(b));
     let mut mapped = hosts.plan(plan);
-    let pki = dir.join("pki");
-    let pki_dir = pki.display().to_string();
-    for n in &mut mapped.nodes {
-        n.tls = TlsFiles::in_dir(&pki_dir, &n.name);
-    }
-    for b in &mut mapped.balancers {
-        b.tls = TlsFiles::in_dir(&pki_dir, &b.name);
-    }
-    let written =
-        apim_pki::write_dir(&mapped.deployment, &apim_pki::subjects(&mapped), &pki, None)?;
-    let ca_pem = std::fs::read_to_string(&written.ca)
-        .map_err(|e| format!("cannot read {}: {e}", written.ca))?;
+    let ca_pem = apim_runtime::up::throwaway_pki(&mut mapped, &dir.join("pki"))?;
     // Every database a SQLite file here: the machine's own servers listen on its loopback,
     // which a namespace does not share.
     for n in &mut mapped.nodes {
@@ -121,6 +110,19 @@ fn build(plan: &Plan, lab: &Lab, dir: &Path) -> Result<Built, String> {
     Ok(built)
 }
 
+/// Whether a node answers `/ready` with 200.
+async fn ready(client: &apim_runtime::http::Client, n: &apim_compiler::plan::NodePlan) -> bool {
+    let r = apim_runtime::http::send(
+        client,
+        &n.host,
+        n.admin_port,
+        Request::new("GET", "/ready"),
+        Duration::from_secs(2),
+    )
+    .await;
+    r.is_ok_and(|r| r.status == 200)
+}
+
 /// Waits until every node answers `/ready` and every balancer's ports accept.
 async fn until_ready(built: &Built, lab: &Mutex<Lab>) -> Result<(), String> {
     let ca = apim_runtime::tls::client_trusting(&built.ca_pem)?;
@@ -128,15 +130,7 @@ async fn until_ready(built: &Built, lab: &Mutex<Lab>) -> Result<(), String> {
     let deadline = Instant::now() + START_TIMEOUT;
     for n in &built.plan.nodes {
         loop {
-            let r = apim_runtime::http::send(
-                &client,
-                &n.host,
-                n.admin_port,
-                Request::new("GET", "/ready"),
-                Duration::from_secs(2),
-            )
-            .await;
-            if r.is_ok_and(|r| r.status == 200) {
+            if ready(&client, n).await {
                 break;
             }
             if let Some(status) = lock(lab).exited(&n.name) {
@@ -244,18 +238,7 @@ async fn roll(
         }
         let _ = lock(lab).start(&n.name);
         let ready_by = Instant::now() + START_TIMEOUT;
-        while Instant::now() < ready_by {
-            let r = apim_runtime::http::send(
-                client,
-                &n.host,
-                n.admin_port,
-                Request::new("GET", "/ready"),
-                Duration::from_secs(2),
-            )
-            .await;
-            if r.is_ok_and(|r| r.status == 200) {
-                break;
-            }
+        while Instant::now() < ready_by && !ready(client, n).await {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         tokio::time::sleep(pause).await;

@@ -94,8 +94,9 @@ pub fn run(args: Args) -> Outcome {
         Err(o) => return o,
     };
     let plan = Plan::of(&checked.topology);
-    let mut scenario = match super::sim::scenario_of(
+    let scenario = match super::sim::scenario_of(
         args.scenario.as_deref(),
+        args.duration.as_deref(),
         &plan,
         args.format,
         args.color.enabled(),
@@ -103,18 +104,6 @@ pub fn run(args: Args) -> Outcome {
         Ok(s) => s,
         Err(o) => return o,
     };
-    if let Some(d) = &args.duration {
-        match apim_sim::scenario::parse_duration(d) {
-            Ok(ms) if ms > 0 => {
-                scenario.workload.duration_ms = ms;
-                scenario.faults.retain(|f| f.at_ms < ms);
-            }
-            _ => {
-                output::error(&format!("--duration: `{d}` is not a duration above 0s"));
-                return Outcome::Usage;
-            }
-        }
-    }
     if let Err(e) = crate::drill::refuse(&scenario) {
         output::error(&e);
         return Outcome::Usage;

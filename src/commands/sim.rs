@@ -118,8 +118,36 @@ pub(super) fn topology(file: Option<&str>) -> Result<(apim_topology::Checked, St
     }
 }
 
-/// The scenario at `path` (the built-in one without), its diagnostics printed when invalid.
+/// The scenario at `path` (the built-in one without), its diagnostics printed when invalid,
+/// with `--duration` applied (faults that would start after it dropped).
 pub(super) fn scenario_of(
+    path: Option<&str>,
+    duration: Option<&str>,
+    plan: &Plan,
+    format: Format,
+    color: bool,
+) -> Result<Scenario, Outcome> {
+    let mut scenario = read_scenario(path, plan, format, color)?;
+    if let Some(d) = duration {
+        match scenario::parse_duration(d) {
+            Ok(ms) if ms > 0 => {
+                scenario.workload.duration_ms = ms;
+                scenario.faults.retain(|f| f.at_ms < ms);
+            }
+            Ok(_) => {
+                output::error("--duration must be longer than 0s");
+                return Err(Outcome::Usage);
+            }
+            Err(e) => {
+                output::error(&format!("--duration: {e}"));
+                return Err(Outcome::Usage);
+            }
+        }
+    }
+    Ok(scenario)
+}
+
+fn read_scenario(
     path: Option<&str>,
     plan: &Plan,
     format: Format,
@@ -155,8 +183,9 @@ pub fn run(args: Args) -> Outcome {
         Err(o) => return o,
     };
     let plan = Plan::of(&checked.topology);
-    let mut scenario = match scenario_of(
+    let scenario = match scenario_of(
         args.scenario.as_deref(),
+        args.duration.as_deref(),
         &plan,
         args.format,
         args.color.enabled(),
@@ -164,22 +193,6 @@ pub fn run(args: Args) -> Outcome {
         Ok(s) => s,
         Err(o) => return o,
     };
-    if let Some(d) = &args.duration {
-        match scenario::parse_duration(d) {
-            Ok(ms) if ms > 0 => {
-                scenario.workload.duration_ms = ms;
-                scenario.faults.retain(|f| f.at_ms < ms);
-            }
-            Ok(_) => {
-                output::error("--duration must be longer than 0s");
-                return Outcome::Usage;
-            }
-            Err(e) => {
-                output::error(&format!("--duration: {e}"));
-                return Outcome::Usage;
-            }
-        }
-    }
     let replay = {
         let mut r = String::from("apim sim");
         if !file.is_empty() {

@@ -82,6 +82,21 @@ pub async fn echo(req: Request) -> Response {
     )
 }
 
+/// Issues (or renews, where the addresses moved) a CA and a certificate per node and balancer
+/// of a plan whose addresses are where it runs, into `dir`, and points the plan at them;
+/// answers the CA's certificate.
+pub fn throwaway_pki(mapped: &mut Plan, dir: &std::path::Path) -> Result<String, String> {
+    let pki_dir = dir.display().to_string();
+    for n in &mut mapped.nodes {
+        n.tls = TlsFiles::in_dir(&pki_dir, &n.name);
+    }
+    for b in &mut mapped.balancers {
+        b.tls = TlsFiles::in_dir(&pki_dir, &b.name);
+    }
+    let written = apim_pki::write_dir(&mapped.deployment, &apim_pki::subjects(mapped), dir, None)?;
+    std::fs::read_to_string(&written.ca).map_err(|e| format!("cannot read {}: {e}", written.ca))
+}
+
 pub async fn start(t: &Topology, opts: &UpOptions) -> Result<Up, String> {
     let plan = Plan::of(t);
     let mut n = 0;
@@ -103,17 +118,8 @@ pub async fn start(t: &Topology, opts: &UpOptions) -> Result<Up, String> {
     apim_pki::files::create_private_dir(&opts.data)?;
     // A throwaway PKI, kept in the data folder and reused (renewed where the addresses moved).
     let pki = opts.data.join("pki");
-    let pki_dir = pki.display().to_string();
-    for n in &mut mapped.nodes {
-        n.tls = TlsFiles::in_dir(&pki_dir, &n.name);
-    }
-    for b in &mut mapped.balancers {
-        b.tls = TlsFiles::in_dir(&pki_dir, &b.name);
-    }
-    let written =
-        apim_pki::write_dir(&mapped.deployment, &apim_pki::subjects(&mapped), &pki, None)?;
-    let ca_pem = std::fs::read_to_string(&written.ca)
-        .map_err(|e| format!("cannot read {}: {e}", written.ca))?;
+    let ca_pem = throwaway_pki(&mut mapped, &pki)?;
+    let ca = pki.join("ca.crt");
     let (ready, notes) = databases::for_up(&mapped.databases, &opts.data)?;
 
     let listener = http::bind(&echo_host, 8080).await?;
@@ -136,7 +142,7 @@ pub async fn start(t: &Topology, opts: &UpOptions) -> Result<Up, String> {
     }
     Ok(Up {
         // Absolute, so the printed walk-through works from any folder.
-        ca: std::fs::canonicalize(&written.ca).unwrap_or_else(|_| written.ca.into()),
+        ca: std::fs::canonicalize(&ca).unwrap_or(ca),
         ca_pem,
         plan: mapped,
         hosts,

@@ -296,40 +296,22 @@ pub async fn run(plan: &Plan, scenario: &Scenario, opts: &Options) -> Result<Out
     {
         let mut l = lock(&lab);
         let data = dir.display().to_string();
+        let mut processes: Vec<(&String, Vec<String>)> = Vec::new();
         for (name, file) in &built.nodes {
-            let args = vec![
-                "node".into(),
-                file.display().to_string(),
-                "--data".into(),
-                data.clone(),
-                "--drain-ms".into(),
-                drain_of(plan, scenario, name).to_string(),
-            ];
-            l.spawn(
-                name,
-                name,
-                &exe,
-                &args,
-                &env,
-                &dir.join(format!("{name}.log")),
-            )?;
+            let drain = drain_of(plan, scenario, name).to_string();
+            let file = file.display().to_string();
+            let args = ["node", &file, "--data", &data, "--drain-ms", &drain];
+            processes.push((name, args.map(String::from).to_vec()));
         }
         for (name, file) in &built.balancers {
             let bind = l.address(name).map(|a| a.to_string()).unwrap_or_default();
-            let args = vec![
-                "balancer".into(),
-                file.display().to_string(),
-                "--bind".into(),
-                bind,
-            ];
-            l.spawn(
-                name,
-                name,
-                &exe,
-                &args,
-                &env,
-                &dir.join(format!("{name}.log")),
-            )?;
+            let file = file.display().to_string();
+            let args = ["balancer", &file, "--bind", &bind];
+            processes.push((name, args.map(String::from).to_vec()));
+        }
+        for (name, args) in processes {
+            let log = dir.join(format!("{name}.log"));
+            l.spawn(name, name, &exe, &args, &env, &log)?;
         }
     }
     until_ready(&built, &lab).await?;

@@ -28,7 +28,7 @@ const LATENCY_CROSS_US: u64 = 300;
 const BACKEND_US: u64 = 200;
 /// A packet that is dropped (firewall, partition, a node cut off) costs the connect timeout.
 const CONNECT_TIMEOUT_US: u64 = apim_compiler::plan::CONNECT_TIMEOUT_MS * 1000;
-const CALL_TIMEOUT_US: u64 = 10_000_000;
+const CALL_TIMEOUT_US: u64 = apim_components::world::CALL_TIMEOUT_MS * 1000;
 
 pub fn component(p: Peer) -> Component {
     match p {
@@ -704,15 +704,7 @@ impl Deployment {
         .await;
         match sent {
             Ok((_, r)) => r,
-            Err(CallError::Timeout) => {
-                Response::error(504, "upstream_timeout", "no answer in time")
-            }
-            Err(CallError::Broken(e)) => Response::error(502, "bad_gateway", e),
-            Err(CallError::Connect(e)) => Response::error(
-                503,
-                "unavailable",
-                format!("no {} node can be reached: {e}", route.component),
-            ),
+            Err(e) => balancer::no_answer(route.component.as_str(), e),
         }
     }
 

@@ -106,6 +106,26 @@ fn lock(pool: &Mutex<Pool>) -> std::sync::MutexGuard<'_, Pool> {
     pool.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A balancer's answer when no node of `component` gave one: 504 when none answered in time,
+/// 502 when a connection broke after the request was sent, 503 when none could be reached.
+pub fn no_answer(component: &str, e: CallError) -> crate::http::Response {
+    use crate::http::Response;
+    match e {
+        CallError::Timeout => Response::error(
+            504,
+            "upstream_timeout",
+            format!("no {component} node answered in time"),
+        ),
+        CallError::Broken(e) => Response::error(502, "bad_gateway", e),
+        // Nothing could be sent to any node.
+        CallError::Connect(e) => Response::error(
+            503,
+            "unavailable",
+            format!("no {component} node can be reached: {e}"),
+        ),
+    }
+}
+
 /// The shortest check interval and timeout a balancer uses, whatever its rules say: a check
 /// every few microseconds would be a flood of its own.
 pub const MIN_CHECK_MS: u64 = 100;

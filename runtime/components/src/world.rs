@@ -16,6 +16,10 @@ pub enum Peer {
     Gateway,
 }
 
+/// The bound on one call between components (connecting, sending, the whole answer), in both
+/// worlds.
+pub const CALL_TIMEOUT_MS: u64 = 10_000;
+
 /// Why a call to a peer or a backend got no response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CallError {

@@ -179,20 +179,7 @@ async fn proxy(
 }
 
 fn unavailable(route: &BalancerRoute, e: CallError) -> Response {
-    match e {
-        CallError::Timeout => Response::error(
-            504,
-            "upstream_timeout",
-            format!("no {} node answered in time", route.component),
-        ),
-        CallError::Broken(e) => Response::error(502, "bad_gateway", e),
-        // Nothing could be sent to any node.
-        CallError::Connect(e) => Response::error(
-            503,
-            "unavailable",
-            format!("no {} node can be reached: {e}", route.component),
-        ),
-    }
+    apim_components::balancer::no_answer(route.component.as_str(), e)
 }
 
 async fn check_health(route: Arc<BalancerRoute>, pool: Arc<Mutex<Pool>>, client: http::Client) {

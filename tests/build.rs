@@ -373,3 +373,81 @@ fn the_database_timeout_is_the_deployments_to_choose() {
         assert!(c.errors() > 0, "database_timeout_ms = {wrong} was accepted");
     }
 }
+
+#[test]
+fn the_image_and_resources_come_from_flags_over_the_topology_over_the_defaults() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let text = format!(
+        "{}\n[kubernetes]\nimage = \"registry.example.com/ops/apim:1.0\"\nmemory_limit = \"1Gi\"\n",
+        template("internal-store")
+    );
+    std::fs::write(d.join("t.toml"), text).expect("write");
+    let (code, out) = run(
+        &[
+            "build",
+            "t.toml",
+            "-o",
+            "out",
+            "--image",
+            "registry.example.com/ops/apim:2.0",
+            "--cpu-request",
+            "500m",
+        ],
+        d,
+    );
+    assert_eq!(code, 0, "{out}");
+    let read = |p: &str| std::fs::read_to_string(d.join("out").join(p)).expect(p);
+    for cluster in ["portal", "gateway", "key-manager"] {
+        let k8s = read(&format!("k8s/cluster-{cluster}.yaml"));
+        // The flag's image, the flag's CPU request, the topology's memory limit, the defaults
+        // for the rest.
+        assert!(
+            k8s.contains("image: \"registry.example.com/ops/apim:2.0\""),
+            "{k8s}"
+        );
+        assert!(
+            k8s.contains("limits:\n            cpu: \"2\"\n            memory: \"1Gi\"\n          requests:\n            cpu: \"500m\"\n            memory: \"128Mi\""),
+            "{k8s}"
+        );
+        assert!(k8s.contains("readOnlyRootFilesystem: true"), "{k8s}");
+    }
+    let compose = read("compose.yaml");
+    assert!(compose.contains("image: \"registry.example.com/ops/apim:2.0\""));
+    assert!(compose.contains("memory: \"1g\""), "{compose}");
+    assert!(compose.contains("cpus: \"0.5\""), "{compose}");
+    let plan: serde_json::Value = serde_json::from_str(&read("plan.json")).expect("JSON");
+    assert_eq!(
+        plan["workload"]["image"],
+        "registry.example.com/ops/apim:2.0"
+    );
+
+    // A request above its limit, or an image that is no reference: refused, nothing written.
+    for (flags, names) in [
+        (&["--cpu-request", "4"][..], "--cpu-request"),
+        (&["--memory-limit", "64Mi"][..], "--memory-request"),
+        (&["--memory-limit", "1GB"][..], "--memory-limit"),
+        (&["--image", "apim latest"][..], "--image"),
+    ] {
+        let mut args = vec!["build", "t.toml", "-o", "refused"];
+        args.extend(flags);
+        let (code, out) = run(&args, d);
+        assert_eq!(code, 2, "{flags:?}: {out}");
+        assert!(out.contains(names), "{flags:?}: {out}");
+        assert!(!d.join("refused").exists(), "{flags:?} wrote files");
+    }
+}
+
+#[test]
+fn a_node_on_a_port_below_1024_may_bind_it_without_root() {
+    let low = template("standalone").replace(
+        "hosts = [\"10.0.1.10\"]",
+        "hosts = [\"10.0.1.10\"]\nports = { gateway = 443 }",
+    );
+    let sysctl = "net.ipv4.ip_unprivileged_port_start";
+    let k8s = &build(&low).files["k8s/cluster-all-in-one.yaml"];
+    assert!(k8s.contains(sysctl), "{k8s}");
+    assert!(k8s.contains("runAsNonRoot: true"), "{k8s}");
+    let k8s = &build(template("standalone")).files["k8s/cluster-all-in-one.yaml"];
+    assert!(!k8s.contains(sysctl), "{k8s}");
+}

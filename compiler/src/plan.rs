@@ -5,6 +5,7 @@
 
 use apim_topology::Topology;
 use apim_topology::flows::{self, End, FLOWS, Listener as HopListener, Path};
+use apim_topology::kubernetes::{DEFAULT_IMAGE, Resources};
 use apim_topology::reach::{self, Route};
 use apim_topology::vocab::{BalancerKind, Component, Engine, Role};
 use serde::{Deserialize, Serialize};
@@ -42,6 +43,40 @@ pub struct Plan {
     /// The cert-manager Issuer the Kubernetes output asks for certificates (`[tls] issuer`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
+    /// What the Kubernetes and Compose workloads run: `[kubernetes]`, or `apim build`'s flags.
+    #[serde(default)]
+    pub workload: Workload,
+}
+
+/// The image every node's container runs and the resources it asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workload {
+    pub image: String,
+    pub resources: Resources,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload {
+            image: DEFAULT_IMAGE.to_string(),
+            resources: Resources::default(),
+        }
+    }
+}
+
+impl Workload {
+    pub(crate) fn of(t: &Topology) -> Workload {
+        let mut w = Workload::default();
+        if let Some(k) = &t.kubernetes {
+            if let Some(image) = &k.image {
+                w.image = image.value.clone();
+            }
+            for (key, value) in &k.resources {
+                w.resources.set(key, value.value.clone());
+            }
+        }
+        w
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -430,6 +465,7 @@ impl Plan {
             .filter_map(|lb| balancer(t, lb, &deployment))
             .collect();
         Plan {
+            workload: Workload::of(t),
             issuer: t
                 .tls
                 .as_ref()
@@ -454,6 +490,7 @@ impl Plan {
             nodes: Vec::new(),
             balancers: Vec::new(),
             issuer: self.issuer.clone(),
+            workload: self.workload.clone(),
         }
     }
 

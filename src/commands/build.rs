@@ -20,8 +20,51 @@ pub struct BuildArgs {
     /// The output folder.
     #[arg(long, short, default_value = "out")]
     output: String,
+    #[command(flatten)]
+    workload: WorkloadArgs,
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
+}
+
+/// What the Kubernetes and Compose outputs run; each flag overrides `[kubernetes]` in the
+/// topology, which overrides the default.
+#[derive(clap::Args)]
+#[command(next_help_heading = "Kubernetes and Compose")]
+pub struct WorkloadArgs {
+    /// The image every node's container runs [default: apim:<this version>]; build it with
+    /// scripts/image or the Containerfile, push it where the cluster pulls from.
+    #[arg(long, value_name = "NAME")]
+    image: Option<String>,
+    /// CPU each node's container requests [default: 250m].
+    #[arg(long, value_name = "QUANTITY")]
+    cpu_request: Option<String>,
+    /// Memory each node's container requests [default: 128Mi].
+    #[arg(long, value_name = "QUANTITY")]
+    memory_request: Option<String>,
+    /// The CPU limit of each node's container [default: 2].
+    #[arg(long, value_name = "QUANTITY")]
+    cpu_limit: Option<String>,
+    /// The memory limit of each node's container [default: 512Mi].
+    #[arg(long, value_name = "QUANTITY")]
+    memory_limit: Option<String>,
+}
+
+impl WorkloadArgs {
+    fn overrides(&self) -> apim_compiler::Overrides {
+        let resources = [
+            ("cpu_request", &self.cpu_request),
+            ("memory_request", &self.memory_request),
+            ("cpu_limit", &self.cpu_limit),
+            ("memory_limit", &self.memory_limit),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v.clone()?)))
+        .collect();
+        apim_compiler::Overrides {
+            image: self.image.clone(),
+            resources,
+        }
+    }
 }
 
 /// Show what `apim build` would create, change or delete in an output folder.
@@ -35,14 +78,24 @@ pub struct PlanArgs {
     /// The output folder to compare with.
     #[arg(long, short, default_value = "out")]
     output: String,
+    #[command(flatten)]
+    workload: WorkloadArgs,
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
 }
 
 /// The files of a topology that checks without errors; otherwise the errors are printed.
-fn compile(file: &str) -> Result<apim_compiler::Output, Outcome> {
+fn compile(file: &str, workload: &WorkloadArgs) -> Result<apim_compiler::Output, Outcome> {
     let checked = super::load_clean(file, "nothing was built")?;
-    Ok(apim_compiler::build(&checked.topology))
+    let overrides = workload.overrides();
+    let problems = overrides.problems(&checked.topology);
+    if !problems.is_empty() {
+        for (flag, problem) in &problems {
+            output::error(&format!("{flag}: {problem}"));
+        }
+        return Err(Outcome::Usage);
+    }
+    Ok(apim_compiler::build_with(&checked.topology, &overrides))
 }
 
 fn counts(changes: &[outdir::Change]) -> BTreeMap<&'static str, usize> {
@@ -54,7 +107,7 @@ fn counts(changes: &[outdir::Change]) -> BTreeMap<&'static str, usize> {
 }
 
 pub fn build(args: BuildArgs) -> Outcome {
-    let out = match compile(&args.file) {
+    let out = match compile(&args.file, &args.workload) {
         Ok(o) => o,
         Err(outcome) => return outcome,
     };
@@ -93,7 +146,7 @@ pub fn build(args: BuildArgs) -> Outcome {
 }
 
 pub fn plan(args: PlanArgs) -> Outcome {
-    let out = match compile(&args.file) {
+    let out = match compile(&args.file, &args.workload) {
         Ok(o) => o,
         // Exit 2 means changes here; every failure is 1.
         Err(_) => return Outcome::Failure,

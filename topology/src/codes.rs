@@ -132,6 +132,15 @@ code!(
     "Write a path per file, with `{name}` where the node or balancer name goes, e.g. `cert = \"/etc/apim/tls/{name}.crt\"`."
 );
 
+code!(
+    INVALID_KUBERNETES_SETTING,
+    "E016",
+    "invalid-kubernetes-setting",
+    Error,
+    "A `[kubernetes]` setting Kubernetes would refuse: an image name that is no image reference, a CPU or memory quantity it cannot read, or a request above its limit.",
+    "Write an image reference such as `registry.example.com/apim:0.1.0`, CPU as `500m` or `2`, memory as `256Mi` or `1Gi`, and each request at most its limit."
+);
+
 /// Every code apim-topology can raise, in documentation order.
 pub static ALL: &[&Code] = &[
     &INVALID_TOML,
@@ -148,6 +157,7 @@ pub static ALL: &[&Code] = &[
     &DUPLICATE_ENTRY,
     &EMPTY_LIST,
     &INVALID_TLS_PATH,
+    &INVALID_KUBERNETES_SETTING,
     &rules::name_shared::CODE,
     &rules::component_not_deployed::CODE,
     &rules::role_not_served::CODE,

@@ -9,6 +9,7 @@ pub mod diagnostic;
 pub mod docs;
 pub mod flows;
 pub mod graph;
+pub mod kubernetes;
 pub mod model;
 pub mod parse;
 pub mod reach;

@@ -18,6 +18,8 @@ pub struct Topology {
     pub load_balancers: BTreeMap<String, LoadBalancer>,
     /// Where the PKI files are, when `[tls]` says.
     pub tls: Option<Tls>,
+    /// What the Kubernetes and Compose outputs run, when `[kubernetes]` says.
+    pub kubernetes: Option<Kubernetes>,
     /// Cluster name -> names of the balancers that front it; derived by [`Topology::index`].
     pub fronted_by: BTreeMap<String, Vec<String>>,
 }
@@ -46,6 +48,15 @@ pub struct Tls {
     pub edge: Option<EdgeCert>,
     /// A cert-manager Issuer the Kubernetes output asks for certificates.
     pub issuer: Option<Spanned<String>>,
+}
+
+/// `[kubernetes]`: the image the workloads run and the resources each node's container asks for.
+#[derive(Clone, Debug, Default)]
+pub struct Kubernetes {
+    pub span: Span,
+    pub image: Option<Spanned<String>>,
+    /// By key (`cpu_request`, `memory_request`, `cpu_limit`, `memory_limit`), as written.
+    pub resources: BTreeMap<&'static str, Spanned<String>>,
 }
 
 #[derive(Clone, Debug)]

@@ -6,15 +6,42 @@
 //! Compose has no firewall: a service joins its own network and every network the firewall
 //! lets it reach, whatever the port.
 
-use super::yaml;
+use super::{k8s, yaml};
 use crate::hosts::HostMap;
 use crate::plan::Plan;
 use crate::secrets;
+use apim_topology::kubernetes::{Resources, quantity};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
 fn balancer_service(lb: &str) -> String {
     format!("lb-{lb}")
+}
+
+/// Compose's form of the Kubernetes quantities: CPUs as a decimal, memory in bytes.
+fn resources(r: &Resources) -> Value {
+    let cpus = |q: &str| {
+        let m = quantity("cpu", q).unwrap_or(1000);
+        let s = format!("{}.{:03}", m / 1000, m % 1000);
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    // Compose's units are powers of 1024.
+    let bytes = |q: &str| {
+        let Ok(b) = quantity("memory", q) else {
+            return q.to_string();
+        };
+        [("g", 1u128 << 30), ("m", 1 << 20), ("k", 1 << 10), ("b", 1)]
+            .into_iter()
+            .find(|(_, unit)| b % unit == 0)
+            .map_or_else(
+                || format!("{b}b"),
+                |(suffix, unit)| format!("{}{suffix}", b / unit),
+            )
+    };
+    json!({
+        "limits": {"cpus": cpus(&r.cpu_limit), "memory": bytes(&r.memory_limit)},
+        "reservations": {"cpus": cpus(&r.cpu_request), "memory": bytes(&r.memory_request)},
+    })
 }
 
 pub fn render(plan: &Plan) -> BTreeMap<String, String> {
@@ -61,11 +88,18 @@ pub fn render(plan: &Plan) -> BTreeMap<String, String> {
         services.insert(
             n.name.clone(),
             json!({
-                "image": super::k8s::IMAGE,
-                "command": ["node", format!("/etc/apim/nodes/{}.toml", n.name), "--hosts", "/etc/apim/hosts.toml", "--bind", "0.0.0.0"],
+                "image": plan.workload.image,
+                "command": ["node", format!("/etc/apim/nodes/{}.toml", n.name), "--hosts", "/etc/apim/hosts.toml", "--bind", "0.0.0.0", "--data", k8s::DATA_DIR],
                 "hostname": n.name,
                 "environment": env,
+                "user": format!("{0}:{0}", k8s::RUN_AS),
+                "read_only": true,
+                "cap_drop": ["ALL"],
+                "security_opt": ["no-new-privileges:true"],
+                "tmpfs": ["/tmp:size=64m"],
+                "deploy": {"resources": resources(&plan.workload.resources)},
                 "volumes": [
+                    format!("{}-data:{}", n.name, k8s::DATA_DIR),
                     "./nodes:/etc/apim/nodes:ro".to_string(),
                     "./compose/hosts.toml:/etc/apim/hosts.toml:ro".to_string(),
                     format!("./certs/ca.crt:{}:ro", n.tls.ca),
@@ -112,15 +146,21 @@ pub fn render(plan: &Plan) -> BTreeMap<String, String> {
             super::haproxy::render(plan, b),
         );
     }
+    let volumes: serde_json::Map<String, Value> = plan
+        .nodes
+        .iter()
+        .map(|n| (format!("{}-data", n.name), json!({})))
+        .collect();
     let networks: serde_json::Map<String, Value> = plan
         .networks
         .iter()
         .map(|n| (n.name.clone(), json!({})))
         .collect();
-    let doc = json!({"name": plan.deployment, "services": services, "networks": networks});
+    let doc = json!({"name": plan.deployment, "services": services, "networks": networks, "volumes": volumes});
     let mut text = super::header("#", "Compose project", &plan.deployment);
     text.push_str(
-        "# Run: docker compose up -d (with APIM_ADMIN_PASSWORD and the database variables set).\n# Certificates: apim certs TOPOLOGY --hosts compose/hosts.toml -o certs (each container mounts\n# only its own key and the CA; keys must be readable by the container's user).\n",
+        "# Run: docker compose up -d (with APIM_ADMIN_PASSWORD and the database variables set).\n# Certificates: apim certs TOPOLOGY --hosts compose/hosts.toml -o certs (each container mounts\n# only its own key and the CA; the container's user, 65532, must be able to read its key:
+# chown 65532 certs/*.key).\n",
     );
     text.push_str(&yaml::document(&doc));
     files.insert("compose.yaml".into(), text);

@@ -11,11 +11,16 @@ use super::yaml;
 use crate::hosts::HostMap;
 use crate::plan::{DRAIN_MS, GRACE_MS, LIVE_PATH, NodePlan, Plan, READY_PATH, RouteListener};
 use crate::secrets;
-use apim_topology::vocab::{BalancerKind, Component};
+use apim_topology::kubernetes::Resources;
+use apim_topology::vocab::{BalancerKind, Component, Engine};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
-pub const IMAGE: &str = concat!("apim:", env!("CARGO_PKG_VERSION"));
+/// The user the image runs as (distroless' `nonroot`; scripts/image makes the same).
+pub const RUN_AS: u32 = 65532;
+/// Where relative SQLite paths land: the image's working folder, a volume here because the
+/// root filesystem is read-only.
+pub const DATA_DIR: &str = "/var/lib/apim";
 const APP: &str = "app.kubernetes.io/name";
 const CLUSTER: &str = "apim.dev/cluster";
 const NETWORK: &str = "apim.dev/network";
@@ -220,10 +225,16 @@ fn cluster_objects(
     }
     let selector = json!({APP: "apim", CLUSTER: cluster});
     let probe = |path: &str, period: u32| json!({"httpGet": {"path": path, "port": "admin", "scheme": "HTTPS"}, "periodSeconds": period, "failureThreshold": 3});
+    // A SQLite file must outlive the pod; anything else the node writes is scratch.
+    let sqlite = first.databases.iter().any(|d| d.engine == Engine::Sqlite);
+    let low_port = ports
+        .iter()
+        .any(|p| p["containerPort"].as_u64().is_some_and(|p| p < 1024));
     // SIGTERM drains the node (unready, serving on while balancers notice, then finishing what
     // is in flight); the kubelet must not kill it before that is done.
     let grace_s = (DRAIN_MS + GRACE_MS).div_ceil(1000) + 5;
-    // Each pod reads its own node's files by name; the projected volume holds the cluster's
+    // Each pod reads its own node's files by name; keys are readable by the pod's group
+    // (fsGroup) alone, since the node runs as a non-root user. The projected volume holds the cluster's
     // (a StatefulSet cannot mount a Secret per pod), and the CA from the first.
     let tls_sources: Vec<Value> = nodes
         .iter()
@@ -231,7 +242,7 @@ fn cluster_objects(
         .map(|(i, n)| {
             let mut items = vec![
                 json!({"key": "tls.crt", "path": file_name(&n.tls.cert)}),
-                json!({"key": "tls.key", "path": file_name(&n.tls.key), "mode": 0o400}),
+                json!({"key": "tls.key", "path": file_name(&n.tls.key), "mode": 0o440}),
             ];
             if i == 0 {
                 items.push(json!({"key": "ca.crt", "path": file_name(&n.tls.ca)}));
@@ -240,6 +251,28 @@ fn cluster_objects(
         })
         .collect();
     let tls_dir = dir_name(&first.tls.cert);
+    let mut volumes = vec![
+        json!({"name": "nodes", "configMap": {"name": format!("{cluster}-nodes")}}),
+        json!({"name": "hosts", "configMap": {"name": "apim-hosts"}}),
+        json!({"name": "tls", "projected": {"sources": tls_sources}}),
+        json!({"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}),
+    ];
+    if !sqlite {
+        volumes.push(json!({"name": "data", "emptyDir": {"sizeLimit": "256Mi"}}));
+    }
+    let mut pod_security = json!({
+        "runAsNonRoot": true,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    });
+    if low_port {
+        // A non-root process binds a port below 1024 only where the pod says so; a capability
+        // would not reach a non-root process.
+        pod_security["sysctls"] =
+            json!([{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}]);
+    }
     let mut objects = vec![
         json!({
             "apiVersion": "v1",
@@ -267,30 +300,43 @@ fn cluster_objects(
                     "metadata": {"labels": labels},
                     "spec": {
                         "terminationGracePeriodSeconds": grace_s,
+                        "automountServiceAccountToken": false,
+                        "securityContext": pod_security,
                         "containers": [{
                             "name": "apim",
-                            "image": IMAGE,
-                            "args": ["node", "/etc/apim/nodes/$(POD_NAME).toml", "--hosts", "/etc/apim/hosts/hosts.toml", "--bind", "0.0.0.0"],
+                            "image": plan.workload.image,
+                            "args": ["node", "/etc/apim/nodes/$(POD_NAME).toml", "--hosts", "/etc/apim/hosts/hosts.toml", "--bind", "0.0.0.0", "--data", DATA_DIR],
                             "env": env,
                             "ports": ports,
                             "readinessProbe": probe(READY_PATH, 5),
                             "livenessProbe": probe(LIVE_PATH, 10),
+                            "resources": resources(&plan.workload.resources),
+                            "securityContext": {
+                                "runAsNonRoot": true,
+                                "readOnlyRootFilesystem": true,
+                                "allowPrivilegeEscalation": false,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
                             "volumeMounts": [
+                                {"name": "data", "mountPath": DATA_DIR},
+                                {"name": "tmp", "mountPath": "/tmp"},
                                 {"name": "nodes", "mountPath": "/etc/apim/nodes", "readOnly": true},
                                 {"name": "hosts", "mountPath": "/etc/apim/hosts", "readOnly": true},
                                 {"name": "tls", "mountPath": tls_dir, "readOnly": true},
                             ],
                         }],
-                        "volumes": [
-                            {"name": "nodes", "configMap": {"name": format!("{cluster}-nodes")}},
-                            {"name": "hosts", "configMap": {"name": "apim-hosts"}},
-                            {"name": "tls", "projected": {"sources": tls_sources}},
-                        ],
+                        "volumes": volumes,
                     },
                 },
             },
         }),
     ];
+    if sqlite && let Some(Value::Object(set)) = objects.last_mut() {
+        set["spec"]["volumeClaimTemplates"] = json!([{
+            "metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        }]);
+    }
     if let Some(issuer) = &plan.issuer {
         for n in nodes {
             objects.push(certificate(
@@ -311,6 +357,14 @@ fn cluster_objects(
         }));
     }
     objects
+}
+
+/// A container's requests and limits.
+fn resources(r: &Resources) -> Value {
+    json!({
+        "requests": {"cpu": r.cpu_request, "memory": r.memory_request},
+        "limits": {"cpu": r.cpu_limit, "memory": r.memory_limit},
+    })
 }
 
 /// The Secret holding a node's certificate, key and the CA (`tls.crt`, `tls.key`, `ca.crt`):

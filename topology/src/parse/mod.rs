@@ -28,6 +28,7 @@ const TOP_KEYS: &[&str] = &[
     "clusters",
     "load_balancers",
     "tls",
+    "kubernetes",
 ];
 const TLS_KEYS: &[&str] = &["ca", "cert", "key", "edge", "issuer"];
 const EDGE_KEYS: &[&str] = &["cert", "key"];
@@ -418,6 +419,7 @@ impl Parser {
             clusters: self.clusters(root),
             load_balancers: self.balancers(root),
             tls: self.tls(root),
+            kubernetes: self.kubernetes(root),
             fronted_by: Default::default(),
         };
         t.index();
@@ -491,6 +493,71 @@ impl Parser {
             }
         }
         Some(tls)
+    }
+
+    fn kubernetes(&mut self, root: &DeTable<'_>) -> Option<Kubernetes> {
+        use crate::kubernetes::{RESOURCE_KEYS, Resources, image_problem};
+        let (k, v) = get(root, "kubernetes")?;
+        let t = self.table(v, "kubernetes")?;
+        let mut keys = vec!["image"];
+        keys.extend(RESOURCE_KEYS);
+        self.unknown_keys(t, &keys, "kubernetes");
+        let mut kube = Kubernetes {
+            span: span(k.span()),
+            ..Kubernetes::default()
+        };
+        let hint = INVALID_KUBERNETES_SETTING.fix.to_string();
+        if let Some((_, v)) = get(t, "image")
+            && let Some(image) = self.string(v, "kubernetes.image")
+        {
+            match image_problem(&image.value) {
+                Some(problem) => self.error(
+                    &INVALID_KUBERNETES_SETTING,
+                    format!("`kubernetes.image` cannot be used: {problem}"),
+                    image.span,
+                    "not an image reference",
+                    Some(hint.clone()),
+                ),
+                None => kube.image = Some(image),
+            }
+        }
+        let mut resources = Resources::default();
+        for key in RESOURCE_KEYS {
+            if let Some((_, v)) = get(t, key)
+                && let Some(q) = self.string(v, &join("kubernetes", key))
+            {
+                resources.set(key, q.value.clone());
+                kube.resources.insert(key, q);
+            }
+        }
+        // Problems of what the file writes, with the defaults for what it does not; a problem
+        // of a default points at the setting that made it one.
+        for (key, problem) in resources.problems() {
+            let partner = match key {
+                "cpu_request" => "cpu_limit",
+                "memory_request" => "memory_limit",
+                "cpu_limit" => "cpu_request",
+                _ => "memory_request",
+            };
+            let Some(at) = kube
+                .resources
+                .get(key)
+                .or_else(|| kube.resources.get(partner))
+            else {
+                continue;
+            };
+            let at = at.span;
+            self.error(
+                &INVALID_KUBERNETES_SETTING,
+                format!("`kubernetes.{key}`: {problem}"),
+                at,
+                "Kubernetes would refuse this",
+                Some(hint.clone()),
+            );
+        }
+        kube.resources
+            .retain(|key, _| resources.problems().iter().all(|(k, _)| k != key));
+        Some(kube)
     }
 
     fn version(&mut self, root: &DeTable<'_>) {

@@ -155,3 +155,88 @@ proptest! {
         prop_assert_eq!(a.warnings, shuffled.warnings);
     }
 }
+
+/// What a WSO2 node listens on, by WSO2's rule (the default ports plus `[server] offset`;
+/// WSO2 docs, "Changing the Default Ports with Offset"), from its deployment.toml alone: the
+/// profile in its header, `node_ip` and `offset`.
+fn wso2_listeners(text: &str) -> Vec<(String, u16)> {
+    let value: toml::Value = toml::from_str(text).expect("deployment.toml is TOML");
+    let ip = value["server"]["node_ip"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let offset = value["server"]["offset"].as_integer().unwrap_or_default() as u16;
+    let header = text.lines().next().unwrap_or_default();
+    let ports: &[u16] = if header.contains("(Universal Gateway)") {
+        &[9443, 8243, 8280]
+    } else if header.contains("key-manager profile") {
+        &[9443]
+    } else if header.contains("all-in-one") {
+        &[9443, 8243, 8280, 5672, 9611, 9711]
+    } else {
+        &[9443, 5672, 9611, 9711]
+    };
+    ports.iter().map(|p| (ip.clone(), p + offset)).collect()
+}
+
+/// Every `scheme://host:port` in a text, with `localhost` as the node's own address.
+fn urls(text: &str, me: &str) -> Vec<(String, String, u16)> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        for (i, _) in line.match_indices("://") {
+            let scheme = line[..i]
+                .rsplit(|c: char| !c.is_ascii_alphanumeric())
+                .next()
+                .unwrap_or_default();
+            let rest = &line[i + 3..];
+            let end = rest.find(['/', '"']).unwrap_or(rest.len());
+            let Some((host, port)) = rest[..end].rsplit_once(':') else {
+                out.push((scheme.to_string(), rest[..end].to_string(), 0));
+                continue;
+            };
+            let host = if host == "localhost" { me } else { host };
+            out.push((
+                scheme.to_string(),
+                host.to_string(),
+                port.parse().unwrap_or(0),
+            ));
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// The issue's rule for the WSO2 files: every URL names a host and port that the same build
+    /// gives a listener — a WSO2 node's port, or a balancer's route.
+    #[test]
+    fn every_url_in_the_wso2_files_names_a_listener_of_the_build(g in topology()) {
+        let c = checked(&g.natural());
+        let out = apim_compiler::build(&c.topology);
+        let plan = Plan::of(&c.topology);
+        let mut listening: BTreeSet<(String, u16)> = BTreeSet::new();
+        for (path, text) in &out.files {
+            if path.starts_with("wso2/") {
+                listening.extend(wso2_listeners(text));
+            }
+        }
+        for b in &plan.balancers {
+            listening.extend(b.routes.iter().map(|r| (b.host.clone(), r.port)));
+        }
+        for (path, text) in out.files.iter().filter(|(p, _)| p.starts_with("wso2/")) {
+            let value: toml::Value = toml::from_str(text).expect("TOML");
+            let me = value["server"]["node_ip"].as_str().unwrap_or_default();
+            for (scheme, host, port) in urls(text, me) {
+                if scheme == "jdbc:postgresql" || scheme == "postgresql" || scheme == "mysql" {
+                    continue;
+                }
+                prop_assert!(scheme != "http", "{path}: plain http to {host}:{port}");
+                prop_assert!(
+                    listening.contains(&(host.clone(), port)),
+                    "{path}: {scheme}://{host}:{port} names nothing that listens"
+                );
+            }
+        }
+    }
+}

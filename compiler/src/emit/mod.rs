@@ -36,21 +36,18 @@ pub fn all(t: &Topology, plan: &Plan) -> Output {
         .iter()
         .map(|n| (n.name.clone(), node::render(plan, n)))
         .collect();
-    let wso2 = wso2::Wso2::new(plan);
     for n in &plan.nodes {
         out.files.insert(
             format!("nodes/{}.toml", n.name),
             node_files[&n.name].clone(),
         );
-        let (text, warnings) = wso2::render(&wso2, n);
-        out.files
-            .insert(format!("wso2/{}/deployment.toml", n.name), text);
-        for w in warnings {
-            if !out.warnings.contains(&w) {
-                out.warnings.push(w);
-            }
-        }
     }
+    let (wso2_files, wso2_warnings) = wso2::render_all(&wso2::Wso2::new(plan));
+    for (name, text) in wso2_files {
+        out.files
+            .insert(format!("wso2/{name}/deployment.toml"), text);
+    }
+    out.warnings.extend(wso2_warnings);
     for b in &plan.balancers {
         out.files
             .insert(format!("lb/{}/rules.toml", b.name), rules::render(plan, b));

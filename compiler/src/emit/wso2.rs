@@ -1,14 +1,24 @@
-//! `wso2/<node>/deployment.toml`: the node as a WSO2 API Manager 4.x node would be configured.
+//! `wso2/<node>/deployment.toml`: the deployment mapped onto WSO2 API Manager 4.5 distributions.
+//!
+//! A gateway node is a Universal Gateway; a key manager alone is a control-plane node with the
+//! key-manager profile; publisher, store or both are control-plane nodes (4.x serves both
+//! portals from the control plane), those with the publisher (the event hub) each with a
+//! Traffic Manager beside it on the same host (`wso2/<node>-tm/`); a node of all four is the default pack. Ports are WSO2's, moved by a
+//! port offset per node so that nodes on one host never share one: 9443 (services, portals),
+//! 8243/8280 (gateway), 5672 (event hub, throttle decisions), 9611/9711 (throttle events).
+//! Every URL names a balancer where the topology has one in front, else a node's own port.
 //!
 //! Only key paths that WSO2's own deployment kits write are used (the list is
 //! `wso2-deployment-keys.txt`, a copy of `shared/reference`), and environment references take
-//! WSO2's `$env{NAME}` form.
+//! WSO2's `$env{NAME}` form. What each table holds follows WSO2's helm-apim `distributed/`
+//! charts (control-plane, gateway, key-manager, traffic-manager `confs/deployment.toml`).
 
-use crate::plan::{NodePlan, Peer, Plan};
+use crate::plan::RouteListener;
+use crate::plan::{NodePlan, Plan};
 use crate::secrets;
 use apim_topology::vocab::BalancerKind;
 use apim_topology::vocab::{Component, Engine, Role};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// Every key path WSO2's deployment kits use, one a line.
@@ -76,8 +86,12 @@ fn database(s: &mut String, table: &str, plan: &Plan, role: Role, warnings: &mut
                 "# `{}` is SQLite in the topology; WSO2 has no SQLite driver, so this node uses its embedded H2.\ntype = \"h2\"\nurl = {}",
                 db.name,
                 q(&format!(
-                    "jdbc:h2:./repository/database/{}_DB;DB_CLOSE_ON_EXIT=FALSE",
-                    table.to_uppercase()
+                    "jdbc:h2:./repository/database/{};DB_CLOSE_ON_EXIT=FALSE",
+                    if table == "apim_db" {
+                        "WSO2AM_DB"
+                    } else {
+                        "WSO2SHARED_DB"
+                    }
                 ))
             );
             let w = format!(
@@ -91,119 +105,352 @@ fn database(s: &mut String, table: &str, plan: &Plan, role: Role, warnings: &mut
     }
 }
 
-fn url_of(peer: &Peer, path: &str) -> String {
-    peer.endpoints
-        .first()
-        .map(|e| format!("http://{}{path}", super::nginx::address(&e.host, e.port)))
-        .unwrap_or_default()
+/// The WSO2 version the files are written for.
+pub const VERSION: &str = "4.5";
+
+/// WSO2's ports before the offset.
+pub const HTTPS: u16 = 9443;
+pub const GATEWAY_HTTPS: u16 = 8243;
+pub const GATEWAY_HTTP: u16 = 8280;
+pub const EVENT_HUB: u16 = 5672;
+pub const THROTTLE_EVENTS: u16 = 9611;
+pub const THROTTLE_EVENTS_TLS: u16 = 9711;
+
+/// Which WSO2 distribution (and profile) a node runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// The default pack: every component, its own event hub and traffic manager.
+    AllInOne,
+    /// API Control Plane: publisher and developer portal (and the resident key manager).
+    ControlPlane,
+    /// The control plane with the key-manager profile.
+    KeyManager,
+    /// Universal Gateway.
+    Gateway,
+    /// Traffic Manager, one beside each control-plane node.
+    TrafficManager,
 }
 
-/// A WSO2 gateway environment: one per gateway cluster.
-struct GatewayEnvironment<'p> {
-    cluster: &'p str,
-    /// Where clients call it: its external balancer, or its first node.
-    clients: String,
-    /// Its first node, for administration.
-    service: String,
-}
+impl Profile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::AllInOne => "all-in-one (default pack)",
+            Profile::ControlPlane => "API Control Plane",
+            Profile::KeyManager => "API Control Plane, key-manager profile",
+            Profile::Gateway => "Universal Gateway",
+            Profile::TrafficManager => "Traffic Manager",
+        }
+    }
 
-fn gateway_environments(plan: &Plan) -> Vec<GatewayEnvironment<'_>> {
-    // Gateway node -> where clients reach it through an external balancer.
-    let mut fronted: BTreeMap<&str, String> = BTreeMap::new();
-    for b in plan
-        .balancers
-        .iter()
-        .filter(|b| b.kind == BalancerKind::External)
-    {
-        for r in b
-            .routes
-            .iter()
-            .filter(|r| r.component == Component::Gateway)
-        {
-            for u in &r.upstream {
-                fronted
-                    .entry(&u.node)
-                    .or_insert_with(|| super::nginx::address(&b.host, r.port));
+    /// The ports a node of this profile listens on, before its offset (WSO2's defaults).
+    pub fn ports(self) -> &'static [u16] {
+        match self {
+            Profile::AllInOne => &[
+                HTTPS,
+                GATEWAY_HTTPS,
+                GATEWAY_HTTP,
+                EVENT_HUB,
+                THROTTLE_EVENTS,
+                THROTTLE_EVENTS_TLS,
+            ],
+            Profile::ControlPlane | Profile::TrafficManager => {
+                &[HTTPS, EVENT_HUB, THROTTLE_EVENTS, THROTTLE_EVENTS_TLS]
             }
+            Profile::KeyManager => &[HTTPS],
+            Profile::Gateway => &[HTTPS, GATEWAY_HTTPS, GATEWAY_HTTP],
         }
     }
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    for n in &plan.nodes {
-        let Some(l) = n
-            .listeners
-            .iter()
-            .find(|l| l.component == Component::Gateway)
-        else {
-            continue;
-        };
-        if !seen.insert(n.cluster.as_str()) {
-            continue;
-        }
-        let node = super::nginx::address(&n.host, l.port);
-        out.push(GatewayEnvironment {
-            cluster: &n.cluster,
-            clients: fronted
-                .get(n.name.as_str())
-                .cloned()
-                .unwrap_or_else(|| node.clone()),
-            service: node,
-        });
+}
+
+/// One WSO2 node: an apim node, or the traffic manager beside a control-plane node.
+pub struct Wso2Node<'p> {
+    /// The folder under `wso2/`.
+    pub name: String,
+    pub node: &'p NodePlan,
+    pub profile: Profile,
+    pub offset: u16,
+}
+
+impl Wso2Node<'_> {
+    fn at(&self, port: u16) -> String {
+        super::nginx::address(&self.node.host, port + self.offset)
     }
-    out
+}
+
+fn profile_of(n: &NodePlan, warnings: &mut Vec<String>) -> Profile {
+    let runs = |c: Component| n.listeners.iter().any(|l| l.component == c);
+    let portals = runs(Component::Publisher) || runs(Component::Store);
+    match (
+        portals,
+        runs(Component::KeyManager),
+        runs(Component::Gateway),
+    ) {
+        (false, false, true) => Profile::Gateway,
+        (false, true, false) => Profile::KeyManager,
+        (true, _, false) => Profile::ControlPlane,
+        (true, true, true) => Profile::AllInOne,
+        _ => {
+            warnings.push(format!(
+                "WSO2 output: cluster `{}` runs the gateway with other components but not all four; WSO2 4.x has no distribution for that, so its nodes are written as the default pack",
+                n.cluster
+            ));
+            Profile::AllInOne
+        }
+    }
 }
 
 /// What every node's deployment.toml may need from the whole plan, computed once.
 pub struct Wso2<'p> {
     plan: &'p Plan,
-    environments: Vec<GatewayEnvironment<'p>>,
-    devportal: Option<String>,
+    pub nodes: Vec<Wso2Node<'p>>,
+    warnings: Vec<String>,
 }
 
 impl<'p> Wso2<'p> {
     pub fn new(plan: &'p Plan) -> Wso2<'p> {
-        let store_node = plan.nodes.iter().find_map(|x| {
-            let l = x
-                .listeners
-                .iter()
-                .find(|l| l.component == Component::Store)?;
-            Some(super::nginx::address(&x.host, l.port))
-        });
-        let store_balancer = plan.balancers.iter().find_map(|b| {
-            let r = b.routes.iter().find(|r| r.component == Component::Store)?;
-            Some(super::nginx::address(&b.host, r.port))
-        });
+        let mut warnings = Vec::new();
+        // Offsets per host, in node order: a traffic manager right after its control plane.
+        let mut next: BTreeMap<&str, u16> = BTreeMap::new();
+        let mut nodes = Vec::new();
+        for n in &plan.nodes {
+            let profile = profile_of(n, &mut warnings);
+            let mut take = || {
+                let o = next.entry(n.host.as_str()).or_insert(0);
+                *o += 1;
+                *o - 1
+            };
+            nodes.push(Wso2Node {
+                name: n.name.clone(),
+                node: n,
+                profile,
+                offset: take(),
+            });
+            // Beside the control planes that hold the event hub (the publisher's); a portal-only
+            // node, perhaps on a public network, takes no throttling traffic.
+            if profile == Profile::ControlPlane
+                && n.listeners
+                    .iter()
+                    .any(|l| l.component == Component::Publisher)
+            {
+                nodes.push(Wso2Node {
+                    name: format!("{}-tm", n.name),
+                    node: n,
+                    profile: Profile::TrafficManager,
+                    offset: take(),
+                });
+            }
+        }
+        warnings.sort();
+        warnings.dedup();
         Wso2 {
             plan,
-            environments: gateway_environments(plan),
-            devportal: store_balancer.or(store_node),
+            nodes,
+            warnings,
         }
+    }
+
+    fn of(&self, profiles: &[Profile]) -> impl Iterator<Item = &Wso2Node<'p>> {
+        self.nodes
+            .iter()
+            .filter(move |w| profiles.contains(&w.profile))
+    }
+
+    fn node(&self, name: &str) -> Option<&Wso2Node<'p>> {
+        self.nodes
+            .iter()
+            .find(|w| w.node.name == name && w.profile != Profile::TrafficManager)
+    }
+
+    /// Where a cluster's `component` is reached: the balancer route in front of it (of `kind`
+    /// first), or its first node's WSO2 port.
+    fn front(&self, cluster: &str, component: Component, port: u16) -> Option<String> {
+        let mut routes: Vec<(&crate::plan::BalancerPlan, u16)> = self
+            .plan
+            .balancers
+            .iter()
+            .flat_map(|b| b.routes.iter().map(move |r| (b, r)))
+            .filter(|(_, r)| {
+                r.component == component
+                    && r.listener == RouteListener::Public
+                    && r.upstream.iter().any(|u| {
+                        self.plan
+                            .nodes
+                            .iter()
+                            .any(|n| n.name == u.node && n.cluster == cluster)
+                    })
+            })
+            .map(|(b, r)| (b, r.port))
+            .collect();
+        // Between components, an internal balancer; for clients, an external one.
+        routes.sort_by_key(|(b, _)| (b.kind != BalancerKind::Internal, b.name.clone()));
+        if let Some((b, p)) = routes.first() {
+            return Some(super::nginx::address(&b.host, *p));
+        }
+        let first = self.plan.nodes.iter().find(|n| n.cluster == cluster)?;
+        Some(self.node(&first.name)?.at(port))
+    }
+
+    /// The balancer of `kind` in front of a cluster's `component`: its host and route port.
+    fn front_of(
+        &self,
+        kind: BalancerKind,
+        cluster: &str,
+        component: Component,
+    ) -> Option<(String, u16)> {
+        self.plan
+            .balancers
+            .iter()
+            .filter(|b| b.kind == kind)
+            .flat_map(|b| b.routes.iter().map(move |r| (b, r)))
+            .find(|(_, r)| {
+                r.component == component
+                    && r.upstream.iter().any(|u| {
+                        self.plan
+                            .nodes
+                            .iter()
+                            .any(|n| n.name == u.node && n.cluster == cluster)
+                    })
+            })
+            .map(|(b, r)| (b.host.clone(), r.port))
+    }
+
+    fn external_front(&self, cluster: &str, component: Component) -> Option<(String, u16)> {
+        self.front_of(BalancerKind::External, cluster, component)
+    }
+
+    /// The control plane every other node talks to: the publisher's nodes (the event hub),
+    /// or the all-in-one nodes.
+    fn control_planes(&self) -> Vec<&Wso2Node<'p>> {
+        self.of(&[Profile::ControlPlane, Profile::AllInOne])
+            .filter(|w| {
+                w.node
+                    .listeners
+                    .iter()
+                    .any(|l| l.component == Component::Publisher)
+            })
+            .collect()
+    }
+
+    fn traffic_managers(&self) -> Vec<&Wso2Node<'p>> {
+        let tms: Vec<_> = self.of(&[Profile::TrafficManager]).collect();
+        if tms.is_empty() {
+            self.of(&[Profile::AllInOne]).collect()
+        } else {
+            tms
+        }
+    }
+
+    /// The control plane's services URL (event hub, notifications), through its balancer
+    /// where it has one.
+    fn control_plane_service(&self) -> Option<String> {
+        let cp = self.control_planes().into_iter().next()?;
+        self.front(&cp.node.cluster, Component::Publisher, HTTPS)
+    }
+
+    /// The key manager's services URL: its internal balancer, or its node.
+    fn key_manager_service(&self) -> Option<String> {
+        let km = self.nodes.iter().find(|w| {
+            w.profile != Profile::TrafficManager
+                && w.node
+                    .listeners
+                    .iter()
+                    .any(|l| l.component == Component::KeyManager)
+        })?;
+        self.front(&km.node.cluster, Component::KeyManager, HTTPS)
     }
 }
 
-/// The deployment.toml of one node, and warnings about what WSO2's format cannot say.
-pub fn render(w: &Wso2<'_>, n: &NodePlan) -> (String, Vec<String>) {
+/// Every deployment.toml: folder name -> (text), and warnings about what WSO2 cannot say.
+pub fn render_all(w: &Wso2<'_>) -> (Vec<(String, String)>, Vec<String>) {
+    let mut warnings = w.warnings.clone();
+    let files = w
+        .nodes
+        .iter()
+        .map(|n| {
+            let (text, more) = render(w, n);
+            for m in more {
+                if !warnings.contains(&m) {
+                    warnings.push(m);
+                }
+            }
+            (n.name.clone(), text)
+        })
+        .collect();
+    (files, warnings)
+}
+
+fn admin() -> String {
+    q(&format!("$env{{{}}}", secrets::ADMIN_PASSWORD))
+}
+
+/// One node's deployment.toml.
+fn render(w: &Wso2<'_>, me: &Wso2Node<'_>) -> (String, Vec<String>) {
     let plan = w.plan;
+    let n = me.node;
     let mut warnings = Vec::new();
     let runs = |c: Component| n.listeners.iter().any(|l| l.component == c);
-    let peer = |c: Component| n.peers.iter().find(|p| p.component == c);
-    let components: Vec<&str> = n.listeners.iter().map(|l| l.component.as_str()).collect();
+    let profile = me.profile;
     let mut s = super::header(
         "#",
-        &format!("WSO2 API Manager 4.x deployment.toml of node `{}`", n.name),
+        &format!(
+            "WSO2 API Manager {VERSION} deployment.toml of `{}` ({})",
+            me.name,
+            profile.as_str()
+        ),
         &plan.deployment,
     );
+    let components: Vec<&str> = n.listeners.iter().map(|l| l.component.as_str()).collect();
+    let _ = match profile {
+        Profile::TrafficManager => writeln!(
+            s,
+            "# The Traffic Manager beside control-plane node `{}` (WSO2 4.5 needs one; same host, its own offset).",
+            n.name
+        ),
+        _ => writeln!(s, "# apim components: {}.", components.join(", ")),
+    };
+    if profile == Profile::ControlPlane {
+        s.push_str("# WSO2 4.x serves the publisher and the developer portal from every control-plane node.\n");
+    }
+    let ports: Vec<String> = profile
+        .ports()
+        .iter()
+        .map(|p| (p + me.offset).to_string())
+        .collect();
     let _ = writeln!(
         s,
-        "# Components: {}. Environment references use WSO2's $env{{NAME}} form.",
-        components.join(", ")
+        "# Listens on {} (WSO2's ports with offset {}). Environment references use $env{{NAME}}.",
+        ports.join(", "),
+        me.offset
     );
+    // Behind a balancer, WSO2 builds its URLs (and the token issuer) from the balancer's host
+    // name and port, the same on every node of the cluster.
+    let main = match profile {
+        Profile::Gateway => Some(Component::Gateway),
+        Profile::KeyManager => Some(Component::KeyManager),
+        Profile::TrafficManager => None,
+        _ if runs(Component::Store) => Some(Component::Store),
+        _ => Some(Component::Publisher),
+    };
+    // Key managers are reached through their internal balancer; the others by clients.
+    let fronted = main.and_then(|c| match c {
+        Component::KeyManager => w.front_of(BalancerKind::Internal, &n.cluster, c),
+        _ => w.external_front(&n.cluster, c),
+    });
+    let hostname = fronted
+        .as_ref()
+        .map_or(n.host.as_str(), |(h, _)| h.as_str());
     let _ = writeln!(
         s,
-        "\n[server]\nhostname = {}\nnode_ip = {}\noffset = 0",
+        "\n[server]\nhostname = {}\nnode_ip = {}\noffset = {}\nserver_role = \"default\"",
+        q(hostname),
         q(&n.host),
-        q(&n.host)
+        me.offset
     );
+    if let Some((_, port)) = &fronted
+        && profile != Profile::Gateway
+    {
+        let _ = writeln!(s, "\n[transport.https.properties]\nproxyPort = {port}");
+    }
     let _ = writeln!(
         s,
         "\n# TLS: the node's certificate and the deployment CA from `apim certs`, as PKCS#12 stores:\n#   openssl pkcs12 -export -in {cert} -inkey {key} -name {name} -out {name}.p12\n#   keytool -importcert -noprompt -alias apim-ca -file {ca} -storetype PKCS12 -keystore apim-ca.p12\n[keystore.tls]\nfile_name = {p12}\ntype = \"PKCS12\"\nalias = {alias}\npassword = {pw}\nkey_password = {pw}\n\n[truststore]\nfile_name = \"apim-ca.p12\"\ntype = \"PKCS12\"\npassword = {tpw}",
@@ -219,13 +466,179 @@ pub fn render(w: &Wso2<'_>, n: &NodePlan) -> (String, Vec<String>) {
     let _ = writeln!(
         s,
         "\n[super_admin]\nusername = \"admin\"\npassword = {}\ncreate_admin_account = true",
-        q(&format!("$env{{{}}}", secrets::ADMIN_PASSWORD))
+        admin()
     );
     s.push_str("\n[user_store]\ntype = \"database_unique_id\"\n");
-    let uses = |r: Role| n.databases.iter().any(|d| d.role == r);
-    if uses(Role::Apim) {
+    // Gateways keep no API data of their own in 4.x: only the shared database.
+    if profile != Profile::Gateway {
         database(&mut s, "apim_db", plan, Role::Apim, &mut warnings);
     }
+    shared_db(&mut s, plan, &mut warnings);
+
+    let services = |url: Option<String>| url.map(|u| format!("https://{u}/services/"));
+    let cp_service = services(w.control_plane_service());
+    let km_service = services(w.key_manager_service());
+    let cps = w.control_planes();
+    let tms = w.traffic_managers();
+
+    if profile != Profile::KeyManager
+        && let Some(km) = &km_service
+    {
+        let _ = writeln!(
+            s,
+            "\n[apim.key_manager]\ntype = \"default\"\nservice_url = {}\nusername = \"$ref{{super_admin.username}}\"\npassword = \"$ref{{super_admin.password}}\"",
+            q(km)
+        );
+    }
+    // The event hub: control planes listen for their own events; everyone else subscribes to
+    // every control plane's.
+    match profile {
+        Profile::ControlPlane | Profile::AllInOne if runs(Component::Publisher) => {
+            let own = format!("tcp://localhost:{}", EVENT_HUB + me.offset);
+            let others: Vec<String> = cps
+                .iter()
+                .filter(|c| c.name != me.name)
+                .map(|c| q(&format!("tcp://{}", c.at(EVENT_HUB))))
+                .collect();
+            let _ = writeln!(
+                s,
+                "\n[apim.event_hub]\nenable = true\nusername = \"$ref{{super_admin.username}}\"\npassword = \"$ref{{super_admin.password}}\"\nservice_url = {}\nevent_listening_endpoints = [{}]",
+                q(&cp_service.clone().unwrap_or_default()),
+                q(&own)
+            );
+            if !others.is_empty() {
+                let _ = writeln!(s, "event_duplicate_url = [{}]", others.join(", "));
+            }
+            for c in &cps {
+                let _ = writeln!(
+                    s,
+                    "\n[[apim.event_hub.publish.url_group]]\nurls = [{}]\nauth_urls = [{}]",
+                    q(&format!("tcp://{}", c.at(THROTTLE_EVENTS))),
+                    q(&format!("ssl://{}", c.at(THROTTLE_EVENTS_TLS)))
+                );
+            }
+        }
+        _ => {
+            if let Some(cp) = &cp_service {
+                let endpoints: Vec<String> = cps
+                    .iter()
+                    .map(|c| q(&format!("tcp://{}", c.at(EVENT_HUB))))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "\n[apim.event_hub]\nenable = true\nusername = \"$ref{{super_admin.username}}\"\npassword = \"$ref{{super_admin.password}}\"\nservice_url = {}\nevent_listening_endpoints = [{}]",
+                    q(cp),
+                    endpoints.join(", ")
+                );
+            }
+        }
+    }
+    // Throttling: gateways send events to every traffic manager and take decisions from them;
+    // traffic managers of a cluster duplicate events to each other.
+    if profile == Profile::Gateway && !tms.is_empty() {
+        let decisions: Vec<String> = tms
+            .iter()
+            .map(|t| q(&format!("tcp://{}", t.at(EVENT_HUB))))
+            .collect();
+        let _ = writeln!(
+            s,
+            "\n[apim.throttling]\nusername = \"$ref{{super_admin.username}}\"\npassword = \"$ref{{super_admin.password}}\"\nservice_url = {}\nthrottle_decision_endpoints = [{}]",
+            q(&format!("https://{}/services/", tms[0].at(HTTPS))),
+            decisions.join(", ")
+        );
+        for t in &tms {
+            let _ = writeln!(
+                s,
+                "\n[[apim.throttling.url_group]]\ntraffic_manager_urls = [{}]\ntraffic_manager_auth_urls = [{}]\ntype = \"loadbalance\"",
+                q(&format!("tcp://{}", t.at(THROTTLE_EVENTS))),
+                q(&format!("ssl://{}", t.at(THROTTLE_EVENTS_TLS)))
+            );
+        }
+    }
+    if profile == Profile::TrafficManager {
+        let others: Vec<String> = tms
+            .iter()
+            .filter(|t| t.name != me.name)
+            .map(|t| q(&format!("tcp://{}", t.at(EVENT_HUB))))
+            .collect();
+        let _ = writeln!(
+            s,
+            "\n[apim.throttling]\nservice_url = {}\nthrottle_decision_endpoints = [{}]",
+            q(&format!("https://{}/services/", me.at(HTTPS))),
+            q(&format!("tcp://localhost:{}", EVENT_HUB + me.offset))
+        );
+        if !others.is_empty() {
+            let _ = writeln!(s, "event_duplicate_url = [{}]", others.join(", "));
+        }
+    }
+    // Token revocations reach the gateways through the control plane's notification endpoint.
+    if runs(Component::KeyManager)
+        && profile != Profile::TrafficManager
+        && let Some(cp) = w.control_plane_service()
+    {
+        let _ = writeln!(
+            s,
+            "\n[apim.token.revocation]\nenable_realtime_notifier = true\n\n[[event_listener]]\nid = \"token_revocation\"\ntype = \"org.wso2.carbon.identity.core.handler.AbstractIdentityHandler\"\nname = \"org.wso2.is.notification.ApimOauthEventInterceptor\"\norder = 1\n\n[event_listener.properties]\nnotification_endpoint = {}\nusername = \"$ref{{super_admin.username}}\"\npassword = \"$ref{{super_admin.password}}\"",
+            q(&format!("https://{cp}/internal/data/v1/notify"))
+        );
+    }
+    if runs(Component::Publisher) && profile != Profile::TrafficManager {
+        for gw in w.of(&[Profile::Gateway, Profile::AllInOne]) {
+            // One environment per gateway cluster, from its first node.
+            if w.of(&[Profile::Gateway, Profile::AllInOne])
+                .find(|x| x.node.cluster == gw.node.cluster)
+                .map(|x| &x.name)
+                != Some(&gw.name)
+            {
+                continue;
+            }
+            let clients = w
+                .external_front(&gw.node.cluster, Component::Gateway)
+                .map_or_else(
+                    || gw.at(GATEWAY_HTTPS),
+                    |(h, p)| super::nginx::address(&h, p),
+                );
+            let _ = writeln!(
+                s,
+                "\n[[apim.gateway.environment]]\nname = {}\ntype = \"hybrid\"\ngateway_type = \"Regular\"\nprovider = \"wso2\"\ndisplay_in_api_console = true\ndescription = {}\nshow_as_token_endpoint_url = true\nservice_url = {}\nhttps_endpoint = {}\nusername = \"$ref{{super_admin.username}}\"\npassword = \"$ref{{super_admin.password}}\"",
+                q(&gw.node.cluster),
+                q(&format!("gateway cluster {}", gw.node.cluster)),
+                q(&format!("https://{}/services/", gw.at(HTTPS))),
+                q(&format!("https://{clients}"))
+            );
+        }
+    }
+    if profile == Profile::Gateway {
+        let _ = writeln!(
+            s,
+            "\n[apim.sync_runtime_artifacts.gateway]\ngateway_labels = [{}]\n\n[apim.cache.gateway_token]\nenable = true\nexpiry_time = 900\n\n[apim.cache.resource]\nenable = true",
+            q(&n.cluster)
+        );
+    }
+    if matches!(profile, Profile::ControlPlane | Profile::AllInOne) {
+        // The developer portal's address: the store's balancer, or a node running the store.
+        let store = w.of(&[Profile::ControlPlane, Profile::AllInOne]).find(|x| {
+            x.node
+                .listeners
+                .iter()
+                .any(|l| l.component == Component::Store)
+        });
+        if let Some(store) = store {
+            let at = w
+                .external_front(&store.node.cluster, Component::Store)
+                .map_or_else(|| store.at(HTTPS), |(h, p)| super::nginx::address(&h, p));
+            let _ = writeln!(
+                s,
+                "\n[apim.devportal]\nurl = {}",
+                q(&format!("https://{at}/devportal"))
+            );
+        }
+    }
+    (s, warnings)
+}
+
+/// `[database.shared_db]`: users and the registry, which WSO2 keeps in one database.
+fn shared_db(s: &mut String, plan: &Plan, warnings: &mut Vec<String>) {
     let user_db = plan
         .databases
         .iter()
@@ -234,67 +647,18 @@ pub fn render(w: &Wso2<'_>, n: &NodePlan) -> (String, Vec<String>) {
         .databases
         .iter()
         .find(|d| d.roles.contains(&Role::Registry));
-    if uses(Role::User) || uses(Role::Registry) {
-        let role = if uses(Role::User) {
-            Role::User
-        } else {
-            Role::Registry
-        };
-        if let (Some(u), Some(r)) = (user_db, registry_db)
-            && u.name != r.name
-        {
-            let used = if role == Role::User { u } else { r };
-            let _ = write!(
-                s,
-                "\n# WSO2 keeps users and the registry in one shared_db; the topology splits them\n# (user: `{}`, registry: `{}`). shared_db points at `{}` here.",
-                u.name, r.name, used.name
-            );
-            warnings.push(format!(
-                    "WSO2 output: the topology keeps users (`{}`) and the registry (`{}`) in separate databases, but WSO2 has one shared_db; the deployment.toml files point it at one of them",
-                    u.name, r.name
-                ));
-        }
-        database(&mut s, "shared_db", plan, role, &mut warnings);
-    }
-    if let Some(km) = peer(Component::KeyManager) {
-        let _ = writeln!(
-            s,
-            "\n[apim.key_manager]\ntype = \"default\"\nservice_url = {}\nusername = \"admin\"\npassword = {}",
-            q(&url_of(km, "/services/")),
-            q(&format!("$env{{{}}}", secrets::ADMIN_PASSWORD))
-        );
-    }
-    if runs(Component::Publisher) {
-        for env in &w.environments {
-            let _ = writeln!(
-                s,
-                "\n[[apim.gateway.environment]]\nname = {}\ntype = \"hybrid\"\ndisplay_in_api_console = true\ndescription = {}\nshow_as_token_endpoint_url = true\nservice_url = {}\nhttp_endpoint = {}\nusername = \"admin\"\npassword = {}",
-                q(env.cluster),
-                q(&format!("gateway cluster {}", env.cluster)),
-                q(&format!("http://{}/services/", env.service)),
-                q(&format!("http://{}", env.clients)),
-                q(&format!("$env{{{}}}", secrets::ADMIN_PASSWORD))
-            );
-        }
-    }
-    if runs(Component::Gateway) {
-        let _ = writeln!(
-            s,
-            "\n[apim.sync_runtime_artifacts.gateway]\ngateway_labels = [{}]\n\n[apim.cache.gateway_token]\nenable = true\nexpiry_time = 900\n\n[apim.cache.resource]\nenable = true",
-            q(&n.cluster)
-        );
-    }
-    if runs(Component::KeyManager) {
-        s.push_str("\n[apim.token.revocation]\nenable_realtime_notifier = true\n");
-    }
-    if (runs(Component::Store) || runs(Component::Publisher))
-        && let Some(url) = &w.devportal
+    if let (Some(u), Some(r)) = (user_db, registry_db)
+        && u.name != r.name
     {
-        let _ = writeln!(
+        let _ = write!(
             s,
-            "\n[apim.devportal]\nurl = {}",
-            q(&format!("http://{url}/devportal"))
+            "\n# WSO2 keeps users and the registry in one shared_db; the topology splits them\n# (user: `{}`, registry: `{}`). shared_db points at `{}` here.",
+            u.name, r.name, u.name
         );
+        warnings.push(format!(
+            "WSO2 output: the topology keeps users (`{}`) and the registry (`{}`) in separate databases, but the kits' deployment.toml has one shared_db; the files point it at `{}`",
+            u.name, r.name, u.name
+        ));
     }
-    (s, warnings)
+    database(s, "shared_db", plan, Role::User, warnings);
 }

@@ -91,8 +91,8 @@ fn nginx_and_haproxy_accept_every_balancer() {
         }
     }
     // internal-store 2, external-store 2, clustered-internal 2, clustered-external-store 3
-    // balancers; HAProxy also for Compose.
-    assert_eq!(checked, 9 * 3);
+    // balancers; HAProxy also for Compose; nginx and HAProxy again in front of WSO2 nodes.
+    assert_eq!(checked, 9 * 5);
 }
 
 #[test]

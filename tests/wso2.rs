@@ -211,3 +211,157 @@ fn the_default_pack_uses_the_h2_databases_wso2_ships() {
     );
     assert_eq!(get(aio, "server.offset").as_integer(), Some(0));
 }
+
+/// The key paths of a values file: maps are walked, lists and scalars are leaves (as the
+/// reference list counts them).
+fn value_paths(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                value_paths(v, &p, out);
+            }
+        }
+        _ => out.push(prefix.to_string()),
+    }
+}
+
+fn helm_values(pattern: &str) -> BTreeMap<String, serde_json::Value> {
+    let text = apim_patterns::find(pattern).expect("pattern").template;
+    let c = common::load("t.toml", text.as_bytes());
+    apim_compiler::build(&c.topology)
+        .files
+        .into_iter()
+        .filter(|(p, _)| p.starts_with("helm/"))
+        .map(|(p, text)| (p, yaml_to_json(&text)))
+        .collect()
+}
+
+/// YAML read by PyYAML (which scripts/test installs with kubernetes-validate), as JSON.
+fn yaml_to_json(text: &str) -> serde_json::Value {
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("python3");
+    assert!(out.status.success(), "not YAML:\n{text}");
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[test]
+fn helm_values_use_only_keys_the_charts_define() {
+    let mut seen = 0;
+    for p in apim_patterns::PATTERNS {
+        for (path, v) in helm_values(p.id) {
+            let chart = match path.as_str() {
+                "helm/control-plane.yaml" => "control-plane",
+                "helm/key-manager.yaml" => "key-manager",
+                "helm/traffic-manager.yaml" => "traffic-manager",
+                _ if path.starts_with("helm/gateway-") => "gateway",
+                other => panic!("unexpected {other}"),
+            };
+            let known = apim_compiler::emit::helm::known_keys(chart);
+            assert!(known.len() > 100, "{chart}: {} keys", known.len());
+            let mut paths = Vec::new();
+            value_paths(&v, "", &mut paths);
+            for k in paths {
+                assert!(
+                    known.contains(&k.as_str()),
+                    "{}: {path}: `{k}` is not a key of the {chart} chart",
+                    p.id
+                );
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen > 50, "{seen}");
+}
+
+#[test]
+fn helm_values_wire_the_gateway_to_the_event_hub_traffic_managers_and_key_manager() {
+    let v = helm_values("clustered-external-store");
+    let gw = &v["helm/gateway-gateway.yaml"]["wso2"]["apim"]["configurations"];
+    // helm GW deployment.toml: event_listening_endpoints from eventhub.urls, throttling urls
+    // from throttling.urls, the key manager's service from km.serviceUrl.
+    assert_eq!(
+        gw["eventhub"]["urls"],
+        serde_json::json!([
+            "apim-clustered-external-wso2am-cp-1-service",
+            "apim-clustered-external-wso2am-cp-2-service"
+        ])
+    );
+    assert_eq!(gw["throttling"]["urls"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        gw["km"]["serviceUrl"],
+        "apim-clustered-external-wso2am-km-service"
+    );
+    assert_eq!(
+        v["helm/gateway-gateway.yaml"]["wso2"]["deployment"]["replicas"],
+        2
+    );
+    let cp = &v["helm/control-plane.yaml"];
+    assert_eq!(cp["wso2"]["deployment"]["highAvailability"], true);
+    let db = &cp["wso2"]["apim"]["configurations"]["databases"];
+    assert_eq!(
+        db["apim_db"]["url"],
+        "jdbc:postgresql://10.0.9.11:5432/apim"
+    );
+    assert_eq!(
+        cp["wso2"]["apim"]["configurations"]["existingSecret"]["apimDBPasswordKey"],
+        "APIM_DB_PASSWORD"
+    );
+    // Standalone maps onto the all-in-one pack: no distributed values.
+    assert!(helm_values("standalone").is_empty());
+}
+
+#[test]
+fn an_ingress_gets_a_dns_name_never_an_address() {
+    let text = apim_patterns::find("clustered-external-store")
+        .expect("pattern")
+        .template
+        .replace("host = \"203.0.113.10\"", "host = \"api.example.com\"");
+    let c = common::load("t.toml", text.as_bytes());
+    let out = apim_compiler::build(&c.topology);
+    let gw = yaml_to_json(&out.files["helm/gateway-gateway.yaml"]);
+    assert_eq!(
+        gw["kubernetes"]["ingress"]["gateway"]["hostname"],
+        "api.example.com"
+    );
+    // The template's control plane sits behind an address: left to the chart, and said.
+    let cp = yaml_to_json(&out.files["helm/control-plane.yaml"]);
+    assert!(cp["kubernetes"].get("ingress").is_none(), "{cp}");
+    assert!(
+        out.warnings
+            .iter()
+            .any(|w| w.contains("kubernetes.ingress.controlPlane.hostname")),
+        "{:?}",
+        out.warnings
+    );
+}
+
+#[test]
+fn the_helm_key_list_is_the_shared_reference() {
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/reference/helm-apim-values-keys.txt");
+    // As for the WSO2 key list: where the shared folder is beside the checkout, the copy the
+    // tests use must be the same.
+    if let Ok(reference) = std::fs::read_to_string(shared) {
+        assert_eq!(apim_compiler::emit::helm::KNOWN_KEYS, reference);
+    }
+}

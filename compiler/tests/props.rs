@@ -224,6 +224,20 @@ proptest! {
         for b in &plan.balancers {
             listening.extend(b.routes.iter().map(|r| (b.host.clone(), r.port)));
         }
+        // The balancers in front of WSO2 nodes forward to, and check, what WSO2 nodes listen on.
+        for (path, text) in out.files.iter().filter(|(p, _)| p.ends_with("/wso2/haproxy.cfg")) {
+            for line in text.lines().filter(|l| l.trim_start().starts_with("server ")) {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                let (host, port) = words[2].rsplit_once(':').expect("host:port");
+                let check: u16 = words[5].parse().expect("check port");
+                for p in [port.parse::<u16>().expect("port"), check] {
+                    prop_assert!(
+                        listening.contains(&(host.to_string(), p)),
+                        "{path}: {host}:{p} is no WSO2 listener"
+                    );
+                }
+            }
+        }
         for (path, text) in out.files.iter().filter(|(p, _)| p.starts_with("wso2/")) {
             let value: toml::Value = toml::from_str(text).expect("TOML");
             let me = value["server"]["node_ip"].as_str().unwrap_or_default();

@@ -14,11 +14,12 @@ fn name(r: &BalancerRoute) -> String {
 }
 
 pub fn render(plan: &Plan, b: &BalancerPlan) -> String {
-    let mut s = header(
-        "#",
-        &format!("HAProxy config of balancer `{}`", b.name),
-        &plan.deployment,
-    );
+    render_as(plan, b, &format!("HAProxy config of balancer `{}`", b.name))
+}
+
+/// The config, its header saying what it is.
+pub fn render_as(plan: &Plan, b: &BalancerPlan, what: &str) -> String {
+    let mut s = header("#", what, &plan.deployment);
     s.push_str("# Check: haproxy -c -f haproxy.cfg    Run: haproxy -f haproxy.cfg\n");
     s.push_str(
         "# The key of each `crt FILE` is read from `FILE.key` (apim certs links it there).\n\n",

@@ -2,6 +2,7 @@
 
 pub mod compose;
 pub mod haproxy;
+pub mod helm;
 pub mod k8s;
 pub mod nginx;
 pub mod node;
@@ -42,7 +43,28 @@ pub fn all(t: &Topology, plan: &Plan) -> Output {
             node_files[&n.name].clone(),
         );
     }
-    let (wso2_files, wso2_warnings) = wso2::render_all(&wso2::Wso2::new(plan));
+    let wso2 = wso2::Wso2::new(plan);
+    for b in plan.balancers.iter().filter_map(|b| wso2.balancer(b)) {
+        let what = |tool: &str| {
+            format!(
+                "{tool} config of balancer `{}` in front of WSO2 {} nodes",
+                b.name,
+                wso2::VERSION
+            )
+        };
+        out.files.insert(
+            format!("lb/{}/wso2/nginx.conf", b.name),
+            nginx::render_as(plan, &b, None, &what("nginx")),
+        );
+        out.files.insert(
+            format!("lb/{}/wso2/haproxy.cfg", b.name),
+            haproxy::render_as(plan, &b, &what("HAProxy")),
+        );
+    }
+    let (helm_files, helm_warnings) = helm::render(plan, &wso2);
+    out.files.extend(helm_files);
+    let (wso2_files, mut wso2_warnings) = wso2::render_all(&wso2);
+    wso2_warnings.extend(helm_warnings);
     for (name, text) in wso2_files {
         out.files
             .insert(format!("wso2/{name}/deployment.toml"), text);

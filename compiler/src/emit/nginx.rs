@@ -32,11 +32,17 @@ pub fn render(plan: &Plan, b: &BalancerPlan) -> String {
 /// The config listening on one address only (`listen host:port`), for running beside other
 /// listeners of the same ports, as tests and `apim up` do; otherwise on every address.
 pub fn render_on(plan: &Plan, b: &BalancerPlan, listen: Option<&str>) -> String {
-    let mut s = header(
-        "#",
+    render_as(
+        plan,
+        b,
+        listen,
         &format!("nginx config of balancer `{}`", b.name),
-        &plan.deployment,
-    );
+    )
+}
+
+/// The config, its header saying what it is.
+pub fn render_as(plan: &Plan, b: &BalancerPlan, listen: Option<&str>, what: &str) -> String {
+    let mut s = header("#", what, &plan.deployment);
     let _ = writeln!(
         s,
         "# Check: nginx -t -c \"$PWD/nginx.conf\"    Run: nginx -c \"$PWD/nginx.conf\""

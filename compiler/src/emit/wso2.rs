@@ -38,7 +38,10 @@ fn env(s: &str) -> String {
 }
 
 /// A JDBC view of a database URL: (jdbc url, user, password, type, driver).
-fn jdbc(engine: Engine, url: &str) -> Option<(String, String, String, &'static str, &'static str)> {
+pub(crate) fn jdbc(
+    engine: Engine,
+    url: &str,
+) -> Option<(String, String, String, &'static str, &'static str)> {
     let (kind, driver, scheme) = match engine {
         Engine::Postgres => ("postgre", "org.postgresql.Driver", "postgresql"),
         Engine::Mysql => ("mysql", "com.mysql.cj.jdbc.Driver", "mysql"),
@@ -357,6 +360,42 @@ impl<'p> Wso2<'p> {
                     .any(|l| l.component == Component::KeyManager)
         })?;
         self.front(&km.node.cluster, Component::KeyManager, HTTPS)
+    }
+}
+
+/// How a balancer checks a WSO2 node: the gateway's startup check (it answers 200 once its APIs
+/// are deployed; WSO2 docs, "Health checks"), and the Carbon `Version` service the helm-apim
+/// charts probe on the others.
+pub const GATEWAY_HEALTH: &str = "/api/am/gateway/v2/server-startup-healthcheck";
+pub const SERVER_HEALTH: &str = "/services/Version";
+
+impl Wso2<'_> {
+    /// A balancer as it must be in front of WSO2 nodes: the same listeners, each forwarding to
+    /// the WSO2 port of its component (the gateway's 8243, the servlet's 9443, plus offsets) and
+    /// checking WSO2's health paths on 9443. apim's internal listeners have no WSO2 counterpart
+    /// and are left out; `None` when nothing is left.
+    pub fn balancer(&self, b: &crate::plan::BalancerPlan) -> Option<crate::plan::BalancerPlan> {
+        let mut b = b.clone();
+        b.routes.retain(|r| r.listener == RouteListener::Public);
+        for r in &mut b.routes {
+            r.health.path = match r.component {
+                Component::Gateway => GATEWAY_HEALTH,
+                _ => SERVER_HEALTH,
+            }
+            .to_string();
+            for u in &mut r.upstream {
+                let Some(w) = self.node(&u.node) else {
+                    continue;
+                };
+                u.port = w.offset
+                    + match r.component {
+                        Component::Gateway => GATEWAY_HTTPS,
+                        _ => HTTPS,
+                    };
+                u.admin_port = w.offset + HTTPS;
+            }
+        }
+        (!b.routes.is_empty()).then_some(b)
     }
 }
 

@@ -111,14 +111,14 @@ fn split_user_and_registry_databases_are_said_in_a_comment_and_a_warning() {
     let about: Vec<_> = out
         .warnings
         .iter()
-        .filter(|w| w.contains("shared_db"))
+        .filter(|w| w.message.contains("shared_db"))
         .collect();
     assert_eq!(about.len(), 1, "{:?}", out.warnings);
     assert!(
         !build(template("clustered-internal"))
             .warnings
             .iter()
-            .any(|w| w.contains("shared_db"))
+            .any(|w| w.message.contains("shared_db"))
     );
     assert!(
         out.files["wso2/publisher-1/deployment.toml"]
@@ -462,4 +462,45 @@ fn a_node_on_a_port_below_1024_may_bind_it_without_root() {
     assert!(k8s.contains("runAsNonRoot: true"), "{k8s}");
     let k8s = &build(template("standalone")).files["k8s/cluster-all-in-one.yaml"];
     assert!(!k8s.contains(sysctl), "{k8s}");
+}
+
+#[test]
+fn build_warnings_point_at_the_topology_line_they_are_about() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let text = template("clustered-internal")
+        .replace(r#"roles = ["user", "registry"]"#, r#"roles = ["user"]"#)
+        .replace(r#"roles = ["apim"]"#, r#"roles = ["apim", "registry"]"#);
+    std::fs::write(d.join("t.toml"), &text).expect("write");
+    // The registry's database is `[databases.apim]`: its header's line and column.
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("[databases.apim]"))
+        .expect("the apim database")
+        + 1;
+    let (code, out) = run(&["build", "t.toml", "-o", "out"], d);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "one shared_db; the files point it at `shared`\n  --> t.toml:{line}:12"
+        )),
+        "{out}"
+    );
+    let o = common::apim()
+        .args(["build", "t.toml", "-o", "out", "--format", "json"])
+        .current_dir(d)
+        .output()
+        .expect("apim");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let w = v["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .find(|w| {
+            w["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("shared_db"))
+        })
+        .expect("the shared_db warning");
+    assert_eq!(w["at"], format!("t.toml:{line}:12"));
 }

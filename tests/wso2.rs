@@ -347,9 +347,9 @@ fn an_ingress_gets_a_dns_name_never_an_address() {
     let cp = yaml_to_json(&out.files["helm/control-plane.yaml"]);
     assert!(cp["kubernetes"].get("ingress").is_none(), "{cp}");
     assert!(
-        out.warnings
-            .iter()
-            .any(|w| w.contains("kubernetes.ingress.controlPlane.hostname")),
+        out.warnings.iter().any(|w| w
+            .message
+            .contains("kubernetes.ingress.controlPlane.hostname")),
         "{:?}",
         out.warnings
     );

@@ -85,7 +85,10 @@ pub struct PlanArgs {
 }
 
 /// The files of a topology that checks without errors; otherwise the errors are printed.
-fn compile(file: &str, workload: &WorkloadArgs) -> Result<apim_compiler::Output, Outcome> {
+fn compile(
+    file: &str,
+    workload: &WorkloadArgs,
+) -> Result<(apim_compiler::Output, apim_topology::Checked), Outcome> {
     let checked = super::load_clean(file, "nothing was built")?;
     let overrides = workload.overrides();
     let problems = overrides.problems(&checked.topology);
@@ -95,7 +98,25 @@ fn compile(file: &str, workload: &WorkloadArgs) -> Result<apim_compiler::Output,
         }
         return Err(Outcome::Usage);
     }
-    Ok(apim_compiler::build_with(&checked.topology, &overrides))
+    let out = apim_compiler::build_with(&checked.topology, &overrides);
+    Ok((out, checked))
+}
+
+/// Each warning with the place in the topology it is about: `file:line:column`.
+fn located(out: &apim_compiler::Output, checked: &apim_topology::Checked) -> Vec<(String, String)> {
+    out.warnings
+        .iter()
+        .map(|w| {
+            let at = w.span(&checked.topology).map_or_else(
+                || checked.source.name.clone(),
+                |s| {
+                    let p = checked.source.position(s.start);
+                    format!("{}:{}:{}", checked.source.name, p.line, p.column)
+                },
+            );
+            (w.message.clone(), at)
+        })
+        .collect()
 }
 
 fn counts(changes: &[outdir::Change]) -> BTreeMap<&'static str, usize> {
@@ -107,10 +128,11 @@ fn counts(changes: &[outdir::Change]) -> BTreeMap<&'static str, usize> {
 }
 
 pub fn build(args: BuildArgs) -> Outcome {
-    let out = match compile(&args.file, &args.workload) {
+    let (out, checked) = match compile(&args.file, &args.workload) {
         Ok(o) => o,
         Err(outcome) => return outcome,
     };
+    let warnings = located(&out, &checked);
     let dir = Path::new(&args.output);
     let changes = outdir::changes(dir, &out.files);
     if let Err(e) = outdir::apply(dir, &out.files, &changes) {
@@ -124,13 +146,16 @@ pub fn build(args: BuildArgs) -> Outcome {
                 "output": args.output,
                 "files": out.files.len(),
                 "created": c["create"], "changed": c["change"], "deleted": c["delete"],
-                "warnings": out.warnings,
+                "warnings": warnings
+                    .iter()
+                    .map(|(message, at)| json!({"message": message, "at": at}))
+                    .collect::<Vec<_>>(),
             });
             println!("{report}");
         }
         Format::Human => {
-            for w in &out.warnings {
-                eprintln!("warning: {w}");
+            for (message, at) in &warnings {
+                eprintln!("warning: {message}\n  --> {at}");
             }
             println!(
                 "built {} files in {} ({} created, {} changed, {} deleted)",
@@ -146,7 +171,7 @@ pub fn build(args: BuildArgs) -> Outcome {
 }
 
 pub fn plan(args: PlanArgs) -> Outcome {
-    let out = match compile(&args.file, &args.workload) {
+    let (out, _) = match compile(&args.file, &args.workload) {
         Ok(o) => o,
         // Exit 2 means changes here; every failure is 1.
         Err(_) => return Outcome::Failure,

@@ -9,7 +9,7 @@
 //! `<release>-2-service` (the charts' templates).
 
 use super::wso2::{self, Profile, Wso2};
-use super::yaml;
+use super::{About, Warning, yaml};
 use crate::plan::{DatabasePlan, Plan};
 use crate::secrets;
 use apim_topology::vocab::{BalancerKind, Component, Role};
@@ -128,6 +128,11 @@ fn secret(v: &mut Values, plan: &Plan) {
 
 /// The host clients use for a cluster's component: its balancer of `kind`, else its first node.
 fn host_of(plan: &Plan, kind: BalancerKind, cluster: &str, component: Component) -> String {
+    placed(plan, kind, cluster, component).1
+}
+
+/// [`host_of`], with the entry of the topology that gives it.
+fn placed(plan: &Plan, kind: BalancerKind, cluster: &str, component: Component) -> (About, String) {
     plan.balancers
         .iter()
         .filter(|b| b.kind == kind)
@@ -141,22 +146,26 @@ fn host_of(plan: &Plan, kind: BalancerKind, cluster: &str, component: Component)
                     })
             })
         })
-        .map(|b| b.host.clone())
+        .map(|b| (About::Balancer(b.name.clone()), b.host.clone()))
         .or_else(|| {
             plan.nodes
                 .iter()
                 .find(|n| n.cluster == cluster)
-                .map(|n| n.host.clone())
+                .map(|n| (About::Cluster(cluster.to_string()), n.host.clone()))
         })
-        .unwrap_or_default()
+        .unwrap_or((About::Cluster(cluster.to_string()), String::new()))
 }
 
 /// An Ingress host must be a DNS name: an address from the topology is left to the chart's
 /// default, with a warning.
-fn ingress_host(v: &mut Values, key: &str, host: String, warnings: &mut Vec<String>) {
+fn ingress_host(v: &mut Values, key: &str, host: (About, String), warnings: &mut Vec<Warning>) {
+    let (about, host) = host;
     if host.parse::<std::net::IpAddr>().is_ok() {
-        let w = format!(
-            "helm values: `{key}` is left to the chart: the topology gives `{host}`, an address, and an Ingress host must be a DNS name"
+        let w = Warning::new(
+            about,
+            format!(
+                "helm values: `{key}` is left to the chart: the topology gives `{host}`, an address, and an Ingress host must be a DNS name"
+            ),
         );
         if !warnings.contains(&w) {
             warnings.push(w);
@@ -167,7 +176,7 @@ fn ingress_host(v: &mut Values, key: &str, host: String, warnings: &mut Vec<Stri
 }
 
 /// The values files, and warnings about what the charts cannot say.
-pub fn render(plan: &Plan, w: &Wso2<'_>) -> (BTreeMap<String, String>, Vec<String>) {
+pub fn render(plan: &Plan, w: &Wso2<'_>) -> (BTreeMap<String, String>, Vec<Warning>) {
     let mut files = BTreeMap::new();
     let mut warnings = Vec::new();
     let clusters = |p: Profile| -> BTreeMap<&str, usize> {
@@ -178,7 +187,16 @@ pub fn render(plan: &Plan, w: &Wso2<'_>) -> (BTreeMap<String, String>, Vec<Strin
         c
     };
     if w.nodes.iter().any(|n| n.profile == Profile::AllInOne) {
-        warnings.push("helm values: a node runs every component (WSO2's all-in-one pack); helm-apim's distributed charts need the control plane and the gateway apart, so no helm/ values are written".to_string());
+        let cluster = w
+            .nodes
+            .iter()
+            .find(|n| n.profile == Profile::AllInOne)
+            .map(|n| n.node.cluster.clone())
+            .unwrap_or_default();
+        warnings.push(Warning::new(
+            About::Cluster(cluster),
+            "helm values: a node runs every component (WSO2's all-in-one pack); helm-apim's distributed charts need the control plane and the gateway apart, so no helm/ values are written".to_string(),
+        ));
         return (files, warnings);
     }
     let cps = clusters(Profile::ControlPlane);
@@ -201,8 +219,11 @@ pub fn render(plan: &Plan, w: &Wso2<'_>) -> (BTreeMap<String, String>, Vec<Strin
         return (files, warnings);
     };
     for (cluster, _) in cps.iter().filter(|(c, _)| **c != cp_cluster) {
-        warnings.push(format!(
-            "helm values: cluster `{cluster}` (portals without the publisher) has no chart of its own; helm-apim's control plane serves both portals, so run them there"
+        warnings.push(Warning::new(
+            About::Cluster(cluster.to_string()),
+            format!(
+                "helm values: cluster `{cluster}` (portals without the publisher) has no chart of its own; helm-apim's control plane serves both portals, so run them there"
+            ),
         ));
     }
     let deployment = &plan.deployment;
@@ -223,13 +244,16 @@ pub fn render(plan: &Plan, w: &Wso2<'_>) -> (BTreeMap<String, String>, Vec<Strin
             },
         )
     });
-    for (what, n) in [("control plane", cp_nodes)]
+    for (what, cluster, n) in [("control plane", cp_cluster, cp_nodes)]
         .into_iter()
-        .chain(km.iter().map(|(_, r)| ("key manager", r.instances)))
+        .chain(km.iter().map(|(c, r)| ("key manager", *c, r.instances)))
     {
         if n > 2 {
-            warnings.push(format!(
-                "helm values: helm-apim's {what} chart runs at most two instances; the topology has {n}"
+            warnings.push(Warning::new(
+                About::Cluster(cluster.to_string()),
+                format!(
+                    "helm values: helm-apim's {what} chart runs at most two instances; cluster `{cluster}` has {n}"
+                ),
             ));
         }
     }
@@ -240,12 +264,6 @@ pub fn render(plan: &Plan, w: &Wso2<'_>) -> (BTreeMap<String, String>, Vec<Strin
             wso2::VERSION
         )
     };
-    let cp_host = host_of(
-        plan,
-        BalancerKind::External,
-        cp_cluster,
-        Component::Publisher,
-    );
 
     // Control plane.
     let mut v = Values::default();
@@ -253,7 +271,12 @@ pub fn render(plan: &Plan, w: &Wso2<'_>) -> (BTreeMap<String, String>, Vec<Strin
     ingress_host(
         &mut v,
         "kubernetes.ingress.controlPlane.hostname",
-        cp_host,
+        placed(
+            plan,
+            BalancerKind::External,
+            cp_cluster,
+            Component::Publisher,
+        ),
         &mut warnings,
     );
     secret(&mut v, plan);

@@ -19,7 +19,46 @@ use std::collections::BTreeMap;
 #[derive(Debug, Default)]
 pub struct Output {
     pub files: BTreeMap<String, String>,
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
+}
+
+/// What an output cannot say, and the topology entry it is about.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct Warning {
+    pub message: String,
+    #[serde(skip)]
+    pub about: About,
+}
+
+/// The entry of the topology a warning is about, for pointing at its line.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum About {
+    Cluster(String),
+    Database(String),
+    Balancer(String),
+    Deployment,
+}
+
+impl Warning {
+    pub fn new(about: About, message: String) -> Warning {
+        Warning { message, about }
+    }
+
+    /// Where the entry is written in the topology.
+    pub fn span(&self, t: &Topology) -> Option<apim_topology::source::Span> {
+        match &self.about {
+            About::Cluster(c) => t.clusters.get(c).map(|c| c.span),
+            About::Database(d) => t.databases.get(d).map(|d| d.span),
+            About::Balancer(b) => t.load_balancers.get(b).map(|b| b.span),
+            About::Deployment => Some(t.deployment.span),
+        }
+    }
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// The first line of every generated text file, in the file's comment syntax.
@@ -69,7 +108,11 @@ pub fn all(t: &Topology, plan: &Plan) -> Output {
         out.files
             .insert(format!("wso2/{name}/deployment.toml"), text);
     }
-    out.warnings.extend(wso2_warnings);
+    for w in wso2_warnings {
+        if !out.warnings.contains(&w) {
+            out.warnings.push(w);
+        }
+    }
     for b in &plan.balancers {
         out.files
             .insert(format!("lb/{}/rules.toml", b.name), rules::render(plan, b));

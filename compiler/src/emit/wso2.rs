@@ -13,6 +13,7 @@
 //! WSO2's `$env{NAME}` form. What each table holds follows WSO2's helm-apim `distributed/`
 //! charts (control-plane, gateway, key-manager, traffic-manager `confs/deployment.toml`).
 
+use super::{About, Warning};
 use crate::plan::RouteListener;
 use crate::plan::{NodePlan, Plan};
 use crate::secrets;
@@ -62,7 +63,7 @@ pub(crate) fn jdbc(
     ))
 }
 
-fn database(s: &mut String, table: &str, plan: &Plan, role: Role, warnings: &mut Vec<String>) {
+fn database(s: &mut String, table: &str, plan: &Plan, role: Role, warnings: &mut Vec<Warning>) {
     let Some(db) = plan.databases.iter().find(|d| d.roles.contains(&role)) else {
         return;
     };
@@ -97,9 +98,12 @@ fn database(s: &mut String, table: &str, plan: &Plan, role: Role, warnings: &mut
                     }
                 ))
             );
-            let w = format!(
-                "WSO2 output: database `{}` is SQLite, which WSO2 cannot use; its deployment.toml files use H2",
-                db.name
+            let w = Warning::new(
+                About::Database(db.name.clone()),
+                format!(
+                    "WSO2 output: database `{}` is SQLite, which WSO2 cannot use; its deployment.toml files use H2",
+                    db.name
+                ),
             );
             if !warnings.contains(&w) {
                 warnings.push(w);
@@ -180,7 +184,7 @@ impl Wso2Node<'_> {
     }
 }
 
-fn profile_of(n: &NodePlan, warnings: &mut Vec<String>) -> Profile {
+fn profile_of(n: &NodePlan, warnings: &mut Vec<Warning>) -> Profile {
     let runs = |c: Component| n.listeners.iter().any(|l| l.component == c);
     let portals = runs(Component::Publisher) || runs(Component::Store);
     match (
@@ -193,9 +197,12 @@ fn profile_of(n: &NodePlan, warnings: &mut Vec<String>) -> Profile {
         (true, _, false) => Profile::ControlPlane,
         (true, true, true) => Profile::AllInOne,
         _ => {
-            warnings.push(format!(
-                "WSO2 output: cluster `{}` runs the gateway with other components but not all four; WSO2 4.x has no distribution for that, so its nodes are written as the default pack",
-                n.cluster
+            warnings.push(Warning::new(
+                About::Cluster(n.cluster.clone()),
+                format!(
+                    "WSO2 output: cluster `{}` runs the gateway with other components but not all four; WSO2 4.x has no distribution for that, so its nodes are written as the default pack",
+                    n.cluster
+                ),
             ));
             Profile::AllInOne
         }
@@ -206,7 +213,7 @@ fn profile_of(n: &NodePlan, warnings: &mut Vec<String>) -> Profile {
 pub struct Wso2<'p> {
     plan: &'p Plan,
     pub nodes: Vec<Wso2Node<'p>>,
-    warnings: Vec<String>,
+    warnings: Vec<Warning>,
 }
 
 impl<'p> Wso2<'p> {
@@ -400,7 +407,7 @@ impl Wso2<'_> {
 }
 
 /// Every deployment.toml: folder name -> (text), and warnings about what WSO2 cannot say.
-pub fn render_all(w: &Wso2<'_>) -> (Vec<(String, String)>, Vec<String>) {
+pub fn render_all(w: &Wso2<'_>) -> (Vec<(String, String)>, Vec<Warning>) {
     let mut warnings = w.warnings.clone();
     let files = w
         .nodes
@@ -423,7 +430,7 @@ fn admin() -> String {
 }
 
 /// One node's deployment.toml.
-fn render(w: &Wso2<'_>, me: &Wso2Node<'_>) -> (String, Vec<String>) {
+fn render(w: &Wso2<'_>, me: &Wso2Node<'_>) -> (String, Vec<Warning>) {
     let plan = w.plan;
     let n = me.node;
     let mut warnings = Vec::new();
@@ -677,7 +684,7 @@ fn render(w: &Wso2<'_>, me: &Wso2Node<'_>) -> (String, Vec<String>) {
 }
 
 /// `[database.shared_db]`: users and the registry, which WSO2 keeps in one database.
-fn shared_db(s: &mut String, plan: &Plan, warnings: &mut Vec<String>) {
+fn shared_db(s: &mut String, plan: &Plan, warnings: &mut Vec<Warning>) {
     let user_db = plan
         .databases
         .iter()
@@ -694,10 +701,16 @@ fn shared_db(s: &mut String, plan: &Plan, warnings: &mut Vec<String>) {
             "\n# WSO2 keeps users and the registry in one shared_db; the topology splits them\n# (user: `{}`, registry: `{}`). shared_db points at `{}` here.",
             u.name, r.name, u.name
         );
-        warnings.push(format!(
-            "WSO2 output: the topology keeps users (`{}`) and the registry (`{}`) in separate databases, but the kits' deployment.toml has one shared_db; the files point it at `{}`",
-            u.name, r.name, u.name
-        ));
+        let w = Warning::new(
+            About::Database(r.name.clone()),
+            format!(
+                "WSO2 output: the topology keeps users (`{}`) and the registry (`{}`) in separate databases, but the kits' deployment.toml has one shared_db; the files point it at `{}`",
+                u.name, r.name, u.name
+            ),
+        );
+        if !warnings.contains(&w) {
+            warnings.push(w);
+        }
     }
     database(s, "shared_db", plan, Role::User, warnings);
 }

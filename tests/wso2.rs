@@ -365,3 +365,60 @@ fn the_helm_key_list_is_the_shared_reference() {
         assert_eq!(apim_compiler::emit::helm::KNOWN_KEYS, reference);
     }
 }
+
+/// clustered-external-store with the gateways on a network of their own, and only the rules
+/// apim's own flows need.
+fn gateways_in_a_dmz(extra: &str) -> String {
+    let mut s = apim_patterns::find("clustered-external-store")
+        .expect("pattern")
+        .template
+        .replacen(
+            "[networks.external]",
+            "[networks.dmz]\n\n[networks.external]",
+            1,
+        );
+    let at = s.find("[clusters.gateway]").expect("gateway cluster");
+    let net = at + s[at..].find("network = \"internal\"").expect("its network");
+    s.replace_range(
+        net..net + "network = \"internal\"".len(),
+        "network = \"dmz\"",
+    );
+    format!(
+        "{s}\n[[firewall]]\nfrom = \"gateway\"\nto = \"internal\"\nports = [9446, 5432]\n\n[[firewall]]\nfrom = \"internal\"\nto = \"gateway\"\nports = [9446]\n{extra}"
+    )
+}
+
+#[test]
+fn a_firewall_that_refuses_what_wso2_needs_is_a_warning_with_the_rule_that_fixes_it() {
+    let c = common::load("t.toml", gateways_in_a_dmz("").as_bytes());
+    assert_eq!(c.errors(), 0, "{}", common::report(&c));
+    let out = apim_compiler::build(&c.topology);
+    let refused: Vec<_> = out
+        .warnings
+        .iter()
+        .filter(|w| w.message.contains("must reach"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{:?}", out.warnings);
+    let w = &refused[0].message;
+    assert!(
+        w.contains("cluster `gateway` must reach cluster `publisher`"),
+        "{w}"
+    );
+    let ports = w
+        .rsplit_once("ports = ")
+        .map(|(_, p)| p.to_string())
+        .expect("the ports");
+    // The rule the warning gives is enough.
+    let fixed = gateways_in_a_dmz(&format!(
+        "\n[[firewall]]\nfrom = \"gateway\"\nto = \"publisher\"\nports = {ports}\n"
+    ));
+    let c = common::load("t.toml", fixed.as_bytes());
+    let out = apim_compiler::build(&c.topology);
+    assert!(
+        !out.warnings
+            .iter()
+            .any(|w| w.message.contains("must reach")),
+        "{:?}",
+        out.warnings
+    );
+}

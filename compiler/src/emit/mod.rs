@@ -103,6 +103,7 @@ pub fn all(t: &Topology, plan: &Plan) -> Output {
     let (helm_files, helm_warnings) = helm::render(plan, &wso2);
     out.files.extend(helm_files);
     let (wso2_files, mut wso2_warnings) = wso2::render_all(&wso2);
+    wso2_warnings.extend(wso2.unreachable(t));
     wso2_warnings.extend(helm_warnings);
     for (name, text) in wso2_files {
         out.files

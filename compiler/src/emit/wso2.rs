@@ -406,6 +406,75 @@ impl Wso2<'_> {
     }
 }
 
+impl<'p> Wso2<'p> {
+    /// The connections WSO2 needs that apim's own flows do not: gateways to the event hub and
+    /// to every traffic manager, traffic managers to the event hub. Each one the firewall
+    /// refuses is a warning on the cluster that must open it.
+    pub fn unreachable(&self, t: &apim_topology::Topology) -> Vec<Warning> {
+        use apim_topology::reach::{allows_between, cluster_party};
+        use std::collections::BTreeSet;
+        // (from cluster, to cluster) -> the refused ports and what they are for.
+        let mut refused: BTreeMap<(&str, &str), (BTreeSet<u16>, BTreeSet<&str>)> = BTreeMap::new();
+        let hub = self.control_planes();
+        let tms = self.traffic_managers();
+        let mut need = |from: &Wso2Node<'p>, to: &Wso2Node<'p>, port: u16, why: &'static str| {
+            let (Some(fc), Some(tc)) = (
+                t.clusters.get(&from.node.cluster),
+                t.clusters.get(&to.node.cluster),
+            ) else {
+                return;
+            };
+            let (Some(a), Some(b)) = (cluster_party(t, fc), cluster_party(t, tc)) else {
+                return;
+            };
+            let port = port + to.offset;
+            if !allows_between(t, a, b, port) {
+                let e = refused
+                    .entry((from.node.cluster.as_str(), to.node.cluster.as_str()))
+                    .or_default();
+                e.0.insert(port);
+                e.1.insert(why);
+            }
+        };
+        for n in &self.nodes {
+            match n.profile {
+                Profile::Gateway => {
+                    for h in &hub {
+                        need(n, h, EVENT_HUB, "the event hub");
+                    }
+                    for tm in &tms {
+                        need(n, tm, THROTTLE_EVENTS, "throttle events");
+                        need(n, tm, THROTTLE_EVENTS_TLS, "throttle events");
+                        need(n, tm, EVENT_HUB, "throttle decisions");
+                    }
+                }
+                Profile::TrafficManager | Profile::KeyManager => {
+                    for h in hub.iter().filter(|h| h.node.cluster != n.node.cluster) {
+                        need(n, h, EVENT_HUB, "the event hub");
+                    }
+                }
+                _ => {}
+            }
+        }
+        refused
+            .into_iter()
+            .map(|((from, to), (ports, why))| {
+                let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+                let why: Vec<&str> = why.into_iter().collect();
+                Warning::new(
+                    About::Cluster(from.to_string()),
+                    format!(
+                        "WSO2 output: cluster `{from}` must reach cluster `{to}` on ports {} ({}), which the firewall does not allow; add a [[firewall]] rule from `{from}` to `{to}` with ports = [{}]",
+                        ports.join(", "),
+                        why.join(", "),
+                        ports.join(", ")
+                    ),
+                )
+            })
+            .collect()
+    }
+}
+
 /// Every deployment.toml: folder name -> (text), and warnings about what WSO2 cannot say.
 pub fn render_all(w: &Wso2<'_>) -> (Vec<(String, String)>, Vec<Warning>) {
     let mut warnings = w.warnings.clone();

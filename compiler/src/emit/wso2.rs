@@ -406,6 +406,15 @@ impl Wso2<'_> {
     }
 }
 
+/// (from cluster, to cluster) -> the refused ports and what they are for.
+type Refused<'a> = BTreeMap<
+    (&'a str, &'a str),
+    (
+        std::collections::BTreeSet<u16>,
+        std::collections::BTreeSet<&'static str>,
+    ),
+>;
+
 impl<'p> Wso2<'p> {
     /// The connections WSO2 needs that apim's own flows do not: gateways to the event hub and
     /// to every traffic manager, traffic managers to the event hub. Each one the firewall
@@ -413,8 +422,7 @@ impl<'p> Wso2<'p> {
     pub fn unreachable(&self, t: &apim_topology::Topology) -> Vec<Warning> {
         use apim_topology::reach::{allows_between, cluster_party};
         use std::collections::BTreeSet;
-        // (from cluster, to cluster) -> the refused ports and what they are for.
-        let mut refused: BTreeMap<(&str, &str), (BTreeSet<u16>, BTreeSet<&str>)> = BTreeMap::new();
+        let mut refused: Refused<'_> = BTreeMap::new();
         let hub = self.control_planes();
         let tms = self.traffic_managers();
         let mut need = |from: &Wso2Node<'p>, to: &Wso2Node<'p>, port: u16, why: &'static str| {

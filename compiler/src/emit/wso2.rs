@@ -421,7 +421,6 @@ impl<'p> Wso2<'p> {
     /// refuses is a warning on the cluster that must open it.
     pub fn unreachable(&self, t: &apim_topology::Topology) -> Vec<Warning> {
         use apim_topology::reach::{allows_between, cluster_party};
-        use std::collections::BTreeSet;
         let mut refused: Refused<'_> = BTreeMap::new();
         let hub = self.control_planes();
         let tms = self.traffic_managers();

@@ -32,23 +32,137 @@ pub struct Options {
     pub progress: Box<dyn Fn(&str) + Send + Sync>,
 }
 
-/// Why a scenario cannot be drilled, if it cannot: the fault kinds the drill makes for real.
-pub fn refuse(scenario: &Scenario) -> Result<(), String> {
+/// Why a scenario cannot be drilled, if it cannot: the fault kinds the drill makes for real,
+/// and what this machine has for them.
+pub fn refuse(plan: &Plan, scenario: &Scenario) -> Result<(), String> {
     for f in &scenario.faults {
         match &f.kind {
             FaultKind::Crash { .. }
             | FaultKind::ClusterDown { .. }
             | FaultKind::BalancerOutage { .. }
             | FaultKind::RollingRestart { .. } => {}
+            FaultKind::Isolate { .. } => Lab::filters()?,
+            FaultKind::Partition { from, to, .. } | FaultKind::Loss { from, to, .. } => {
+                Lab::filters()?;
+                cuts_a_database(plan, f.kind.name(), from, to)?;
+            }
+            FaultKind::Latency { .. } => {
+                return Err("the drill cannot make `latency` faults yet: delaying packets needs tc's netem, which it does not use; `apim sim` simulates them".into());
+            }
+            FaultKind::DatabaseOutage { .. } | FaultKind::DatabaseBlackhole { .. } => {
+                return Err(format!(
+                    "the drill cannot make `{}` faults yet: its databases are SQLite files every namespace reads (this machine's PostgreSQL and MariaDB listen on its loopback, which the namespaces do not share), so there is no connection to cut; `apim sim` simulates them",
+                    f.kind.name()
+                ));
+            }
             other => {
                 return Err(format!(
-                    "the drill cannot make `{}` faults yet (it makes crash, cluster-down, balancer-outage and rolling-restart); `apim sim` simulates them",
+                    "the drill cannot make `{}` faults yet; `apim sim` simulates them",
                     other.name()
                 ));
             }
         }
     }
     Ok(())
+}
+
+/// A partition or loss between two networks also cuts, in the simulation, a node on one from
+/// a database on the other; the drill's databases are files every host reads, so such a fault
+/// would not mean the same here.
+fn cuts_a_database(plan: &Plan, kind: &str, from: &str, to: &str) -> Result<(), String> {
+    for d in &plan.databases {
+        let Some(net) = d.network.as_deref() else {
+            continue;
+        };
+        let user = plan.nodes.iter().find(|n| {
+            n.databases.iter().any(|u| u.database == d.name)
+                && ((n.network == from && net == to) || (n.network == to && net == from))
+        });
+        if let Some(n) = user {
+            return Err(format!(
+                "the drill cannot make this `{kind}` between `{from}` and `{to}`: in the simulation it also cuts node `{}` from database `{}`, but the drill's databases are SQLite files every namespace reads; `apim sim` simulates it",
+                n.name, d.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A network fault as packet filters: per lab host, the body of an nftables table.
+fn filters(plan: &Plan, lab: &Lab, kind: &FaultKind) -> Vec<(String, String)> {
+    // The hosts on a network, and the drill's own clients on the public one.
+    let on = |net: &str| -> (Vec<String>, Vec<String>) {
+        let hosts: Vec<String> = plan
+            .nodes
+            .iter()
+            .filter(|n| n.network == net)
+            .map(|n| n.name.clone())
+            .chain(
+                plan.balancers
+                    .iter()
+                    .filter(|b| b.network == net)
+                    .map(|b| b.name.clone()),
+            )
+            .collect();
+        let mut addresses: Vec<String> = hosts
+            .iter()
+            .filter_map(|h| lab.address(h))
+            .map(|a| a.to_string())
+            .collect();
+        if plan.networks.iter().any(|n| n.name == net && n.public) {
+            addresses.push(lab.gateway.to_string());
+        }
+        (hosts, addresses)
+    };
+    // Packets from `sources` arriving at each of `hosts`, dropped as `how` says.
+    let drop_at = |hosts: &[String], sources: &[String], how: &str| -> Vec<(String, String)> {
+        if sources.is_empty() {
+            return Vec::new();
+        }
+        hosts
+            .iter()
+            .map(|h| {
+                (
+                    h.clone(),
+                    format!(
+                        "chain input {{ type filter hook input priority 0; policy accept; ip saddr {{ {} }} {how} drop; }}",
+                        sources.join(", ")
+                    ),
+                )
+            })
+            .collect()
+    };
+    match kind {
+        FaultKind::Isolate { node } => vec![(
+            node.clone(),
+            "chain input { type filter hook input priority 0; policy accept; iifname != \"lo\" drop; }\nchain output { type filter hook output priority 0; policy accept; oifname != \"lo\" drop; }".to_string(),
+        )],
+        // What `from` starts towards `to` never arrives (nor, both ways, the reverse); what
+        // the other side started still gets its answers, as in the simulation.
+        FaultKind::Partition { from, to, one_way } => {
+            let ((from_hosts, from_addrs), (to_hosts, to_addrs)) = (on(from), on(to));
+            let mut out = drop_at(&to_hosts, &from_addrs, "ct direction original");
+            if !one_way {
+                out.extend(drop_at(&from_hosts, &to_addrs, "ct direction original"));
+            }
+            out
+        }
+        FaultKind::Loss {
+            from,
+            to,
+            one_way,
+            rate_permille,
+        } => {
+            let ((from_hosts, from_addrs), (to_hosts, to_addrs)) = (on(from), on(to));
+            let how = format!("numgen random mod 1000 < {rate_permille}");
+            let mut out = drop_at(&to_hosts, &from_addrs, &how);
+            if !one_way {
+                out.extend(drop_at(&from_hosts, &to_addrs, &how));
+            }
+            out
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// The addresses of the topology that fall inside the drill's range: it must not reuse them.
@@ -247,7 +361,7 @@ async fn roll(
 
 /// Runs `scenario` against a real deployment of `plan`; the outcome is what its clients saw.
 pub async fn run(plan: &Plan, scenario: &Scenario, opts: &Options) -> Result<Outcome, String> {
-    refuse(scenario)?;
+    refuse(plan, scenario)?;
     let clash = clashes(plan, opts.range);
     if !clash.is_empty() {
         return Err(format!(
@@ -361,8 +475,10 @@ async fn workload(
     let client = apim_runtime::http::tls_client(ca);
     let start = Instant::now();
     let mut faults = tokio::task::JoinSet::new();
-    for f in &scenario.faults {
+    for (k, f) in scenario.faults.iter().enumerate() {
         let stopped = stopped_by(&built.plan, &f.kind);
+        let filters = filters(&built.plan, &lock(lab), &f.kind);
+        let table = format!("apimfault{k}");
         let (at, until) = (
             Duration::from_millis(f.at_ms),
             f.for_ms.map(|d| Duration::from_millis(f.at_ms + d)),
@@ -385,10 +501,18 @@ async fn workload(
             for name in &stopped {
                 lock(&lab).kill(name);
             }
+            for (host, rules) in &filters {
+                if let Err(e) = lock(&lab).filter(host, &table, rules) {
+                    eprintln!("warning: {e}");
+                }
+            }
             if let Some(until) = until {
                 tokio::time::sleep_until((start + until).into()).await;
                 for name in &stopped {
                     let _ = lock(&lab).start(name);
+                }
+                for (host, _) in &filters {
+                    lock(&lab).unfilter(host, &table);
                 }
             }
         });

@@ -98,6 +98,46 @@ for = "16s"
     assert!(!left.contains(&mine), "namespaces left: {left}");
 }
 
+/// A node cut off by packet filters (nftables in its namespace): the verdicts of both worlds
+/// agree, and the filters go with the fault.
+#[test]
+fn a_drill_agrees_with_the_simulation_on_isolated_nodes() {
+    if let Err(why) = namespaces().and_then(|()| apim_runtime::lab::Lab::filters()) {
+        assert!(
+            std::env::var("APIM_TEST_DRILL").as_deref() != Ok("required"),
+            "the drill test must run here: {why}"
+        );
+        eprintln!("not run: {why}");
+        return;
+    }
+    let (v, stderr, _) = drill(
+        r#"
+[workload]
+duration = "40s"
+invoke_rate = 50
+
+[[faults]]
+kind = "isolate"
+node = "gateway-1"
+at = "4s"
+for = "14s"
+
+[[faults]]
+kind = "isolate"
+node = "key-manager-1"
+at = "22s"
+for = "14s"
+"#,
+        "10.253.0.0/16",
+    );
+    let rows = v["compare"].as_array().expect("compare rows");
+    assert!(rows.len() >= 2, "{}", v["compare"]);
+    for r in rows {
+        assert_eq!(r["real"], r["simulated"], "{r}\n{stderr}");
+    }
+    assert_eq!(v["agree"], true);
+}
+
 /// Both gateways restarted one after the other under 200 invokes/s: every request answered.
 #[test]
 fn a_rolling_restart_of_the_gateways_loses_no_request() {
@@ -138,9 +178,30 @@ fn a_drill_refuses_what_it_cannot_make_before_it_makes_anything() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("cannot make `partition` faults"),
+        stderr.contains("cannot make this `partition` between `external` and `internal`")
+            && stderr.contains("from database"),
         "{stderr}"
     );
+    for (fault, says) in [
+        (
+            "kind = \"latency\"\nfrom = \"external\"\nto = \"internal\"\nadded = \"50ms\"",
+            "cannot make `latency` faults",
+        ),
+        (
+            "kind = \"database-outage\"\ndatabase = \"apim\"",
+            "cannot make `database-outage` faults",
+        ),
+    ] {
+        std::fs::write(&scenario, format!("[[faults]]\n{fault}\nat = \"1s\"\n")).expect("write");
+        let out = apim()
+            .args(["drill", "--scenario"])
+            .arg(&scenario)
+            .output()
+            .expect("apim drill");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
     let out = apim()
         .args(["drill", "--range", "203.0.113.0/24"])
         .output()

@@ -18,8 +18,11 @@ use std::path::PathBuf;
 /// own addresses), writes the node configs, balancer rules and a throwaway PKI into --data,
 /// runs `apim node` and `apim balancer` processes, and waits until every node is ready. Then
 /// the scenario's clients call the deployment in wall time while its faults happen: crash =
-/// SIGKILL (restarted when the fault ends), cluster-down, balancer-outage. Databases are
-/// SQLite files shared by the processes.
+/// SIGKILL (restarted when the fault ends), cluster-down, balancer-outage, rolling-restart =
+/// SIGTERM (drain) and restart, node by node; isolate, partition and loss = nftables rules in
+/// the namespaces (the drill's clients sit on the public network). Databases are SQLite files
+/// shared by the processes, so database outages, latency and certificate expiry are refused,
+/// as are partitions and loss that would also cut a node from a database in the simulation.
 ///
 /// The report is the simulator's, computed from what the clients saw (`world: real`).
 /// `--compare` also simulates the same scenario and prints each fault's verdicts side by side;
@@ -30,7 +33,8 @@ use std::path::PathBuf;
 pub struct Args {
     /// The topology file; without one, the built-in clustered-external-store pattern.
     file: Option<String>,
-    /// The scenario: workload and fault schedule (crash, cluster-down and balancer-outage).
+    /// The scenario: workload and fault schedule (crash, cluster-down, balancer-outage,
+    /// rolling-restart, isolate, partition, loss).
     #[arg(long, short)]
     scenario: Option<String>,
     /// Overrides the workload's duration, e.g. "30s".
@@ -104,7 +108,7 @@ pub fn run(args: Args) -> Outcome {
         Ok(s) => s,
         Err(o) => return o,
     };
-    if let Err(e) = crate::drill::refuse(&scenario) {
+    if let Err(e) = crate::drill::refuse(&plan, &scenario) {
         output::error(&e);
         return Outcome::Usage;
     }

@@ -271,6 +271,73 @@ impl Lab {
         }
     }
 
+    /// Whether this machine can filter packets inside a namespace (nftables), which network
+    /// faults need; says what is missing if not.
+    pub fn filters() -> Result<(), String> {
+        let out = Command::new("nft").arg("--version").output();
+        match out {
+            Ok(o) if o.status.success() => Ok(()),
+            _ => Err(
+                "network faults need nftables (`nft`; Debian: nftables), which is not installed"
+                    .into(),
+            ),
+        }
+    }
+
+    /// Loads `rules` (the body of an nftables `inet` table) as table `table` in `host`'s
+    /// namespace: what a network fault does to the packets arriving at or leaving that host.
+    pub fn filter(&self, host: &str, table: &str, rules: &str) -> Result<(), String> {
+        use std::io::Write;
+        let h = self
+            .hosts
+            .get(host)
+            .ok_or(format!("the lab has no host `{host}`"))?;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &h.namespace, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run nft: {e}"))?;
+        let script = format!("table inet {table} {{\n{rules}\n}}\n");
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(script.as_bytes())
+                .map_err(|e| format!("cannot give nft its rules: {e}"))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("nft failed: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "nft refused the rules for {host}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// Removes table `table` from `host`'s namespace: the fault is over there.
+    pub fn unfilter(&self, host: &str, table: &str) {
+        if let Some(h) = self.hosts.get(host) {
+            let _ = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &h.namespace,
+                    "nft",
+                    "delete",
+                    "table",
+                    "inet",
+                    table,
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
     /// Whether the process `name` has exited by itself (and how), without waiting.
     pub fn exited(&mut self, name: &str) -> Option<String> {
         let c = self.procs.get_mut(name)?.child.as_mut()?;

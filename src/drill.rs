@@ -399,9 +399,15 @@ pub async fn run(plan: &Plan, scenario: &Scenario, opts: &Options) -> Result<Out
     // by every namespace.
     let backend_host = lock(&lab).gateway.to_string();
     let listener = apim_runtime::http::bind(&backend_host, BACKEND_PORT).await?;
-    let backend = tokio::spawn(apim_runtime::http::serve(listener, |req, _| {
-        apim_runtime::up::echo(req)
-    }));
+    // It answers after the scenario's backend latency, so a crash finds requests in flight.
+    let latency = Duration::from_millis(scenario.workload.backend_latency_ms);
+    let backend = tokio::spawn(apim_runtime::http::serve(
+        listener,
+        move |req, _| async move {
+            tokio::time::sleep(latency).await;
+            apim_runtime::up::echo(req).await
+        },
+    ));
     (opts.progress)(&format!(
         "starting {} nodes and {} balancers",
         built.nodes.len(),

@@ -176,7 +176,8 @@ pub fn run(args: Args) -> Outcome {
     match args.format {
         Format::Json => {
             let mut v = json!({"world": "real", "seconds": took.as_secs_f64(), "report": real});
-            if simulated.is_some() {
+            if let Some(sim) = &simulated {
+                v["simulated"] = serde_json::to_value(sim).unwrap_or_default();
                 v["compare"] = rows
                     .iter()
                     .map(|r| json!({"fault": r.fault, "flow": r.flow, "real": r.real, "simulated": r.simulated, "real_during": r.real_during, "simulated_during": r.simulated_during}))

@@ -66,7 +66,8 @@ pub struct NodeArgs {
 ///
 /// Listens on every route's port, balances round robin over ready nodes (active checks on
 /// each node's admin /ready), retries once elsewhere when a connection fails, and keeps
-/// portal sessions on one node by a cookie.
+/// portal sessions on one node by a cookie. On SIGTERM it accepts nothing more and finishes
+/// what is in flight (at most 10 s) before it exits; Ctrl-C stops it at once.
 #[derive(clap::Args)]
 pub struct BalancerArgs {
     /// The balancer's rules, as `apim build` wrote them.
@@ -128,7 +129,21 @@ pub fn balancer(args: BalancerArgs) -> Outcome {
                 r.upstream.len()
             );
         }
-        apim_runtime::until_interrupted().await;
+        if apim_runtime::until_signal().await == apim_runtime::Signal::Terminate {
+            let name = running.plan.name.clone();
+            eprintln!(
+                "balancer {name}: stopping (accepting nothing more, finishing what is in flight)"
+            );
+            let grace = std::time::Duration::from_millis(apim_compiler::plan::GRACE_MS);
+            if running.stop(grace).await {
+                eprintln!("balancer {name}: stopped");
+            } else {
+                eprintln!(
+                    "balancer {name}: stopped with connections still open after {} ms",
+                    apim_compiler::plan::GRACE_MS
+                );
+            }
+        }
         Ok::<_, String>(())
     });
     match result {

@@ -18,20 +18,40 @@ use tokio::task::JoinSet;
 
 pub use apim_components::balancer::STICKY_COOKIE;
 
+/// A balancer that is serving; dropping it stops at once (`stop` stops it gracefully).
 pub struct RunningBalancer {
     pub plan: BalancerPlan,
     pub pools: Vec<Arc<Mutex<Pool>>>,
-    _tasks: JoinSet<()>,
+    listeners: JoinSet<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+    _checks: JoinSet<()>,
+}
+
+impl RunningBalancer {
+    /// Stops accepting connections and lets the requests and connections in flight finish,
+    /// within `grace`; answers whether all of them did.
+    pub async fn stop(mut self, grace: Duration) -> bool {
+        let _ = self.stop.send(true);
+        let listeners = &mut self.listeners;
+        tokio::time::timeout(grace, async {
+            while listeners.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok()
+    }
 }
 
 pub async fn start(plan: BalancerPlan, bind: &str) -> Result<RunningBalancer, String> {
     let what = format!("balancer {}", plan.name);
     let (tls, _warnings) = crate::tls::load_checked(&what, &plan.identity, &plan.host, &plan.tls)?;
-    let serving = http::Serving::tls(match &plan.edge {
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut serving = http::Serving::tls(match &plan.edge {
         Some(edge) => crate::tls::server_of_files(&edge.cert, &edge.key)?,
         None => tls.server()?,
     });
+    serving.stop = Some(stopping.clone());
     let mut tasks = JoinSet::new();
+    let mut checks = JoinSet::new();
     let mut pools = Vec::new();
     for route in &plan.routes {
         let listener = http::bind(bind, route.port)
@@ -65,15 +85,22 @@ pub async fn start(plan: BalancerPlan, bind: &str) -> Result<RunningBalancer, St
                 ));
             }
             RouteListener::Internal => {
-                tasks.spawn(pass_through(listener, route.clone(), pool.clone()));
+                tasks.spawn(pass_through(
+                    listener,
+                    route.clone(),
+                    pool.clone(),
+                    stopping.clone(),
+                ));
             }
         }
-        tasks.spawn(check_health(route, pool, http::tls_client(to_nodes)));
+        checks.spawn(check_health(route, pool, http::tls_client(to_nodes)));
     }
     Ok(RunningBalancer {
         plan,
         pools,
-        _tasks: tasks,
+        listeners: tasks,
+        stop,
+        _checks: checks,
     })
 }
 
@@ -220,6 +247,7 @@ async fn pass_through(
     listener: tokio::net::TcpListener,
     route: Arc<BalancerRoute>,
     pool: Arc<Mutex<Pool>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
     let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -227,6 +255,8 @@ async fn pass_through(
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            // Stopping: accept nothing more; the connections passed through run to their end.
+            Ok(_) = stop.wait_for(|s| *s) => break,
         };
         let Ok((mut client, _)) = accepted else {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -270,6 +300,8 @@ async fn pass_through(
             let _ = copy_until_idle(&mut client, &mut node).await;
         });
     }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
 }
 
 /// Copies both ways until either side closes, or nothing moves for `PASS_IDLE`.

@@ -193,3 +193,61 @@ async fn a_nodes_413_reaches_the_client_declared_or_chunked() {
         }
     }
 }
+
+/// Stopping (SIGTERM for `apim balancer`): a request in flight is answered, and a new
+/// connection is refused at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_balancer_finishes_what_is_in_flight_and_accepts_nothing_more() {
+    let pki = common::TestPki::new();
+    let (lb_host, up_host) = ("127.61.9.1", "127.61.9.3");
+    let node = pki.tls("up", "spiffe://test/node/up", up_host);
+    let listener = http::bind(up_host, 8080).await.expect("bind");
+    let serving = http::Serving::tls(node.server().expect("server"));
+    // The node answers after a second: the request is in flight when the balancer stops.
+    let _node = tokio::spawn(http::serve_connections(
+        listener,
+        serving,
+        |_req, _| async {
+            tokio::time::sleep(Duration::from_millis(1_000)).await;
+            http::write(Response::json(200, &serde_json::json!({"slow": true})))
+        },
+    ));
+    let mut plan = plan(&pki, Component::Gateway, false);
+    plan.host = lb_host.into();
+    plan.tls = pki.files("lb", "spiffe://test/balancer/lb", lb_host);
+    plan.routes[0].upstream = vec![upstream("up", up_host)];
+    let lb = balancer::start(plan, lb_host)
+        .await
+        .expect("balancer starts");
+    let client = pki.client();
+    let in_flight = tokio::spawn({
+        let client = client.clone();
+        async move {
+            http::send(
+                &client,
+                lb_host,
+                8280,
+                Request::new("GET", "/ctx/v1/x"),
+                Duration::from_secs(10),
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = tokio::spawn(lb.stop(Duration::from_secs(10)));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = tokio::net::TcpStream::connect((lb_host, 8280)).await;
+    assert!(
+        refused.is_err(),
+        "a new connection was accepted while stopping"
+    );
+    let r = in_flight
+        .await
+        .expect("task")
+        .expect("the request in flight is answered");
+    assert_eq!(r.status, 200);
+    assert!(
+        stopping.await.expect("task"),
+        "everything in flight finished"
+    );
+}

@@ -1138,13 +1138,12 @@ impl Run {
                 }
                 FaultKind::DatabaseOutage { database } => {
                     for db in d.plan.databases.iter().filter(|x| &x.name == database) {
-                        db_down.extend(db.roles.iter().map(|r| crate::world::role(*r)));
+                        db_down.extend(db.roles.iter().copied());
                     }
                 }
                 FaultKind::DatabaseBlackhole { database } => {
                     for db in d.plan.databases.iter().filter(|x| &x.name == database) {
-                        f.db_blackholed
-                            .extend(db.roles.iter().map(|r| crate::world::role(*r)));
+                        f.db_blackholed.extend(db.roles.iter().copied());
                     }
                 }
                 FaultKind::Crash { .. }

@@ -14,7 +14,7 @@ use apim_components::world::{
     Api, Application, ClientKeys, Db, DbError, Failures, Session, Token, User,
 };
 use apim_components::{CallError, Node, Peer, Request, Response, Storage, World};
-use apim_topology::vocab::{Component, Role as PlanRole};
+use apim_topology::vocab::Component;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
@@ -29,32 +29,6 @@ const BACKEND_US: u64 = 200;
 /// A packet that is dropped (firewall, partition, a node cut off) costs the connect timeout.
 const CONNECT_TIMEOUT_US: u64 = apim_compiler::plan::CONNECT_TIMEOUT_MS * 1000;
 const CALL_TIMEOUT_US: u64 = apim_components::world::CALL_TIMEOUT_MS * 1000;
-
-pub fn component(p: Peer) -> Component {
-    match p {
-        Peer::Publisher => Component::Publisher,
-        Peer::Store => Component::Store,
-        Peer::KeyManager => Component::KeyManager,
-        Peer::Gateway => Component::Gateway,
-    }
-}
-
-pub fn peer(c: Component) -> Peer {
-    match c {
-        Component::Publisher => Peer::Publisher,
-        Component::Store => Peer::Store,
-        Component::KeyManager => Peer::KeyManager,
-        Component::Gateway => Peer::Gateway,
-    }
-}
-
-pub fn role(r: PlanRole) -> Role {
-    match r {
-        PlanRole::User => Role::User,
-        PlanRole::Apim => Role::Apim,
-        PlanRole::Registry => Role::Registry,
-    }
-}
 
 /// Extra latency and loss on the traffic from one network to another.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -247,7 +221,7 @@ impl Deployment {
         for d in &plan.databases {
             for r in &d.roles {
                 let net = d.network.as_ref().and_then(|n| firewall.network(n));
-                db_nets.insert(role(*r), net);
+                db_nets.insert(*r, net);
             }
         }
         let node_ids = plan
@@ -373,7 +347,7 @@ impl Deployment {
             Target::Node(i, Some(p)) => self.plan.nodes[i]
                 .listeners
                 .iter()
-                .find(|l| l.component == component(p))
+                .find(|l| l.component == p)
                 .map_or(0, |l| l.port),
             Target::Balancer(b, r) => self.plan.balancers[b].routes[r].port,
         }
@@ -416,13 +390,13 @@ impl Deployment {
     /// Starts (or restarts) a node with empty memory; gateways catch up with the registry.
     pub fn start(self: &Arc<Self>, i: usize) {
         let plan = &self.plan.nodes[i];
-        let components = plan.listeners.iter().map(|l| peer(l.component)).collect();
+        let components = plan.listeners.iter().map(|l| l.component).collect();
         let internal = plan
             .internal
             .iter()
             .map(|e| InternalRoute {
                 endpoint: e.endpoint.clone(),
-                component: peer(e.component),
+                component: e.component,
                 callers: e.callers.clone(),
             })
             .collect();
@@ -540,7 +514,7 @@ impl Deployment {
             .nodes
             .iter()
             .position(|n| n.listeners.iter().any(|l| l.component == c))?;
-        Some(Target::Node(i, Some(peer(c))))
+        Some(Target::Node(i, Some(c)))
     }
 
     /// The place clients of an entry send from: the public network when they come from it,
@@ -690,7 +664,7 @@ impl Deployment {
                 if passthrough {
                     Target::Internal(i)
                 } else {
-                    Target::Node(i, Some(peer(route.component)))
+                    Target::Node(i, Some(route.component))
                 }
             });
             let req = req.clone();
@@ -741,7 +715,7 @@ impl Deployment {
             if e.port == self.plan.nodes[i].internal_port {
                 Some(Target::Internal(i))
             } else {
-                Some(Target::Node(i, Some(peer(c))))
+                Some(Target::Node(i, Some(c)))
             }
         }
     }
@@ -788,10 +762,7 @@ impl SimWorld {
                     .iter()
                     .map(|e| d.target_of(e, p.component))
                     .collect();
-                (
-                    peer(p.component),
-                    (Mutex::new(Pool::new(names, 3, 2)), targets),
-                )
+                (p.component, (Mutex::new(Pool::new(names, 3, 2)), targets))
             })
             .collect();
         SimWorld {
@@ -807,7 +778,7 @@ impl SimWorld {
                     .databases
                     .iter()
                     .enumerate()
-                    .flat_map(|(i, db)| db.roles.iter().map(move |r| (role(*r), i)))
+                    .flat_map(|(i, db)| db.roles.iter().map(move |r| (*r, i)))
                     .collect(),
                 d: d.clone(),
                 node,
@@ -826,7 +797,7 @@ impl SimWorld {
         self.plan()
             .peers
             .iter()
-            .find(|p| p.component == component(to) && p.path == path)
+            .find(|p| p.component == to && p.path == path)
     }
 }
 
@@ -881,7 +852,7 @@ impl World for SimWorld {
             return Vec::new();
         };
         let from = self.d.node_place(self.node);
-        let c = component(to);
+        let c = to;
         let sends = peer.endpoints.iter().map(|e| {
             let target = self.d.target_of(e, c);
             let req = req.clone();
@@ -1083,7 +1054,7 @@ impl Storage for NodeStorage {
             .map(|u| {
                 let open = self
                     .breakers
-                    .get(self.of_role(role(u.role)))
+                    .get(self.of_role(u.role))
                     .is_some_and(Breaker::is_open);
                 (u.role.as_str(), open)
             })
@@ -1092,7 +1063,7 @@ impl Storage for NodeStorage {
     async fn probe(&self) {
         let plan = &self.d.plan.nodes[self.node];
         let mut probed = Vec::new();
-        for r in plan.databases.iter().map(|u| role(u.role)) {
+        for r in plan.databases.iter().map(|u| u.role) {
             let database = self.of_role(r);
             let open = self.breakers.get(database).is_some_and(Breaker::is_open);
             if open && !probed.contains(&database) {

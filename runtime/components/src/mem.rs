@@ -7,12 +7,8 @@ use crate::world::{
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    User,
-    Apim,
-    Registry,
-}
+/// The database roles: the topology's own words.
+pub use apim_topology::vocab::Role;
 
 /// The tables, as a simulator's oracle reads them (`MemStorage::inspect`).
 #[derive(Default)]

@@ -6,15 +6,8 @@ use crate::http::{Request, Response};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 
-/// The components, as peers to call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Peer {
-    Publisher,
-    Store,
-    KeyManager,
-    Gateway,
-}
+/// The components, as peers to call: the topology's own words.
+pub use apim_topology::vocab::Component as Peer;
 
 /// The bound on one call between components (connecting, sending, the whole answer), in both
 /// worlds.

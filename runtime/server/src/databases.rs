@@ -154,7 +154,7 @@ pub fn for_up(
 pub fn of_node(node: &NodePlan, ready: &BTreeMap<String, String>) -> BTreeMap<Role, String> {
     node.databases
         .iter()
-        .filter_map(|d| Some((crate::node::role(d.role), ready.get(&d.database)?.clone())))
+        .filter_map(|d| Some((d.role, ready.get(&d.database)?.clone())))
         .collect()
 }
 
@@ -170,7 +170,7 @@ pub fn for_node(node: &NodePlan, data: &Path) -> Result<BTreeMap<Role, String>, 
             } else {
                 url
             };
-            Ok((crate::node::role(d.role), url))
+            Ok((d.role, url))
         })
         .collect()
 }

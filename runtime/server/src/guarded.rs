@@ -61,7 +61,7 @@ impl Guarded {
         if let Err(refused) = breaker.admit(now_ms()) {
             return Err(DbError(format!(
                 "the {} database is down ({FAILURES_TO_OPEN} operations in a row failed); the next try is in {} s",
-                role.name(),
+                role.as_str(),
                 refused.retry_after_s
             )));
         }
@@ -69,7 +69,7 @@ impl Guarded {
             Ok(r) => r,
             Err(_) => Err(DbError(format!(
                 "the {} database did not answer within {} ms",
-                role.name(),
+                role.as_str(),
                 bound.as_millis()
             ))),
         };
@@ -206,7 +206,7 @@ impl Storage for Guarded {
         ROLES
             .into_iter()
             .filter(|r| self.inner.serves(*r))
-            .map(|r| (r.name(), self.breaker(r).is_open()))
+            .map(|r| (r.as_str(), self.breaker(r).is_open()))
             .collect()
     }
     async fn probe(&self) {

@@ -4,13 +4,12 @@
 use crate::guarded::Guarded;
 use crate::http;
 use crate::storage::{Role, SqlStorage};
-use crate::world::{RealWorld, peer};
+use crate::world::RealWorld;
 use apim_compiler::plan::NodePlan;
 use apim_components::gateway;
 use apim_components::node::InternalRoute;
 use apim_components::world::Peer;
 use apim_components::{Node, Request};
-use apim_topology::vocab::Role as PlanRole;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::task::JoinSet;
@@ -117,14 +116,6 @@ impl RunningNode {
     }
 }
 
-pub fn role(r: PlanRole) -> Role {
-    match r {
-        PlanRole::User => Role::User,
-        PlanRole::Apim => Role::Apim,
-        PlanRole::Registry => Role::Registry,
-    }
-}
-
 /// Starts a node: connects and migrates its databases (`urls`: role -> ready URL), creates the
 /// admin user where the user database is, binds every listener, then serves.
 pub async fn start(
@@ -148,13 +139,13 @@ pub async fn start(
             .await
             .map_err(|e| format!("node {}: cannot create the admin user: {e}", plan.name))?;
     }
-    let components: Vec<Peer> = plan.listeners.iter().map(|l| peer(l.component)).collect();
+    let components: Vec<Peer> = plan.listeners.iter().map(|l| l.component).collect();
     let internal = plan
         .internal
         .iter()
         .map(|e| InternalRoute {
             endpoint: e.endpoint.clone(),
-            component: peer(e.component),
+            component: e.component,
             callers: e.callers.clone(),
         })
         .collect();
@@ -171,7 +162,7 @@ pub async fn start(
     let mut listeners = Vec::new();
     for l in &plan.listeners {
         listeners.push((
-            Door::Public(peer(l.component)),
+            Door::Public(l.component),
             http::bind(&plan.bind, l.port).await?,
         ));
     }
@@ -186,7 +177,7 @@ pub async fn start(
         .iter()
         .map(|(door, _)| {
             let name = match door {
-                Door::Public(c) => crate::world::component(*c).as_str().to_string(),
+                Door::Public(c) => c.as_str().to_string(),
                 Door::Internal => "internal".to_string(),
                 Door::Admin => "admin".to_string(),
             };

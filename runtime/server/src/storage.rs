@@ -80,44 +80,30 @@ impl Dialect {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    User,
-    Apim,
-    Registry,
-}
+/// The database roles: the topology's own words.
+pub use apim_topology::vocab::Role;
 
-impl Role {
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Apim => "apim",
-            Role::Registry => "registry",
-        }
-    }
-
-    /// The schema of each role, by version. Keys are VARCHAR(255) so MySQL can index them.
-    fn migrations(self) -> &'static [&'static str] {
-        match self {
-            Role::User => &[
-                "CREATE TABLE IF NOT EXISTS apim_users (name VARCHAR(255) PRIMARY KEY, password_hash TEXT NOT NULL, roles TEXT NOT NULL)",
-                "CREATE TABLE IF NOT EXISTS apim_sessions (token_hash VARCHAR(255) PRIMARY KEY, user_name VARCHAR(255) NOT NULL, expires_ms BIGINT NOT NULL)",
-                // Version 3: failed sign-ins per account and address, shared by a cluster's nodes.
-                "CREATE TABLE IF NOT EXISTS apim_failures (subject VARCHAR(255) PRIMARY KEY, failures BIGINT NOT NULL, since_ms BIGINT NOT NULL)",
-            ],
-            Role::Apim => &[
-                "CREATE TABLE IF NOT EXISTS apim_apis (id VARCHAR(255) PRIMARY KEY, data TEXT NOT NULL)",
-                "CREATE TABLE IF NOT EXISTS apim_applications (id VARCHAR(255) PRIMARY KEY, name TEXT NOT NULL, owner VARCHAR(255) NOT NULL)",
-                "CREATE TABLE IF NOT EXISTS apim_subscriptions (application VARCHAR(255) NOT NULL, api VARCHAR(255) NOT NULL, PRIMARY KEY (application, api))",
-                "CREATE TABLE IF NOT EXISTS apim_clients (consumer_key VARCHAR(255) PRIMARY KEY, secret_hash TEXT NOT NULL, application VARCHAR(255) NOT NULL)",
-                "CREATE TABLE IF NOT EXISTS apim_tokens (token_hash VARCHAR(255) PRIMARY KEY, consumer_key VARCHAR(255) NOT NULL, application VARCHAR(255) NOT NULL, expires_ms BIGINT NOT NULL, revoked BIGINT NOT NULL)",
-                // Version 2: when a token was revoked, so gateways can catch up on revocations.
-                "ALTER TABLE apim_tokens ADD COLUMN revoked_ms BIGINT NOT NULL DEFAULT 0",
-            ],
-            Role::Registry => &[
-                "CREATE TABLE IF NOT EXISTS apim_registry (id VARCHAR(255) PRIMARY KEY, data TEXT NOT NULL)",
-            ],
-        }
+/// The schema of each role, by version. Keys are VARCHAR(255) so MySQL can index them.
+fn migrations(role: Role) -> &'static [&'static str] {
+    match role {
+        Role::User => &[
+            "CREATE TABLE IF NOT EXISTS apim_users (name VARCHAR(255) PRIMARY KEY, password_hash TEXT NOT NULL, roles TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS apim_sessions (token_hash VARCHAR(255) PRIMARY KEY, user_name VARCHAR(255) NOT NULL, expires_ms BIGINT NOT NULL)",
+            // Version 3: failed sign-ins per account and address, shared by a cluster's nodes.
+            "CREATE TABLE IF NOT EXISTS apim_failures (subject VARCHAR(255) PRIMARY KEY, failures BIGINT NOT NULL, since_ms BIGINT NOT NULL)",
+        ],
+        Role::Apim => &[
+            "CREATE TABLE IF NOT EXISTS apim_apis (id VARCHAR(255) PRIMARY KEY, data TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS apim_applications (id VARCHAR(255) PRIMARY KEY, name TEXT NOT NULL, owner VARCHAR(255) NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS apim_subscriptions (application VARCHAR(255) NOT NULL, api VARCHAR(255) NOT NULL, PRIMARY KEY (application, api))",
+            "CREATE TABLE IF NOT EXISTS apim_clients (consumer_key VARCHAR(255) PRIMARY KEY, secret_hash TEXT NOT NULL, application VARCHAR(255) NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS apim_tokens (token_hash VARCHAR(255) PRIMARY KEY, consumer_key VARCHAR(255) NOT NULL, application VARCHAR(255) NOT NULL, expires_ms BIGINT NOT NULL, revoked BIGINT NOT NULL)",
+            // Version 2: when a token was revoked, so gateways can catch up on revocations.
+            "ALTER TABLE apim_tokens ADD COLUMN revoked_ms BIGINT NOT NULL DEFAULT 0",
+        ],
+        Role::Registry => &[
+            "CREATE TABLE IF NOT EXISTS apim_registry (id VARCHAR(255) PRIMARY KEY, data TEXT NOT NULL)",
+        ],
     }
 }
 
@@ -150,14 +136,16 @@ impl SqlStorage {
                 Some(c) => c.clone(),
                 None => {
                     let dialect = Dialect::of_url(url).ok_or_else(|| {
-                        format!("unsupported database URL for the {} role", role.name())
+                        format!("unsupported database URL for the {} role", role.as_str())
                     })?;
                     let pool = AnyPoolOptions::new()
                         .max_connections(if dialect == Dialect::Sqlite { 4 } else { 8 })
                         .acquire_timeout(Duration::from_secs(5))
                         .connect(url)
                         .await
-                        .map_err(|e| format!("cannot connect the {} database: {e}", role.name()))?;
+                        .map_err(|e| {
+                            format!("cannot connect the {} database: {e}", role.as_str())
+                        })?;
                     if dialect == Dialect::Sqlite {
                         // Several writers on one file: wait for the lock instead of failing.
                         for pragma in ["PRAGMA busy_timeout = 5000", "PRAGMA journal_mode = WAL"] {
@@ -178,7 +166,7 @@ impl SqlStorage {
             };
             migrate(&conn, role)
                 .await
-                .map_err(|e| format!("cannot migrate the {} database: {e}", role.name()))?;
+                .map_err(|e| format!("cannot migrate the {} database: {e}", role.as_str()))?;
             conns.insert(role, conn);
         }
         Ok(SqlStorage { conns })
@@ -208,7 +196,7 @@ impl SqlStorage {
     fn conn(&self, role: Role) -> Db<&Conn> {
         self.conns
             .get(&role)
-            .ok_or_else(|| DbError(format!("no database serves the {} role", role.name())))
+            .ok_or_else(|| DbError(format!("no database serves the {} role", role.as_str())))
     }
 }
 
@@ -248,14 +236,14 @@ async fn migrate_locked(
 ) -> Result<(), sqlx::Error> {
     sqlx::query("CREATE TABLE IF NOT EXISTS apim_schema (role VARCHAR(64) PRIMARY KEY, version BIGINT NOT NULL)").execute(&mut *conn).await?;
     let row = sqlx::query(&dialect.sql("SELECT version FROM apim_schema WHERE role = ?"))
-        .bind(role.name())
+        .bind(role.as_str())
         .fetch_optional(&mut *conn)
         .await?;
     let done = match row {
         Some(r) => r.try_get::<i64, _>(0)?,
         None => 0,
     };
-    let steps = role.migrations();
+    let steps = migrations(role);
     for step in steps.iter().skip(usize::try_from(done).unwrap_or(0)) {
         sqlx::query(step).execute(&mut *conn).await?;
     }
@@ -263,7 +251,7 @@ async fn migrate_locked(
     if done < version {
         let upsert = dialect.upsert("apim_schema", "role", &["role", "version"]);
         sqlx::query(&dialect.sql(&upsert))
-            .bind(role.name())
+            .bind(role.as_str())
             .bind(version)
             .execute(&mut *conn)
             .await?;

@@ -9,7 +9,6 @@ use apim_components::balancer::{self, Pool};
 use apim_components::gateway::{self, Admitted};
 use apim_components::world::{CallError, Peer, World};
 use apim_components::{Request, Response};
-use apim_topology::vocab::Component;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -20,24 +19,6 @@ const CALL_TIMEOUT: Duration = Duration::from_millis(apim_components::world::CAL
 /// Password hashes computed at once (argon2 with its default 19 MiB: at most about 76 MiB).
 pub const HASHING: usize = 4;
 const BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
-
-pub fn component(p: Peer) -> Component {
-    match p {
-        Peer::Publisher => Component::Publisher,
-        Peer::Store => Component::Store,
-        Peer::KeyManager => Component::KeyManager,
-        Peer::Gateway => Component::Gateway,
-    }
-}
-
-pub fn peer(c: Component) -> Peer {
-    match c {
-        Component::Publisher => Peer::Publisher,
-        Component::Store => Peer::Store,
-        Component::KeyManager => Peer::KeyManager,
-        Component::Gateway => Peer::Gateway,
-    }
-}
 
 /// `host[:port]` or `[v6][:port]`; the port defaults to 80.
 fn host_port(authority: &str) -> Option<(&str, u16)> {
@@ -131,7 +112,7 @@ impl RealWorld {
             .filter(|p| p.path == PeerPath::Any)
             .map(|p| {
                 let names = p.endpoints.iter().map(|e| e.name.clone());
-                (peer(p.component), Mutex::new(Pool::new(names, 3, 2)))
+                (p.component, Mutex::new(Pool::new(names, 3, 2)))
             })
             .collect();
         Ok(RealWorld {
@@ -196,7 +177,7 @@ impl RealWorld {
             .node
             .peers
             .iter()
-            .position(|p| p.component == component(to) && p.path == path)?;
+            .position(|p| p.component == to && p.path == path)?;
         Some((&self.node.peers[i], self.clients.get(i)?))
     }
 }

@@ -66,6 +66,46 @@ pub fn refuse(plan: &Plan, scenario: &Scenario) -> Result<(), String> {
     Ok(())
 }
 
+/// Each fault of the single-failure matrix lasts this long, then the deployment gets this long
+/// to recover before the next: long enough to judge past the balancers' detection time.
+pub const SINGLE_FOR_MS: u64 = 20_000;
+pub const SINGLE_GAP_MS: u64 = 10_000;
+
+/// The simulator's single-failure matrix as one drill: every part the drill can fail, one after
+/// the other on one deployment, under a steady workload; and the parts it cannot, with why.
+pub fn single_failures(plan: &Plan, invoke_rate: f64) -> (Scenario, Vec<(String, String)>) {
+    let mut faults = Vec::new();
+    let mut skipped = Vec::new();
+    let mut at_ms = 5_000;
+    for kind in apim_sim::failover::parts(plan) {
+        let one = Scenario {
+            workload: apim_sim::scenario::Workload::default(),
+            faults: vec![apim_sim::scenario::Fault {
+                at_ms: 0,
+                for_ms: Some(SINGLE_FOR_MS),
+                kind: kind.clone(),
+            }],
+        };
+        if let Err(why) = refuse(plan, &one) {
+            skipped.push((kind.describe(), why));
+            continue;
+        }
+        faults.push(apim_sim::scenario::Fault {
+            at_ms,
+            for_ms: Some(SINGLE_FOR_MS),
+            kind,
+        });
+        at_ms += SINGLE_FOR_MS + SINGLE_GAP_MS;
+    }
+    let workload = apim_sim::scenario::Workload {
+        duration_ms: at_ms,
+        invoke_rate,
+        token_rate: 1.0,
+        ..apim_sim::scenario::Workload::default()
+    };
+    (Scenario { workload, faults }, skipped)
+}
+
 /// A partition or loss between two networks also cuts, in the simulation, a node on one from
 /// a database on the other; the drill's databases are files every host reads, so such a fault
 /// would not mean the same here.
@@ -573,5 +613,54 @@ async fn workload(
         trace_hash: 0,
         events,
         virtual_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(pattern: &str) -> Plan {
+        let text = apim_patterns::find(pattern).expect("pattern").template;
+        let checked = apim_topology::check_str(pattern, text);
+        Plan::of(&checked.topology)
+    }
+
+    #[test]
+    fn the_single_failure_drill_fails_each_part_it_can_alone_and_says_why_not_the_others() {
+        let plan = plan("clustered-external-store");
+        let (scenario, skipped) = single_failures(&plan, 50.0);
+        // Every node, cluster and balancer, one after the other, never two at once.
+        let crashes = scenario
+            .faults
+            .iter()
+            .filter(|f| matches!(f.kind, FaultKind::Crash { .. }))
+            .count();
+        assert_eq!(crashes, plan.nodes.len());
+        assert!(
+            scenario
+                .faults
+                .iter()
+                .any(|f| matches!(f.kind, FaultKind::BalancerOutage { .. }))
+        );
+        for pair in scenario.faults.windows(2) {
+            let end = pair[0].at_ms + pair[0].for_ms.unwrap_or(0);
+            assert!(end + SINGLE_GAP_MS <= pair[1].at_ms, "{pair:?}");
+        }
+        let last = scenario.faults.last().expect("faults");
+        assert!(last.at_ms + last.for_ms.unwrap_or(0) <= scenario.workload.duration_ms);
+        assert!(refuse(&plan, &scenario).is_ok());
+        // What it cannot fail, it names with the reason.
+        assert!(
+            skipped
+                .iter()
+                .any(|(part, why)| part.starts_with("database-outage") && why.contains("SQLite")),
+            "{skipped:?}"
+        );
+        assert!(
+            skipped
+                .iter()
+                .any(|(part, _)| part.starts_with("cert-expiry"))
+        );
     }
 }

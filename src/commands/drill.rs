@@ -35,8 +35,16 @@ pub struct Args {
     file: Option<String>,
     /// The scenario: workload and fault schedule (crash, cluster-down, balancer-outage,
     /// rolling-restart, isolate, partition, loss).
-    #[arg(long, short)]
+    #[arg(long, short, conflicts_with = "single_failures")]
     scenario: Option<String>,
+    /// The simulator's single-failure matrix for real: every part the drill can fail, one after
+    /// the other (20 s each, 10 s apart) on one deployment, compared with the simulation
+    /// (implies --compare); prints the parts it cannot fail, and why.
+    #[arg(long)]
+    single_failures: bool,
+    /// The invoke rate of --single-failures, per second.
+    #[arg(long, default_value_t = 50.0, requires = "single_failures")]
+    rate: f64,
     /// Overrides the workload's duration, e.g. "30s".
     #[arg(long)]
     duration: Option<String>,
@@ -63,6 +71,9 @@ struct Row {
     simulated: Verdict,
     real_during: Option<f64>,
     simulated_during: Option<f64>,
+    /// How long after the fault ended the flow worked again, when it was hurt.
+    real_recovered_ms: Option<u64>,
+    simulated_recovered_ms: Option<u64>,
 }
 
 /// The flows the drill's clients exercise (the others are idle in a drill).
@@ -82,10 +93,18 @@ fn compare(real: &Report, simulated: &Report) -> Vec<Row> {
                 simulated: sf.verdict,
                 real_during: rf.during,
                 simulated_during: sf.during,
+                real_recovered_ms: rf.recovered_after_ms,
+                simulated_recovered_ms: sf.recovered_after_ms,
             });
         }
     }
     rows
+}
+
+fn recovered(ms: Option<u64>) -> String {
+    ms.map_or(String::new(), |ms| {
+        format!(", back {}", apim_sim::scenario::format_ms(ms))
+    })
 }
 
 fn share(r: Option<f64>) -> String {
@@ -98,16 +117,29 @@ pub fn run(args: Args) -> Outcome {
         Err(o) => return o,
     };
     let plan = Plan::of(&checked.topology);
-    let scenario = match super::sim::scenario_of(
-        args.scenario.as_deref(),
-        args.duration.as_deref(),
-        &plan,
-        args.format,
-        args.color.enabled(),
-    ) {
-        Ok(s) => s,
-        Err(o) => return o,
+    let scenario = if args.single_failures {
+        if !(args.rate > 0.0 && args.rate <= 1000.0) {
+            output::error("--rate: between 0 and 1000 invokes per second");
+            return Outcome::Usage;
+        }
+        let (scenario, skipped) = crate::drill::single_failures(&plan, args.rate);
+        for (part, why) in &skipped {
+            eprintln!("drill: not failed: {part}: {why}");
+        }
+        scenario
+    } else {
+        match super::sim::scenario_of(
+            args.scenario.as_deref(),
+            args.duration.as_deref(),
+            &plan,
+            args.format,
+            args.color.enabled(),
+        ) {
+            Ok(s) => s,
+            Err(o) => return o,
+        }
     };
+    let compare_worlds = args.compare || args.single_failures;
     if let Err(e) = crate::drill::refuse(&plan, &scenario) {
         output::error(&e);
         return Outcome::Usage;
@@ -155,7 +187,7 @@ pub fn run(args: Args) -> Outcome {
     let took = started.elapsed();
     let replay = "apim drill".to_string();
     let real = Report::new(&plan, &scenario, 0, &replay, outcome);
-    let simulated = args.compare.then(|| {
+    let simulated = compare_worlds.then(|| {
         let options = Options {
             replay: "apim sim".into(),
             ..Options::default()
@@ -180,7 +212,7 @@ pub fn run(args: Args) -> Outcome {
                 v["simulated"] = serde_json::to_value(sim).unwrap_or_default();
                 v["compare"] = rows
                     .iter()
-                    .map(|r| json!({"fault": r.fault, "flow": r.flow, "real": r.real, "simulated": r.simulated, "real_during": r.real_during, "simulated_during": r.simulated_during}))
+                    .map(|r| json!({"fault": r.fault, "flow": r.flow, "real": r.real, "simulated": r.simulated, "real_during": r.real_during, "simulated_during": r.simulated_during, "real_recovered_ms": r.real_recovered_ms, "simulated_recovered_ms": r.simulated_recovered_ms}))
                     .collect();
                 v["agree"] = json!(disagree == 0);
             }
@@ -194,14 +226,16 @@ pub fn run(args: Args) -> Outcome {
                 println!("\ndrill vs simulation, per fault and flow (success during the fault):");
                 for r in &rows {
                     println!(
-                        "  {} {:<40} {:<7} real {:<9} ({:>7})  simulated {:<9} ({:>7})",
+                        "  {} {:<40} {:<7} real {:<9} ({:>7}{})  simulated {:<9} ({:>7}{})",
                         if r.real == r.simulated { " " } else { "!" },
                         r.fault,
                         r.flow,
                         r.real.as_str(),
                         share(r.real_during),
+                        recovered(r.real_recovered_ms),
                         r.simulated.as_str(),
-                        share(r.simulated_during)
+                        share(r.simulated_during),
+                        recovered(r.simulated_recovered_ms)
                     );
                 }
                 println!(

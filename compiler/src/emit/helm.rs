@@ -37,6 +37,10 @@ pub fn known_keys(chart: &str) -> Vec<&'static str> {
 struct Values(Map<String, Value>);
 
 impl Values {
+    fn yaml(self) -> String {
+        yaml::document(&Value::Object(self.0))
+    }
+
     fn set(&mut self, path: &str, value: Value) -> &mut Self {
         let mut keys: Vec<&str> = path.split('.').collect();
         let last = keys.pop().unwrap_or_default();
@@ -56,6 +60,18 @@ impl Values {
         map.insert(last.to_string(), value);
         self
     }
+}
+
+/// Where a chart's nodes subscribe to the control plane's events.
+fn event_hub(v: &mut Values, cp: &Release) {
+    v.set(
+        "wso2.apim.configurations.eventhub.serviceUrl",
+        json!(cp.service()),
+    );
+    v.set(
+        "wso2.apim.configurations.eventhub.urls",
+        json!(cp.instance_services()),
+    );
 }
 
 struct Release {
@@ -317,11 +333,7 @@ pub fn render(plan: &Plan, w: &Wso2<'_>) -> (BTreeMap<String, String>, Vec<Warni
     );
     files.insert(
         "helm/control-plane.yaml".to_string(),
-        format!(
-            "{}{}",
-            header("control-plane", &cp.name),
-            yaml::document(&Value::Object(v.0))
-        ),
+        format!("{}{}", header("control-plane", &cp.name), v.yaml()),
     );
 
     // Gateways, one release per gateway cluster.
@@ -383,7 +395,7 @@ pub fn render(plan: &Plan, w: &Wso2<'_>) -> (BTreeMap<String, String>, Vec<Warni
                 "{}{}",
                 header("gateway", &release)
                     .replace("helm/gateway.yaml", &format!("helm/gateway-{cluster}.yaml")),
-                yaml::document(&Value::Object(v.0))
+                v.yaml()
             ),
         );
     }
@@ -406,21 +418,10 @@ pub fn render(plan: &Plan, w: &Wso2<'_>) -> (BTreeMap<String, String>, Vec<Warni
         );
         secret(&mut v, plan);
         databases(&mut v, plan);
-        v.set(
-            "wso2.apim.configurations.eventhub.serviceUrl",
-            json!(cp.service()),
-        );
-        v.set(
-            "wso2.apim.configurations.eventhub.urls",
-            json!(cp.instance_services()),
-        );
+        event_hub(&mut v, &cp);
         files.insert(
             "helm/key-manager.yaml".to_string(),
-            format!(
-                "{}{}",
-                header("key-manager", &release.name),
-                yaml::document(&Value::Object(v.0))
-            ),
+            format!("{}{}", header("key-manager", &release.name), v.yaml()),
         );
     }
 
@@ -428,21 +429,10 @@ pub fn render(plan: &Plan, w: &Wso2<'_>) -> (BTreeMap<String, String>, Vec<Warni
     let mut v = Values::default();
     v.set("wso2.deployment.highAvailability", json!(cp_nodes >= 2));
     secret(&mut v, plan);
-    v.set(
-        "wso2.apim.configurations.eventhub.serviceUrl",
-        json!(cp.service()),
-    );
-    v.set(
-        "wso2.apim.configurations.eventhub.urls",
-        json!(cp.instance_services()),
-    );
+    event_hub(&mut v, &cp);
     files.insert(
         "helm/traffic-manager.yaml".to_string(),
-        format!(
-            "{}{}",
-            header("traffic-manager", &tm.name),
-            yaml::document(&Value::Object(v.0))
-        ),
+        format!("{}{}", header("traffic-manager", &tm.name), v.yaml()),
     );
     (files, warnings)
 }

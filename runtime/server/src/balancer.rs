@@ -32,12 +32,7 @@ impl RunningBalancer {
     /// within `grace`; answers whether all of them did.
     pub async fn stop(mut self, grace: Duration) -> bool {
         let _ = self.stop.send(true);
-        let listeners = &mut self.listeners;
-        tokio::time::timeout(grace, async {
-            while listeners.join_next().await.is_some() {}
-        })
-        .await
-        .is_ok()
+        http::finish(&mut self.listeners, grace).await
     }
 }
 

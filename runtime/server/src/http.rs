@@ -573,6 +573,16 @@ where
     while connections.join_next().await.is_some() {}
 }
 
+/// Waits for every listener task to end (a stopped listener ends once what it was serving
+/// has finished), at most `grace`; answers whether all of them did.
+pub async fn finish(listeners: &mut tokio::task::JoinSet<()>, grace: std::time::Duration) -> bool {
+    tokio::time::timeout(grace, async {
+        while listeners.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok()
+}
+
 /// Completes when `stop` turns true; never without a stop, or once its sender is gone (the
 /// listener is then dropped with its owner).
 async fn stopped(stop: &mut Option<tokio::sync::watch::Receiver<bool>>) {

@@ -107,12 +107,7 @@ impl RunningNode {
         self.node.drain();
         tokio::time::sleep(wait).await;
         let _ = self.stop.send(true);
-        let listeners = &mut self.listeners;
-        tokio::time::timeout(grace, async {
-            while listeners.join_next().await.is_some() {}
-        })
-        .await
-        .is_ok()
+        http::finish(&mut self.listeners, grace).await
     }
 }
 

@@ -165,14 +165,24 @@ async fn proxy(
                 Ok(v) => req.headers_mut().insert(HOST, v),
                 Err(e) => return Err(CallError::Connect(format!("{authority}: {e}"))),
             };
-            match tokio::time::timeout(timeout, client.try_send(&authority, req)).await {
+            let answer = match tokio::time::timeout(timeout, client.try_send(&authority, req)).await
+            {
                 Err(_) => Err(CallError::Timeout),
                 Ok(Ok(r)) => Ok(r),
                 Ok(Err(failed)) => {
                     *lock(pending) = failed.request;
                     Err(failed.error)
                 }
+            };
+            // A request lost after it was sent is the failure an operator must be able to
+            // find (one that could not connect is retried elsewhere and said by the checks).
+            if let Err(e @ (CallError::Broken(_) | CallError::Timeout)) = &answer {
+                eprintln!(
+                    "balancer: {} request to {} failed after it was sent: {e:?}",
+                    route.component, u.node
+                );
             }
+            answer
         }
     })
     .await;

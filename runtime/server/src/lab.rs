@@ -135,7 +135,10 @@ impl Lab {
         if uid.as_deref() != Some("0") {
             return Err("a drill makes network namespaces, which needs root (run it as root, or in a container with CAP_NET_ADMIN and CAP_SYS_ADMIN)".into());
         }
-        let probe = format!("apimq{}", std::process::id());
+        // A name of its own per call: threads of one process may ask at once.
+        static PROBES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let probe = format!("apimq{}n{n}", std::process::id());
         ip(&["netns", "add", &probe])
             .map_err(|e| format!("this machine cannot make network namespaces: {e}"))?;
         let _ = ip(&["netns", "delete", &probe]);

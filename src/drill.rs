@@ -6,13 +6,16 @@
 
 use apim_compiler::plan::Plan;
 use apim_compiler::{HostMap, emit};
-use apim_components::Request;
+use apim_components::client::{self, NewApi, Step};
+use apim_components::{Request, Response};
 use apim_runtime::lab::{Lab, Range};
-use apim_sim::run::Outcome;
+use apim_runtime::smoke::{Entries, Provisioned};
+use apim_sim::run::{Outcome, Violation};
 use apim_sim::scenario::{FaultKind, Scenario};
 use apim_sim::stats::{Op, Stats};
 use apim_topology::vocab::Engine;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -475,7 +478,7 @@ pub async fn run(plan: &Plan, scenario: &Scenario, opts: &Options) -> Result<Out
         }
     }
     until_ready(&built, &lab).await?;
-    let entries = apim_runtime::smoke::Entries::of_plan(
+    let entries = Entries::of_plan(
         &built.plan,
         &format!("http://{backend_host}:{BACKEND_PORT}"),
         &built.ca_pem,
@@ -492,24 +495,156 @@ pub async fn run(plan: &Plan, scenario: &Scenario, opts: &Options) -> Result<Out
     Ok(outcome)
 }
 
-/// The clients, in wall time: invokes and token requests at the scenario's rates, and the
+/// The drill's clients, in wall time: what they were given and what they saw. Every request is
+/// made by `apim_components::client`, as the simulator's workload makes it.
+struct Clients {
+    client: apim_runtime::http::Client,
+    e: Entries,
+    p: Provisioned,
+    start: Instant,
+    /// How long a revoked token may still work (the scenario's bound).
+    bound: Duration,
+    invoke_writes: f64,
+    stats: Mutex<Stats>,
+    violations: Mutex<Vec<Violation>>,
+    /// Invokes started: which are writes follows from the count (`client::is_write`).
+    invoked: AtomicU64,
+    /// Names made so far (APIs, applications), for unique ones.
+    made: AtomicU64,
+}
+
+impl Clients {
+    async fn send(&self, to: &(String, u16), req: Request) -> Option<Response> {
+        apim_runtime::http::send(&self.client, &to.0, to.1, req, REQUEST_TIMEOUT)
+            .await
+            .ok()
+    }
+
+    fn elapsed_us(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.start).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// One operation of the workload; whether it succeeded.
+    async fn op(self: &Arc<Self>, op: Op) -> bool {
+        let ok2 = |r: Option<Response>, want: u16| r.filter(|r| r.status == want);
+        match op {
+            Op::Invoke => {
+                let n = self.invoked.fetch_add(1, Ordering::Relaxed);
+                let write = client::is_write(n, self.invoke_writes);
+                let req = client::invoke(&self.p.context, "x", Some(&self.p.token), write);
+                ok2(self.send(&self.e.gateway, req).await, 200).is_some()
+            }
+            Op::Token => {
+                let req = client::token(&self.p.consumer_key, &self.p.consumer_secret);
+                ok2(self.send(&self.e.gateway, req).await, 200).is_some()
+            }
+            Op::Publish => {
+                let n = self.made.fetch_add(1, Ordering::Relaxed);
+                let context = format!("drill-{n}");
+                let api = NewApi {
+                    name: &context,
+                    version: "v1",
+                    context: &context,
+                    backend: &self.e.backend,
+                };
+                let create = client::create_api(&self.p.publisher, &api);
+                let Some(r) = ok2(self.send(&self.e.publisher, create).await, 201) else {
+                    return false;
+                };
+                let Ok(id) = client::id(&r) else {
+                    return false;
+                };
+                let publish = client::lifecycle(&self.p.publisher, &id, Step::Publish);
+                ok2(self.send(&self.e.publisher, publish).await, 200).is_some()
+            }
+            // A new application subscribed to the API, with its keys: the simulator's subscribe.
+            Op::Subscribe => {
+                let n = self.made.fetch_add(1, Ordering::Relaxed);
+                let create = client::create_application(&self.p.session, &format!("drill-{n}"));
+                let Some(app) = ok2(self.send(&self.e.store, create).await, 201)
+                    .and_then(|r| client::id(&r).ok())
+                else {
+                    return false;
+                };
+                let sub = client::subscribe(&self.p.session, &app, &self.p.api);
+                if ok2(self.send(&self.e.store, sub).await, 201).is_none() {
+                    return false;
+                }
+                let keys = client::keys(&self.p.session, &app);
+                ok2(self.send(&self.e.store, keys).await, 201)
+                    .is_some_and(|r| client::keys_of(&r).is_ok())
+            }
+            Op::Revoke => self.revoke().await,
+        }
+    }
+
+    /// A fresh token of the workload's application, revoked; past the bound, every gateway
+    /// node must refuse it (the oracle's revocation rule, checked for real).
+    async fn revoke(self: &Arc<Self>) -> bool {
+        let (key, secret) = (&self.p.consumer_key, &self.p.consumer_secret);
+        let Some(token) = self
+            .send(&self.e.gateway, client::token(key, secret))
+            .await
+            .and_then(|r| client::issued(&r).ok())
+        else {
+            return false;
+        };
+        let revoke = client::revoke(key, secret, &token.token);
+        if self
+            .send(&self.e.gateway, revoke)
+            .await
+            .is_none_or(|r| r.status != 200)
+        {
+            return false;
+        }
+        let acked = Instant::now();
+        let clients = self.clone();
+        tokio::spawn(async move {
+            // A little past the bound: the probe itself takes a moment to arrive.
+            tokio::time::sleep(clients.bound + Duration::from_millis(1)).await;
+            for (name, host, port) in &clients.e.gateway_nodes {
+                let req = client::invoke(&clients.p.context, "x", Some(&token.token), false);
+                let to = (host.clone(), *port);
+                if clients
+                    .send(&to, req)
+                    .await
+                    .is_some_and(|r| r.status == 200)
+                {
+                    let at_ms = clients.elapsed_us(Instant::now()) / 1000;
+                    lock(&clients.violations).push(Violation {
+                        at_ms,
+                        invariant: "safety",
+                        what: format!(
+                            "a token revoked {} ms before was served",
+                            acked.elapsed().as_millis()
+                        ),
+                        nodes: vec![name.clone()],
+                    });
+                }
+            }
+        });
+        true
+    }
+}
+
+/// The clients, in wall time: every operation of the workload at the scenario's rates, and the
 /// faults at their times.
 async fn workload(
     built: &Built,
     scenario: &Scenario,
-    e: &apim_runtime::smoke::Entries,
-    p: &apim_runtime::smoke::Provisioned,
+    e: &Entries,
+    p: &Provisioned,
     lab: &Arc<Mutex<Lab>>,
 ) -> Outcome {
     let w = &scenario.workload;
     let duration = Duration::from_millis(w.duration_ms);
     let window_us = apim_sim::run::window_ms(w.duration_ms) * 1000;
-    let stats = Arc::new(Mutex::new(Stats::new(window_us, w.duration_ms * 1000)));
+    let stats = Stats::new(window_us, w.duration_ms * 1000);
     let ca = match apim_runtime::tls::client_trusting(&e.ca) {
         Ok(ca) => ca,
         Err(e) => {
             return Outcome {
-                stats: lock(&stats).clone(),
+                stats,
                 violations: Vec::new(),
                 setup_error: Some(e),
                 trace_hash: 0,
@@ -520,6 +655,18 @@ async fn workload(
     };
     let client = apim_runtime::http::tls_client(ca);
     let start = Instant::now();
+    let clients = Arc::new(Clients {
+        client: client.clone(),
+        e: e.clone(),
+        p: p.clone(),
+        start,
+        bound: Duration::from_millis(w.revocation_bound_ms),
+        invoke_writes: w.invoke_writes,
+        stats: Mutex::new(stats),
+        violations: Mutex::new(Vec::new()),
+        invoked: AtomicU64::new(0),
+        made: AtomicU64::new(0),
+    });
     let mut faults = tokio::task::JoinSet::new();
     for (k, f) in scenario.faults.iter().enumerate() {
         let stopped = stopped_by(&built.plan, &f.kind);
@@ -564,7 +711,13 @@ async fn workload(
         });
     }
     let mut requests = tokio::task::JoinSet::new();
-    let ops = [(Op::Invoke, w.invoke_rate), (Op::Token, w.token_rate)];
+    let ops = [
+        (Op::Invoke, w.invoke_rate),
+        (Op::Token, w.token_rate),
+        (Op::Publish, w.publish_rate),
+        (Op::Subscribe, w.subscribe_rate),
+        (Op::Revoke, w.revoke_rate),
+    ];
     let mut next: Vec<Duration> = vec![Duration::ZERO; ops.len()];
     // The op due first, each at its fixed rate, until the run's end.
     while let Some((k, due)) = next
@@ -577,38 +730,30 @@ async fn workload(
         tokio::time::sleep_until((start + due).into()).await;
         next[k] = due + Duration::from_secs_f64(1.0 / ops[k].1);
         let op = ops[k].0;
-        let req = match op {
-            Op::Invoke => Request::new("GET", &format!("/{}/v1/x", p.context))
-                .header("authorization", &format!("Bearer {}", p.token)),
-            _ => Request::new("POST", "/token")
-                .header(
-                    "authorization",
-                    &apim_runtime::smoke::basic(&p.consumer_key, &p.consumer_secret),
-                )
-                .form(&[("grant_type", "client_credentials")]),
-        };
-        let (client, stats, gateway) = (client.clone(), stats.clone(), e.gateway.clone());
+        let clients = clients.clone();
         requests.spawn(async move {
             let sent = Instant::now();
-            let r = apim_runtime::http::send(&client, &gateway.0, gateway.1, req, REQUEST_TIMEOUT)
-                .await;
-            let ok = r.is_ok_and(|r| r.status == 200);
-            let started_us = u64::try_from((sent - start).as_micros()).unwrap_or(u64::MAX);
+            let ok = clients.op(op).await;
+            let started_us = clients.elapsed_us(sent);
             let took_us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
-            lock(&stats).record(op, started_us, took_us, ok);
+            lock(&clients.stats).record(op, started_us, took_us, ok);
         });
         while requests.try_join_next().is_some() {}
     }
     while requests.join_next().await.is_some() {}
+    // The last revocations' probes are due a bound after them.
+    tokio::time::sleep(clients.bound + Duration::from_millis(200)).await;
     faults.abort_all();
-    let stats = lock(&stats).clone();
+    let stats = lock(&clients.stats).clone();
+    let mut violations = lock(&clients.violations).clone();
+    violations.sort();
     let events = Op::ALL
         .iter()
         .map(|op| stats.between(&[*op], 0, u64::MAX).total())
         .sum();
     Outcome {
         stats,
-        violations: Vec::new(),
+        violations,
         setup_error: None,
         trace_hash: 0,
         events,

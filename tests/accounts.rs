@@ -33,7 +33,7 @@ fn on(up: &Up, node: &str, port: u16) -> (String, u16) {
 }
 
 fn login(user: &str, password: &str) -> Request {
-    Request::new("POST", "/api/login").json(&json!({"username": user, "password": password}))
+    apim_components::client::login(user, password)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

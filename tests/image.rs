@@ -156,23 +156,29 @@ in_image check /tmp/template.toml
 sed 's/10.0.1.10/127.0.0.1/' "{work}/template.toml" > "{work}/topology.toml"
 in_image build /tmp/topology.toml -o /tmp/out
 in_image certs /tmp/topology.toml -o /tmp/certs
-APIM_ADMIN_PASSWORD=image-test-password in_image node /tmp/out/nodes/all-in-one-1.toml \
+# Started without the function so that `$!` is the node itself, not a subshell around it.
+APIM_ADMIN_PASSWORD=image-test-password chroot --userspec=65532:65532 "{root}" \
+    /usr/local/bin/apim node /tmp/out/nodes/all-in-one-1.toml \
     --certs /tmp/certs --data /tmp/data > "{work}/node.log" 2>&1 &
 node=$!
 for _ in $(seq 1 100); do
     if curl -sf --cacert "{work}/certs/ca.crt" https://127.0.0.1:9090/health; then
-        kill "$node"; wait "$node" || true; exit 0
+        kill -INT "$node"; wait "$node" || true; exit 0
     fi
     sleep 0.1
 done
-kill "$node" || true
+kill -INT "$node" || true
 cat "{work}/node.log"
 exit 1
 "#,
         work = work.path().display(),
     );
-    let out = run(Command::new("unshare")
-        .args(["--mount", "--net", "--fork", "sh", "-c", &script])
+    // A PID namespace: whatever the script leaves running dies with it; `timeout` turns a hang
+    // into a failure.
+    let out = run(Command::new("timeout")
+        .args([
+            "120", "unshare", "--mount", "--net", "--pid", "--fork", "sh", "-c", &script,
+        ])
         .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

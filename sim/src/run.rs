@@ -12,18 +12,19 @@ use crate::scenario::{Fault, FaultKind, Scenario};
 use crate::stats::{Op, Stats};
 use crate::world::{Defects, Deployment, Faults, Target};
 use apim_compiler::plan::Plan;
+use apim_components::client::{self, NewApi, Step};
 use apim_components::mem::Role;
 use apim_components::world::ApiState;
 use apim_components::{Peer, Request, Response, secret};
 use apim_topology::vocab::Component;
-use base64::Engine as _;
 use serde::Serialize;
-use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 const ADMIN_PASSWORD: &str = "sim-admin-password";
 const CONSUMER_PASSWORD: &str = "sim-consumer-password";
+/// The APIs' backend, as the simulated world answers for it.
+const BACKEND: &str = "http://backend.sim/";
 /// Clients give up on a request after this long.
 const CLIENT_TIMEOUT_US: u64 = 30_000_000;
 /// After the faults heal: time for reconciliation and health checks before liveness probes.
@@ -141,6 +142,8 @@ struct Run {
     trace: Mutex<(u64, u64)>,
     active: Mutex<Vec<FaultKind>>,
     entries: [Option<Target>; 4],
+    /// Invokes started: which are writes follows from the count (`client::is_write`).
+    invoked: Mutex<u64>,
 }
 
 /// How long after its acknowledgement a revocation, and a retirement, may go unenforced.
@@ -154,38 +157,12 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn field(r: &Response, name: &str) -> Option<String> {
-    r.json_body()?.get(name)?.as_str().map(String::from)
-}
-
-/// The node names an acknowledgement says were not told.
-fn missed(r: &Response) -> Vec<String> {
-    r.json_body()
-        .and_then(|b| {
-            b.get("gateways_missed")?.as_array().map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-        })
-        .unwrap_or_default()
-}
-
 /// The node that answered, as the simulated world marks it.
 fn answered_by(r: &Response) -> Vec<String> {
     r.get_header("x-sim-node")
         .map(String::from)
         .into_iter()
         .collect()
-}
-
-fn bearer(t: &str) -> String {
-    format!("Bearer {t}")
-}
-
-fn basic(key: &str, secret: &str) -> String {
-    let b = base64::engine::general_purpose::STANDARD.encode(format!("{key}:{secret}"));
-    format!("Basic {b}")
 }
 
 fn ok2xx(r: &Result<Response, String>) -> bool {
@@ -293,8 +270,7 @@ impl Run {
             }
         };
         let sent_ms = self.d.now_ms();
-        let req = Request::new("GET", &format!("/{ctx}/v1/items"))
-            .header("authorization", &bearer(token));
+        let req = client::invoke(&ctx, "items", Some(token), false);
         let r = match g {
             Some(g) => self.to_gateway(g, req).await,
             None => self.client(Component::Gateway, req).await,
@@ -333,30 +309,28 @@ impl Run {
                 Err(e) => Err(format!("{what}: {e}")),
             }
         };
-        let login = Request::new("POST", "/api/login")
-            .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}));
-        let session = field(
-            &ok(
-                self.client(Component::Publisher, login).await,
-                "admin login",
-                200,
-            )?,
-            "token",
-        )
-        .ok_or("admin login: no token")?;
+        let login = client::login("admin", ADMIN_PASSWORD);
+        let session = client::session(&ok(
+            self.client(Component::Publisher, login).await,
+            "admin login",
+            200,
+        )?)
+        .map_err(|e| format!("admin login: {e}"))?;
         guard(&self.clients).provider = session.clone();
-        let draft = Request::new("POST", "/api/apis")
-            .header("authorization", &bearer(&session))
-            .json(&json!({"name": "Draft", "version": "v1", "context": "sim-draft", "backend": "http://backend.sim/"}));
-        let draft = field(
-            &ok(
-                self.client(Component::Publisher, draft).await,
-                "create a draft API",
-                201,
-            )?,
-            "id",
-        )
-        .ok_or("no id")?;
+        let draft = client::create_api(
+            &session,
+            &NewApi {
+                name: "Draft",
+                version: "v1",
+                context: "sim-draft",
+                backend: BACKEND,
+            },
+        );
+        let draft = client::id(&ok(
+            self.client(Component::Publisher, draft).await,
+            "create a draft API",
+            201,
+        )?)?;
         guard(&self.clients).draft = draft;
         for _ in 0..self.scenario.workload.apis {
             self.publish_one()
@@ -365,13 +339,9 @@ impl Run {
         }
         for k in 0..self.scenario.workload.applications {
             let user = format!("consumer-{k}");
-            let creds = json!({"username": user, "password": CONSUMER_PASSWORD});
             ok(
-                self.client(
-                    Component::Store,
-                    Request::new("POST", "/api/signup").json(&creds),
-                )
-                .await,
+                self.client(Component::Store, client::signup(&user, CONSUMER_PASSWORD))
+                    .await,
                 "sign up",
                 201,
             )?;
@@ -397,16 +367,21 @@ impl Run {
             (c.provider.clone(), c.next)
         };
         let context = format!("sim-{n}");
-        let create = Request::new("POST", "/api/apis")
-            .header("authorization", &bearer(&session))
-            .json(&json!({"name": format!("Sim {n}"), "version": "v1", "context": context, "backend": "http://backend.sim/"}));
+        let create = client::create_api(
+            &session,
+            &NewApi {
+                name: &format!("Sim {n}"),
+                version: "v1",
+                context: &context,
+                backend: BACKEND,
+            },
+        );
         let r = self.client(Component::Publisher, create).await?;
         if r.status != 201 {
             return Err(format!("create answered {}", r.status));
         }
-        let id = field(&r, "id").ok_or("create: no id")?;
-        let publish = Request::new("POST", &format!("/api/apis/{id}/publish"))
-            .header("authorization", &bearer(&session));
+        let id = client::id(&r).map_err(|e| format!("create: {e}"))?;
+        let publish = client::lifecycle(&session, &id, Step::Publish);
         let r = self.client(Component::Publisher, publish).await?;
         if r.status != 200 {
             return Err(format!("publish answered {}", r.status));
@@ -433,10 +408,10 @@ impl Run {
     }
 
     async fn login(&self, user: &str) -> Result<String, String> {
-        let login = Request::new("POST", "/api/login")
-            .json(&json!({"username": user, "password": CONSUMER_PASSWORD}));
-        let r = self.client(Component::Store, login).await?;
-        field(&r, "token").ok_or(format!("login answered {}", r.status))
+        let r = self
+            .client(Component::Store, client::login(user, CONSUMER_PASSWORD))
+            .await?;
+        client::session(&r).map_err(|e| format!("login: {e}"))
     }
 
     /// A consumer's new application, subscribed to `apis`, with keys; its index.
@@ -447,11 +422,9 @@ impl Run {
             c.next += 1;
             c.next
         };
-        let create = Request::new("POST", "/api/applications")
-            .header("authorization", &bearer(&session))
-            .json(&json!({"name": format!("app-{n}")}));
+        let create = client::create_application(&session, &format!("app-{n}"));
         let r = self.client(Component::Store, create).await?;
-        let app = field(&r, "id").ok_or(format!("create application answered {}", r.status))?;
+        let app = client::id(&r).map_err(|e| format!("create application: {e}"))?;
         for &i in apis {
             let Some(api) = ({
                 let mut c = guard(&self.clients);
@@ -463,10 +436,9 @@ impl Run {
             }) else {
                 continue;
             };
-            let sub = Request::new("POST", "/api/subscriptions")
-                .header("authorization", &bearer(&session))
-                .json(&json!({"application": app, "api": api}));
-            let r = self.client(Component::Store, sub).await?;
+            let r = self
+                .client(Component::Store, client::subscribe(&session, &app, &api))
+                .await?;
             if r.status != 201 {
                 return Err(format!("subscribe answered {}", r.status));
             }
@@ -480,13 +452,10 @@ impl Run {
                 );
             }
         }
-        let keys = Request::new("POST", &format!("/api/applications/{app}/keys"))
-            .header("authorization", &bearer(&session));
-        let r = self.client(Component::Store, keys).await?;
-        let (Some(key), Some(secret)) = (field(&r, "consumer_key"), field(&r, "consumer_secret"))
-        else {
-            return Err(format!("keys answered {}", r.status));
-        };
+        let r = self
+            .client(Component::Store, client::keys(&session, &app))
+            .await?;
+        let client::Keys { key, secret } = client::keys_of(&r).map_err(|e| format!("keys: {e}"))?;
         let mut c = guard(&self.clients);
         c.apps.push(App {
             id: app,
@@ -510,16 +479,13 @@ impl Run {
         else {
             return Err("no application".into());
         };
-        let req = Request::new("POST", "/token")
-            .header("authorization", &basic(&key, &secret))
-            .form(&[("grant_type", "client_credentials")]);
-        let r = self.client(Component::Gateway, req).await?;
-        let token = field(&r, "access_token").ok_or(format!("token answered {}", r.status))?;
-        let lifetime = r
-            .json_body()
-            .and_then(|b| b["expires_in"].as_u64())
-            .unwrap_or(0)
-            * 1000;
+        let r = self
+            .client(Component::Gateway, client::token(&key, &secret))
+            .await?;
+        let client::Issued {
+            token,
+            lifetime_ms: lifetime,
+        } = client::issued(&r).map_err(|e| format!("token: {e}"))?;
         let hash = secret::hash(&token);
         let app = guard(&self.clients).apps[i].id.clone();
         match self.d.storage.token_truth(&hash) {
@@ -673,13 +639,11 @@ impl Run {
         let Ok(session) = self.login(user).await else {
             return;
         };
-        let sub = Request::new("POST", "/api/subscriptions")
-            .header("authorization", &bearer(&session))
-            .json(&json!({"application": victim.0, "api": api_id}));
+        let sub = client::subscribe(&session, &victim.0, &api_id);
         let subscribed = self.client(Component::Store, sub).await;
-        let keys = Request::new("POST", &format!("/api/applications/{}/keys", victim.0))
-            .header("authorization", &bearer(&session));
-        let keyed = self.client(Component::Store, keys).await;
+        let keyed = self
+            .client(Component::Store, client::keys(&session, &victim.0))
+            .await;
         for (what, r) in [("subscribe", subscribed), ("get keys for", keyed)] {
             if ok2xx(&r) {
                 self.violate(
@@ -712,9 +676,7 @@ impl Run {
             }
         };
         if let Some(key) = wrong {
-            let req = Request::new("POST", "/token")
-                .header("authorization", &basic(&key, "not-the-secret"))
-                .form(&[("grant_type", "client_credentials")]);
+            let req = client::token(&key, "not-the-secret");
             let r = self.client(Component::Gateway, req).await;
             if r.as_ref().is_ok_and(|r| r.status == 200) {
                 self.violate(
@@ -742,15 +704,11 @@ impl Run {
         };
         for (app, key, secret, token) in asks {
             let sent_ms = self.d.now_ms();
-            let req = Request::new("POST", "/introspect")
-                .header("authorization", &basic(&key, &secret))
-                .form(&[("token", &token)]);
+            let req = client::introspect(&key, &secret, &token);
             let Ok(r) = self.client(Component::Gateway, req).await else {
                 continue;
             };
-            let active = r.status == 200
-                && r.json_body()
-                    .is_some_and(|b| b["active"] == serde_json::Value::Bool(true));
+            let active = r.status == 200 && client::active(&r) == Ok(true);
             if active {
                 let problem = guard(&self.clients).oracle.introspected_active(
                     sent_ms,
@@ -768,6 +726,11 @@ impl Run {
     /// scenario asks for is an attempt: one that cannot get a token has failed.
     async fn invoke(self: Arc<Self>) {
         let started = self.d.now_us();
+        let write = {
+            let mut n = guard(&self.invoked);
+            *n += 1;
+            client::is_write(*n - 1, self.scenario.workload.invoke_writes)
+        };
         let Some((i, api)) = self.pick_app() else {
             self.record(Op::Invoke, started, false, 0);
             return;
@@ -776,9 +739,9 @@ impl Run {
             self.record(Op::Invoke, started, false, 0);
             return;
         };
-        let path = format!("/{}/v1/items", guard(&self.clients).apis[api].context);
+        let context = guard(&self.clients).apis[api].context.clone();
         let sent_ms = self.d.now_ms();
-        let req = Request::new("GET", &path).header("authorization", &bearer(&held.token));
+        let req = client::invoke(&context, "items", Some(&held.token), write);
         let r = self.client(Component::Gateway, req).await;
         let status = r.as_ref().map_or(0, |r| r.status);
         if let Ok(r) = &r
@@ -817,9 +780,7 @@ impl Run {
         secret: String,
         held: Held,
     ) -> bool {
-        let req = Request::new("POST", "/revoke")
-            .header("authorization", &basic(&key, &secret))
-            .form(&[("token", &held.token)]);
+        let req = client::revoke(&key, &secret, &held.token);
         let Ok(r) = self.client(Component::Gateway, req).await else {
             return false;
         };
@@ -850,7 +811,7 @@ impl Run {
                 c.revoked.remove(0);
             }
         }
-        let told = self.told(&missed(&r));
+        let told = self.told(&client::missed(&r));
         let run = self.clone();
         self.d.exec.spawn(async move {
             run.probe_revoked(held.token, api, told).await;
@@ -943,11 +904,12 @@ impl Run {
             _ => "update",
         };
         let req = match action {
-            "update" => Request::new("PUT", &format!("/api/apis/{id}"))
-                .json(&json!({"description": format!("changed at {} ms", self.d.now_ms())})),
-            a => Request::new("POST", &format!("/api/apis/{id}/{a}")),
-        }
-        .header("authorization", &bearer(&session));
+            "update" => {
+                client::update_api(&session, &id, &format!("changed at {} ms", self.d.now_ms()))
+            }
+            "deprecate" => client::lifecycle(&session, &id, Step::Deprecate),
+            _ => client::lifecycle(&session, &id, Step::Retire),
+        };
         if action == "retire" {
             // The workload stops calling it before asking: a call in flight is not a probe.
             guard(&self.clients).apis[k].state = Lifecycle::Retiring;
@@ -968,7 +930,7 @@ impl Run {
             }
             "retire" => {
                 guard(&self.clients).oracle.retired(&id, now);
-                let told = self.told(&missed(&r));
+                let told = self.told(&client::missed(&r));
                 let run = self.clone();
                 self.d
                     .exec
@@ -1259,12 +1221,8 @@ impl Run {
     /// application subscribed to all of them; and no gateway still routes a retired one.
     async fn liveness(self: Arc<Self>) {
         let user = "consumer-liveness";
-        let creds = json!({"username": user, "password": CONSUMER_PASSWORD});
         let _ = self
-            .client(
-                Component::Store,
-                Request::new("POST", "/api/signup").json(&creds),
-            )
+            .client(Component::Store, client::signup(user, CONSUMER_PASSWORD))
             .await;
         let (open, retired): (Vec<usize>, Vec<usize>) = {
             let c = guard(&self.clients);
@@ -1373,6 +1331,7 @@ pub fn simulate(plan: &Plan, scenario: &Scenario, options: &Options) -> Outcome 
         trace: Mutex::new((0xcbf2_9ce4_8422_2325, 0)),
         active: Mutex::default(),
         entries,
+        invoked: Mutex::new(0),
     });
     let setup: Arc<Mutex<Option<Result<(), String>>>> = Arc::default();
     {

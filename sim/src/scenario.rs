@@ -30,6 +30,9 @@ pub struct Workload {
     pub token_lifetime_ms: u64,
     /// How long the APIs' backend takes to answer, on top of the network.
     pub backend_latency_ms: u64,
+    /// The share of invokes that are writes (POST with a body: never sent twice), the rest
+    /// reads (GET: a balancer sends one again elsewhere when it broke in flight).
+    pub invoke_writes: f64,
 }
 
 impl Default for Workload {
@@ -47,6 +50,7 @@ impl Default for Workload {
             revocation_bound_ms: 1_000,
             token_lifetime_ms: apim_components::keymanager::TOKEN_MS,
             backend_latency_ms: 0,
+            invoke_writes: 0.0,
         }
     }
 }
@@ -244,6 +248,7 @@ struct RawWorkload {
     revocation_bound: Option<toml::Spanned<toml::Value>>,
     token_lifetime: Option<toml::Spanned<toml::Value>>,
     backend_latency: Option<toml::Spanned<toml::Value>>,
+    invoke_writes: Option<toml::Spanned<f64>>,
 }
 
 const WORKLOAD_KEYS: &[&str] = &[
@@ -259,6 +264,7 @@ const WORKLOAD_KEYS: &[&str] = &[
     "revocation_bound",
     "token_lifetime",
     "backend_latency",
+    "invoke_writes",
 ];
 
 fn span(r: std::ops::Range<usize>) -> Span {
@@ -460,6 +466,23 @@ impl Reader<'_> {
             revocation_bound_ms: self.duration(&raw.revocation_bound, d.revocation_bound_ms),
             token_lifetime_ms: self.lifetime(&raw.token_lifetime, d.token_lifetime_ms),
             backend_latency_ms: self.duration(&raw.backend_latency, d.backend_latency_ms),
+            invoke_writes: self.share(&raw.invoke_writes, d.invoke_writes),
+        }
+    }
+
+    fn share(&mut self, v: &Option<toml::Spanned<f64>>, default: f64) -> f64 {
+        match v {
+            None => default,
+            Some(v) if (0.0..=1.0).contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => {
+                self.error(
+                    &codes::INVALID_VALUE,
+                    format!("the share {} is out of range (0 to 1)", v.get_ref()),
+                    span(v.span()),
+                    "this share",
+                );
+                default
+            }
         }
     }
 
@@ -819,6 +842,9 @@ impl Scenario {
                 "backend_latency = \"{}\"",
                 format_ms(w.backend_latency_ms)
             );
+        }
+        if w.invoke_writes > 0.0 {
+            let _ = writeln!(s, "invoke_writes = {:?}", w.invoke_writes);
         }
         for f in &self.faults {
             s.push_str("\n[[faults]]\n");

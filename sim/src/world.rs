@@ -659,7 +659,9 @@ impl Deployment {
             from.node = caller;
         }
         let timeout = route.timeouts.read_ms * 1000;
-        let sent = balancer::attempt(&self.balancers[b].pools[r], None, |k| {
+        // As the real balancer, which streams bodies: only a bodiless request is sent again.
+        let repeatable = balancer::idempotent(&req.method) && req.body.is_empty();
+        let sent = balancer::attempt(&self.balancers[b].pools[r], None, repeatable, |k| {
             let target = self.upstreams[b][r][k].map(|i| {
                 if passthrough {
                     Target::Internal(i)
@@ -830,7 +832,7 @@ impl World for SimWorld {
             )));
         };
         let from = self.d.node_place(self.node);
-        balancer::attempt(pool, None, |i| {
+        balancer::attempt(pool, None, balancer::idempotent(&req.method), |i| {
             let target = targets.get(i).copied().flatten();
             let req = req.clone();
             async move {

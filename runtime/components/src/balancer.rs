@@ -1,6 +1,7 @@
 //! The built-in balancer's choice of target: round robin over healthy targets, stickiness by
 //! a cookie naming the node, health from active checks and failed connections, and one retry
-//! on another target when a connection fails before anything was sent.
+//! on another target when a connection fails before anything was sent — or, for a request that
+//! may be repeated, when it broke before any answer.
 
 /// The cookie naming the node a portal session sticks to (set by balancers on portal routes).
 pub const STICKY_COOKIE: &str = "APIM_NODE";
@@ -157,12 +158,26 @@ pub async fn check_forever<P, PF, S, SF>(
     }
 }
 
+/// Whether a request with `method` may be sent twice with the same effect as once (RFC 9110,
+/// 9.2.2): only such a request is repeated after it was sent.
+pub fn idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    )
+}
+
 /// Sends one request through a pool: to the target `pick` chooses, and once more elsewhere when
-/// the connection failed before anything was sent. A target that could not be reached leaves
-/// the rotation; one that answered counts as a passed check. Returns the target that answered.
+/// the connection failed before anything was sent, or — when `repeatable` (an idempotent request
+/// whose body can be sent again) — when it broke before any answer: a node killed with the
+/// request in flight, or a kept-alive connection the node closed as the request went out (what
+/// nginx's `proxy_next_upstream error` does too). A target that could not be reached leaves the
+/// rotation; a broken connection alone does not (checks decide). One that answered counts as a
+/// passed check. Returns the target that answered.
 pub async fn attempt<T, Fut>(
     pool: &Mutex<Pool>,
     sticky: Option<&str>,
+    repeatable: bool,
     mut send: impl FnMut(usize) -> Fut,
 ) -> Result<(usize, T), CallError>
 where
@@ -184,6 +199,7 @@ where
                 lock(pool).connect_failed(i);
                 last = CallError::Connect(e);
             }
+            Err(CallError::Broken(e)) if repeatable => last = CallError::Broken(e),
             Err(e) => return Err(e),
         }
     }
@@ -235,5 +251,42 @@ mod tests {
         p.connect_failed(1);
         assert!(p.pick(None, &[]).is_some());
         assert_eq!(p.pick(None, &[0, 1]), None);
+    }
+
+    /// The first target breaks the request after it was sent: the second answers.
+    fn broken_then_answered(repeatable: bool) -> (Result<(usize, u16), CallError>, Vec<usize>) {
+        let p = Mutex::new(pool(2));
+        let sent = Mutex::new(Vec::new());
+        let answer = pollster::block_on(attempt(&p, None, repeatable, |i| {
+            lock_sent(&sent).push(i);
+            async move {
+                match i {
+                    0 => Err(CallError::Broken("closed before message completed".into())),
+                    _ => Ok(200),
+                }
+            }
+        }));
+        let sent = lock_sent(&sent).clone();
+        (answer, sent)
+    }
+
+    fn lock_sent(m: &Mutex<Vec<usize>>) -> std::sync::MutexGuard<'_, Vec<usize>> {
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    #[test]
+    fn a_repeatable_request_broken_in_flight_goes_to_another_target() {
+        let (answer, sent) = broken_then_answered(true);
+        assert_eq!(answer.ok(), Some((1, 200)));
+        assert_eq!(sent, [0, 1]);
+    }
+
+    #[test]
+    fn a_request_that_must_not_be_repeated_is_not_sent_twice() {
+        let (answer, sent) = broken_then_answered(false);
+        assert!(matches!(answer, Err(CallError::Broken(_))), "{answer:?}");
+        assert_eq!(sent, [0]);
+        assert!(idempotent("GET") && idempotent("PUT"));
+        assert!(!idempotent("POST") && !idempotent("PATCH"));
     }
 }

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod balancer;
 pub mod breaker;
+pub mod client;
 pub mod defects;
 pub mod gateway;
 pub mod http;

@@ -183,21 +183,22 @@ fn json_of(r: &Response) -> Value {
 }
 
 fn login(w: &W, name: &str, to: Peer, user: &str, password: &str) -> String {
-    let r = send(
-        w,
-        name,
-        to,
-        Request::new("POST", "/api/login").json(&json!({"username": user, "password": password})),
-    );
+    let r = send(w, name, to, apim_components::client::login(user, password));
     assert_eq!(r.status, 200, "{:?}", json_of(&r));
-    json_of(&r)["token"].as_str().expect("token").to_string()
+    apim_components::client::session(&r).expect("session")
 }
 
 /// Publishes an echo API and returns its id.
 fn publish(w: &W, session: &str, context: &str, backend: &str) -> String {
-    let create = Request::new("POST", "/api/apis")
-        .header("authorization", &format!("Bearer {session}"))
-        .json(&json!({"name": "Echo", "version": "v1", "context": context, "backend": backend}));
+    let create = apim_components::client::create_api(
+        session,
+        &apim_components::client::NewApi {
+            name: "Echo",
+            version: "v1",
+            context,
+            backend,
+        },
+    );
     let r = send(w, "publisher-1", Peer::Publisher, create);
     assert_eq!(r.status, 201, "{:?}", json_of(&r));
     let id = json_of(&r)["id"].as_str().expect("id").to_string();

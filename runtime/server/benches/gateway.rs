@@ -176,7 +176,10 @@ async fn bare_proxy(
                 .headers
                 .insert("host", hyper::header::HeaderValue::from_static(backend));
             match client
-                .send(backend, hyper::Request::from_parts(parts, body))
+                .send(
+                    backend,
+                    hyper::Request::from_parts(parts, http_body_util::Either::Left(body)),
+                )
                 .await
             {
                 Ok(r) => r.map(http_body_util::BodyExt::boxed),

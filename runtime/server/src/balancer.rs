@@ -8,9 +8,9 @@ use apim_compiler::plan::{BalancerPlan, BalancerRoute, RouteListener};
 use apim_components::balancer::{self, Pool};
 use apim_components::http::cookie_in;
 use apim_components::{CallError, Request, Response};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Either, Empty};
 use hyper::HeaderMap;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{COOKIE, HOST, HeaderValue, SET_COOKIE};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -151,13 +151,25 @@ async fn proxy(
         })
         .flatten();
     let timeout = Duration::from_millis(route.timeouts.read_ms);
+    // An idempotent request without a body can be sent again after it broke in flight: its
+    // head is kept for that.
+    let again = (balancer::idempotent(parts.method.as_str()) && body.is_end_stream()).then(|| {
+        let mut head = hyper::Request::new(Either::Right(Empty::new()));
+        *head.method_mut() = parts.method.clone();
+        *head.uri_mut() = parts.uri.clone();
+        *head.version_mut() = parts.version;
+        *head.headers_mut() = parts.headers.clone();
+        head
+    });
+    let repeatable = again.is_some();
+    let again = Mutex::new(again);
     // The request goes to one node; it comes back here when none of it could be sent, and
     // then goes to the next.
-    let pending = Mutex::new(Some(hyper::Request::from_parts(parts, body)));
-    let sent = balancer::attempt(pool, sticky.as_deref(), |i| {
-        let (u, pending) = (&route.upstream[i], &pending);
+    let pending = Mutex::new(Some(hyper::Request::from_parts(parts, Either::Left(body))));
+    let sent = balancer::attempt(pool, sticky.as_deref(), repeatable, |i| {
+        let (u, pending, again) = (&route.upstream[i], &pending, &again);
         async move {
-            let Some(mut req) = lock(pending).take() else {
+            let Some(mut req) = lock(pending).take().or_else(|| lock(again).take()) else {
                 return Err(CallError::Broken("the request was sent already".into()));
             };
             let authority = http::authority(&u.host, u.port);
@@ -177,8 +189,13 @@ async fn proxy(
             // A request lost after it was sent is the failure an operator must be able to
             // find (one that could not connect is retried elsewhere and said by the checks).
             if let Err(e @ (CallError::Broken(_) | CallError::Timeout)) = &answer {
+                let next = if repeatable {
+                    " (idempotent: sent again elsewhere if a node is left)"
+                } else {
+                    ""
+                };
                 eprintln!(
-                    "balancer: {} request to {} failed after it was sent: {e:?}",
+                    "balancer: {} request to {} failed after it was sent{next}: {e:?}",
                     route.component, u.node
                 );
             }
@@ -202,8 +219,9 @@ async fn proxy(
             hyper::Response::from_parts(parts, body.boxed())
         }
         Err(e) => {
-            if let Some(unsent) = lock(&pending).take() {
-                http::linger(unsent.into_body());
+            if let Some(Either::Left(unsent)) = lock(&pending).take().map(hyper::Request::into_body)
+            {
+                http::linger(unsent);
             }
             http::write(unavailable(route, e))
         }
@@ -284,7 +302,7 @@ async fn pass_through(
             }
             let _leave = Leave(open);
             let connect = Duration::from_millis(route.timeouts.connect_ms);
-            let node = balancer::attempt(&pool, None, |i| {
+            let node = balancer::attempt(&pool, None, false, |i| {
                 let authority = http::authority(&route.upstream[i].host, route.upstream[i].port);
                 async move {
                     match tokio::time::timeout(connect, tokio::net::TcpStream::connect(&authority))

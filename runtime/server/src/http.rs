@@ -7,7 +7,7 @@ use apim_components::http::MAX_BODY;
 use apim_components::{CallError, Request, Response};
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Empty, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::HeaderValue;
 use hyper::server::conn::http1;
@@ -20,8 +20,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub type Client = Upstreams<Full<Bytes>>;
-/// A client whose request bodies are streamed from an incoming request.
-pub type StreamClient = Upstreams<Incoming>;
+/// A client whose request bodies are streamed from an incoming request, or empty when a
+/// bodiless request is sent again.
+pub type StreamClient = Upstreams<Streamed>;
+/// A streamed request body: the client's own, or none (a bodiless request repeated).
+pub type Streamed = Either<Incoming, Empty<Bytes>>;
 /// A response body: a whole message, or a stream from a backend.
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -84,7 +87,7 @@ pub async fn send_stream(
         hyper::header::HOST,
         HeaderValue::try_from(authority).map_err(|e| bad(&e))?,
     );
-    let mut request = hyper::Request::new(body);
+    let mut request = hyper::Request::new(Either::Left(body));
     *request.method_mut() = parts.method;
     *request.uri_mut() = hyper::Uri::try_from(target).map_err(|e| bad(&e))?;
     *request.headers_mut() = headers;
@@ -93,8 +96,8 @@ pub async fn send_stream(
         Ok(Err(failed)) => {
             // Nothing reached the backend: the client's body is read and dropped, so the
             // client gets the 502 instead of a reset.
-            if let Some(unsent) = failed.request {
-                linger(unsent.into_body());
+            if let Some(Either::Left(unsent)) = failed.request.map(hyper::Request::into_body) {
+                linger(unsent);
             }
             return Err(failed.error);
         }

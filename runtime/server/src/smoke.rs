@@ -5,6 +5,7 @@
 use crate::http;
 use crate::up::Up;
 use apim_compiler::plan::Plan;
+use apim_components::client::{self, NewApi, Step};
 use apim_components::{Request, Response};
 use apim_topology::vocab::Component;
 use serde_json::{Value, json};
@@ -31,11 +32,10 @@ impl Walk {
         to: &(String, u16),
         req: Request,
         expect: u16,
-    ) -> Result<Value, String> {
+    ) -> Result<Response, String> {
         let r: Response = http::send(&self.client, &to.0, to.1, req, TIMEOUT)
             .await
             .map_err(|e| format!("{what}: {e}"))?;
-        let body = r.json_body().unwrap_or(Value::Null);
         if r.status != expect {
             return Err(format!(
                 "{what}: expected {expect}, got {} {}",
@@ -44,26 +44,17 @@ impl Walk {
             ));
         }
         self.log.push(format!("ok  {what} ({})", r.status));
-        Ok(body)
+        Ok(r)
     }
 }
 
-fn field(v: &Value, name: &str) -> Result<String, String> {
-    v[name]
-        .as_str()
-        .map(String::from)
-        .ok_or_else(|| format!("the answer has no `{name}`: {v}"))
-}
-
-pub fn basic(key: &str, secret: &str) -> String {
-    use base64::Engine;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{key}:{secret}"))
-    )
+/// What an answer's reader found wrong, said with the step it was for.
+fn read<T>(what: &str, got: Result<T, String>) -> Result<T, String> {
+    got.map_err(|e| format!("{what}: {e}"))
 }
 
 /// Where the walk-through sends its requests.
+#[derive(Clone, Debug)]
 pub struct Entries {
     pub publisher: (String, u16),
     pub store: (String, u16),
@@ -99,6 +90,7 @@ impl Entries {
 }
 
 /// What a provisioning created: a published API and a subscribed application's token.
+#[derive(Clone, Debug)]
 pub struct Provisioned {
     pub api: String,
     pub context: String,
@@ -107,10 +99,8 @@ pub struct Provisioned {
     pub consumer_secret: String,
     /// The consumer's store session.
     pub session: String,
-}
-
-fn bearer(t: &str) -> String {
-    format!("Bearer {t}")
+    /// The admin's publisher session.
+    pub publisher: String,
 }
 
 /// An application of the signed-in consumer, subscribed to `api` or not, and its token.
@@ -122,23 +112,11 @@ async fn app_token(
     name: &str,
     subscribe: bool,
 ) -> Result<(String, String, String), String> {
-    let app = Request::new("POST", "/api/applications")
-        .header("authorization", &bearer(session))
-        .json(&json!({"name": name}));
-    let app = field(
-        &w.send(
-            &format!("store: create application {name}"),
-            &e.store,
-            app,
-            201,
-        )
-        .await?,
-        "id",
-    )?;
+    let what = format!("store: create application {name}");
+    let app = client::create_application(session, name);
+    let app = read(&what, client::id(&w.send(&what, &e.store, app, 201).await?))?;
     if subscribe {
-        let sub = Request::new("POST", "/api/subscriptions")
-            .header("authorization", &bearer(session))
-            .json(&json!({"application": app, "api": api}));
+        let sub = client::subscribe(session, &app, api);
         w.send(
             &format!("store: subscribe {name} to the API"),
             &e.store,
@@ -147,34 +125,18 @@ async fn app_token(
         )
         .await?;
     }
-    let keys = Request::new("POST", &format!("/api/applications/{app}/keys"))
-        .header("authorization", &bearer(session));
+    let what = format!("store: consumer keys of {name} from the key manager");
     let keys = w
-        .send(
-            &format!("store: consumer keys of {name} from the key manager"),
-            &e.store,
-            keys,
-            201,
-        )
+        .send(&what, &e.store, client::keys(session, &app), 201)
         .await?;
-    let (ck, cs) = (
-        field(&keys, "consumer_key")?,
-        field(&keys, "consumer_secret")?,
-    );
-    let token = Request::new("POST", "/token")
-        .header("authorization", &basic(&ck, &cs))
-        .form(&[("grant_type", "client_credentials")]);
-    let t = field(
-        &w.send(
-            &format!("gateway: token for {name}"),
-            &e.gateway,
-            token,
-            200,
-        )
-        .await?,
-        "access_token",
+    let client::Keys { key, secret } = read(&what, client::keys_of(&keys))?;
+    let what = format!("gateway: token for {name}");
+    let token = client::token(&key, &secret);
+    let t = read(
+        &what,
+        client::issued(&w.send(&what, &e.gateway, token, 200).await?),
     )?;
-    Ok((t, ck, cs))
+    Ok((t.token, key, secret))
 }
 
 async fn provision_with(
@@ -184,23 +146,27 @@ async fn provision_with(
     tag: &str,
 ) -> Result<Provisioned, String> {
     let context = format!("smoke-{tag}");
-    let login = Request::new("POST", "/api/login")
-        .json(&json!({"username": "admin", "password": admin_password}));
-    let p = field(
-        &w.send("publisher: sign in as admin", &e.publisher, login, 200)
-            .await?,
-        "token",
+    let what = "publisher: sign in as admin";
+    let login = client::login("admin", admin_password);
+    let p = read(
+        what,
+        client::session(&w.send(what, &e.publisher, login, 200).await?),
     )?;
-    let create = Request::new("POST", "/api/apis")
-        .header("authorization", &bearer(&p))
-        .json(&json!({"name": "Smoke", "version": "v1", "context": context, "backend": e.backend}));
-    let api = field(
-        &w.send("publisher: create an API", &e.publisher, create, 201)
-            .await?,
-        "id",
+    let create = client::create_api(
+        &p,
+        &NewApi {
+            name: "Smoke",
+            version: "v1",
+            context: &context,
+            backend: &e.backend,
+        },
+    );
+    let what = "publisher: create an API";
+    let api = read(
+        what,
+        client::id(&w.send(what, &e.publisher, create, 201).await?),
     )?;
-    let publish = Request::new("POST", &format!("/api/apis/{api}/publish"))
-        .header("authorization", &bearer(&p));
+    let publish = client::lifecycle(&p, &api, Step::Publish);
     w.send(
         "publisher: publish it to every gateway",
         &e.publisher,
@@ -208,23 +174,19 @@ async fn provision_with(
         200,
     )
     .await?;
-    let creds = json!({"username": format!("smoke-{tag}"), "password": "smoke-password"});
+    let (user, password) = (format!("smoke-{tag}"), "smoke-password");
     w.send(
         "store: sign up",
         &e.store,
-        Request::new("POST", "/api/signup").json(&creds),
+        client::signup(&user, password),
         201,
     )
     .await?;
-    let session = field(
-        &w.send(
-            "store: sign in",
-            &e.store,
-            Request::new("POST", "/api/login").json(&creds),
-            200,
-        )
-        .await?,
-        "token",
+    let what = "store: sign in";
+    let login = client::login(&user, password);
+    let session = read(
+        what,
+        client::session(&w.send(what, &e.store, login, 200).await?),
     )?;
     let (token, consumer_key, consumer_secret) =
         app_token(w, e, &session, &api, "subscribed", true).await?;
@@ -235,6 +197,7 @@ async fn provision_with(
         consumer_key,
         consumer_secret,
         session,
+        publisher: p,
     })
 }
 
@@ -255,13 +218,10 @@ pub async fn run(e: &Entries, admin_password: &str) -> Result<Vec<String>, Strin
     getrandom::fill(&mut tag).map_err(|e| e.to_string())?;
     let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
     let p = provision_with(&mut w, e, admin_password, &tag).await?;
-    let path = format!("/{}/v1/hello?n=1", p.context);
     let invoke = |t: Option<&str>| {
-        let r = Request::new("GET", &path);
-        match t {
-            Some(t) => r.header("authorization", &bearer(t)),
-            None => r,
-        }
+        let mut r = client::invoke(&p.context, "hello", t, false);
+        r.query = "n=1".into();
+        r
     };
     let echoed = w
         .send(
@@ -270,7 +230,9 @@ pub async fn run(e: &Entries, admin_password: &str) -> Result<Vec<String>, Strin
             invoke(Some(&p.token)),
             200,
         )
-        .await?;
+        .await?
+        .json_body()
+        .unwrap_or(Value::Null);
     if echoed["path"] != "/hello" {
         return Err(format!("the backend saw {echoed}, not /hello"));
     }
@@ -298,9 +260,7 @@ pub async fn run(e: &Entries, admin_password: &str) -> Result<Vec<String>, Strin
         )
         .await?;
     }
-    let revoke = Request::new("POST", "/revoke")
-        .header("authorization", &basic(&p.consumer_key, &p.consumer_secret))
-        .form(&[("token", &p.token)]);
+    let revoke = client::revoke(&p.consumer_key, &p.consumer_secret, &p.token);
     w.send(
         "gateway: revoke the token (the key manager's, through the gateway)",
         &e.gateway,
@@ -337,18 +297,10 @@ pub async fn run(e: &Entries, admin_password: &str) -> Result<Vec<String>, Strin
         401,
     )
     .await?;
-    let introspect = Request::new("POST", "/introspect")
-        .header("authorization", &basic(&p.consumer_key, &p.consumer_secret))
-        .form(&[("token", &p.token)]);
-    let r = w
-        .send(
-            "gateway: introspection of the revoked token",
-            &e.gateway,
-            introspect,
-            200,
-        )
-        .await?;
-    if r["active"] != json!(false) {
+    let introspect = client::introspect(&p.consumer_key, &p.consumer_secret, &p.token);
+    let what = "gateway: introspection of the revoked token";
+    let r = w.send(what, &e.gateway, introspect, 200).await?;
+    if read(what, client::active(&r))? {
         return Err("introspection calls the revoked token active".into());
     }
     for (name, host, port) in e.gateway_nodes.clone() {

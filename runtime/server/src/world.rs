@@ -219,7 +219,8 @@ impl World for RealWorld {
                 self.node.name
             )));
         };
-        balancer::attempt(pool, None, |i| {
+        // The request is held whole, so an idempotent one can be sent again.
+        balancer::attempt(pool, None, balancer::idempotent(&req.method), |i| {
             let e = &peer.endpoints[i];
             http::send(client, &e.host, e.port, req.clone(), CALL_TIMEOUT)
         })

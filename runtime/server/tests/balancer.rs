@@ -251,3 +251,88 @@ async fn a_stopping_balancer_finishes_what_is_in_flight_and_accepts_nothing_more
         "everything in flight finished"
     );
 }
+
+/// A node that takes a request and closes the connection without an answer — a node killed
+/// with the request in flight, or a kept-alive connection it closed as the request went out.
+/// An idempotent request goes on to the next node; a POST is not sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_broken_in_flight_is_sent_again_only_when_idempotent() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncReadExt as _;
+    let pki = common::TestPki::new();
+    let mut plan = plan(&pki, Component::Gateway, false);
+    plan.host = "127.61.3.1".into();
+    plan.tls = pki.files("lb", "spiffe://test/balancer/lb", "127.61.3.1");
+    for u in &mut plan.routes[0].upstream {
+        u.host = u.host.replace("127.61.0.", "127.61.3.");
+    }
+    // "down" reads what it is sent, then closes.
+    let breaking = pki.tls("down", "spiffe://test/node/down", "127.61.3.2");
+    let acceptor = tokio_rustls::TlsAcceptor::from(breaking.server().expect("server"));
+    let listener = tokio::net::TcpListener::bind("127.61.3.2:8080")
+        .await
+        .expect("bind");
+    let broken = Arc::new(AtomicUsize::new(0));
+    let counted = broken.clone();
+    let _down = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, counted) = (acceptor.clone(), counted.clone());
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                    let mut head = [0u8; 512];
+                    if tls.read(&mut head).await.is_ok_and(|n| n > 0) {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    // "up" answers with the method it got.
+    let node = pki.tls("up", "spiffe://test/node/up", "127.61.3.3");
+    let listener = http::bind("127.61.3.3", 8080).await.expect("bind");
+    let answered = Arc::new(AtomicUsize::new(0));
+    let counted = answered.clone();
+    let _up = tokio::spawn(http::serve_connections(
+        listener,
+        http::Serving::tls(node.server().expect("server")),
+        move |req, _| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let method = req.method().to_string();
+            async move {
+                http::write(Response {
+                    status: 200,
+                    headers: Vec::new(),
+                    body: method.into_bytes(),
+                })
+            }
+        },
+    ));
+    let _lb = balancer::start(plan, "127.61.3.1")
+        .await
+        .expect("balancer starts");
+    let client = pki.client();
+    let send = |req: Request| http::send(&client, "127.61.3.1", 8280, req, Duration::from_secs(10));
+    // Round robin starts with "down": the GET breaks there and is answered by "up".
+    let r = send(Request::new("GET", "/ctx/v1/items"))
+        .await
+        .expect("answer");
+    assert_eq!((r.status, r.body.as_slice()), (200, b"GET".as_slice()));
+    assert_eq!(
+        broken.load(Ordering::SeqCst),
+        1,
+        "the GET went to the breaking node first"
+    );
+    // The next request starts with "down" again: a POST broken there must not reach "up".
+    let before = answered.load(Ordering::SeqCst);
+    let mut post = Request::new("POST", "/ctx/v1/orders");
+    post.body = b"{\"item\":1}".to_vec();
+    let r = send(post).await.expect("answer");
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(broken.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        answered.load(Ordering::SeqCst),
+        before,
+        "the POST was sent twice"
+    );
+}

@@ -323,14 +323,7 @@ async fn deployment_outage(engine: Engine, mode: u8, range: &str) {
     proxy.set(mode);
     // Cached validations answer; what needs the database fails within the bound (at once when
     // the database refuses, or once its breaker is open), saying when to retry.
-    let token = || {
-        Request::new("POST", "/token")
-            .header(
-                "authorization",
-                &apim_runtime::smoke::basic(&p.consumer_key, &p.consumer_secret),
-            )
-            .form(&[("grant_type", "client_credentials")])
-    };
+    let token = || apim_components::client::token(&p.consumer_key, &p.consumer_secret);
     let bound = Duration::from_millis(apim_compiler::plan::DATABASE_MS + 500);
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut fast = 0;

@@ -8,6 +8,7 @@ use apim_compiler::plan::Plan;
 use apim_compiler::{HostMap, emit};
 use apim_components::client::{self, NewApi, Step};
 use apim_components::{Request, Response};
+use apim_runtime::dbproxy::{DbProxy, Mode as DbMode};
 use apim_runtime::lab::{Lab, Range};
 use apim_runtime::smoke::{Entries, Provisioned};
 use apim_sim::run::{Outcome, Violation};
@@ -31,13 +32,15 @@ pub struct Options {
     /// Where the drill keeps its files (a folder of its own is made inside).
     pub data: PathBuf,
     pub admin_password: String,
+    /// The database server of the drill's databases; `None`: SQLite files.
+    pub database: Option<apim_runtime::databases::Server>,
     /// Prints what the drill is doing.
     pub progress: Box<dyn Fn(&str) + Send + Sync>,
 }
 
 /// Why a scenario cannot be drilled, if it cannot: the fault kinds the drill makes for real,
 /// and what this machine has for them.
-pub fn refuse(plan: &Plan, scenario: &Scenario) -> Result<(), String> {
+pub fn refuse(plan: &Plan, scenario: &Scenario, networked: bool) -> Result<(), String> {
     for f in &scenario.faults {
         match &f.kind {
             FaultKind::Crash { .. }
@@ -52,9 +55,11 @@ pub fn refuse(plan: &Plan, scenario: &Scenario) -> Result<(), String> {
             FaultKind::Latency { .. } => {
                 return Err("the drill cannot make `latency` faults yet: delaying packets needs tc's netem, which it does not use; `apim sim` simulates them".into());
             }
+            FaultKind::DatabaseOutage { .. } | FaultKind::DatabaseBlackhole { .. } if networked => {
+            }
             FaultKind::DatabaseOutage { .. } | FaultKind::DatabaseBlackhole { .. } => {
                 return Err(format!(
-                    "the drill cannot make `{}` faults yet: its databases are SQLite files every namespace reads (this machine's PostgreSQL and MariaDB listen on its loopback, which the namespaces do not share), so there is no connection to cut; `apim sim` simulates them",
+                    "the drill cannot make `{}` faults on SQLite files every namespace reads: there is no connection to cut; give it a database server with --database (this machine's PostgreSQL or MariaDB), or `apim sim` simulates them",
                     f.kind.name()
                 ));
             }
@@ -76,7 +81,11 @@ pub const SINGLE_GAP_MS: u64 = 10_000;
 
 /// The simulator's single-failure matrix as one drill: every part the drill can fail, one after
 /// the other on one deployment, under a steady workload; and the parts it cannot, with why.
-pub fn single_failures(plan: &Plan, invoke_rate: f64) -> (Scenario, Vec<(String, String)>) {
+pub fn single_failures(
+    plan: &Plan,
+    invoke_rate: f64,
+    networked: bool,
+) -> (Scenario, Vec<(String, String)>) {
     let mut faults = Vec::new();
     let mut skipped = Vec::new();
     let mut at_ms = 5_000;
@@ -89,7 +98,7 @@ pub fn single_failures(plan: &Plan, invoke_rate: f64) -> (Scenario, Vec<(String,
                 kind: kind.clone(),
             }],
         };
-        if let Err(why) = refuse(plan, &one) {
+        if let Err(why) = refuse(plan, &one, networked) {
             skipped.push((kind.describe(), why));
             continue;
         }
@@ -233,17 +242,63 @@ struct Built {
     balancers: Vec<(String, PathBuf)>,
 }
 
-fn build(plan: &Plan, lab: &Lab, dir: &Path) -> Result<Built, String> {
+/// The drill's databases on a server: per topology database its URL (through its relay), and
+/// the relays the database faults act on.
+#[derive(Default)]
+struct Networked {
+    urls: std::collections::BTreeMap<String, String>,
+    relays: std::collections::BTreeMap<String, DbProxy>,
+    places: Vec<String>,
+}
+
+/// The port of the first database relay on the bridge; each database gets the next.
+const RELAY_PORT: u16 = 15432;
+
+/// A place of its own on `server` for each of the topology's databases, each behind a relay on
+/// the bridge's address (which every namespace reaches), named by the drill's process id.
+async fn networked(
+    plan: &Plan,
+    server: &apim_runtime::databases::Server,
+    bridge: &str,
+) -> Result<Networked, String> {
+    let mut out = Networked::default();
+    for (k, d) in plan.databases.iter().enumerate() {
+        let port = RELAY_PORT + u16::try_from(k).unwrap_or(u16::MAX - RELAY_PORT);
+        let relay = DbProxy::start(&format!("{bridge}:{port}"), server.address()).await?;
+        let place = format!("apim_drill_{}_{k}", std::process::id());
+        let url = server.create(&place, (bridge, port)).await?;
+        out.places.push(place);
+        out.urls.insert(d.name.clone(), url);
+        out.relays.insert(d.name.clone(), relay);
+    }
+    Ok(out)
+}
+
+fn build(plan: &Plan, lab: &Lab, dir: &Path, networked: &Networked) -> Result<Built, String> {
     let address = |name: &str| lab.address(name).map(|a| a.to_string()).unwrap_or_default();
     let hosts = HostMap::of(plan, |n| address(&n.name), |b| address(b));
     let mut mapped = hosts.plan(plan);
     let ca_pem = apim_runtime::up::throwaway_pki(&mut mapped, &dir.join("pki"))?;
-    // Every database a SQLite file here: the machine's own servers listen on its loopback,
-    // which a namespace does not share.
+    // Every database a SQLite file here, unless a server was given: the machine's own servers
+    // listen on its loopback, which a namespace reaches only through the relays.
     for n in &mut mapped.nodes {
         for d in &mut n.databases {
-            d.url = apim_runtime::databases::sqlite_url(&dir.join(format!("{}.db", d.database)));
-            d.engine = Engine::Sqlite;
+            match networked.urls.get(&d.database) {
+                Some(url) => {
+                    d.url = url.clone();
+                    d.engine = if url.starts_with("mysql") {
+                        Engine::Mysql
+                    } else {
+                        Engine::Postgres
+                    };
+                }
+                None => {
+                    d.url = apim_runtime::databases::sqlite_url(
+                        &dir.join(format!("{}.db", d.database)),
+                    );
+                    d.engine = Engine::Sqlite;
+                }
+            }
         }
     }
     let mut built = Built {
@@ -404,7 +459,7 @@ async fn roll(
 
 /// Runs `scenario` against a real deployment of `plan`; the outcome is what its clients saw.
 pub async fn run(plan: &Plan, scenario: &Scenario, opts: &Options) -> Result<Outcome, String> {
-    refuse(plan, scenario)?;
+    refuse(plan, scenario, opts.database.is_some())?;
     let clash = clashes(plan, opts.range);
     if !clash.is_empty() {
         return Err(format!(
@@ -428,7 +483,49 @@ pub async fn run(plan: &Plan, scenario: &Scenario, opts: &Options) -> Result<Out
     let dir = opts.data.join(format!("drill-{}", std::process::id()));
     apim_pki::files::create_private_dir(&opts.data)?;
     apim_pki::files::create_private_dir(&dir)?;
-    let built = build(plan, &lab, &dir)?;
+    let bridge = lab.gateway.to_string();
+    let networked = match &opts.database {
+        Some(server) => {
+            (opts.progress)(&format!(
+                "making {} places on the {} server, each behind a relay",
+                plan.databases.len(),
+                server.engine
+            ));
+            let made = networked(plan, server, &bridge).await;
+            match made {
+                Ok(n) => n,
+                Err(e) => {
+                    for k in 0..plan.databases.len() {
+                        let _ = server
+                            .drop(&format!("apim_drill_{}_{k}", std::process::id()))
+                            .await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        None => Networked::default(),
+    };
+    let outcome = deploy_and_run(plan, scenario, opts, lab, &dir, &networked).await;
+    if let Some(server) = &opts.database {
+        for place in &networked.places {
+            if let Err(e) = server.drop(place).await {
+                eprintln!("warning: {e}");
+            }
+        }
+    }
+    outcome
+}
+
+async fn deploy_and_run(
+    plan: &Plan,
+    scenario: &Scenario,
+    opts: &Options,
+    lab: Lab,
+    dir: &Path,
+    networked: &Networked,
+) -> Result<Outcome, String> {
+    let built = build(plan, &lab, dir, networked)?;
     let exe = std::env::current_exe()
         .map_err(|e| format!("cannot find the apim executable: {e}"))?
         .display()
@@ -489,7 +586,7 @@ pub async fn run(plan: &Plan, scenario: &Scenario, opts: &Options) -> Result<Out
         "running the workload for {}",
         apim_sim::scenario::format_ms(scenario.workload.duration_ms)
     ));
-    let outcome = workload(&built, scenario, &entries, &p, &lab).await;
+    let outcome = workload(&built, scenario, &entries, &p, &lab, &networked.relays).await;
     backend.abort();
     drop(lab);
     Ok(outcome)
@@ -635,6 +732,7 @@ async fn workload(
     e: &Entries,
     p: &Provisioned,
     lab: &Arc<Mutex<Lab>>,
+    relays: &std::collections::BTreeMap<String, DbProxy>,
 ) -> Outcome {
     let w = &scenario.workload;
     let duration = Duration::from_millis(w.duration_ms);
@@ -677,6 +775,15 @@ async fn workload(
             f.for_ms.map(|d| Duration::from_millis(f.at_ms + d)),
         );
         let lab = lab.clone();
+        let relay = match &f.kind {
+            FaultKind::DatabaseOutage { database } => {
+                relays.get(database).map(|r| (r.handle(), DbMode::Refuse))
+            }
+            FaultKind::DatabaseBlackhole { database } => relays
+                .get(database)
+                .map(|r| (r.handle(), DbMode::Blackhole)),
+            _ => None,
+        };
         if let FaultKind::RollingRestart {
             cluster, pause_ms, ..
         } = &f.kind
@@ -699,6 +806,9 @@ async fn workload(
                     eprintln!("warning: {e}");
                 }
             }
+            if let Some((relay, mode)) = &relay {
+                relay.set(*mode);
+            }
             if let Some(until) = until {
                 tokio::time::sleep_until((start + until).into()).await;
                 for name in &stopped {
@@ -706,6 +816,9 @@ async fn workload(
                 }
                 for (host, _) in &filters {
                     lock(&lab).unfilter(host, &table);
+                }
+                if let Some((relay, _)) = &relay {
+                    relay.set(DbMode::Pass);
                 }
             }
         });
@@ -774,7 +887,7 @@ mod tests {
     #[test]
     fn the_single_failure_drill_fails_each_part_it_can_alone_and_says_why_not_the_others() {
         let plan = plan("clustered-external-store");
-        let (scenario, skipped) = single_failures(&plan, 50.0);
+        let (scenario, skipped) = single_failures(&plan, 50.0, false);
         // Every node, cluster and balancer, one after the other, never two at once.
         let crashes = scenario
             .faults
@@ -794,7 +907,7 @@ mod tests {
         }
         let last = scenario.faults.last().expect("faults");
         assert!(last.at_ms + last.for_ms.unwrap_or(0) <= scenario.workload.duration_ms);
-        assert!(refuse(&plan, &scenario).is_ok());
+        assert!(refuse(&plan, &scenario, false).is_ok());
         // What it cannot fail, it names with the reason.
         assert!(
             skipped

@@ -21,8 +21,11 @@ use std::path::PathBuf;
 /// SIGKILL (restarted when the fault ends), cluster-down, balancer-outage, rolling-restart =
 /// SIGTERM (drain) and restart, node by node; isolate, partition and loss = nftables rules in
 /// the namespaces (the drill's clients sit on the public network). Databases are SQLite files
-/// shared by the processes, so database outages, latency and certificate expiry are refused,
-/// as are partitions and loss that would also cut a node from a database in the simulation.
+/// shared by the processes, or with --database places of their own on this machine's
+/// PostgreSQL or MariaDB, each reached through a relay the drill makes refuse
+/// (database-outage) or swallow (database-blackhole). Latency and certificate expiry are
+/// refused, as are partitions and loss that would also cut a node from a database in the
+/// simulation.
 ///
 /// The report is the simulator's, computed from what the clients saw (`world: real`).
 /// `--compare` also simulates the same scenario and prints each fault's verdicts side by side;
@@ -54,6 +57,12 @@ pub struct Args {
     /// The folder for the drill's files (configs, PKI, SQLite files, each process's log).
     #[arg(long, default_value = ".apim-drill")]
     data: PathBuf,
+    /// A PostgreSQL or MariaDB server on this machine, as a URL it takes `CREATE SCHEMA` or
+    /// `CREATE DATABASE` on (e.g. postgres://postgres@127.0.0.1:5432/test,
+    /// mysql://root@127.0.0.1:3306/test): the drill's databases, each a place of its own there
+    /// (removed at the end), so that database faults can be made. Without it, SQLite files.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
     /// Also simulate the scenario and compare the verdicts.
     #[arg(long)]
     compare: bool,
@@ -117,12 +126,25 @@ pub fn run(args: Args) -> Outcome {
         Err(o) => return o,
     };
     let plan = Plan::of(&checked.topology);
+    let database = match args
+        .database
+        .as_deref()
+        .map(apim_runtime::databases::Server::parse)
+        .transpose()
+    {
+        Ok(d) => d,
+        Err(e) => {
+            output::error(&format!("--database: {e}"));
+            return Outcome::Usage;
+        }
+    };
+    let networked = database.is_some();
     let scenario = if args.single_failures {
         if !(args.rate > 0.0 && args.rate <= 1000.0) {
             output::error("--rate: between 0 and 1000 invokes per second");
             return Outcome::Usage;
         }
-        let (scenario, skipped) = crate::drill::single_failures(&plan, args.rate);
+        let (scenario, skipped) = crate::drill::single_failures(&plan, args.rate, networked);
         for (part, why) in &skipped {
             eprintln!("drill: not failed: {part}: {why}");
         }
@@ -140,7 +162,7 @@ pub fn run(args: Args) -> Outcome {
         }
     };
     let compare_worlds = args.compare || args.single_failures;
-    if let Err(e) = crate::drill::refuse(&plan, &scenario) {
+    if let Err(e) = crate::drill::refuse(&plan, &scenario, networked) {
         output::error(&e);
         return Outcome::Usage;
     }
@@ -164,6 +186,7 @@ pub fn run(args: Args) -> Outcome {
         range,
         data: args.data.clone(),
         admin_password: password,
+        database,
         progress: Box::new(move |line| {
             if show {
                 eprintln!("drill: {line}");

@@ -209,3 +209,87 @@ mod tests {
         assert!(expand_with("${MISSING}", lookup).is_err());
     }
 }
+
+/// A database server a drill may use: PostgreSQL or MariaDB, given by a URL on this machine
+/// that takes administrative statements (`CREATE SCHEMA`, `CREATE DATABASE`).
+#[derive(Clone, Debug)]
+pub struct Server {
+    pub engine: Engine,
+    admin: url::Url,
+}
+
+impl Server {
+    pub fn parse(admin: &str) -> Result<Server, String> {
+        let url = url::Url::parse(admin).map_err(|e| format!("`{admin}`: {e}"))?;
+        let engine = match url.scheme() {
+            "postgres" | "postgresql" => Engine::Postgres,
+            "mysql" | "mariadb" => Engine::Mysql,
+            other => {
+                return Err(format!(
+                    "`{other}://`: a drill's database server is PostgreSQL (postgres://) or MariaDB (mysql://)"
+                ));
+            }
+        };
+        if !usable_here(engine, admin) || url.host_str().is_none() {
+            return Err(format!(
+                "`{admin}` is not a server on this machine's loopback: a drill uses only this machine's own"
+            ));
+        }
+        Ok(Server { engine, admin: url })
+    }
+
+    /// The server's `host:port`.
+    pub fn address(&self) -> String {
+        let port = self.admin.port().unwrap_or(match self.engine {
+            Engine::Mysql => 3306,
+            _ => 5432,
+        });
+        format!("{}:{port}", self.admin.host_str().unwrap_or("127.0.0.1"))
+    }
+
+    async fn admin(&self, sql: &str) -> Result<(), String> {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(self.admin.as_str())
+            .await
+            .map_err(|e| format!("{}: {e}", self.address()))?;
+        let done = sqlx::query(sql).execute(&pool).await;
+        pool.close().await;
+        done.map(|_| ()).map_err(|e| format!("{sql}: {e}"))
+    }
+
+    /// Makes a place of its own named `name` (a schema in PostgreSQL, a database in MariaDB;
+    /// letters, digits and `_`) and returns the URL of it reached through `via` (`host:port`,
+    /// a relay in front of this server).
+    pub async fn create(&self, name: &str, via: (&str, u16)) -> Result<String, String> {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("`{name}` is not a plain identifier"));
+        }
+        let mut url = self.admin.clone();
+        url.set_host(Some(via.0)).map_err(|e| e.to_string())?;
+        url.set_port(Some(via.1))
+            .map_err(|()| format!("{} takes no port", self.admin))?;
+        match self.engine {
+            Engine::Mysql => {
+                self.admin(&format!("CREATE DATABASE {name}")).await?;
+                url.set_path(&format!("/{name}"));
+            }
+            _ => {
+                self.admin(&format!("CREATE SCHEMA {name}")).await?;
+                url.query_pairs_mut()
+                    .append_pair("options", &format!("-c search_path={name}"));
+            }
+        }
+        Ok(url.to_string())
+    }
+
+    /// Removes what `create` made.
+    pub async fn drop(&self, name: &str) -> Result<(), String> {
+        match self.engine {
+            Engine::Mysql => self.admin(&format!("DROP DATABASE IF EXISTS {name}")).await,
+            _ => {
+                self.admin(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                    .await
+            }
+        }
+    }
+}

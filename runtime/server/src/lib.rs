@@ -6,6 +6,7 @@
 
 pub mod balancer;
 pub mod databases;
+pub mod dbproxy;
 pub mod guarded;
 pub mod http;
 pub mod lab;

@@ -386,6 +386,13 @@ async fn until_ready(built: &Built, lab: &Mutex<Lab>) -> Result<(), String> {
     Ok(())
 }
 
+/// A uniform draw in [0, 1) from the OS's random source (a drill is not replayed by seed).
+fn unit() -> f64 {
+    let mut b = [0u8; 8];
+    let _ = apim_runtime::random(&mut b);
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -539,15 +546,16 @@ async fn deploy_and_run(
     // by every namespace.
     let backend_host = lock(&lab).gateway.to_string();
     let listener = apim_runtime::http::bind(&backend_host, BACKEND_PORT).await?;
-    // It answers after the scenario's backend latency, so a crash finds requests in flight.
-    let latency = Duration::from_millis(scenario.workload.backend_latency_ms);
-    let backend = tokio::spawn(apim_runtime::http::serve(
-        listener,
-        move |req, _| async move {
+    // It answers after the scenario's backend latency (drawn from its distribution, as the
+    // simulated backend's), so a crash finds requests in flight.
+    let w = scenario.workload.clone();
+    let backend = tokio::spawn(apim_runtime::http::serve(listener, move |req, _| {
+        let latency = Duration::from_micros(w.backend_sample_us(unit(), unit()));
+        async move {
             tokio::time::sleep(latency).await;
             apim_runtime::up::echo(req).await
-        },
-    ));
+        }
+    }));
     (opts.progress)(&format!(
         "starting {} nodes and {} balancers",
         built.nodes.len(),

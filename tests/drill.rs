@@ -224,7 +224,7 @@ fn a_drill_agrees_with_the_simulation_on_a_database_outage() {
     }
     let (v, stderr, _) = drill_with(
         "[workload]\nduration = \"40s\"\ninvoke_rate = 50\n\n[[faults]]\nkind = \"database-outage\"\ndatabase = \"apim\"\nat = \"8s\"\nfor = \"20s\"\n",
-        "10.251.0.0/16",
+        "10.248.0.0/16",
         &["--database", "postgres://postgres@127.0.0.1:5432/test"],
     );
     assert_eq!(v["agree"], true, "{}\n{stderr}", v["compare"]);

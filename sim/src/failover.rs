@@ -29,6 +29,7 @@ pub fn workload() -> Workload {
         revocation_bound_ms: 1_000,
         token_lifetime_ms: apim_components::keymanager::TOKEN_MS,
         backend_latency_ms: 0,
+        backend_latency_p99_ms: 0,
         invoke_writes: 0.0,
     }
 }

@@ -39,6 +39,8 @@ const WRONG_SECRET_EVERY_MS: u64 = 60_000;
 /// Revoked tokens kept for later probes.
 const REVOKED_KEPT: usize = 16;
 const MAX_VIOLATIONS: usize = 1000;
+/// Sessions whose sticky cookie clients keep at most.
+const JAR_BOUND: usize = 10_000;
 /// Retirement is judged only where the workload asks (at once on the gateways the publisher
 /// told, and after the faults healed); elsewhere a gateway that missed it serves until it
 /// reconciles.
@@ -144,6 +146,8 @@ struct Run {
     entries: [Option<Target>; 4],
     /// Invokes started: which are writes follows from the count (`client::is_write`).
     invoked: Mutex<u64>,
+    /// The sticky cookie per (component, session).
+    jar: Mutex<std::collections::BTreeMap<(usize, String), String>>,
 }
 
 /// How long after its acknowledgement a revocation, and a retirement, may go unenforced.
@@ -178,8 +182,10 @@ impl Run {
         self.entries[c as usize]
     }
 
-    /// A client request to a component's entry.
-    async fn client(&self, c: Component, req: Request) -> Result<Response, String> {
+    /// A client request to a component's entry. As a browser keeps a site's cookies, a
+    /// session keeps the sticky cookie its balancer set: a request sends the one set on its
+    /// session's last answer (a sign-in's answer sets it for the session it opens).
+    async fn client(&self, c: Component, mut req: Request) -> Result<Response, String> {
         let Some(entry) = self.entry(c) else {
             return Err(format!("no {c} in this topology"));
         };
@@ -187,10 +193,31 @@ impl Run {
             entry,
             !matches!(c, Component::Publisher | Component::KeyManager),
         );
-        self.d
+        let session = req.get_header("authorization").map(String::from);
+        if let Some(cookie) = session
+            .as_ref()
+            .and_then(|s| guard(&self.jar).get(&(c as usize, s.clone())).cloned())
+        {
+            req = req.header("cookie", &cookie);
+        }
+        let r = self
+            .d
             .send(from, entry, req, CLIENT_TIMEOUT_US)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string());
+        if let Ok(answer) = &r
+            && let Some(cookie) = client::sticky_cookie(answer)
+            && let Some(session) =
+                session.or_else(|| client::session(answer).ok().map(|t| client::bearer(&t)))
+        {
+            let mut jar = guard(&self.jar);
+            // Sessions come and go; a jar past its bound starts again (cookies are a hint).
+            if jar.len() >= JAR_BOUND {
+                jar.clear();
+            }
+            jar.insert((c as usize, session), cookie);
+        }
+        r
     }
 
     /// A request straight to one gateway node, from next to it.
@@ -1299,7 +1326,10 @@ pub fn simulate(plan: &Plan, scenario: &Scenario, options: &Options) -> Outcome 
         options.defects,
         scenario.workload.token_lifetime_ms,
     );
-    d.set_backend_latency(scenario.workload.backend_latency_ms);
+    d.set_backend_latency(
+        scenario.workload.backend_latency_ms,
+        scenario.workload.backend_latency_p99_ms,
+    );
     for i in 0..plan.nodes.len() {
         d.start(i);
     }
@@ -1332,6 +1362,7 @@ pub fn simulate(plan: &Plan, scenario: &Scenario, options: &Options) -> Outcome 
         active: Mutex::default(),
         entries,
         invoked: Mutex::new(0),
+        jar: Mutex::default(),
     });
     let setup: Arc<Mutex<Option<Result<(), String>>>> = Arc::default();
     {

@@ -28,11 +28,42 @@ pub struct Workload {
     pub revocation_bound_ms: u64,
     /// How long the key manager's access tokens live (clients renew theirs before then).
     pub token_lifetime_ms: u64,
-    /// How long the APIs' backend takes to answer, on top of the network.
+    /// How long the APIs' backend takes to answer, on top of the network: the median.
     pub backend_latency_ms: u64,
+    /// The 99th percentile of the backend's answers: the median when the latency is fixed,
+    /// above it for a log-normal spread (`backend_latency = { median, p99 }`).
+    pub backend_latency_p99_ms: u64,
     /// The share of invokes that are writes (POST with a body: never sent twice), the rest
     /// reads (GET: a balancer sends one again elsewhere when it broke in flight).
     pub invoke_writes: f64,
+}
+
+/// The standard normal distribution's 99th percentile.
+const Z99: f64 = 2.326_347_874;
+
+impl Workload {
+    /// Whether the backend's latency varies from one answer to the next.
+    pub fn backend_varies(&self) -> bool {
+        self.backend_latency_p99_ms > self.backend_latency_ms && self.backend_latency_ms > 0
+    }
+
+    /// One backend answer's added latency, in microseconds, from two uniform draws in [0, 1).
+    pub fn backend_sample_us(&self, u1: f64, u2: f64) -> u64 {
+        latency_sample_us(self.backend_latency_ms, self.backend_latency_p99_ms, u1, u2)
+    }
+}
+
+/// A latency with `median_ms` and `p99_ms`, in microseconds, from two uniform draws in [0, 1):
+/// log-normal (Box–Muller), the median itself when the p99 is not above it. Bounded by an hour.
+pub fn latency_sample_us(median_ms: u64, p99_ms: u64, u1: f64, u2: f64) -> u64 {
+    let median = median_ms as f64 * 1000.0;
+    if p99_ms <= median_ms || median_ms == 0 {
+        return median as u64;
+    }
+    let sigma = (p99_ms as f64 / median_ms as f64).ln() / Z99;
+    // 1 - u1 is in (0, 1]: its logarithm is finite.
+    let z = (-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+    (median * (sigma * z).exp()).clamp(0.0, 3.6e9) as u64
 }
 
 impl Default for Workload {
@@ -50,6 +81,7 @@ impl Default for Workload {
             revocation_bound_ms: 1_000,
             token_lifetime_ms: apim_components::keymanager::TOKEN_MS,
             backend_latency_ms: 0,
+            backend_latency_p99_ms: 0,
             invoke_writes: 0.0,
         }
     }
@@ -451,8 +483,68 @@ impl Reader<'_> {
         }
     }
 
+    /// `"50ms"` (fixed), or `{ median = "20ms", p99 = "200ms" }`: (median, p99).
+    fn latency(&mut self, v: &Option<toml::Spanned<toml::Value>>) -> (u64, u64) {
+        let Some(spanned) = v else {
+            return (0, 0);
+        };
+        let toml::Value::Table(t) = spanned.get_ref() else {
+            let ms = self.duration(v, 0);
+            return (ms, ms);
+        };
+        let at = span(spanned.span());
+        if let Some(k) = t.keys().find(|k| !["median", "p99"].contains(&k.as_str())) {
+            self.error(
+                &codes::INVALID_VALUE,
+                format!("`{k}` is not a key of a latency distribution (median, p99)"),
+                at,
+                "this latency",
+            );
+            return (0, 0);
+        }
+        let mut part = |key: &str| match t.get(key).map(duration_ms) {
+            Some(Ok(ms)) => Some(ms),
+            Some(Err(e)) => {
+                self.error(
+                    &codes::INVALID_VALUE,
+                    format!("{key}: {e}"),
+                    at,
+                    "this latency",
+                );
+                None
+            }
+            None => {
+                self.error(
+                    &codes::INVALID_VALUE,
+                    format!("a latency distribution needs `{key}`"),
+                    at,
+                    "this latency",
+                );
+                None
+            }
+        };
+        let (Some(median), Some(p99)) = (part("median"), part("p99")) else {
+            return (0, 0);
+        };
+        if p99 < median {
+            self.error(
+                &codes::INVALID_VALUE,
+                format!(
+                    "p99 ({}) is below the median ({})",
+                    format_ms(p99),
+                    format_ms(median)
+                ),
+                at,
+                "this latency",
+            );
+            return (median, median);
+        }
+        (median, p99)
+    }
+
     fn workload(&mut self, raw: &RawWorkload) -> Workload {
         let d = Workload::default();
+        let latency = self.latency(&raw.backend_latency);
         Workload {
             duration_ms: self.duration(&raw.duration, d.duration_ms),
             apis: self.count(&raw.apis, d.apis, 1000),
@@ -465,7 +557,8 @@ impl Reader<'_> {
             lifecycle_rate: self.rate(&raw.lifecycle_rate, d.lifecycle_rate),
             revocation_bound_ms: self.duration(&raw.revocation_bound, d.revocation_bound_ms),
             token_lifetime_ms: self.lifetime(&raw.token_lifetime, d.token_lifetime_ms),
-            backend_latency_ms: self.duration(&raw.backend_latency, d.backend_latency_ms),
+            backend_latency_ms: latency.0,
+            backend_latency_p99_ms: latency.1,
             invoke_writes: self.share(&raw.invoke_writes, d.invoke_writes),
         }
     }
@@ -836,7 +929,14 @@ impl Scenario {
             format_ms(w.revocation_bound_ms)
         );
         let _ = writeln!(s, "token_lifetime = \"{}\"", format_ms(w.token_lifetime_ms));
-        if w.backend_latency_ms > 0 {
+        if w.backend_varies() {
+            let _ = writeln!(
+                s,
+                "backend_latency = {{ median = \"{}\", p99 = \"{}\" }}",
+                format_ms(w.backend_latency_ms),
+                format_ms(w.backend_latency_p99_ms)
+            );
+        } else if w.backend_latency_ms > 0 {
             let _ = writeln!(
                 s,
                 "backend_latency = \"{}\"",

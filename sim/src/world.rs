@@ -197,7 +197,9 @@ pub struct Deployment {
     defects: Defects,
     token_ms: u64,
     /// What the workload adds to the backend's answer, in microseconds.
-    backend_added_us: std::sync::atomic::AtomicU64,
+    /// The backend's added latency: median and 99th percentile, in milliseconds.
+    backend_latency_ms: std::sync::atomic::AtomicU64,
+    backend_latency_p99_ms: std::sync::atomic::AtomicU64,
 }
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -289,7 +291,8 @@ impl Deployment {
             balancers,
             defects,
             token_ms,
-            backend_added_us: Default::default(),
+            backend_latency_ms: Default::default(),
+            backend_latency_p99_ms: Default::default(),
         })
     }
 
@@ -424,10 +427,12 @@ impl Deployment {
         }
     }
 
-    /// The APIs' backend takes `ms` longer to answer.
-    pub fn set_backend_latency(&self, ms: u64) {
-        self.backend_added_us
-            .store(ms * 1000, std::sync::atomic::Ordering::Relaxed);
+    /// The APIs' backend takes longer to answer: `median_ms`, spread to `p99_ms` (log-normal)
+    /// when that is above it.
+    pub fn set_backend_latency(&self, median_ms: u64, p99_ms: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.backend_latency_ms.store(median_ms, Relaxed);
+        self.backend_latency_p99_ms.store(p99_ms, Relaxed);
     }
 
     /// A node asked to stop: unready from now on, still serving.
@@ -661,7 +666,18 @@ impl Deployment {
         let timeout = route.timeouts.read_ms * 1000;
         // As the real balancer, which streams bodies: only a bodiless request is sent again.
         let repeatable = balancer::idempotent(&req.method) && req.body.is_empty();
-        let sent = balancer::attempt(&self.balancers[b].pools[r], None, repeatable, |k| {
+        let held = route
+            .sticky
+            .then(|| {
+                let cookies = req
+                    .headers
+                    .iter()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"));
+                balancer::sticky_in(cookies.map(|(_, v)| v.as_str())).map(str::to_string)
+            })
+            .flatten();
+        let pool = &self.balancers[b].pools[r];
+        let sent = balancer::attempt(pool, held.as_deref(), repeatable, |k| {
             let target = self.upstreams[b][r][k].map(|i| {
                 if passthrough {
                     Target::Internal(i)
@@ -679,7 +695,15 @@ impl Deployment {
         })
         .await;
         match sent {
-            Ok((_, r)) => r,
+            Ok((k, mut answer)) => {
+                let node = route.upstream.get(k).map(|u| u.node.as_str());
+                if route.sticky
+                    && let Some(cookie) = node.and_then(|n| balancer::stick(held.as_deref(), n))
+                {
+                    answer.headers.push(("set-cookie".into(), cookie));
+                }
+                answer
+            }
             Err(e) => balancer::no_answer(route.component.as_str(), e),
         }
     }
@@ -875,10 +899,17 @@ impl World for SimWorld {
     }
     async fn forward(&self, base: &str, req: Request) -> Result<Response, CallError> {
         // The backend echoes, next to the gateway.
-        let added = self
-            .d
-            .backend_added_us
-            .load(std::sync::atomic::Ordering::Relaxed);
+        use std::sync::atomic::Ordering::Relaxed;
+        let median = self.d.backend_latency_ms.load(Relaxed);
+        let p99 = self.d.backend_latency_p99_ms.load(Relaxed);
+        // A fixed latency draws nothing, so runs without a spread keep their sequence.
+        let added = if p99 > median && median > 0 {
+            let mut rng = self.d.rng();
+            let (u1, u2) = (rng.unit(), rng.unit());
+            crate::scenario::latency_sample_us(median, p99, u1, u2)
+        } else {
+            median * 1000
+        };
         self.d.exec.sleep(2 * BACKEND_US + added).await;
         let _ = (base, req);
         Ok(Response {

@@ -186,3 +186,43 @@ fn loss_is_described_in_percent() {
     };
     assert_eq!(k.describe(), "loss 30% a <-> b");
 }
+
+fn parsed(text: &str) -> scenario::Scenario {
+    let source = SourceFile::new("scenario.toml", text);
+    scenario::parse(&source, &plan()).unwrap_or_else(|d| panic!("{d:?}"))
+}
+
+#[test]
+fn a_backend_latency_is_fixed_or_a_distribution_with_its_median_and_p99() {
+    let fixed = parsed("[workload]\nbackend_latency = \"50ms\"\n").workload;
+    assert!(!fixed.backend_varies());
+    assert_eq!(fixed.backend_sample_us(0.999, 0.0), 50_000);
+    let spread =
+        parsed("[workload]\nbackend_latency = { median = \"20ms\", p99 = \"200ms\" }\n").workload;
+    assert!(spread.backend_varies());
+    // Drawn on a grid of uniform pairs, the samples have the median and p99 asked for.
+    let n = 400;
+    let mut samples: Vec<u64> = (0..n * n)
+        .map(|k| {
+            let (i, j) = (k / n, k % n);
+            spread.backend_sample_us((i as f64 + 0.5) / n as f64, (j as f64 + 0.5) / n as f64)
+        })
+        .collect();
+    samples.sort_unstable();
+    let at = |q: f64| samples[(q * samples.len() as f64) as usize] as f64 / 1000.0;
+    assert!((at(0.5) - 20.0).abs() < 1.0, "median {}", at(0.5));
+    assert!((at(0.99) - 200.0).abs() < 20.0, "p99 {}", at(0.99));
+    // It reads back as written.
+    let again = parsed(
+        &parsed("[workload]\nbackend_latency = { median = \"20ms\", p99 = \"200ms\" }\n").to_toml(),
+    );
+    assert_eq!(again.workload, spread);
+    for bad in [
+        "[workload]\nbackend_latency = { median = \"20ms\" }\n",
+        "[workload]\nbackend_latency = { median = \"20ms\", p99 = \"5ms\" }\n",
+        "[workload]\nbackend_latency = { median = \"20ms\", p95 = \"50ms\" }\n",
+        "[workload]\ninvoke_writes = 1.5\n",
+    ] {
+        assert_eq!(codes(bad), ["S003"], "{bad}");
+    }
+}

@@ -99,6 +99,17 @@ impl Pool {
     }
 }
 
+/// The node a request on a sticky route asks for: its cookie's, among the `Cookie` headers.
+pub fn sticky_in<'a>(cookies: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    crate::http::cookie_in(cookies, STICKY_COOKIE)
+}
+
+/// The `Set-Cookie` value that keeps a client on `node`, when its request did not already ask
+/// for it (`held`).
+pub fn stick(held: Option<&str>, node: &str) -> Option<String> {
+    (held != Some(node)).then(|| format!("{STICKY_COOKIE}={node}; Path=/; HttpOnly; Secure"))
+}
+
 /// How many targets a request may try: the first, and one retry.
 pub const ATTEMPTS: usize = 2;
 

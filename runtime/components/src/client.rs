@@ -206,6 +206,19 @@ pub fn active(r: &Response) -> Result<bool, String> {
         .ok_or_else(|| format!("answered {} without `active`", r.status))
 }
 
+/// The balancer's sticky cookie an answer set (`APIM_NODE=node`), for a browser-like client
+/// to send with its session's next requests.
+pub fn sticky_cookie(r: &Response) -> Option<String> {
+    let prefix = format!("{}=", crate::balancer::STICKY_COOKIE);
+    r.headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
+        .filter_map(|(_, v)| v.split(';').next())
+        .map(str::trim)
+        .find(|c| c.starts_with(&prefix))
+        .map(String::from)
+}
+
 /// The node names a publication's or a revocation's acknowledgement says were not told.
 pub fn missed(r: &Response) -> Vec<String> {
     r.json_body()

@@ -6,7 +6,6 @@
 use crate::http;
 use apim_compiler::plan::{BalancerPlan, BalancerRoute, RouteListener};
 use apim_components::balancer::{self, Pool};
-use apim_components::http::cookie_in;
 use apim_components::{CallError, Request, Response};
 use http_body_util::{BodyExt, Either, Empty};
 use hyper::HeaderMap;
@@ -147,7 +146,7 @@ async fn proxy(
         .sticky
         .then(|| {
             let cookies = parts.headers.get_all(COOKIE).iter();
-            cookie_in(cookies.filter_map(|v| v.to_str().ok()), STICKY_COOKIE).map(str::to_string)
+            balancer::sticky_in(cookies.filter_map(|v| v.to_str().ok())).map(str::to_string)
         })
         .flatten();
     let timeout = Duration::from_millis(route.timeouts.read_ms);
@@ -209,10 +208,8 @@ async fn proxy(
             http::drop_hop_by_hop(&mut parts.headers);
             let node = &route.upstream[i].node;
             if route.sticky
-                && sticky.as_deref() != Some(node.as_str())
-                && let Ok(v) = HeaderValue::try_from(format!(
-                    "{STICKY_COOKIE}={node}; Path=/; HttpOnly; Secure"
-                ))
+                && let Some(cookie) = balancer::stick(sticky.as_deref(), node)
+                && let Ok(v) = HeaderValue::try_from(cookie)
             {
                 parts.headers.append(SET_COOKIE, v);
             }

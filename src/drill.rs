@@ -119,8 +119,8 @@ pub fn single_failures(
 }
 
 /// A partition or loss between two networks also cuts, in the simulation, a node on one from
-/// a database on the other; the drill's databases are files every host reads, so such a fault
-/// would not mean the same here.
+/// a database on the other; every host of the drill reaches its databases (files, or relays on
+/// the bridge), so such a fault would not mean the same here.
 fn cuts_a_database(plan: &Plan, kind: &str, from: &str, to: &str) -> Result<(), String> {
     for d in &plan.databases {
         let Some(net) = d.network.as_deref() else {
@@ -132,7 +132,7 @@ fn cuts_a_database(plan: &Plan, kind: &str, from: &str, to: &str) -> Result<(), 
         });
         if let Some(n) = user {
             return Err(format!(
-                "the drill cannot make this `{kind}` between `{from}` and `{to}`: in the simulation it also cuts node `{}` from database `{}`, but the drill's databases are SQLite files every namespace reads; `apim sim` simulates it",
+                "the drill cannot make this `{kind}` between `{from}` and `{to}`: in the simulation it also cuts node `{}` from database `{}`, but every namespace of the drill reaches its databases (SQLite files, or the relays on the bridge); `apim sim` simulates it",
                 n.name, d.name
             ));
         }
@@ -248,7 +248,6 @@ struct Built {
 struct Networked {
     urls: std::collections::BTreeMap<String, String>,
     relays: std::collections::BTreeMap<String, DbProxy>,
-    places: Vec<String>,
 }
 
 /// The port of the first database relay on the bridge; each database gets the next.
@@ -265,9 +264,7 @@ async fn networked(
     for (k, d) in plan.databases.iter().enumerate() {
         let port = RELAY_PORT + u16::try_from(k).unwrap_or(u16::MAX - RELAY_PORT);
         let relay = DbProxy::start(&format!("{bridge}:{port}"), server.address()).await?;
-        let place = format!("apim_drill_{}_{k}", std::process::id());
-        let url = server.create(&place, (bridge, port)).await?;
-        out.places.push(place);
+        let url = server.create(&place(k), (bridge, port)).await?;
         out.urls.insert(d.name.clone(), url);
         out.relays.insert(d.name.clone(), relay);
     }
@@ -502,11 +499,7 @@ pub async fn run(plan: &Plan, scenario: &Scenario, opts: &Options) -> Result<Out
             match made {
                 Ok(n) => n,
                 Err(e) => {
-                    for k in 0..plan.databases.len() {
-                        let _ = server
-                            .drop(&format!("apim_drill_{}_{k}", std::process::id()))
-                            .await;
-                    }
+                    remove_places(plan, server).await;
                     return Err(e);
                 }
             }
@@ -515,13 +508,24 @@ pub async fn run(plan: &Plan, scenario: &Scenario, opts: &Options) -> Result<Out
     };
     let outcome = deploy_and_run(plan, scenario, opts, lab, &dir, &networked).await;
     if let Some(server) = &opts.database {
-        for place in &networked.places {
-            if let Err(e) = server.drop(place).await {
-                eprintln!("warning: {e}");
-            }
-        }
+        remove_places(plan, server).await;
     }
     outcome
+}
+
+/// The name of the drill's place on its database server for the `k`th database.
+fn place(k: usize) -> String {
+    format!("apim_drill_{}_{k}", std::process::id())
+}
+
+/// Removes this drill's places from its database server, whatever was made (also after an
+/// interruption, which drops the drill before its own cleanup).
+pub async fn remove_places(plan: &Plan, server: &apim_runtime::databases::Server) {
+    for k in 0..plan.databases.len() {
+        if let Err(e) = server.drop(&place(k)).await {
+            eprintln!("warning: {e}");
+        }
+    }
 }
 
 async fn deploy_and_run(

@@ -9,7 +9,6 @@ use apim_components::balancer::{self, Pool};
 use apim_components::breaker::{Breaker, CATCH_UP_MS};
 pub use apim_components::defects::{Defect, Defects};
 use apim_components::mem::{MemStorage, Role};
-use apim_components::node::InternalRoute;
 use apim_components::world::{
     Api, Application, ClientKeys, Db, DbError, Failures, Session, Token, User,
 };
@@ -393,17 +392,12 @@ impl Deployment {
     /// Starts (or restarts) a node with empty memory; gateways catch up with the registry.
     pub fn start(self: &Arc<Self>, i: usize) {
         let plan = &self.plan.nodes[i];
-        let components = plan.listeners.iter().map(|l| l.component).collect();
-        let internal = plan
-            .internal
-            .iter()
-            .map(|e| InternalRoute {
-                endpoint: e.endpoint.clone(),
-                component: e.component,
-                callers: e.callers.clone(),
-            })
-            .collect();
-        let node = Arc::new(Node::with_internal(&plan.name, components, internal));
+        let node = Arc::new(Node::of_plan(
+            &plan.name,
+            plan.listeners.iter().map(|l| l.component),
+            (plan.internal.iter())
+                .map(|e| (e.endpoint.as_str(), e.component, e.callers.as_slice())),
+        ));
         let world = Arc::new(SimWorld::new(self.clone(), i));
         let incarnation = {
             let mut slot = guard(&self.nodes[i]);
@@ -856,9 +850,8 @@ impl World for SimWorld {
             )));
         };
         let from = self.d.node_place(self.node);
-        balancer::attempt(pool, None, balancer::idempotent(&req.method), |i| {
+        balancer::call(pool, &req, |i, req| {
             let target = targets.get(i).copied().flatten();
-            let req = req.clone();
             async move {
                 match target {
                     Some(t) => self.d.send(from, t, req, CALL_TIMEOUT_US).await,
@@ -867,7 +860,6 @@ impl World for SimWorld {
             }
         })
         .await
-        .map(|(_, r)| r)
     }
     async fn notify_each(
         &self,

@@ -217,6 +217,22 @@ where
     Err(last)
 }
 
+/// A component's call to a peer through `pool` (`World::call` in both worlds): `attempt` with
+/// the request held whole, so that an idempotent one can be sent again; only the answer.
+pub async fn call<Fut>(
+    pool: &Mutex<Pool>,
+    req: &crate::http::Request,
+    mut send: impl FnMut(usize, crate::http::Request) -> Fut,
+) -> Result<crate::http::Response, CallError>
+where
+    Fut: Future<Output = Result<crate::http::Response, CallError>>,
+{
+    let repeatable = idempotent(&req.method);
+    attempt(pool, None, repeatable, |i| send(i, req.clone()))
+        .await
+        .map(|(_, r)| r)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ pub mod client;
 pub mod defects;
 pub mod gateway;
 pub mod http;
+pub mod jwt;
 pub mod keymanager;
 pub mod mem;
 pub mod node;

@@ -44,6 +44,24 @@ impl Node {
         Node::with_internal(name, components, Vec::new())
     }
 
+    /// The node a plan describes: its public listeners' components, and its internal
+    /// endpoints as (endpoint, component, callers admitted).
+    pub fn of_plan<'a>(
+        name: &str,
+        components: impl IntoIterator<Item = Peer>,
+        internal: impl IntoIterator<Item = (&'a str, Peer, &'a [String])>,
+    ) -> Node {
+        let internal = internal
+            .into_iter()
+            .map(|(endpoint, component, callers)| InternalRoute {
+                endpoint: endpoint.to_string(),
+                component,
+                callers: callers.to_vec(),
+            })
+            .collect();
+        Node::with_internal(name, components.into_iter().collect(), internal)
+    }
+
     pub fn with_internal(name: &str, components: Vec<Peer>, internal: Vec<InternalRoute>) -> Node {
         Node {
             name: name.to_string(),

@@ -19,7 +19,12 @@ pub enum Mode {
     Refuse = 1,
     /// Accepts and reads, never answers: a server unreachable (packets dropped).
     Blackhole = 2,
+    /// Passes bytes, each read `SLOW_BY` late: a server far away or overloaded.
+    Slow = 3,
 }
+
+/// How late a slow relay passes each read.
+pub const SLOW_BY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A relay listening on `addr`; it stops when dropped, cutting what it relays.
 pub struct DbProxy {
@@ -113,8 +118,12 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        match mode.load(Ordering::SeqCst) {
-            m if m == Mode::Pass as u8 => {
+        let mode = mode.load(Ordering::SeqCst);
+        if mode == Mode::Slow as u8 {
+            tokio::time::sleep(SLOW_BY).await;
+        }
+        match mode {
+            m if m == Mode::Pass as u8 || m == Mode::Slow as u8 => {
                 if to.write_all(&buf[..n]).await.is_err() {
                     return;
                 }

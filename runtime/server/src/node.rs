@@ -7,7 +7,6 @@ use crate::storage::{Role, SqlStorage};
 use crate::world::RealWorld;
 use apim_compiler::plan::NodePlan;
 use apim_components::gateway;
-use apim_components::node::InternalRoute;
 use apim_components::world::Peer;
 use apim_components::{Node, Request};
 use std::collections::BTreeMap;
@@ -134,17 +133,11 @@ pub async fn start(
             .await
             .map_err(|e| format!("node {}: cannot create the admin user: {e}", plan.name))?;
     }
-    let components: Vec<Peer> = plan.listeners.iter().map(|l| l.component).collect();
-    let internal = plan
-        .internal
-        .iter()
-        .map(|e| InternalRoute {
-            endpoint: e.endpoint.clone(),
-            component: e.component,
-            callers: e.callers.clone(),
-        })
-        .collect();
-    let node = Arc::new(Node::with_internal(&plan.name, components, internal));
+    let node = Arc::new(Node::of_plan(
+        &plan.name,
+        plan.listeners.iter().map(|l| l.component),
+        (plan.internal.iter()).map(|e| (e.endpoint.as_str(), e.component, e.callers.as_slice())),
+    ));
     let mut tasks = JoinSet::new();
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let mut public = http::Serving::tls(tls.server()?);

@@ -219,13 +219,11 @@ impl World for RealWorld {
                 self.node.name
             )));
         };
-        // The request is held whole, so an idempotent one can be sent again.
-        balancer::attempt(pool, None, balancer::idempotent(&req.method), |i| {
+        balancer::call(pool, &req, |i, req| {
             let e = &peer.endpoints[i];
-            http::send(client, &e.host, e.port, req.clone(), CALL_TIMEOUT)
+            http::send(client, &e.host, e.port, req, CALL_TIMEOUT)
         })
         .await
-        .map(|(_, r)| r)
     }
 
     async fn notify_each(

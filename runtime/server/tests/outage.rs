@@ -6,90 +6,22 @@
 
 use apim_components::breaker::{FAILURES_TO_OPEN, OPEN_MS};
 use apim_components::world::Storage;
+use apim_runtime::dbproxy::{DbProxy, Mode};
 use apim_runtime::guarded::Guarded;
 use apim_runtime::storage::{Role, SqlStorage};
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
-const PASS: u8 = 0;
-const REFUSE: u8 = 1;
-const BLACKHOLE: u8 = 2;
-/// Passes bytes, each read `SLOW_BY` late: a database far away or overloaded.
-const SLOW: u8 = 3;
-const SLOW_BY: Duration = Duration::from_millis(100);
 /// The bound on one operation in these tests.
 const BOUND: Duration = Duration::from_millis(500);
 
-/// A TCP proxy in front of a database: passes bytes, refuses (closes every connection at
-/// once), or swallows them (reads and never answers).
-struct Proxy {
-    port: u16,
-    mode: Arc<AtomicU8>,
-}
-
-impl Proxy {
-    async fn start(upstream: &'static str) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let mode = Arc::new(AtomicU8::new(PASS));
-        let m = mode.clone();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let m = m.clone();
-                tokio::spawn(async move {
-                    if m.load(Ordering::SeqCst) == REFUSE {
-                        return;
-                    }
-                    let Ok(server) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    relay(client, server, m).await;
-                });
-            }
-        });
-        Proxy { port, mode }
-    }
-
-    fn set(&self, mode: u8) {
-        self.mode.store(mode, Ordering::SeqCst);
-    }
-}
-
-/// Copies both ways while the mode passes; refusing closes, a blackhole keeps reading.
-async fn relay(client: TcpStream, server: TcpStream, mode: Arc<AtomicU8>) {
-    let (cr, cw) = client.into_split();
-    let (sr, sw) = server.into_split();
-    tokio::select! {
-        () = pump(cr, sw, mode.clone()) => {}
-        () = pump(sr, cw, mode) => {}
-    }
-}
-
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    mode: Arc<AtomicU8>,
-) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        let mode = mode.load(Ordering::SeqCst);
-        if mode == SLOW {
-            tokio::time::sleep(SLOW_BY).await;
-        }
-        match mode {
-            PASS | SLOW if to.write_all(&buf[..n]).await.is_ok() => {}
-            BLACKHOLE => {}
-            _ => return,
-        }
-    }
+/// The drill's relay in front of a database, on a port of its own.
+async fn relay(upstream: &str) -> (DbProxy, u16) {
+    let proxy = DbProxy::start("127.0.0.1:0", upstream.to_string())
+        .await
+        .expect("relay");
+    let port = proxy.addr.port();
+    (proxy, port)
 }
 
 async fn storage(url: String) -> Guarded {
@@ -99,9 +31,9 @@ async fn storage(url: String) -> Guarded {
 }
 
 /// One outage of the apim database in `mode`: timed operations during it, then recovery.
-async fn outage(upstream: &'static str, scheme: &str, mode: u8) {
-    let proxy = Proxy::start(upstream).await;
-    let s = storage(format!("{scheme}@127.0.0.1:{}/test", proxy.port)).await;
+async fn outage(upstream: &'static str, scheme: &str, mode: Mode) {
+    let (proxy, port) = relay(upstream).await;
+    let s = storage(format!("{scheme}@127.0.0.1:{}/test", port)).await;
     assert!(
         s.apis().await.is_ok(),
         "the database answers through the proxy"
@@ -130,7 +62,7 @@ async fn outage(upstream: &'static str, scheme: &str, mode: u8) {
     assert!(e.0.contains("apim database"), "{}", e.0);
     // The database comes back: after the backoff, the node's background probe closes the
     // breaker, before any request has to fail on it.
-    proxy.set(PASS);
+    proxy.set(Mode::Pass);
     assert_eq!(s.breakers(), vec![("apim", true)]);
     let deadline = Instant::now() + Duration::from_millis(OPEN_MS * 4) + BOUND * 4;
     loop {
@@ -150,14 +82,14 @@ async fn outage(upstream: &'static str, scheme: &str, mode: u8) {
 
 #[tokio::test]
 async fn postgresql_refusing_or_blackholed_fails_fast_then_recovers() {
-    outage("127.0.0.1:5432", "postgres://postgres", REFUSE).await;
-    outage("127.0.0.1:5432", "postgres://postgres", BLACKHOLE).await;
+    outage("127.0.0.1:5432", "postgres://postgres", Mode::Refuse).await;
+    outage("127.0.0.1:5432", "postgres://postgres", Mode::Blackhole).await;
 }
 
 #[tokio::test]
 async fn mariadb_refusing_or_blackholed_fails_fast_then_recovers() {
-    outage("127.0.0.1:3306", "mysql://root", REFUSE).await;
-    outage("127.0.0.1:3306", "mysql://root", BLACKHOLE).await;
+    outage("127.0.0.1:3306", "mysql://root", Mode::Refuse).await;
+    outage("127.0.0.1:3306", "mysql://root", Mode::Blackhole).await;
 }
 
 const ADMIN: &str = "outage-admin-password";
@@ -242,32 +174,32 @@ async fn send(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_postgresql_refusing_a_deployment_serves_cached_calls_and_fails_the_rest_fast() {
-    deployment_outage(Engine::Postgres, REFUSE, "127.71.0.0/16").await;
+    deployment_outage(Engine::Postgres, Mode::Refuse, "127.71.0.0/16").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_postgresql_blackholed_a_deployment_serves_cached_calls_and_fails_the_rest_fast() {
-    deployment_outage(Engine::Postgres, BLACKHOLE, "127.72.0.0/16").await;
+    deployment_outage(Engine::Postgres, Mode::Blackhole, "127.72.0.0/16").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_mariadb_refusing_a_deployment_serves_cached_calls_and_fails_the_rest_fast() {
-    deployment_outage(Engine::Mariadb, REFUSE, "127.73.0.0/16").await;
+    deployment_outage(Engine::Mariadb, Mode::Refuse, "127.73.0.0/16").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_mariadb_blackholed_a_deployment_serves_cached_calls_and_fails_the_rest_fast() {
-    deployment_outage(Engine::Mariadb, BLACKHOLE, "127.74.0.0/16").await;
+    deployment_outage(Engine::Mariadb, Mode::Blackhole, "127.74.0.0/16").await;
 }
 
 /// The standalone pattern run by `apim up` on `engine` behind `proxy`, in a fresh place.
 async fn standalone_behind(
     engine: Engine,
-    proxy: &Proxy,
+    port: u16,
     place: &str,
     range: &str,
 ) -> (apim_runtime::up::Up, tempfile::TempDir) {
-    let url = engine.create(place, proxy.port).await;
+    let url = engine.create(place, port).await;
     let text: String = apim_patterns::find("standalone")
         .expect("pattern")
         .template
@@ -291,9 +223,7 @@ async fn standalone_behind(
         .await
         .expect("apim up");
     assert!(
-        up.databases
-            .values()
-            .any(|u| u.contains(&proxy.port.to_string())),
+        up.databases.values().any(|u| u.contains(&port.to_string())),
         "the database is used as written: {:?}",
         up.databases
     );
@@ -301,11 +231,11 @@ async fn standalone_behind(
 }
 
 /// The standalone pattern on `engine` behind the proxy; five seconds of outage in `mode`.
-async fn deployment_outage(engine: Engine, mode: u8, range: &str) {
+async fn deployment_outage(engine: Engine, mode: Mode, range: &str) {
     use apim_components::Request;
-    let place = format!("apim_outage_{}_{mode}", std::process::id());
-    let proxy = Proxy::start(engine.upstream()).await;
-    let (up, _data) = standalone_behind(engine, &proxy, &place, range).await;
+    let place = format!("apim_outage_{}_{}", std::process::id(), mode as u8);
+    let (proxy, port) = relay(engine.upstream()).await;
+    let (up, _data) = standalone_behind(engine, port, &place, range).await;
     let e = apim_runtime::smoke::Entries::of(&up).expect("entries");
     let p = apim_runtime::smoke::provision(&e, ADMIN, "outage")
         .await
@@ -344,7 +274,7 @@ async fn deployment_outage(engine: Engine, mode: u8, range: &str) {
         fast >= 3,
         "only {fast} token requests were answered at once"
     );
-    proxy.set(PASS);
+    proxy.set(Mode::Pass);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if send(&e, &e.gateway, token()).await.0 == 200 {
@@ -367,8 +297,8 @@ async fn a_restarted_gateway_never_answers_not_found_for_a_published_api() {
     use apim_components::Request;
     let engine = Engine::Postgres;
     let place = format!("apim_restart_{}", std::process::id());
-    let proxy = Proxy::start(engine.upstream()).await;
-    let (mut up, _data) = standalone_behind(engine, &proxy, &place, "127.77.0.0/16").await;
+    let (proxy, port) = relay(engine.upstream()).await;
+    let (mut up, _data) = standalone_behind(engine, port, &place, "127.77.0.0/16").await;
     let e = apim_runtime::smoke::Entries::of(&up).expect("entries");
     let p = apim_runtime::smoke::provision(&e, ADMIN, "restart")
         .await
@@ -377,7 +307,7 @@ async fn a_restarted_gateway_never_answers_not_found_for_a_published_api() {
     let plan = node.plan.clone();
     let urls = apim_runtime::databases::of_node(&plan, &up.databases);
     drop(node);
-    proxy.set(SLOW);
+    proxy.set(Mode::Slow);
     let restart = tokio::spawn(apim_runtime::node::start(plan.clone(), urls, ADMIN));
     let gateway = plan
         .listeners
@@ -412,7 +342,7 @@ async fn a_restarted_gateway_never_answers_not_found_for_a_published_api() {
         "calls reached the gateway before it had read the registry: {seen:?}"
     );
     let restarted = restart.await.expect("task").expect("restarted");
-    proxy.set(PASS);
+    proxy.set(Mode::Pass);
     drop(restarted);
     drop(up);
     engine.drop(&place).await;

@@ -620,13 +620,33 @@ struct Clients {
     invoked: AtomicU64,
     /// Names made so far (APIs, applications), for unique ones.
     made: AtomicU64,
+    jar: Jar,
 }
 
+/// The sticky cookie per (entry, session).
+type Jar = Mutex<std::collections::BTreeMap<((String, u16), String), String>>;
+
 impl Clients {
-    async fn send(&self, to: &(String, u16), req: Request) -> Option<Response> {
-        apim_runtime::http::send(&self.client, &to.0, to.1, req, REQUEST_TIMEOUT)
+    /// As a browser keeps a site's cookies, a session keeps the sticky cookie its balancer
+    /// set, as the simulator's clients do; the drill's sessions are few (the admin's and the
+    /// consumer's), so the jar stays small.
+    async fn send(&self, to: &(String, u16), mut req: Request) -> Option<Response> {
+        let session = req
+            .get_header("authorization")
+            .map(|a| (to.clone(), a.to_string()));
+        if let Some(cookie) = session
+            .as_ref()
+            .and_then(|k| lock(&self.jar).get(k).cloned())
+        {
+            req = req.header("cookie", &cookie);
+        }
+        let r = apim_runtime::http::send(&self.client, &to.0, to.1, req, REQUEST_TIMEOUT)
             .await
-            .ok()
+            .ok()?;
+        if let (Some(session), Some(cookie)) = (session, client::sticky_cookie(&r)) {
+            lock(&self.jar).insert(session, cookie);
+        }
+        Some(r)
     }
 
     fn elapsed_us(&self, at: Instant) -> u64 {
@@ -776,6 +796,7 @@ async fn workload(
         violations: Mutex::new(Vec::new()),
         invoked: AtomicU64::new(0),
         made: AtomicU64::new(0),
+        jar: Mutex::default(),
     });
     let mut faults = tokio::task::JoinSet::new();
     for (k, f) in scenario.faults.iter().enumerate() {

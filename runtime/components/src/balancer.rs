@@ -210,7 +210,15 @@ where
                 lock(pool).connect_failed(i);
                 last = CallError::Connect(e);
             }
-            Err(CallError::Broken(e)) if repeatable => last = CallError::Broken(e),
+            Err(CallError::Broken(e)) if repeatable => {
+                // With no other target, the same one once more: a stale kept-alive connection
+                // says nothing of the node, and a new connection (or a balancer in front) may
+                // well answer.
+                if lock(pool).targets.len() == 1 {
+                    tried.clear();
+                }
+                last = CallError::Broken(e);
+            }
             Err(e) => return Err(e),
         }
     }
@@ -306,6 +314,36 @@ mod tests {
         let (answer, sent) = broken_then_answered(true);
         assert_eq!(answer.ok(), Some((1, 200)));
         assert_eq!(sent, [0, 1]);
+    }
+
+    #[test]
+    fn a_repeatable_request_with_one_target_is_sent_to_it_once_more() {
+        let p = Mutex::new(pool(1));
+        let sent = Mutex::new(Vec::new());
+        let answer = pollster::block_on(attempt(&p, None, true, |i| {
+            let n = {
+                let mut s = lock_sent(&sent);
+                s.push(i);
+                s.len()
+            };
+            async move {
+                match n {
+                    1 => Err(CallError::Broken("closed before message completed".into())),
+                    _ => Ok(200),
+                }
+            }
+        }));
+        assert_eq!(answer.ok(), Some((0, 200)));
+        assert_eq!(*lock_sent(&sent), [0, 0]);
+        // Never more than the attempts allowed.
+        let p = Mutex::new(pool(1));
+        let tries = Mutex::new(0);
+        let answer: Result<(usize, u16), _> = pollster::block_on(attempt(&p, None, true, |_| {
+            *tries.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            async { Err(CallError::Broken("gone".into())) }
+        }));
+        assert!(answer.is_err());
+        assert_eq!(*tries.lock().unwrap_or_else(|e| e.into_inner()), ATTEMPTS);
     }
 
     #[test]

@@ -87,11 +87,33 @@ pub async fn send_stream(
         hyper::header::HOST,
         HeaderValue::try_from(authority).map_err(|e| bad(&e))?,
     );
+    let uri = hyper::Uri::try_from(target).map_err(|e| bad(&e))?;
+    // A bodiless idempotent request goes once more when it broke before any answer (a
+    // kept-alive connection the backend closed as it went out): the balancers' rule, towards
+    // the one backend an API has.
+    let again = (apim_components::balancer::idempotent(parts.method.as_str())
+        && body.is_end_stream())
+    .then(|| {
+        let mut head = hyper::Request::new(Either::Right(Empty::new()));
+        *head.method_mut() = parts.method.clone();
+        *head.uri_mut() = uri.clone();
+        *head.headers_mut() = headers.clone();
+        head
+    });
     let mut request = hyper::Request::new(Either::Left(body));
     *request.method_mut() = parts.method;
-    *request.uri_mut() = hyper::Uri::try_from(target).map_err(|e| bad(&e))?;
+    *request.uri_mut() = uri;
     *request.headers_mut() = headers;
-    let response = match tokio::time::timeout(timeout, client.try_send(authority, request)).await {
+    let sent = async {
+        match client.try_send(authority, request).await {
+            Err(failed) if matches!(failed.error, CallError::Broken(_)) => match again {
+                Some(head) => client.try_send(authority, head).await,
+                None => Err(failed),
+            },
+            answer => answer,
+        }
+    };
+    let response = match tokio::time::timeout(timeout, sent).await {
         Ok(Ok(r)) => r,
         Ok(Err(failed)) => {
             // Nothing reached the backend: the client's body is read and dropped, so the

@@ -124,3 +124,92 @@ async fn nothing_listening_is_a_connect_error() {
         Ok(_) => panic!("expected a connect error, got an answer"),
     }
 }
+
+/// A backend that takes a request and closes without an answer when told to (a kept-alive
+/// connection it closed as the request went out), and a front that streams requests to it as a
+/// gateway does (`http::send_stream`): a GET broken that way is sent once more and answered; a
+/// POST is not sent twice.
+#[tokio::test]
+async fn a_read_broken_on_its_way_to_the_backend_goes_once_more_a_write_does_not() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let backend_at = backend.local_addr().expect("address").to_string();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let hang_ups = Arc::new(AtomicUsize::new(0));
+    let (seen, hang) = (requests.clone(), hang_ups.clone());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = backend.accept().await {
+            let (seen, hang) = (seen.clone(), hang.clone());
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    let told =
+                        hang.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |h| h.checked_sub(1));
+                    if told.is_ok() {
+                        return;
+                    }
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if stream.write_all(ok).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let front = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let front_at = front.local_addr().expect("address").to_string();
+    let streams = http::stream_client();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = front.accept().await {
+            let (streams, backend_at) = (streams.clone(), backend_at.clone());
+            tokio::spawn(async move {
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let (streams, backend_at) = (streams.clone(), backend_at.clone());
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let answer = http::send_stream(
+                            &streams,
+                            &backend_at,
+                            "/x".into(),
+                            parts,
+                            |_| false,
+                            body,
+                            std::time::Duration::from_secs(5),
+                        )
+                        .await;
+                        let status = answer.map_or(502, |r| r.status().as_u16());
+                        let mut r = hyper::Response::new(Full::new(Bytes::new()));
+                        *r.status_mut() = hyper::StatusCode::from_u16(status)
+                            .unwrap_or(hyper::StatusCode::BAD_GATEWAY);
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let client: Upstreams<Full<Bytes>> = Upstreams::default();
+    hang_ups.store(1, Ordering::SeqCst);
+    let r = client
+        .send(&front_at, get(&front_at))
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 200);
+    assert_eq!(requests.load(Ordering::SeqCst), 2, "the GET, twice");
+    hang_ups.store(1, Ordering::SeqCst);
+    let post = hyper::Request::builder()
+        .method("POST")
+        .uri("/x")
+        .header("host", &front_at)
+        .body(Full::new(Bytes::from_static(b"{\"n\":1}")))
+        .expect("request");
+    let r = client.send(&front_at, post).await.expect("answer");
+    assert_eq!(r.status(), 502);
+    assert_eq!(requests.load(Ordering::SeqCst), 3, "the POST, once");
+}

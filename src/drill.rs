@@ -246,6 +246,8 @@ struct Built {
 /// the relays the database faults act on.
 #[derive(Default)]
 struct Networked {
+    /// The server's engine; `None`: no server, SQLite files.
+    engine: Option<Engine>,
     urls: std::collections::BTreeMap<String, String>,
     relays: std::collections::BTreeMap<String, DbProxy>,
 }
@@ -260,7 +262,10 @@ async fn networked(
     server: &apim_runtime::databases::Server,
     bridge: &str,
 ) -> Result<Networked, String> {
-    let mut out = Networked::default();
+    let mut out = Networked {
+        engine: Some(server.engine),
+        ..Networked::default()
+    };
     for (k, d) in plan.databases.iter().enumerate() {
         let port = RELAY_PORT + u16::try_from(k).unwrap_or(u16::MAX - RELAY_PORT);
         let relay = DbProxy::start(&format!("{bridge}:{port}"), server.address()).await?;
@@ -280,16 +285,12 @@ fn build(plan: &Plan, lab: &Lab, dir: &Path, networked: &Networked) -> Result<Bu
     // listen on its loopback, which a namespace reaches only through the relays.
     for n in &mut mapped.nodes {
         for d in &mut n.databases {
-            match networked.urls.get(&d.database) {
-                Some(url) => {
+            match (networked.engine, networked.urls.get(&d.database)) {
+                (Some(engine), Some(url)) => {
                     d.url = url.clone();
-                    d.engine = if url.starts_with("mysql") {
-                        Engine::Mysql
-                    } else {
-                        Engine::Postgres
-                    };
+                    d.engine = engine;
                 }
-                None => {
+                _ => {
                     d.url = apim_runtime::databases::sqlite_url(
                         &dir.join(format!("{}.db", d.database)),
                     );

@@ -45,13 +45,15 @@ fn certs_are_made_once_and_kept_on_a_rerun() {
     assert!(o.status.success(), "{}", text(&o));
     let written: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     let files = written["files"].as_array().expect("files");
-    // A CA (cert and key), then a cert and key per node (6) and balancer (2).
-    assert_eq!(files.len(), 2 + 2 * 8, "{written}");
+    // A CA (cert and key), then a cert and key per node (6) and balancer (2), then the JWT
+    // signing key and its public half.
+    assert_eq!(files.len(), 2 + 2 * 8 + 2, "{written}");
     assert!(files.iter().all(|f| f["action"] == "created"));
     assert_eq!(mode(&d.join("pki")), 0o700);
     assert_eq!(mode(&d.join("pki/gateway-1.key")), 0o600);
     assert_eq!(mode(&d.join("pki/ca.key")), 0o600);
     assert_eq!(mode(&d.join("pki/gateway-1.crt")), 0o644);
+    assert_eq!(mode(&d.join("pki/jwt-signing.seed")), 0o600);
     assert!(d.join("pki/apim-certs.json").is_file());
     // What the certificate says: its SPIFFE ID, its host and its names on every platform.
     let pem = std::fs::read_to_string(d.join("pki/gateway-1.crt")).expect("cert");
@@ -78,6 +80,35 @@ fn certs_are_made_once_and_kept_on_a_rerun() {
     );
     let o = run(&["check", "t.toml", "--certs", "pki"], d);
     assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn a_rotated_signing_key_keeps_the_previous_one_and_publishes_both() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    template(d, "internal-store");
+    assert!(run(&["certs", "t.toml", "-o", "pki"], d).status.success());
+    let read = |f: &str| std::fs::read_to_string(d.join("pki").join(f)).expect(f);
+    let kids = |text: String| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&text).expect("jwks");
+        v["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .map(|k| k["kid"].as_str().expect("kid").to_string())
+            .collect()
+    };
+    let (seed, before) = (read("jwt-signing.seed"), kids(read("jwks.json")));
+    assert_eq!(before.len(), 1);
+    let o = run(&["certs", "t.toml", "-o", "pki", "--rotate-signing-key"], d);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(read("jwt-signing.previous.seed"), seed);
+    assert_ne!(read("jwt-signing.seed"), seed);
+    assert_eq!(mode(&d.join("pki/jwt-signing.seed")), 0o600);
+    let after = kids(read("jwks.json"));
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert_eq!(after[1], before[0], "the previous key stays published");
+    assert_ne!(after[0], before[0]);
 }
 
 #[test]

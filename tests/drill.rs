@@ -334,3 +334,46 @@ fn a_drill_refuses_what_it_cannot_make_before_it_makes_anything() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not a private range"), "{stderr}");
 }
+
+/// With JWT access tokens under the available policy, both key managers down: the API calls go
+/// on in both worlds (only `/token` fails), and the verdicts agree.
+#[test]
+fn under_the_available_policy_api_calls_go_on_without_the_key_managers_in_both_worlds() {
+    if let Err(why) = namespaces() {
+        eprintln!("not run: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let topology = dir.path().join("t.toml");
+    let template = apim_patterns::find("clustered-external-store")
+        .expect("pattern")
+        .template;
+    let available = template.replace("revocation = \"strict\"", "revocation = \"available\"");
+    assert_ne!(available, template);
+    std::fs::write(&topology, available).expect("write");
+    let (v, stderr, _) = drill_with(
+        "[workload]\nduration = \"40s\"\ninvoke_rate = 50\ntoken_rate = 2\n\n[[faults]]\nkind = \"cluster-down\"\ncluster = \"key-manager\"\nat = \"8s\"\nfor = \"20s\"\n",
+        "10.246.0.0/16",
+        &[topology.to_str().expect("path")],
+    );
+    assert_eq!(v["agree"], true, "{}\n{stderr}", v["compare"]);
+    let flows = v["report"]["faults"][0]["flows"]
+        .as_array()
+        .expect("flows of the fault");
+    let invoke = flows
+        .iter()
+        .find(|f| f["flow"] == "invoke")
+        .expect("invoke");
+    assert_eq!(invoke["verdict"], "degraded", "{invoke}\n{stderr}");
+    let ops = v["report"]["operations"].as_array().expect("operations");
+    let calls = ops.iter().find(|o| o["op"] == "invoke").expect("invoke");
+    assert_eq!(
+        calls["requests"], calls["succeeded"],
+        "every API call answered: {calls}\n{stderr}"
+    );
+    let tokens = ops.iter().find(|o| o["op"] == "token").expect("token");
+    assert!(
+        tokens["succeeded"].as_u64() < tokens["requests"].as_u64(),
+        "no token without a key manager: {tokens}"
+    );
+}

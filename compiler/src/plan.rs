@@ -7,7 +7,7 @@ use apim_topology::Topology;
 use apim_topology::flows::{self, End, FLOWS, Listener as HopListener, Path};
 use apim_topology::kubernetes::{DEFAULT_IMAGE, Resources};
 use apim_topology::reach::{self, Route};
-use apim_topology::vocab::{BalancerKind, Component, Engine, Role};
+use apim_topology::vocab::{BalancerKind, Component, Engine, Revocation, Role, TokenFormat};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -129,11 +129,93 @@ pub struct NodePlan {
     /// The SPIFFE ID its certificate carries and its peers check.
     pub identity: String,
     pub tls: TlsFiles,
+    /// The access tokens of the deployment and how gateways check them.
+    #[serde(default)]
+    pub tokens: TokenPlan,
     pub listeners: Vec<Listener>,
     /// The endpoints of its internal listener and who may call each (from the flows table).
     pub internal: Vec<InternalEndpoint>,
     pub databases: Vec<DatabaseUse>,
     pub peers: Vec<Peer>,
+}
+
+/// The deployment's access tokens: their format, the revocation policy and where the signing
+/// keys are.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenPlan {
+    pub format: TokenFormat,
+    pub revocation: Revocation,
+    /// How long a revoked token may work on a gateway that missed the news.
+    pub revocation_bound_ms: u64,
+    /// The `iss` of the key manager's JWTs and the `aud` gateways require.
+    pub issuer: String,
+    pub audience: String,
+    /// The deployment's public signing keys (a JWKS), which every gateway reads at start.
+    pub jwks: String,
+    /// The signing key's seed, then the previous one's (kept so that its tokens stay valid
+    /// until they expire): key managers only, never on another node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<String>,
+}
+
+/// A revoked token works at most a second on a gateway that missed its notification, unless
+/// `[deployment] revocation_bound_ms` says otherwise.
+pub const REVOCATION_BOUND_MS: u64 = 1_000;
+
+/// Where `apim certs` writes the signing keys, beside the CA certificate.
+pub const JWKS_FILE: &str = "jwks.json";
+pub const SEED_FILES: [&str; 2] = ["jwt-signing.seed", "jwt-signing.previous.seed"];
+
+impl Default for TokenPlan {
+    /// A plan written before tokens were planned: opaque tokens, as then.
+    fn default() -> TokenPlan {
+        TokenPlan {
+            format: TokenFormat::Opaque,
+            revocation: Revocation::Strict,
+            revocation_bound_ms: REVOCATION_BOUND_MS,
+            issuer: String::new(),
+            audience: String::new(),
+            jwks: String::new(),
+            seeds: Vec::new(),
+        }
+    }
+}
+
+impl TokenPlan {
+    /// The same files in `dir` (`apim node --certs DIR`), as `TlsFiles::in_dir` moves the
+    /// certificates.
+    pub fn in_dir(&mut self, dir: &str) {
+        let dir = dir.trim_end_matches('/');
+        self.jwks = format!("{dir}/{JWKS_FILE}");
+        if !self.seeds.is_empty() {
+            self.seeds = SEED_FILES.iter().map(|f| format!("{dir}/{f}")).collect();
+        }
+    }
+
+    fn of(t: &Topology, deployment: &str, tls: &TlsFiles, key_manager: bool) -> TokenPlan {
+        let d = &t.deployment;
+        let dir = tls.ca.rsplit_once('/').map_or(".", |(d, _)| d);
+        let dir = if dir.is_empty() { "/" } else { dir };
+        TokenPlan {
+            format: d.tokens.as_ref().map_or(TokenFormat::Jwt, |f| f.value),
+            revocation: d
+                .revocation
+                .as_ref()
+                .map_or(Revocation::Strict, |r| r.value),
+            revocation_bound_ms: d
+                .revocation_bound_ms
+                .as_ref()
+                .map_or(REVOCATION_BOUND_MS, |b| u64::from(b.value)),
+            issuer: format!("spiffe://{deployment}/key-manager"),
+            audience: format!("spiffe://{deployment}/gateway"),
+            jwks: format!("{dir}/{JWKS_FILE}"),
+            seeds: if key_manager {
+                SEED_FILES.iter().map(|f| format!("{dir}/{f}")).collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
 }
 
 /// Portal sessions last eight hours unless `[deployment] session_hours` says otherwise.
@@ -429,9 +511,16 @@ impl Plan {
             let internal = internal_endpoints(t, &deployment, &components);
             for (i, h) in c.hosts.iter().enumerate() {
                 let node = c.node_name(i);
+                let tls = TlsFiles::of(t, &node);
                 nodes.push(NodePlan {
                     identity: node_identity(&deployment, &node),
-                    tls: TlsFiles::of(t, &node),
+                    tokens: TokenPlan::of(
+                        t,
+                        &deployment,
+                        &tls,
+                        components.contains(&Component::KeyManager),
+                    ),
+                    tls,
                     name: node,
                     cluster: c.name.clone(),
                     ordinal: i + 1,

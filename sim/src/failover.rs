@@ -8,7 +8,7 @@ use crate::scenario::{Fault, FaultKind, Scenario, Workload};
 use crate::world::{Firewall, Party};
 use apim_compiler::plan::Plan;
 use apim_topology::flows::{End, FLOWS, Flow, Hop, Listener, Path};
-use apim_topology::vocab::{BalancerKind, Component, Role};
+use apim_topology::vocab::{BalancerKind, Component, Revocation, Role, TokenFormat};
 use petgraph::graph::DiGraph;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -359,11 +359,48 @@ impl<'p> Standing<'p> {
 
 /// The static verdict: a flow works when every hop on its request path can still be made.
 pub fn static_works(plan: &Plan, failed: &FaultKind, flow: Flow) -> bool {
+    static_verdict(plan, failed, flow) == Static::Works
+}
+
+/// What static analysis says of a flow with one part failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Static {
+    Works,
+    /// With JWT tokens under the available policy, API calls need no key manager: when only
+    /// the gateway's hop to it fails, calls go on and `/token` fails.
+    Degraded,
+    Broken,
+}
+
+impl Static {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Static::Works => "works",
+            Static::Degraded => "degraded",
+            Static::Broken => "broken",
+        }
+    }
+}
+
+pub fn static_verdict(plan: &Plan, failed: &FaultKind, flow: Flow) -> Static {
     let s = Standing::new(plan, failed);
-    FLOWS
+    let failing: Vec<&Hop> = FLOWS
         .iter()
-        .filter(|h| h.flow == flow && !h.background)
-        .all(|h| s.hop_works(h))
+        .filter(|h| h.flow == flow && !h.background && !s.hop_works(h))
+        .collect();
+    let alone = plan.nodes.iter().all(|n| {
+        n.tokens.format == apim_topology::vocab::TokenFormat::Jwt
+            && n.tokens.revocation == apim_topology::vocab::Revocation::Available
+    });
+    let to_key_manager = |h: &&Hop| {
+        h.from == End::Component(Component::Gateway)
+            && h.to == End::Component(Component::KeyManager)
+    };
+    match failing.as_slice() {
+        [] => Static::Works,
+        hops if alone && hops.iter().all(to_key_manager) => Static::Degraded,
+        _ => Static::Broken,
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -382,6 +419,38 @@ pub struct Row {
     pub cells: Vec<Cell>,
     pub violations: usize,
     pub trace_hash: String,
+    /// With `--compare-policies`: the same failure under each token setting.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<PolicyCell>,
+}
+
+/// The token settings `--compare-policies` runs each failure under: (name, format, policy).
+pub const POLICIES: [(&str, TokenFormat, Revocation); 3] = [
+    ("opaque", TokenFormat::Opaque, Revocation::Strict),
+    ("jwt-strict", TokenFormat::Jwt, Revocation::Strict),
+    ("jwt-available", TokenFormat::Jwt, Revocation::Available),
+];
+
+/// One failure under one token setting: what invoke did, and what the available policy cost.
+#[derive(Clone, Debug, Serialize)]
+pub struct PolicyCell {
+    pub policy: &'static str,
+    pub invoke: Verdict,
+    /// Calls a gateway served with a token revoked more than the bound before.
+    pub revoked_served_calls: u64,
+    /// The longest a revoked token was served after its revocation was acknowledged.
+    pub revoked_served_longest_ms: u64,
+    pub violations: usize,
+}
+
+/// `plan` with every node's tokens set to `format` and `revocation`.
+pub fn with_tokens(plan: &Plan, format: TokenFormat, revocation: Revocation) -> Plan {
+    let mut p = plan.clone();
+    for n in &mut p.nodes {
+        n.tokens.format = format;
+        n.tokens.revocation = revocation;
+    }
+    p
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -398,7 +467,16 @@ pub struct Matrix {
 
 /// Fails every part in turn; `progress` hears of each run as it ends.
 pub fn matrix(plan: &Plan, options: &Options, progress: impl FnMut(usize, usize, &str)) -> Matrix {
-    matrix_of(plan, parts(plan), options, progress)
+    matrix_of(plan, parts(plan), options, false, progress)
+}
+
+/// The matrix with each failure also run under every token setting (`POLICIES`).
+pub fn policy_matrix(
+    plan: &Plan,
+    options: &Options,
+    progress: impl FnMut(usize, usize, &str),
+) -> Matrix {
+    matrix_of(plan, parts(plan), options, true, progress)
 }
 
 /// The rows of the matrix for the databases alone: each refusing, then never answering.
@@ -412,13 +490,14 @@ pub fn database_matrix(plan: &Plan, options: &Options) -> Matrix {
             )
         })
         .collect();
-    matrix_of(plan, parts, options, |_, _, _| {})
+    matrix_of(plan, parts, options, false, |_, _, _| {})
 }
 
 fn matrix_of(
     plan: &Plan,
     parts: Vec<FaultKind>,
     options: &Options,
+    compare: bool,
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Matrix {
     let grace = grace_ms(plan);
@@ -443,13 +522,15 @@ fn matrix_of(
         );
         let mut cells = Vec::new();
         for (flow, e) in Flow::ALL.iter().zip(effects) {
-            let works = static_works(plan, part, *flow);
+            let predicted = static_verdict(plan, part, *flow);
             // DESIGN.md: static "works" meets works or degraded, "broken" meets broken; a flow
-            // with no requests in the window says nothing.
+            // with no requests in the window says nothing. "Degraded" (API calls without the
+            // key manager, `/token` failing) meets degraded.
             let agree = matches!(
-                (works, e.verdict),
-                (true, Verdict::Works | Verdict::Degraded)
-                    | (false, Verdict::Broken)
+                (predicted, e.verdict),
+                (Static::Works, Verdict::Works | Verdict::Degraded)
+                    | (Static::Degraded, Verdict::Degraded)
+                    | (Static::Broken, Verdict::Broken)
                     | (_, Verdict::Idle)
             );
             if !agree {
@@ -458,13 +539,13 @@ fn matrix_of(
                     part.describe(),
                     flow,
                     e.verdict.as_str(),
-                    if works { "works" } else { "broken" }
+                    predicted.as_str()
                 ));
             }
             cells.push(Cell {
                 flow: flow.as_str(),
                 simulated: e.verdict,
-                static_analysis: if works { "works" } else { "broken" },
+                static_analysis: predicted.as_str(),
                 agree,
                 recovered_after_ms: e.recovered_after_ms,
             });
@@ -481,12 +562,48 @@ fn matrix_of(
                 v.what
             ));
         }
+        let mut policies = Vec::new();
+        if compare {
+            for (name, format, revocation) in POLICIES {
+                let variant = with_tokens(plan, format, revocation);
+                let o = simulate(&variant, &scenario, options);
+                let e = effect(
+                    &o.stats,
+                    FAULT_AT_MS,
+                    FAULT_AT_MS + FAULT_FOR_MS,
+                    grace,
+                    scenario.workload.duration_ms,
+                );
+                let invoke = Flow::ALL
+                    .iter()
+                    .zip(&e)
+                    .find(|(f, _)| **f == Flow::Invoke)
+                    .map_or(Verdict::Idle, |(_, e)| e.verdict);
+                for v in &o.violations {
+                    findings.push(format!(
+                        "{} ({name}): {} violation at {} ms: {}",
+                        part.describe(),
+                        v.invariant,
+                        v.at_ms,
+                        v.what
+                    ));
+                }
+                policies.push(PolicyCell {
+                    policy: name,
+                    invoke,
+                    revoked_served_calls: o.revoked_served.calls,
+                    revoked_served_longest_ms: o.revoked_served.longest_ms,
+                    violations: o.violations.len(),
+                });
+            }
+        }
         progress(k + 1, parts.len(), &part.describe());
         rows.push(Row {
             failure: part.describe(),
             cells,
             violations: out.violations.len(),
             trace_hash: format!("{:016x}", out.trace_hash),
+            policies,
         });
     }
     Matrix {
@@ -518,11 +635,20 @@ impl Matrix {
             .max()
             .unwrap_or(10)
             .max(10);
-        let _ = writeln!(
+        let compared = self.rows.iter().any(|r| !r.policies.is_empty());
+        let _ = write!(
             s,
             "  {:<width$}  {:<22} {:<22} {:<22}",
             "failure", "publish", "subscribe", "invoke"
         );
+        if compared {
+            let _ = write!(s, "  invoke under:");
+            for (name, _, _) in POLICIES {
+                let _ = write!(s, " {name:<14}");
+            }
+            let _ = write!(s, " revoked token served");
+        }
+        let _ = writeln!(s);
         for r in &self.rows {
             let cells: Vec<String> = r
                 .cells
@@ -537,16 +663,51 @@ impl Matrix {
                     format!("{}{mark}{rec}", c.simulated.as_str())
                 })
                 .collect();
-            let _ = writeln!(
+            let _ = write!(
                 s,
                 "  {:<width$}  {:<22} {:<22} {:<22}",
                 r.failure, cells[0], cells[1], cells[2]
             );
+            if compared {
+                let _ = write!(s, "  {:<13}", "");
+                for p in &r.policies {
+                    let _ = write!(s, " {:<14}", p.invoke.as_str());
+                }
+                let late = r
+                    .policies
+                    .iter()
+                    .filter(|p| p.revoked_served_calls > 0)
+                    .map(|p| {
+                        format!(
+                            "{}: {} calls, up to {}",
+                            p.policy,
+                            p.revoked_served_calls,
+                            crate::scenario::format_ms(p.revoked_served_longest_ms)
+                        )
+                    })
+                    .collect::<Vec<_>>();
+                let _ = write!(
+                    s,
+                    " {}",
+                    if late.is_empty() {
+                        "-".to_string()
+                    } else {
+                        late.join("; ")
+                    }
+                );
+            }
+            let _ = writeln!(s);
         }
         let _ = writeln!(
             s,
             "\n(time) is the time to recover after repair; ! marks a disagreement with static analysis"
         );
+        if compared {
+            let _ = writeln!(
+                s,
+                "invoke under: the same failure with opaque tokens, and JWT under each revocation policy;\nrevoked token served: calls a gateway answered with a token revoked longer ago than the bound\n(the available policy's price: not a violation)"
+            );
+        }
         if self.findings.is_empty() {
             let _ = writeln!(
                 s,

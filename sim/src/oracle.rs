@@ -77,6 +77,11 @@ impl Oracle {
         self.retired.get(api).copied()
     }
 
+    /// When the revocation of a token was acknowledged, if it was.
+    pub fn revocation_of(&self, token_hash: &str) -> Option<u64> {
+        self.revocations.get(token_hash).copied()
+    }
+
     pub fn is_subscribing(&self, application: &str, api: &str) -> bool {
         self.subscriptions
             .get(application)
@@ -96,7 +101,7 @@ impl Oracle {
             ));
         }
         if let Some(r) = t.revoked_ms
-            && call.sent_ms > r + bound_ms
+            && call.sent_ms > r.saturating_add(bound_ms)
         {
             return Some(format!(
                 "an invoke sent {} ms after its token's revocation was acknowledged succeeded (bound {bound_ms} ms)",
@@ -146,7 +151,7 @@ impl Oracle {
             ));
         }
         let revoked = *self.revocations.get(token_hash)?;
-        (sent_ms > revoked + bound_ms).then(|| {
+        (sent_ms > revoked.saturating_add(bound_ms)).then(|| {
             format!(
                 "an invoke sent {} ms after its token's revocation was acknowledged succeeded (bound {bound_ms} ms)",
                 sent_ms - revoked

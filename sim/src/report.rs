@@ -104,6 +104,9 @@ pub struct Report {
     pub operations: Vec<OpSummary>,
     pub faults: Vec<FaultEffect>,
     pub violations: Vec<ViolationReport>,
+    /// Under the available revocation policy: revoked tokens served past the bound (its
+    /// price, not a violation).
+    pub revoked_served: crate::run::RevokedServed,
     pub timeline: Vec<Window>,
     pub events: u64,
     pub trace_hash: String,
@@ -257,6 +260,7 @@ impl Report {
             operations,
             faults,
             violations,
+            revoked_served: out.revoked_served,
             timeline,
             events: out.events,
             trace_hash: format!("{:016x}", out.trace_hash),
@@ -328,6 +332,14 @@ impl Report {
                     let _ = writeln!(s, "{}", line.trim_end());
                 }
             }
+        }
+        if self.revoked_served.calls > 0 {
+            let _ = writeln!(
+                s,
+                "\nrevocation (available policy): {} call(s) served a token revoked longer ago than the bound, the longest {} after its revocation",
+                self.revoked_served.calls,
+                crate::scenario::format_ms(self.revoked_served.longest_ms)
+            );
         }
         if self.violations.is_empty() {
             let _ = writeln!(s, "\ninvariants: all held");

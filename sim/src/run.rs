@@ -73,6 +73,8 @@ pub struct Outcome {
     /// Requests clients completed, by operation.
     pub events: u64,
     pub virtual_ms: u64,
+    /// Under the available revocation policy: revoked tokens served past the bound.
+    pub revoked_served: RevokedServed,
 }
 
 /// A token as its client holds it.
@@ -148,6 +150,19 @@ struct Run {
     invoked: Mutex<u64>,
     /// The sticky cookie per (component, session).
     jar: Mutex<std::collections::BTreeMap<(usize, String), String>>,
+    /// The deployment's revocation policy lets a cut-off gateway serve revoked tokens.
+    available: bool,
+    /// Revoked tokens served past the bound, under the available policy: not violations,
+    /// but what the policy cost.
+    late: Mutex<RevokedServed>,
+}
+
+/// Revoked tokens a gateway served after the revocation bound had passed (the available
+/// policy's price): how many calls, and the longest time after the acknowledgement.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RevokedServed {
+    pub calls: u64,
+    pub longest_ms: u64,
 }
 
 /// How long after its acknowledgement a revocation, and a retirement, may go unenforced.
@@ -270,13 +285,32 @@ impl Run {
         if r.status != 200 {
             return;
         }
-        let problem =
-            guard(&self.clients)
-                .oracle
-                .served(call, bounds.revocation_ms, bounds.retirement_ms);
+        let revocation_ms = self.revocation_judged(call.token_hash, call.sent_ms, bounds);
+        let problem = guard(&self.clients)
+            .oracle
+            .served(call, revocation_ms, bounds.retirement_ms);
         if let Some(p) = problem {
             self.violate("safety", p, answered_by(r));
         }
+    }
+
+    /// The revocation bound a served call is judged by. Under the available policy a revoked
+    /// token served past the bound is the policy's price, not a violation: it is counted, and
+    /// the call judged on everything else. A gateway that was told must refuse at once under
+    /// either policy (a bound of 0).
+    fn revocation_judged(&self, token_hash: &str, sent_ms: u64, bounds: Bounds) -> u64 {
+        if !self.available || bounds.revocation_ms == 0 {
+            return bounds.revocation_ms;
+        }
+        let revoked = guard(&self.clients).oracle.revocation_of(token_hash);
+        if let Some(at) = revoked
+            && sent_ms > at + bounds.revocation_ms
+        {
+            let mut late = guard(&self.late);
+            late.calls += 1;
+            late.longest_ms = late.longest_ms.max(sent_ms - at);
+        }
+        u64::MAX
     }
 
     /// An API call with `token` to the API at index `api` (`None`: the draft), through the
@@ -515,18 +549,22 @@ impl Run {
         } = client::issued(&r).map_err(|e| format!("token: {e}"))?;
         let hash = secret::hash(&token);
         let app = guard(&self.clients).apps[i].id.clone();
-        match self.d.storage.token_truth(&hash) {
-            Some((t, _)) if t.application == app => {}
-            _ => self.violate(
-                "safety",
-                format!("an acknowledged token of {app} is not in the apim database"),
-                Vec::new(),
-            ),
-        }
+        // The key manager's own expiry is the truth: `expires_in` is in whole seconds.
+        let expires_ms = match self.d.storage.token_truth(&hash) {
+            Some((t, _)) if t.application == app => t.expires_ms,
+            _ => {
+                self.violate(
+                    "safety",
+                    format!("an acknowledged token of {app} is not in the apim database"),
+                    Vec::new(),
+                );
+                self.d.now_ms() + lifetime
+            }
+        };
         let held = Held {
             token,
             hash: hash.clone(),
-            expires_ms: self.d.now_ms() + lifetime,
+            expires_ms,
         };
         let mut c = guard(&self.clients);
         c.oracle.issued(hash, &app, held.expires_ms);
@@ -774,7 +812,7 @@ impl Run {
         if let Ok(r) = &r
             && status == 200
         {
-            let bound = self.scenario.workload.revocation_bound_ms;
+            let bound = self.revocation_judged(&held.hash, sent_ms, self.bounds());
             let problem =
                 guard(&self.clients)
                     .oracle
@@ -782,6 +820,16 @@ impl Run {
             if let Some(p) = problem {
                 self.violate("safety", p, answered_by(r));
             }
+        }
+        // The workload revoked this token while the call was on its way: refusing it is
+        // right, and no failure of the deployment.
+        if status == 401
+            && guard(&self.clients)
+                .oracle
+                .revocation_of(&held.hash)
+                .is_some_and(|at| at <= self.d.now_ms())
+        {
+            return;
         }
         self.record(Op::Invoke, started, status == 200, status);
     }
@@ -869,7 +917,7 @@ impl Run {
         }
         self.d
             .exec
-            .sleep(self.scenario.workload.revocation_bound_ms * 1000 + 1)
+            .sleep(self.revocation_bound_ms() * 1000 + 1)
             .await;
         for g in self.gateway_nodes() {
             let _ = self
@@ -881,9 +929,24 @@ impl Run {
     /// The bounds regular calls are judged by.
     fn bounds(&self) -> Bounds {
         Bounds {
-            revocation_ms: self.scenario.workload.revocation_bound_ms,
+            revocation_ms: self.revocation_bound_ms(),
             retirement_ms: NOT_JUDGED,
         }
+    }
+
+    /// The revocation bound: the scenario's, or the deployment's own when that is longer
+    /// (`[deployment] revocation_bound_ms`: what its gateways promise).
+    fn revocation_bound_ms(&self) -> u64 {
+        let promised = self
+            .d
+            .plan
+            .nodes
+            .iter()
+            .map(|n| n.tokens.revocation_bound_ms);
+        promised
+            .max()
+            .unwrap_or(0)
+            .max(self.scenario.workload.revocation_bound_ms)
     }
 
     fn gateway_nodes(&self) -> Vec<usize> {
@@ -1363,6 +1426,12 @@ pub fn simulate(plan: &Plan, scenario: &Scenario, options: &Options) -> Outcome 
         entries,
         invoked: Mutex::new(0),
         jar: Mutex::default(),
+        available: d
+            .plan
+            .nodes
+            .iter()
+            .any(|n| n.tokens.revocation == apim_topology::vocab::Revocation::Available),
+        late: Mutex::default(),
     });
     let setup: Arc<Mutex<Option<Result<(), String>>>> = Arc::default();
     {
@@ -1436,5 +1505,6 @@ pub fn simulate(plan: &Plan, scenario: &Scenario, options: &Options) -> Outcome 
         trace_hash,
         events,
         virtual_ms,
+        revoked_served: *guard(&run.late),
     }
 }

@@ -8,7 +8,9 @@ use apim_compiler::plan::{NodePlan, Peer as PlanPeer, PeerPath, Plan, RouteListe
 use apim_components::balancer::{self, Pool};
 use apim_components::breaker::{Breaker, CATCH_UP_MS};
 pub use apim_components::defects::{Defect, Defects};
+use apim_components::jwt::Jwks;
 use apim_components::mem::{MemStorage, Role};
+use apim_components::tokens::{Revocation, TokenFormat, Tokens};
 use apim_components::world::{
     Api, Application, ClientKeys, Db, DbError, Failures, Session, Token, User,
 };
@@ -195,6 +197,8 @@ pub struct Deployment {
     balancers: Vec<BalancerState>,
     defects: Defects,
     token_ms: u64,
+    /// Per node: its access tokens (a key manager's signing key comes from the run's seed).
+    tokens: Vec<Tokens>,
     /// What the workload adds to the backend's answer, in microseconds.
     /// The backend's added latency: median and 99th percentile, in milliseconds.
     backend_latency_ms: std::sync::atomic::AtomicU64,
@@ -206,6 +210,43 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 type Reply<'a> = Pin<Box<dyn Future<Output = Result<Response, CallError>> + Send + 'a>>;
+
+/// The signing key of a simulated deployment: drawn from the run's seed, so a run replays
+/// with the same tokens.
+fn signing_seed(seed: u64) -> [u8; 32] {
+    apim_components::secret::digest(&format!("apim simulated signing key {seed}"))
+}
+
+fn node_tokens(plan: &Plan, seed: u64) -> Vec<Tokens> {
+    let seeds = [signing_seed(seed)];
+    let published = Tokens::new(
+        (TokenFormat::Jwt, Revocation::Strict, 0),
+        "",
+        "",
+        &seeds,
+        Jwks::default(),
+    )
+    .map(|t| t.published())
+    .unwrap_or_default();
+    plan.nodes
+        .iter()
+        .map(|n| {
+            let t = &n.tokens;
+            let signs = n
+                .listeners
+                .iter()
+                .any(|l| l.component == Component::KeyManager);
+            Tokens::new(
+                (t.format, t.revocation, t.revocation_bound_ms),
+                &t.issuer,
+                &t.audience,
+                if signs { &seeds } else { &[] },
+                published.clone(),
+            )
+            .unwrap_or_else(|_| Tokens::opaque())
+        })
+        .collect()
+}
 
 impl Deployment {
     /// A deployment of `plan`: its randomness from `seed`, with deliberate `defects` (the
@@ -273,7 +314,9 @@ impl Deployment {
                     .collect()
             })
             .collect();
+        let tokens = node_tokens(&plan, seed);
         Arc::new(Deployment {
+            tokens,
             exec,
             plan,
             storage: MemStorage::with_defects(defects),
@@ -833,6 +876,9 @@ impl World for SimWorld {
     fn token_ms(&self) -> u64 {
         self.d.token_ms
     }
+    fn tokens(&self) -> &Tokens {
+        &self.d.tokens[self.node]
+    }
     fn defects(&self) -> Defects {
         self.d.defects
     }
@@ -1042,6 +1088,9 @@ impl Storage for NodeStorage {
     }
     async fn subscriptions(&self, application: &str) -> Db<Vec<String>> {
         through!(self, Apim, subscriptions(application))
+    }
+    async fn all_subscriptions(&self) -> Db<Vec<(String, String)>> {
+        through!(self, Apim, all_subscriptions())
     }
     async fn save_client(&self, keys: &ClientKeys) -> Db<()> {
         through!(self, Apim, save_client(keys))

@@ -111,18 +111,53 @@ fn in_external_store_cutting_external_off_from_internal_breaks_subscribe_until_i
     assert_eq!(e[1].flow, "subscribe");
     assert_eq!(e[1].verdict, Verdict::Broken);
     // The store's breakers on its databases reopen within their longest backoff (2 s) of the
-    // repair: subscribing works again within seconds.
+    // repair, after the operations sent into the partition have waited out the database bound
+    // (2 s) and reopened them once more: subscribing works again within seconds (3 to 6 s
+    // over seeds 1 to 4 here, with either token format).
     assert!(
-        e[1].recovered_after_ms.is_some_and(|ms| ms <= 5_000),
+        e[1].recovered_after_ms.is_some_and(|ms| ms <= 7_000),
         "{:?}",
         e[1]
     );
     assert_eq!(e[1].after.map(|r| r > 0.75), Some(true), "{:?}", e[1]);
 }
 
+/// The plan of a pattern with opaque tokens: every gateway asks the key manager.
+fn opaque(mut plan: Plan) -> Plan {
+    for n in &mut plan.nodes {
+        n.tokens.format = apim_topology::vocab::TokenFormat::Opaque;
+    }
+    plan
+}
+
+#[test]
+fn with_jwt_tokens_invoke_goes_on_through_an_apim_database_outage() {
+    let plan = plan("clustered-external-store");
+    let scenario = Scenario {
+        workload: workload(80_000),
+        faults: vec![Fault {
+            at_ms: 10_000,
+            for_ms: Some(60_000),
+            kind: FaultKind::DatabaseOutage {
+                database: "apim".into(),
+            },
+        }],
+    };
+    let out = simulate(&plan, &scenario, &Options::default());
+    assert_eq!(out.violations, Vec::new());
+    let s = &out.stats;
+    let tokens = s.between(&[Op::Token], 11_000_000, 70_000_000);
+    assert!(tokens.total() > 0);
+    assert_eq!(tokens.ok, 0, "no token is issued without the apim database");
+    // Tokens already issued keep working to the end: the gateways decide alone.
+    let during = s.between(&[Op::Invoke], 11_000_000, 70_000_000);
+    assert!(during.total() > 0);
+    assert_eq!(during.failed, 0, "{during:?}");
+}
+
 #[test]
 fn an_apim_database_outage_stops_new_tokens_while_cached_validations_go_on_until_they_expire() {
-    let plan = plan("clustered-external-store");
+    let plan = opaque(plan("clustered-external-store"));
     let scenario = Scenario {
         workload: workload(80_000),
         faults: vec![Fault {

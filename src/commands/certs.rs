@@ -1,4 +1,5 @@
-//! `apim certs`: the deployment's PKI — a CA and a key and certificate per node and balancer.
+//! `apim certs`: the deployment's PKI — a CA and a key and certificate per node and balancer,
+//! and the key managers' JWT signing key with its public half for the gateways.
 
 use crate::Outcome;
 use crate::output::{self, Format};
@@ -33,6 +34,11 @@ pub struct Args {
     /// the map gives its node or balancer.
     #[arg(long)]
     hosts: Option<String>,
+    /// Make a new JWT signing key; the current one is kept as the previous, so the tokens it
+    /// signed stay valid until they expire. Give the gateways the new `jwks.json` (or let
+    /// them ask the key manager) before the key managers the new seed.
+    #[arg(long)]
+    rotate_signing_key: bool,
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
 }
@@ -67,13 +73,20 @@ pub fn run(args: Args) -> Outcome {
         None => None,
     };
     let subjects = apim_pki::subjects_mapped(&plan, hosts.as_ref());
-    let written = match apim_pki::write_dir(&plan.deployment, &subjects, &args.output, ca) {
+    let mut written = match apim_pki::write_dir(&plan.deployment, &subjects, &args.output, ca) {
         Ok(w) => w,
         Err(e) => {
             output::error(&e);
             return Outcome::Failure;
         }
     };
+    match apim_runtime::signing::write(&args.output, args.rotate_signing_key) {
+        Ok(files) => written.files.extend(files),
+        Err(e) => {
+            output::error(&e);
+            return Outcome::Failure;
+        }
+    }
     match args.format {
         Format::Json => println!("{}", serde_json::to_string(&written).unwrap_or_default()),
         Format::Human => {

@@ -335,6 +335,7 @@ pub fn node(args: NodeArgs) -> Outcome {
     }
     if let Some(dir) = &args.certs {
         plan.tls = TlsFiles::in_dir(dir, &plan.name);
+        plan.tokens.in_dir(dir);
     }
     // Only a node that uses the user database may create the admin.
     let creates_admin = plan

@@ -62,6 +62,11 @@ pub struct Args {
     /// which flows keep working, compared with a static reachability analysis.
     #[arg(long)]
     single_failures: bool,
+    /// With --single-failures: also run every failure with opaque tokens and with JWT under
+    /// each revocation policy (strict, available), and show which break invoke and how long
+    /// a revoked token was served.
+    #[arg(long, requires = "single_failures")]
+    compare_policies: bool,
     /// List the fault kinds and their keys.
     #[arg(long)]
     list_faults: bool,
@@ -214,10 +219,19 @@ pub fn run(args: Args) -> Outcome {
     };
     let show = std::io::stderr().is_terminal() && args.format == Format::Human;
     if args.single_failures {
-        let m = apim_sim::failover::matrix(&plan, &options, |k, n, what| {
-            progress(show, &format!("[{k}/{n}] {what}"));
-        });
+        let each = |k: usize, n: usize, what: &str| progress(show, &format!("[{k}/{n}] {what}"));
+        let m = if args.compare_policies {
+            apim_sim::failover::policy_matrix(&plan, &options, each)
+        } else {
+            apim_sim::failover::matrix(&plan, &options, each)
+        };
         progress(show, "");
+        if let Some(path) = &args.html
+            && let Err(e) = output::write(Some(path), &apim_sim::html::matrix_page(&plan, &m))
+        {
+            output::error(&e);
+            return Outcome::Usage;
+        }
         match args.format {
             Format::Json => print_json(&serde_json::to_value(&m).unwrap_or_default()),
             Format::Human => print!("{}", m.text()),

@@ -202,17 +202,21 @@ pub static FLOWS: &[Hop] = &[
         "consumer keys and tokens",
         Balanced(Internal),
     )
-    .internal(&["POST /internal/clients", "POST /internal/clients/revoke"]),
+    .internal(&[
+        "POST /internal/clients",
+        "POST /internal/clients/revoke",
+        "POST /internal/subscriptions/notify",
+    ]),
     hop(Subscribe, N(KeyManager), D(User), "users and roles", Direct),
     hop(Subscribe, N(KeyManager), D(Apim), "keys and tokens", Direct),
     hop(
         Subscribe,
         N(KeyManager),
         N(Gateway),
-        "revocation notification",
+        "revocation and subscription notifications",
         EachNode,
     )
-    .internal(&["POST /internal/revoked"])
+    .internal(&["POST /internal/revoked", "POST /internal/subscribed"])
     .in_background(),
     hop(
         Invoke,
@@ -234,6 +238,8 @@ pub static FLOWS: &[Hop] = &[
         "POST /introspect",
         "POST /internal/validate",
         "POST /internal/revocations",
+        "POST /internal/subscriptions",
+        "GET /.well-known/jwks.json",
     ]),
 ];
 

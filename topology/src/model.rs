@@ -32,6 +32,14 @@ pub struct Deployment {
     pub session_hours: Option<Spanned<u32>>,
     /// The bound on one database operation (`database_timeout_ms`).
     pub database_timeout_ms: Option<Spanned<u32>>,
+    /// What access tokens the key manager issues (`tokens`; JWT when absent).
+    pub tokens: Option<Spanned<crate::vocab::TokenFormat>>,
+    /// What a gateway does when its revocation list may be stale (`revocation`; strict when
+    /// absent).
+    pub revocation: Option<Spanned<crate::vocab::Revocation>>,
+    /// How long a revoked token may keep working on a gateway that missed the news
+    /// (`revocation_bound_ms`).
+    pub revocation_bound_ms: Option<Spanned<u32>>,
     /// The `[deployment]` header, or the start of the file when it is missing.
     pub span: Span,
 }

@@ -81,6 +81,28 @@ words! {
 }
 
 words! {
+    /// What the key manager issues as access tokens (`[deployment] tokens`): signed JWTs
+    /// (RFC 9068) a gateway checks on its own with the deployment's public keys, so the key
+    /// manager is on the invoke path only for `/token`; or random strings only the key manager
+    /// can check, which every gateway asks it about (cached).
+    TokenFormat {
+        Jwt = "jwt",
+        Opaque = "opaque",
+    }
+}
+
+words! {
+    /// What a gateway does when it cannot confirm that its list of revoked tokens is fresh
+    /// (`[deployment] revocation`): strict refuses (503), so a revoked token never works past
+    /// the bound; available keeps serving valid tokens and applies revocations when it
+    /// reconnects, so API calls survive the key manager and a revoked token may work until then.
+    Revocation {
+        Strict = "strict",
+        Available = "available",
+    }
+}
+
+words! {
     /// External balancers take client traffic; internal ones carry traffic between components.
     BalancerKind {
         External = "external",

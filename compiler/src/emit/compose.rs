@@ -98,14 +98,7 @@ pub fn render(plan: &Plan) -> BTreeMap<String, String> {
                 "security_opt": ["no-new-privileges:true"],
                 "tmpfs": ["/tmp:size=64m"],
                 "deploy": {"resources": resources(&plan.workload.resources)},
-                "volumes": [
-                    format!("{}-data:{}", n.name, k8s::DATA_DIR),
-                    "./nodes:/etc/apim/nodes:ro".to_string(),
-                    "./compose/hosts.toml:/etc/apim/hosts.toml:ro".to_string(),
-                    format!("./certs/ca.crt:{}:ro", n.tls.ca),
-                    format!("./certs/{}.crt:{}:ro", n.name, n.tls.cert),
-                    format!("./certs/{}.key:{}:ro", n.name, n.tls.key),
-                ],
+                "volumes": node_volumes(n),
                 "networks": reachable(&n.network, &n.cluster),
                 "restart": "unless-stopped",
             }),
@@ -165,4 +158,35 @@ pub fn render(plan: &Plan) -> BTreeMap<String, String> {
     text.push_str(&yaml::document(&doc));
     files.insert("compose.yaml".into(), text);
     files
+}
+
+/// What a node's container mounts: its data, the node files, the host map, its certificate
+/// and key and the CA, and the JWT keys it needs.
+fn node_volumes(n: &crate::plan::NodePlan) -> Vec<String> {
+    let mut v = vec![
+        format!("{}-data:{}", n.name, k8s::DATA_DIR),
+        "./nodes:/etc/apim/nodes:ro".to_string(),
+        "./compose/hosts.toml:/etc/apim/hosts.toml:ro".to_string(),
+        format!("./certs/ca.crt:{}:ro", n.tls.ca),
+        format!("./certs/{}.crt:{}:ro", n.name, n.tls.cert),
+        format!("./certs/{}.key:{}:ro", n.name, n.tls.key),
+    ];
+    v.extend(signing_volumes(n));
+    v
+}
+
+/// The JWT keys a node mounts from `apim certs`' folder: the public keys, and the signing seed
+/// on a key manager (a rotation's previous seed is mounted by hand: a missing file would make
+/// compose create a folder in its place).
+fn signing_volumes(n: &crate::plan::NodePlan) -> Vec<String> {
+    let t = &n.tokens;
+    if t.format != apim_topology::vocab::TokenFormat::Jwt {
+        return Vec::new();
+    }
+    let file = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
+    let mut v = vec![format!("./certs/{}:{}:ro", file(&t.jwks), t.jwks)];
+    if let Some(seed) = t.seeds.first() {
+        v.push(format!("./certs/{}:{seed}:ro", file(seed)));
+    }
+    v
 }

@@ -78,10 +78,10 @@ pub fn render(plan: &Plan, node_files: &BTreeMap<String, String>) -> BTreeMap<St
     let header = super::header("#", "Kubernetes manifests", ns);
     let header = match &plan.issuer {
         Some(issuer) => format!(
-            "{header}# Apply: kubectl apply -f k8s/ (after creating the Secret `{ns}-credentials`, see README).\n# Certificates: cert-manager, from the Issuer `{issuer}` in this namespace.\n"
+            "{header}# Apply: kubectl apply -f k8s/ (after creating the Secret `{ns}-credentials`, see README).\n# Certificates: cert-manager, from the Issuer `{issuer}` in this namespace.\n# JWT keys: the Secret `{ns}-signing` from `apim certs`' jwks.json and jwt-signing*.seed.\n"
         ),
         None => format!(
-            "{header}# Apply: kubectl apply -f k8s/ (after creating the Secret `{ns}-credentials`, see README).\n# Certificates: a Secret NODE-tls per node (tls.crt, tls.key, ca.crt) from `apim certs`.\n"
+            "{header}# Apply: kubectl apply -f k8s/ (after creating the Secret `{ns}-credentials`, see README).\n# Certificates: a Secret NODE-tls per node (tls.crt, tls.key, ca.crt) from `apim certs`.\n# JWT keys: the Secret `{ns}-signing` from `apim certs`' jwks.json and jwt-signing*.seed.\n"
         ),
     };
     let mut files = BTreeMap::new();
@@ -236,7 +236,7 @@ fn cluster_objects(
     // Each pod reads its own node's files by name; keys are readable by the pod's group
     // (fsGroup) alone, since the node runs as a non-root user. The projected volume holds the cluster's
     // (a StatefulSet cannot mount a Secret per pod), and the CA from the first.
-    let tls_sources: Vec<Value> = nodes
+    let mut tls_sources: Vec<Value> = nodes
         .iter()
         .enumerate()
         .map(|(i, n)| {
@@ -250,6 +250,7 @@ fn cluster_objects(
             json!({"secret": {"name": tls_secret(&n.name), "items": items}})
         })
         .collect();
+    tls_sources.extend(signing_sources(ns, first));
     let tls_dir = dir_name(&first.tls.cert);
     let mut volumes = vec![
         json!({"name": "nodes", "configMap": {"name": format!("{cluster}-nodes")}}),
@@ -365,6 +366,32 @@ fn resources(r: &Resources) -> Value {
         "requests": {"cpu": r.cpu_request, "memory": r.memory_request},
         "limits": {"cpu": r.cpu_limit, "memory": r.memory_limit},
     })
+}
+
+/// The deployment's JWT keys from the Secret `<deployment>-signing` (`apim certs`' files):
+/// the public keys for every node, the signing seed for key managers only, and the previous
+/// seed where there is one.
+fn signing_sources(ns: &str, node: &NodePlan) -> Vec<Value> {
+    let t = &node.tokens;
+    if t.format != apim_topology::vocab::TokenFormat::Jwt {
+        return Vec::new();
+    }
+    let secret = format!("{ns}-signing");
+    let key = |path: &str| file_name(path);
+    let mut sources = vec![json!({"secret": {"name": secret, "items": [
+        {"key": key(&t.jwks), "path": key(&t.jwks)},
+    ]}})];
+    if let [seed, previous] = t.seeds.as_slice() {
+        sources.push(json!({"secret": {"name": secret, "items": [
+            {"key": key(seed), "path": key(seed), "mode": 0o440},
+        ]}}));
+        sources.push(
+            json!({"secret": {"name": secret, "optional": true, "items": [
+                {"key": key(previous), "path": key(previous), "mode": 0o440},
+            ]}}),
+        );
+    }
+    sources
 }
 
 /// The Secret holding a node's certificate, key and the CA (`tls.crt`, `tls.key`, `ca.crt`):

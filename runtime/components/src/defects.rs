@@ -11,8 +11,8 @@ pub enum Defect {
     SubscriptionSkipped,
     /// The key manager treats expired tokens as active.
     ExpiryIgnored,
-    /// The gateway's cache is keyed on a token's first 64 characters, so anything appended to
-    /// a valid token passes.
+    /// The gateway's cache is keyed on a token's first 64 characters (a JWT's signature is
+    /// read at its length), so anything appended to a valid token passes.
     SuffixAccepted,
     /// The gateway never drops a route: retired APIs stay invokable.
     RetiredRouted,

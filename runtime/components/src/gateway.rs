@@ -6,12 +6,14 @@
 
 use crate::defects::Defect;
 use crate::http::{Request, Response, bearer, body, decode_cow};
+use crate::jwt::{self, Jwks};
 use crate::keymanager::Validate;
 use crate::secret;
+use crate::tokens::Revocation;
 use crate::world::{Api, Peer, Storage, World};
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 /// How long a validation is trusted without asking the key manager again; never past the
@@ -25,17 +27,28 @@ pub const RECONCILE_MS: u64 = 5_000;
 pub const REVOCATIONS_MS: u64 = 500;
 /// Asked-for windows overlap by this much, so clocks a little apart lose nothing.
 const REVOCATIONS_OVERLAP_MS: u64 = 5_000;
-/// How long after the last revocation catch-up the cache is trusted. Past it (the key manager
-/// out of reach), every token is checked with the key manager again, so a revoked token never
-/// outlives the revocation bound (1 s) on a gateway that missed the notification.
+/// How long after the last revocation catch-up the cache is trusted with the default bound of
+/// a second (`Tokens::trust_ms`). Past it (the key manager out of reach), every token is
+/// checked with the key manager again under the strict policy, so a revoked token never
+/// outlives the revocation bound on a gateway that missed the notification.
 pub const CACHE_TRUST_MS: u64 = 800;
+/// Revoked JWTs a gateway remembers until they expire, at most this many (the oldest
+/// revocations go first).
+pub const REVOKED_MAX: usize = 100_000;
+/// An unknown key id makes a gateway ask the key manager for its keys at most this often.
+pub const JWKS_ASK_MS: u64 = 1_000;
 /// The key manager's answer to a catch-up when its database is down: no revocation can be
 /// acknowledged then, so a cache trusted up to now stays trusted. A cache whose trust had
 /// lapsed (the gateway was cut off) is not trusted again by it: revocations acknowledged while
 /// the gateway was cut off are in the database it cannot read.
 pub const NO_REVOCATIONS_POSSIBLE: &str = "database_unavailable";
 /// The key manager's endpoints that clients reach through the gateway.
-pub const OAUTH_PATHS: &[&str] = &["/token", "/revoke", "/introspect"];
+pub const OAUTH_PATHS: &[&str] = &[
+    "/token",
+    "/revoke",
+    "/introspect",
+    crate::keymanager::JWKS_PATH,
+];
 
 #[derive(Clone, Debug)]
 struct Cached {
@@ -63,6 +76,22 @@ struct State {
     /// Whether the routing table has been read from the registry since the gateway started:
     /// before, an unknown route may be an API it has not heard of yet.
     caught_up: bool,
+    /// The key manager's public keys, once asked for (else the deployment's, read at start).
+    jwks: Option<Arc<Jwks>>,
+    /// When the key manager was last asked for its keys: an unknown key id asks at most once
+    /// per `JWKS_ASK_MS`, so forged key ids cannot make a gateway flood it.
+    jwks_asked_ms: Option<u64>,
+    /// Application -> the APIs it is subscribed to, as pushed and caught up (JWT tokens).
+    subscribed: BTreeMap<String, BTreeSet<String>>,
+    /// Token digest -> a JWT whose signature, audience and expiry held: a signature is
+    /// checked once per token, not once per call.
+    verified: BTreeMap<[u8; 32], Verified>,
+}
+
+/// What a checked JWT says, as long as it is valid.
+struct Verified {
+    application: Arc<str>,
+    expires_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -76,6 +105,17 @@ struct Revocations {
 pub struct Gateway {
     state: Mutex<State>,
 }
+
+/// A subscription the store pushes to every gateway node (JWT tokens are decided there).
+#[derive(serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscribed {
+    pub application: String,
+    pub api: String,
+}
+
+/// Where the store pushes a new subscription on a gateway's internal listener.
+pub const SUBSCRIBED_PATH: &str = "/internal/subscribed";
 
 #[derive(Deserialize)]
 struct Revoked {
@@ -168,10 +208,18 @@ impl Gateway {
     pub async fn sync_revocations(&self, world: &impl World) -> Result<usize, String> {
         // The first time, only recent revocations matter: a token revoked earlier could not
         // have passed validation into this cache.
+        // A JWT, though, is decided here alone until it expires: a gateway that starts must
+        // hear of every revocation of a token still alive.
+        let tokens = world.tokens();
+        let first = if tokens.jwt() {
+            world.now_ms().saturating_sub(world.token_ms())
+        } else {
+            world.now_ms()
+        };
         let since = self
             .state()
             .revocations_seen_ms
-            .unwrap_or_else(|| world.now_ms())
+            .unwrap_or(first)
             .saturating_sub(REVOCATIONS_OVERLAP_MS);
         let ask = Request::new("POST", "/internal/revocations")
             .json(&crate::keymanager::RevocationsSince { since_ms: since });
@@ -188,7 +236,7 @@ impl Gateway {
             let mut s = self.state();
             let trusted = s
                 .trusted_since_ms
-                .is_some_and(|t| asked_ms < t + CACHE_TRUST_MS);
+                .is_some_and(|t| asked_ms < t + tokens.trust_ms());
             if trusted {
                 s.trusted_since_ms = Some(asked_ms);
                 return Ok(0);
@@ -220,7 +268,13 @@ impl Gateway {
         // them until the cache is full.
         s.cache
             .retain(|_, c| now < c.expires_ms && now < c.cached_ms + CACHE_MS);
-        s.revoked.retain(|_, at| now < *at + CACHE_MS);
+        s.verified.retain(|_, v| now < v.expires_ms);
+        let remembered = if tokens.jwt() {
+            world.token_ms()
+        } else {
+            CACHE_MS
+        };
+        s.revoked.retain(|_, at| now < *at + remembered);
         Ok(dropped)
     }
 
@@ -231,6 +285,17 @@ impl Gateway {
                 Ok(api) => {
                     self.apply(world, api);
                     Response::json(200, &json!({ "routes": self.route_count() }))
+                }
+                Err(r) => r,
+            },
+            ("POST", SUBSCRIBED_PATH) => match body::<Subscribed>(&req) {
+                Ok(n) => {
+                    self.state()
+                        .subscribed
+                        .entry(n.application)
+                        .or_default()
+                        .insert(n.api);
+                    Response::new(200)
                 }
                 Err(r) => r,
             },
@@ -350,8 +415,12 @@ impl Gateway {
         })
     }
 
-    /// Checks a token and its subscription to `api`, from the cache when it can answer.
+    /// Checks a token and its subscription to `api`: a JWT here, an opaque token from the
+    /// cache when it can answer.
     async fn authorize(&self, world: &impl World, token: &str, api: &str) -> Result<(), Response> {
+        if world.tokens().jwt() && jwt::looks_like(token) {
+            return Box::pin(self.authorize_jwt(world, token, api)).await;
+        }
         let defects = world.defects();
         let hash = if defects.has(Defect::SuffixAccepted) {
             secret::digest(token.get(..64).unwrap_or(token))
@@ -361,7 +430,12 @@ impl Gateway {
         let now = world.now_ms();
         let cached = {
             let s = self.state();
-            let trusted = s.trusted_since_ms.is_some_and(|t| now < t + CACHE_TRUST_MS);
+            let tokens = world.tokens();
+            // Under the available policy a cut-off gateway keeps its answers until they end.
+            let trusted = s
+                .trusted_since_ms
+                .is_some_and(|t| now < t + tokens.trust_ms())
+                || tokens.revocation == Revocation::Available;
             s.cache
                 .get(&hash)
                 .filter(|c| trusted && now < c.expires_ms && now < c.cached_ms + CACHE_MS)
@@ -374,6 +448,184 @@ impl Gateway {
         // Asking the key manager is the rare path: boxed, so that the future of every call
         // the cache answers stays small (it is moved into place on each request).
         Box::pin(self.validate(world, token, api, hash, now)).await
+    }
+
+    /// Decides on a JWT here: its signature, expiry and audience, the revocations heard of,
+    /// and the subscriptions pushed and caught up. The key manager is asked only about a
+    /// subscription this gateway has not heard of, and for a key it does not know.
+    async fn authorize_jwt(
+        &self,
+        world: &impl World,
+        token: &str,
+        api: &str,
+    ) -> Result<(), Response> {
+        let now = world.now_ms();
+        let token = if world.defects().has(Defect::SuffixAccepted) {
+            // The defect's JWT form: the signature read at its length, whatever follows.
+            let sig_at = token.rfind('.').map_or(token.len(), |i| i + 1);
+            token.get(..sig_at + 86).unwrap_or(token)
+        } else {
+            token
+        };
+        let tokens = world.tokens();
+        let defects = world.defects();
+        let hash = secret::digest(token);
+        // (fresh, known); none when the token was revoked.
+        let decided = |s: &State, application: &str| {
+            if s.revoked.contains_key(&hash) {
+                return None;
+            }
+            let fresh = s
+                .trusted_since_ms
+                .is_some_and(|t| now < t + tokens.trust_ms());
+            let known = s
+                .subscribed
+                .get(application)
+                .is_some_and(|apis| apis.contains(api));
+            Some((fresh, known))
+        };
+        // The common case, under one lock: a token checked before, nothing new to ask.
+        {
+            let s = self.state();
+            if let Some(v) = s.verified.get(&hash).filter(|v| now < v.expires_ms) {
+                let Some((fresh, known)) = decided(&s, &v.application) else {
+                    return decide(false, false);
+                };
+                let vouched = fresh || tokens.revocation == Revocation::Available;
+                if vouched && (known || defects.has(Defect::SubscriptionSkipped)) {
+                    return Ok(());
+                }
+            }
+        }
+        let claims = match self.verify(world, token, now) {
+            Err(jwt::Reject::UnknownKey) if self.may_ask_for_keys(now) => {
+                self.learn_keys(world).await;
+                self.verify(world, token, now)
+            }
+            v => v,
+        }
+        .map_err(|why| refused_token(&why))?;
+        let (fresh, known) = {
+            let mut s = self.state();
+            let Some(decision) = decided(&s, &claims.application) else {
+                return decide(false, false);
+            };
+            if s.verified.len() >= CACHE_MAX && !s.verified.contains_key(&hash) {
+                s.verified.retain(|_, v| now < v.expires_ms);
+                if s.verified.len() >= CACHE_MAX {
+                    let soonest = s
+                        .verified
+                        .iter()
+                        .min_by_key(|(k, v)| (v.expires_ms, **k))
+                        .map(|(k, _)| *k);
+                    if let Some(k) = soonest {
+                        s.verified.remove(&k);
+                    }
+                }
+            }
+            s.verified.insert(
+                hash,
+                Verified {
+                    application: claims.application.as_str().into(),
+                    expires_ms: claims.exp.saturating_mul(1000),
+                },
+            );
+            decision
+        };
+        if !fresh && tokens.revocation == Revocation::Strict {
+            // This gateway may have missed a revocation: only the key manager can vouch for
+            // the token now, as it does for an opaque one (503 when out of reach).
+            return self.validate(world, token, api, hash, now).await;
+        }
+        if known || defects.has(Defect::SubscriptionSkipped) {
+            return Ok(());
+        }
+        // Not heard of: a subscription made a moment ago whose push has not arrived, or none.
+        match self.validate(world, token, api, hash, now).await {
+            Ok(()) => {
+                self.state()
+                    .subscribed
+                    .entry(claims.application)
+                    .or_default()
+                    .insert(api.to_string());
+                Ok(())
+            }
+            Err(r) => Err(r),
+        }
+    }
+
+    fn verify(
+        &self,
+        world: &impl World,
+        token: &str,
+        now: u64,
+    ) -> Result<jwt::Claims, jwt::Reject> {
+        let tokens = world.tokens();
+        let learned = self.state().jwks.clone();
+        let keys = learned.as_deref().unwrap_or(&tokens.jwks);
+        jwt::verify(token, keys, now / 1000, &tokens.audience)
+    }
+
+    fn may_ask_for_keys(&self, now: u64) -> bool {
+        let mut s = self.state();
+        if s.jwks_asked_ms.is_some_and(|t| now < t + JWKS_ASK_MS) {
+            return false;
+        }
+        s.jwks_asked_ms = Some(now);
+        true
+    }
+
+    /// Learns the keys rotated in since this gateway started: the deployment's published keys
+    /// read again, and the key manager's; answers how many keys it accepts now.
+    pub async fn learn_keys(&self, world: &impl World) -> usize {
+        let mut keys = world.published_keys().unwrap_or_default();
+        let asked = world
+            .call(
+                Peer::KeyManager,
+                Request::new("GET", crate::keymanager::JWKS_PATH),
+            )
+            .await
+            .ok()
+            .filter(|r| r.status == 200)
+            .and_then(|r| r.json_body())
+            .and_then(|v| Jwks::from_json(&v).ok());
+        keys.keys.extend(asked.map(|k| k.keys).unwrap_or_default());
+        let mut s = self.state();
+        // Keys the deployment published at start stay accepted: a key manager that has not
+        // been given the new key yet does not take it away.
+        let mut merged = s.jwks.as_deref().unwrap_or(&world.tokens().jwks).clone();
+        for k in keys.keys {
+            if !merged.keys.iter().any(|m| m.kid == k.kid) {
+                merged.keys.push(k);
+            }
+        }
+        let n = merged.keys.len();
+        s.jwks = Some(Arc::new(merged));
+        n
+    }
+
+    /// Replaces the subscriptions this gateway knows with the key manager's list: the catch-up
+    /// for pushes it missed (JWT tokens).
+    pub async fn sync_subscriptions(&self, world: &impl World) -> Result<usize, String> {
+        let answer = world
+            .call(
+                Peer::KeyManager,
+                Request::new("POST", crate::keymanager::SUBSCRIPTIONS_PATH).json(&json!({})),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if answer.status != 200 {
+            return Err(format!("the key manager answered {}", answer.status));
+        }
+        let list: Vec<Subscribed> =
+            serde_json::from_slice(&answer.body).map_err(|e| e.to_string())?;
+        let mut known: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for sub in list {
+            known.entry(sub.application).or_default().insert(sub.api);
+        }
+        let n = known.values().map(BTreeSet::len).sum();
+        self.state().subscribed = known;
+        Ok(n)
     }
 
     /// Asks the key manager about a token the cache could not answer, and caches the answer.
@@ -448,7 +700,7 @@ impl State {
     /// Drops a revoked token from the cache and remembers it for a while; true when it was
     /// cached.
     fn forget(&mut self, digest: [u8; 32], now: u64) -> bool {
-        if self.revoked.len() >= CACHE_MAX && !self.revoked.contains_key(&digest) {
+        if self.revoked.len() >= REVOKED_MAX && !self.revoked.contains_key(&digest) {
             let oldest = self
                 .revoked
                 .iter()
@@ -461,6 +713,18 @@ impl State {
         self.revoked.insert(digest, now);
         self.cache.remove(&digest).is_some()
     }
+}
+
+/// The answer to a JWT that failed a check; why, for the client, without the details an
+/// attacker would use.
+fn refused_token(why: &jwt::Reject) -> Response {
+    let description = match why {
+        jwt::Reject::Expired => "the access token has expired",
+        jwt::Reject::WrongAudience => "the access token is not for this gateway",
+        _ => "the access token is not valid",
+    };
+    Response::error(401, "invalid_token", description)
+        .header("www-authenticate", "Bearer error=\"invalid_token\"")
 }
 
 /// The answer to a call for a route a gateway does not know before it has read the registry:
@@ -534,7 +798,7 @@ pub fn is_api_call(method: &str, path: &str) -> bool {
     !(OAUTH_PATHS.contains(&path)
         || matches!(
             (method, path),
-            ("POST", "/internal/apis") | ("POST", "/internal/revoked")
+            ("POST", "/internal/apis") | ("POST", "/internal/revoked") | ("POST", SUBSCRIBED_PATH)
         ))
 }
 

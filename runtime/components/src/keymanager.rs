@@ -10,6 +10,15 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+/// Where the key manager publishes its public signing keys (a JWKS, RFC 7517), on its public
+/// port and to gateways on its internal one.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+/// Where gateways catch up with the subscriptions (JWT tokens are decided there).
+pub const SUBSCRIPTIONS_PATH: &str = "/internal/subscriptions";
+/// Where the store tells the key manager of a new subscription, for it to tell every gateway.
+pub const NOTIFY_SUBSCRIBED_PATH: &str = "/internal/subscriptions/notify";
+
 /// Access tokens live an hour (unless the world says otherwise: `World::token_ms`).
 pub const TOKEN_MS: u64 = 3600 * 1000;
 
@@ -30,12 +39,15 @@ pub struct Validate {
 pub async fn handle(world: &impl World, req: Request) -> Response {
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", "/token") => token(world, &req).await,
+        ("GET", JWKS_PATH) => jwks(world),
         ("POST", "/introspect") => introspect(world, &req).await,
         ("POST", "/revoke") => revoke(world, &req).await,
         ("POST", "/internal/clients") => new_client(world, &req).await,
         ("POST", "/internal/clients/revoke") => revoke_clients(world, &req).await,
         ("POST", "/internal/validate") => validate(world, &req).await,
         ("POST", "/internal/revocations") => revocations(world, &req).await,
+        ("POST", SUBSCRIPTIONS_PATH) => subscriptions(world).await,
+        ("POST", NOTIFY_SUBSCRIBED_PATH) => notify_subscribed(world, &req).await,
         _ => Response::error(404, "not_found", "no such key-manager endpoint"),
     }
 }
@@ -219,13 +231,40 @@ async fn token(world: &impl World, req: &Request) -> Response {
         Ok(k) => k,
         Err(r) => return r,
     };
-    let token = secret::random_hex(world, 32);
     let lifetime = world.token_ms().max(1000);
+    let now = world.now_ms();
+    let tokens = world.tokens();
+    let (token, expires_ms) = if tokens.jwt() {
+        let Some(key) = tokens.signing.first() else {
+            return oauth_error(
+                503,
+                "temporarily_unavailable",
+                "this key manager has no signing key (see `apim certs`)",
+            );
+        };
+        // A JWT's `exp` is in whole seconds: the token ends at the second, for the key
+        // manager's records as for the gateways.
+        let exp_s = (now + lifetime) / 1000;
+        let claims = crate::jwt::Claims {
+            iss: tokens.issuer.clone(),
+            sub: keys.application.clone(),
+            aud: tokens.audience.clone(),
+            exp: exp_s,
+            iat: now / 1000,
+            jti: secret::random_hex(world, 16),
+            client_id: keys.consumer_key.clone(),
+            application: keys.application.clone(),
+        };
+        (key.sign(&claims), exp_s * 1000)
+    } else {
+        (secret::random_hex(world, 32), now + lifetime)
+    };
+    let lifetime = expires_ms.saturating_sub(now);
     let t = Token {
         token_hash: secret::hash(&token),
         consumer_key: keys.consumer_key,
         application: keys.application,
-        expires_ms: world.now_ms() + lifetime,
+        expires_ms,
         revoked: false,
     };
     match world.storage().save_token(&t).await {
@@ -233,6 +272,19 @@ async fn token(world: &impl World, req: &Request) -> Response {
             .header("cache-control", "no-store"),
         Err(e) => unavailable(&e.0),
     }
+}
+
+/// The public signing keys, for gateways and anyone checking the key manager's tokens.
+fn jwks(world: &impl World) -> Response {
+    let tokens = world.tokens();
+    if !tokens.jwt() {
+        return Response::error(
+            404,
+            "not_found",
+            "this deployment issues opaque tokens: there are no signing keys to publish",
+        );
+    }
+    Response::json(200, &tokens.published().to_json()).header("cache-control", "max-age=60")
 }
 
 /// The stored token, when it is active: known, not revoked, not expired.
@@ -284,6 +336,34 @@ async fn validate(world: &impl World, req: &Request) -> Response {
             200,
             &json!({ "active": true, "application": t.application, "expires_ms": t.expires_ms, "subscribed": subscribed }),
         ),
+        Err(e) => unavailable(&e.0),
+    }
+}
+
+/// Tells every gateway node of a subscription the store has stored.
+async fn notify_subscribed(world: &impl World, req: &Request) -> Response {
+    let n: crate::gateway::Subscribed = match body(req) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let note = Request::new("POST", crate::gateway::SUBSCRIBED_PATH).json(&n);
+    let answers = world.notify_each(Peer::Gateway, note).await;
+    Response::json(
+        200,
+        &json!({ "gateways_missed": crate::world::missed(&answers) }),
+    )
+}
+
+/// Every subscription, for a gateway's catch-up.
+async fn subscriptions(world: &impl World) -> Response {
+    match world.storage().all_subscriptions().await {
+        Ok(all) => {
+            let list: Vec<crate::gateway::Subscribed> = all
+                .into_iter()
+                .map(|(application, api)| crate::gateway::Subscribed { application, api })
+                .collect();
+            Response::json(200, &list)
+        }
         Err(e) => unavailable(&e.0),
     }
 }

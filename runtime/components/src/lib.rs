@@ -20,6 +20,7 @@ pub mod publisher;
 pub mod schedule;
 pub mod secret;
 pub mod store;
+pub mod tokens;
 pub mod validate;
 pub mod world;
 

@@ -230,6 +230,14 @@ impl Storage for MemStorage {
                 .unwrap_or_default()
         })
     }
+    async fn all_subscriptions(&self) -> Db<Vec<(String, String)>> {
+        self.with(Role::Apim, |t| {
+            t.subscriptions
+                .iter()
+                .flat_map(|(app, apis)| apis.iter().map(|api| (app.clone(), api.clone())))
+                .collect()
+        })
+    }
     async fn save_client(&self, keys: &ClientKeys) -> Db<()> {
         self.with(Role::Apim, |t| {
             t.clients.insert(keys.consumer_key.clone(), keys.clone());

@@ -33,6 +33,12 @@ pub fn loops<W: World + 'static>(node: &Arc<Node>, world: &Arc<W>) -> Vec<(&'sta
             "revocations",
             Box::pin(revocations(node.clone(), world.clone())),
         ));
+        if world.tokens().jwt() {
+            loops.push((
+                "subscriptions",
+                Box::pin(subscriptions(node.clone(), world.clone())),
+            ));
+        }
     }
     if [Peer::Publisher, Peer::Store, Peer::KeyManager]
         .iter()
@@ -71,6 +77,27 @@ async fn revocations<W: World>(node: Arc<Node>, world: Arc<W>) {
         // A key manager out of reach now is asked again on the next round.
         let _ = node.gateway.sync_revocations(world.as_ref()).await;
         next = (next + REVOCATIONS_MS).max(world.now_ms());
+    }
+}
+
+/// Reads every subscription from the key manager at start and every `RECONCILE_MS`; until the
+/// first read succeeds, every `FIRST_READ_RETRY_MS`. Pushes bring new ones at once.
+async fn subscriptions<W: World>(node: Arc<Node>, world: Arc<W>) {
+    let mut read = false;
+    loop {
+        // A key manager out of reach now is asked again on the next round.
+        read |= node
+            .gateway
+            .sync_subscriptions(world.as_ref())
+            .await
+            .is_ok();
+        world
+            .sleep(if read {
+                RECONCILE_MS
+            } else {
+                FIRST_READ_RETRY_MS
+            })
+            .await;
     }
 }
 

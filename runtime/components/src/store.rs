@@ -5,7 +5,8 @@ use crate::auth::{self, ROLE_SUBSCRIBER};
 use crate::http::{Request, Response, body, parse_form};
 use crate::secret;
 use crate::validate;
-use crate::world::{Application, Storage, User, World};
+use crate::world::{Application, Peer, Storage, User, World};
+
 use serde::Deserialize;
 use serde_json::json;
 
@@ -187,6 +188,9 @@ async fn subscriptions(world: &impl World, user: &User, id: &str) -> Response {
     }
 }
 
+/// How long a subscription waits for the gateways to be told of it.
+pub const NOTIFY_MS: u64 = 1_000;
+
 async fn subscribe(world: &impl World, req: &Request, user: &User) -> Response {
     let s: NewSubscription = match body(req) {
         Ok(s) => s,
@@ -202,13 +206,34 @@ async fn subscribe(world: &impl World, req: &Request, user: &User) -> Response {
         Ok(_) => return Response::error(404, "not_found", format!("no published API `{}`", s.api)),
         Err(e) => return auth::unavailable(&e.0),
     }
-    match storage.subscribe(&app.id, &s.api).await {
-        Ok(created) => Response::json(
-            if created { 201 } else { 200 },
-            &json!({ "application": app.id, "api": s.api }),
-        ),
-        Err(e) => auth::unavailable(&e.0),
+    let created = match storage.subscribe(&app.id, &s.api).await {
+        Ok(created) => created,
+        Err(e) => return auth::unavailable(&e.0),
+    };
+    // Gateways decide on JWTs alone: the key manager tells them of the subscription now; a
+    // gateway that misses it learns it in its catch-up, or asks on the first call. Stored is
+    // subscribed: a key manager out of reach does not undo it.
+    let mut missed = json!([]);
+    if world.tokens().jwt() {
+        let note = Request::new("POST", crate::keymanager::NOTIFY_SUBSCRIBED_PATH).json(
+            &crate::gateway::Subscribed {
+                application: app.id.clone(),
+                api: s.api.clone(),
+            },
+        );
+        // Bounded: a key manager out of reach must not hold up the consumer.
+        let told = crate::world::within(world, NOTIFY_MS, world.call(Peer::KeyManager, note));
+        missed = match told.await {
+            Some(Ok(r)) if r.status == 200 => r
+                .json_body()
+                .map_or(json!([]), |b| b["gateways_missed"].clone()),
+            _ => json!("all"),
+        };
     }
+    Response::json(
+        if created { 201 } else { 200 },
+        &json!({ "application": app.id, "api": s.api, "gateways_missed": missed }),
+    )
 }
 
 /// Asks the key manager for the application's consumer key and secret.

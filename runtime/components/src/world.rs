@@ -33,6 +33,24 @@ impl std::fmt::Display for CallError {
     }
 }
 
+/// `f`'s output, or none when `ms` of the world's time pass first (`f` is then dropped, and
+/// with it whatever it was waiting for).
+pub async fn within<T>(world: &impl World, ms: u64, f: impl Future<Output = T>) -> Option<T> {
+    use std::task::Poll;
+    let mut f = std::pin::pin!(f);
+    let mut timer = std::pin::pin!(world.sleep(ms));
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = f.as_mut().poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
 /// The nodes that did not acknowledge a notification (no answer, or not 200).
 pub fn missed(answers: &[(String, Result<Response, CallError>)]) -> Vec<&str> {
     answers
@@ -184,6 +202,8 @@ pub trait Storage: Send + Sync {
     fn subscribe(&self, application: &str, api: &str) -> impl Future<Output = Db<bool>> + Send;
     fn subscribed(&self, application: &str, api: &str) -> impl Future<Output = Db<bool>> + Send;
     fn subscriptions(&self, application: &str) -> impl Future<Output = Db<Vec<String>>> + Send;
+    /// Every subscription, as (application, API), ordered: the gateways' catch-up.
+    fn all_subscriptions(&self) -> impl Future<Output = Db<Vec<(String, String)>>> + Send;
     fn save_client(&self, keys: &ClientKeys) -> impl Future<Output = Db<()>> + Send;
     fn client(&self, consumer_key: &str) -> impl Future<Output = Db<Option<ClientKeys>>> + Send;
     fn save_token(&self, token: &Token) -> impl Future<Output = Db<()>> + Send;
@@ -253,6 +273,13 @@ pub trait World: Send + Sync {
     /// How long an access token lives.
     fn token_ms(&self) -> u64 {
         crate::keymanager::TOKEN_MS
+    }
+    /// The deployment's access tokens: format, revocation policy, keys.
+    fn tokens(&self) -> &crate::tokens::Tokens;
+    /// The deployment's public keys as published now, read again (a rotation publishes a new
+    /// key there before key managers sign with it); none where nothing is published so.
+    fn published_keys(&self) -> Option<crate::jwt::Jwks> {
+        None
     }
     /// Deliberate defects: only the simulator's own tests switch any on.
     #[doc(hidden)]

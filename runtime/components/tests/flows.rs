@@ -1,8 +1,10 @@
 //! The publish, subscribe and invoke flows through the component logic, in an in-process world:
 //! nodes call each other directly, the databases are in memory, the backend echoes.
 
+use apim_components::jwt::Jwks;
 use apim_components::mem::{MemStorage, Role};
 use apim_components::node::InternalRoute;
+use apim_components::tokens::{Revocation, TokenFormat, Tokens};
 use apim_components::world::{CallError, Peer, World};
 use apim_components::{Node, Request, Response};
 use base64::Engine;
@@ -19,6 +21,7 @@ struct Cluster {
     clock: AtomicU64,
     seed: AtomicU64,
     down: Mutex<BTreeSet<String>>,
+    tokens: Tokens,
 }
 
 #[derive(Clone)]
@@ -53,9 +56,16 @@ const CALLER: &str = "spiffe://test/node/caller";
 /// The internal endpoints a node running `c` serves, all admitting `CALLER`.
 fn internal_routes(c: Peer) -> Vec<InternalRoute> {
     let endpoints: &[&str] = match c {
-        Peer::Gateway => &["POST /internal/apis", "POST /internal/revoked"],
+        Peer::Gateway => &[
+            "POST /internal/apis",
+            "POST /internal/revoked",
+            "POST /internal/subscribed",
+        ],
         Peer::KeyManager => &[
             "POST /token",
+            "GET /.well-known/jwks.json",
+            "POST /internal/subscriptions",
+            "POST /internal/subscriptions/notify",
             "POST /internal/clients",
             "POST /internal/clients/revoke",
             "POST /internal/validate",
@@ -137,6 +147,9 @@ impl World for W {
             &json!({ "backend": base, "path": req.path, "query": req.query, "authorization": req.get_header("authorization") }),
         ))
     }
+    fn tokens(&self) -> &Tokens {
+        &self.0.tokens
+    }
     async fn hash_password(&self, password: &str) -> String {
         format!("test-hash:{password}")
     }
@@ -146,6 +159,36 @@ impl World for W {
 }
 
 fn world() -> W {
+    world_with(Tokens::opaque())
+}
+
+/// The signing key of the JWT worlds.
+const SEED: [u8; 32] = [7; 32];
+
+/// A world whose key manager issues JWTs signed with `SEED`, which the gateways know from
+/// their start, under the revocation policy given.
+fn jwt_world(revocation: Revocation) -> W {
+    let published = Tokens::new(
+        (TokenFormat::Jwt, revocation, 1_000),
+        "spiffe://test/key-manager",
+        "spiffe://test/gateway",
+        &[SEED],
+        Jwks::default(),
+    )
+    .expect("key")
+    .published();
+    let tokens = Tokens::new(
+        (TokenFormat::Jwt, revocation, 1_000),
+        "spiffe://test/key-manager",
+        "spiffe://test/gateway",
+        &[SEED],
+        published,
+    )
+    .expect("key");
+    world_with(tokens)
+}
+
+fn world_with(tokens: Tokens) -> W {
     let nodes = vec![
         node_running("publisher-1", Peer::Publisher),
         node_running("store-1", Peer::Store),
@@ -159,6 +202,7 @@ fn world() -> W {
         clock: AtomicU64::new(1_000_000),
         seed: AtomicU64::new(42),
         down: Mutex::default(),
+        tokens,
     }));
     pollster::block_on(apim_components::auth::bootstrap_admin(&w, "admin-password"))
         .expect("admin");
@@ -968,6 +1012,7 @@ fn passwords_follow_the_policy_and_privileged_accounts_sign_in_only_at_the_publi
         clock: AtomicU64::new(0),
         seed: AtomicU64::new(1),
         down: Mutex::default(),
+        tokens: Tokens::opaque(),
     }));
     assert!(pollster::block_on(apim_components::auth::bootstrap_admin(&fresh, "admin")).is_err());
 }
@@ -1163,4 +1208,230 @@ fn ended_sessions_and_expired_tokens_are_purged() {
     let (_, tokens) = pollster::block_on(km.purge(&w));
     assert!(tokens >= 1, "{tokens}");
     assert_eq!(pollster::block_on(km.purge(&w)), (0, 0));
+}
+
+/// The key manager and the apim database out of reach (`down` names nodes; the database is
+/// taken down through the storage's outage switch).
+fn key_manager_down(w: &W, down: bool) {
+    let mut d = w.0.down.lock().expect("lock");
+    if down {
+        d.insert("key-manager-1".into());
+    } else {
+        d.remove("key-manager-1");
+    }
+}
+
+fn jwt_setup(revocation: Revocation) -> (W, String, String, String) {
+    let w = jwt_world(revocation);
+    let admin = login(
+        &w,
+        "publisher-1",
+        Peer::Publisher,
+        "admin",
+        "admin-password",
+    );
+    let api = publish(&w, &admin, "echo", "http://backend.example");
+    let (token, key, secret) = consumer(&w, "hana", Some(&api));
+    for g in ["gateway-1", "gateway-2"] {
+        let gw = &w.0.nodes[node(&w, g)];
+        assert_eq!(pollster::block_on(gw.gateway.sync_revocations(&w)), Ok(0));
+    }
+    (w, token, key, secret)
+}
+
+#[test]
+fn a_jwt_is_decided_at_the_gateway_without_the_key_manager_or_its_database() {
+    let (w, token, _, _) = jwt_setup(Revocation::Strict);
+    assert!(apim_components::jwt::looks_like(&token), "{token}");
+    // The key manager is never asked: not when it is down, not when the apim database is.
+    key_manager_down(&w, true);
+    w.0.storage.set_down(Role::Apim, true);
+    for g in ["gateway-1", "gateway-2"] {
+        assert_eq!(invoke(&w, g, "/echo/v1/a", Some(&token)).status, 200, "{g}");
+    }
+    // Past the revocation bound, the strict policy cannot vouch for the token any more.
+    pollster::block_on(w.sleep(1_000));
+    let r = invoke(&w, "gateway-1", "/echo/v1/a", Some(&token));
+    assert_eq!(r.status, 503, "{:?}", json_of(&r));
+}
+
+#[test]
+fn under_the_available_policy_a_cut_off_gateway_keeps_serving_and_catches_up_later() {
+    let (w, token, key, secret) = jwt_setup(Revocation::Available);
+    // gateway-2 misses the revocation's push, then loses the key manager.
+    w.0.down.lock().expect("lock").insert("gateway-2".into());
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{key}:{secret}"));
+    let r = send(
+        &w,
+        "key-manager-1",
+        Peer::KeyManager,
+        Request::new("POST", "/revoke")
+            .header("authorization", &format!("Basic {basic}"))
+            .form(&[("token", &token)]),
+    );
+    assert_eq!(json_of(&r)["gateways_missed"], json!(["gateway-2"]));
+    w.0.down.lock().expect("lock").remove("gateway-2");
+    key_manager_down(&w, true);
+    assert_eq!(
+        invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
+        401
+    );
+    pollster::block_on(w.sleep(5_000));
+    let gw2 = &w.0.nodes[node(&w, "gateway-2")];
+    assert!(pollster::block_on(gw2.gateway.sync_revocations(&w)).is_err());
+    assert_eq!(
+        invoke(&w, "gateway-2", "/echo/v1/a", Some(&token)).status,
+        200,
+        "available: the cut-off gateway serves what it knows"
+    );
+    key_manager_down(&w, false);
+    assert_eq!(pollster::block_on(gw2.gateway.sync_revocations(&w)), Ok(0));
+    assert_eq!(
+        invoke(&w, "gateway-2", "/echo/v1/a", Some(&token)).status,
+        401
+    );
+}
+
+#[test]
+fn under_the_strict_policy_a_gateway_that_missed_a_revocation_refuses_past_the_bound() {
+    let (w, token, key, secret) = jwt_setup(Revocation::Strict);
+    w.0.down.lock().expect("lock").insert("gateway-2".into());
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{key}:{secret}"));
+    let r = send(
+        &w,
+        "key-manager-1",
+        Peer::KeyManager,
+        Request::new("POST", "/revoke")
+            .header("authorization", &format!("Basic {basic}"))
+            .form(&[("token", &token)]),
+    );
+    assert_eq!(json_of(&r)["gateways_missed"], json!(["gateway-2"]));
+    w.0.down.lock().expect("lock").remove("gateway-2");
+    key_manager_down(&w, true);
+    // Within the bound it may still serve; past it, never.
+    pollster::block_on(w.sleep(1_000));
+    assert_eq!(
+        invoke(&w, "gateway-2", "/echo/v1/a", Some(&token)).status,
+        503
+    );
+    key_manager_down(&w, false);
+    let gw2 = &w.0.nodes[node(&w, "gateway-2")];
+    assert_eq!(pollster::block_on(gw2.gateway.sync_revocations(&w)), Ok(0));
+    assert_eq!(
+        invoke(&w, "gateway-2", "/echo/v1/a", Some(&token)).status,
+        401
+    );
+}
+
+/// `token` with its claims replaced and signed again by `key`.
+fn resigned(
+    key: &apim_components::jwt::SigningKey,
+    token: &str,
+    change: impl Fn(&mut Value),
+) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    let claims = token.split('.').nth(1).expect("claims");
+    let mut v: Value = serde_json::from_slice(&B64.decode(claims).expect("b64")).expect("json");
+    change(&mut v);
+    key.sign(&serde_json::from_value(v).expect("claims"))
+}
+
+#[test]
+fn a_gateway_refuses_every_jwt_that_fails_a_check() {
+    let (w, token, _, _) = jwt_setup(Revocation::Strict);
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    let ours = apim_components::jwt::SigningKey::from_seed(&SEED).expect("key");
+    let theirs = apim_components::jwt::SigningKey::from_seed(&[9; 32]).expect("key");
+    // The same token re-signed by us is accepted: what follows fails for its one change.
+    assert_eq!(
+        invoke(
+            &w,
+            "gateway-1",
+            "/echo/v1/a",
+            Some(&resigned(&ours, &token, |_| {}))
+        )
+        .status,
+        200
+    );
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut bad_sig = token.clone();
+    bad_sig.replace_range(bad_sig.len() - 4.., "AAAA");
+    let none_header = B64.encode(r#"{"alg":"none","typ":"at+jwt"}"#);
+    let alg_none = format!("{none_header}.{}.", parts[1]);
+    let cases = [
+        ("a wrong signature", bad_sig),
+        ("alg none", alg_none),
+        (
+            "another's key (unknown kid)",
+            resigned(&theirs, &token, |_| {}),
+        ),
+        (
+            "expired",
+            resigned(&ours, &token, |c| {
+                c["exp"] = json!(c["iat"].as_u64().unwrap_or(0))
+            }),
+        ),
+        (
+            "another audience",
+            resigned(&ours, &token, |c| {
+                c["aud"] = json!("spiffe://other/gateway")
+            }),
+        ),
+    ];
+    for (what, t) in &cases {
+        let r = invoke(&w, "gateway-1", "/echo/v1/a", Some(t));
+        assert_eq!(r.status, 401, "{what}: {:?}", json_of(&r));
+    }
+    // A valid token of an application with no subscription to the API.
+    let (unsubscribed, _, _) = consumer(&w, "ivan", None);
+    let r = invoke(&w, "gateway-1", "/echo/v1/a", Some(&unsubscribed));
+    assert_eq!(r.status, 403, "{:?}", json_of(&r));
+    // And one whose application claim names a subscribed application: the signature breaks.
+    let mut claims: Value = serde_json::from_slice(
+        &B64.decode(unsubscribed.split('.').nth(1).expect("c"))
+            .expect("b"),
+    )
+    .expect("json");
+    let subscribed_app: Value =
+        serde_json::from_slice(&B64.decode(parts[1]).expect("b")).expect("json");
+    claims["application"] = subscribed_app["application"].clone();
+    let u: Vec<&str> = unsubscribed.split('.').collect();
+    let swapped = format!("{}.{}.{}", u[0], B64.encode(claims.to_string()), u[2]);
+    assert_eq!(
+        invoke(&w, "gateway-1", "/echo/v1/a", Some(&swapped)).status,
+        401
+    );
+}
+
+#[test]
+fn a_subscription_reaches_every_gateway_by_push_and_by_catch_up() {
+    let (w, _, _, _) = jwt_setup(Revocation::Available);
+    let admin = login(
+        &w,
+        "publisher-1",
+        Peer::Publisher,
+        "admin",
+        "admin-password",
+    );
+    let api = publish(&w, &admin, "other", "http://backend.example");
+    // gateway-2 misses the subscription's push; the key manager is then out of reach, so
+    // only what the gateways heard decides.
+    w.0.down.lock().expect("lock").insert("gateway-2".into());
+    let (token, _, _) = consumer(&w, "jonas", Some(&api));
+    w.0.down.lock().expect("lock").remove("gateway-2");
+    key_manager_down(&w, true);
+    assert_eq!(
+        invoke(&w, "gateway-1", "/other/v1/a", Some(&token)).status,
+        200
+    );
+    let r = invoke(&w, "gateway-2", "/other/v1/a", Some(&token));
+    assert_eq!(r.status, 503, "it cannot know yet: {:?}", json_of(&r));
+    key_manager_down(&w, false);
+    let gw2 = &w.0.nodes[node(&w, "gateway-2")];
+    assert!(pollster::block_on(gw2.gateway.sync_subscriptions(&w)).is_ok_and(|n| n >= 2));
+    key_manager_down(&w, true);
+    assert_eq!(
+        invoke(&w, "gateway-2", "/other/v1/a", Some(&token)).status,
+        200
+    );
 }

@@ -1,6 +1,8 @@
 //! The gateway against nginx, side by side in one run, both ending TLS with the same
 //! certificate (the node's, from `apim up`'s PKI): wrk (one thread, keep-alive) calls an API
-//! through the apim gateway with a valid cached token, then the same 1 KiB backend through nginx
+//! through the apim gateway with a JWT access token (decided at the gateway), through a second
+//! deployment's gateway with an opaque token (its validation cached), then the same 1 KiB
+//! backend through nginx
 //! as a reverse proxy, and through hyper with apim's upstream pool and nothing else (the floor
 //! of the gateway's own work, TLS too). Each runs with one worker thread. Prints requests/s, p99
 //! and the ratio gateway/nginx (target >= 0.8); then the handshake rate of the gateway and of
@@ -230,6 +232,23 @@ fn main() {
     let up = rt
         .block_on(up::start(&topology.topology, &opts))
         .expect("node starts");
+    let opaque_topology = apim_topology::check_str(
+        "bench-opaque.toml",
+        &TOPOLOGY.replace(
+            "name = \"bench\"",
+            "name = \"bench-opaque\"\ntokens = \"opaque\"",
+        ),
+    );
+    let opaque_up = rt
+        .block_on(up::start(
+            &opaque_topology.topology,
+            &UpOptions {
+                loopback: Loopback::parse("127.60.1.0/24").expect("range"),
+                data: dir.path().join("data-opaque"),
+                admin_password: PASSWORD.into(),
+            },
+        ))
+        .expect("opaque node starts");
     std::thread::sleep(Duration::from_millis(500));
     let idle = rss_mb();
     // nginx ends TLS with the very certificate the gateway shows, TLS 1.3 as the gateway
@@ -254,6 +273,21 @@ fn main() {
     let (host, port) = &entries.gateway;
     let gateway_url = format!("https://{host}:{port}/{}/v1/x", p.context);
     let auth = format!("Authorization: Bearer {}", p.token);
+    assert!(apim_components::jwt::looks_like(&p.token), "a JWT");
+    let mut opaque_entries = rt
+        .block_on(async { Entries::of(&opaque_up) })
+        .expect("entries");
+    opaque_entries.backend = "http://127.60.0.100:8080".into();
+    let op = rt
+        .block_on(smoke::provision(&opaque_entries, PASSWORD, "bench"))
+        .expect("provision");
+    assert!(
+        !apim_components::jwt::looks_like(&op.token),
+        "an opaque token"
+    );
+    let (ohost, oport) = &opaque_entries.gateway;
+    let opaque_url = format!("https://{ohost}:{oport}/{}/v1/x", op.context);
+    let opaque_auth = format!("Authorization: Bearer {}", op.token);
     // hyper and the upstream pool alone, on the same runtime, with no gateway logic: the floor
     // the gateway's own work is measured from.
     rt.spawn(bare_proxy(
@@ -265,6 +299,11 @@ fn main() {
         ("apim gateway", gateway_url.as_str(), Some(auth.as_str())),
         ("nginx proxy", "https://127.60.0.200:8280/x", None),
         ("hyper alone", "https://127.60.0.201:8280/x", None),
+        (
+            "apim, opaque",
+            opaque_url.as_str(),
+            Some(opaque_auth.as_str()),
+        ),
     ];
     if std::env::var_os("APIM_BENCH_SERVE").is_some() {
         // For profiling: keep every proxy up and say how to call them.
@@ -309,6 +348,12 @@ fn main() {
     let floor: Vec<f64> = (0..ROUNDS)
         .map(|r| runs[0][r].0 / runs[2][r].0.max(1.0))
         .collect();
+    let opaque: Vec<f64> = (0..ROUNDS)
+        .map(|r| runs[3][r].0 / runs[1][r].0.max(1.0))
+        .collect();
+    let jwt_opaque: Vec<f64> = (0..ROUNDS)
+        .map(|r| runs[0][r].0 / runs[3][r].0.max(1.0))
+        .collect();
     println!(
         "wrk -t1 -c{CONNECTIONS} -d{SECONDS}s, TLS 1.3 with one certificate, 1 KiB responses, keep-alive, one worker each; medians of {ROUNDS} rounds"
     );
@@ -333,6 +378,16 @@ fn main() {
         "ratio gateway/nginx: {:.2} (target >= 0.8); per round: {}",
         median(ratios.clone()),
         shown(&ratios)
+    );
+    println!(
+        "ratio gateway with opaque tokens/nginx: {:.2}; per round: {}",
+        median(opaque.clone()),
+        shown(&opaque)
+    );
+    println!(
+        "ratio JWT/opaque (both gateways): {:.2}; per round: {}",
+        median(jwt_opaque.clone()),
+        shown(&jwt_opaque)
     );
     println!(
         "ratio gateway/hyper alone: {:.2} (the cost of the gateway's own work); per round: {}",

@@ -159,6 +159,9 @@ impl Storage for Guarded {
         self.run(Role::Apim, self.inner.subscriptions(application))
             .await
     }
+    async fn all_subscriptions(&self) -> Db<Vec<(String, String)>> {
+        self.run(Role::Apim, self.inner.all_subscriptions()).await
+    }
     async fn save_client(&self, keys: &ClientKeys) -> Db<()> {
         self.run(Role::Apim, self.inner.save_client(keys)).await
     }

@@ -11,6 +11,7 @@ pub mod guarded;
 pub mod http;
 pub mod lab;
 pub mod node;
+pub mod signing;
 pub mod smoke;
 pub mod storage;
 pub mod tls;

@@ -614,6 +614,20 @@ impl Storage for SqlStorage {
         rows.iter().map(|r| text(r, 0)).collect()
     }
 
+    async fn all_subscriptions(&self) -> Db<Vec<(String, String)>> {
+        let c = self.conn(Role::Apim)?;
+        let rows = sqlx::query(
+            &c.dialect
+                .sql("SELECT application, api FROM apim_subscriptions ORDER BY application, api"),
+        )
+        .fetch_all(&c.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|r| Ok((text(r, 0)?, text(r, 1)?)))
+            .collect()
+    }
+
     async fn save_client(&self, k: &ClientKeys) -> Db<()> {
         let c = self.conn(Role::Apim)?;
         let sql = c.dialect.sql(&c.dialect.upsert(

@@ -89,11 +89,13 @@ pub fn throwaway_pki(mapped: &mut Plan, dir: &std::path::Path) -> Result<String,
     let pki_dir = dir.display().to_string();
     for n in &mut mapped.nodes {
         n.tls = TlsFiles::in_dir(&pki_dir, &n.name);
+        n.tokens.in_dir(&pki_dir);
     }
     for b in &mut mapped.balancers {
         b.tls = TlsFiles::in_dir(&pki_dir, &b.name);
     }
     let written = apim_pki::write_dir(&mapped.deployment, &apim_pki::subjects(mapped), dir, None)?;
+    crate::signing::write(dir, false)?;
     std::fs::read_to_string(&written.ca).map_err(|e| format!("cannot read {}: {e}", written.ca))
 }
 

@@ -97,6 +97,7 @@ pub struct RealWorld {
     decoy: Arc<std::sync::OnceLock<String>>,
     /// Round robin over the endpoints of each peer.
     pools: BTreeMap<Peer, Mutex<Pool>>,
+    tokens: apim_components::tokens::Tokens,
 }
 
 impl RealWorld {
@@ -115,7 +116,9 @@ impl RealWorld {
                 (p.component, Mutex::new(Pool::new(names, 3, 2)))
             })
             .collect();
+        let tokens = crate::signing::load(&node)?;
         Ok(RealWorld {
+            tokens,
             storage,
             node,
             clients,
@@ -191,6 +194,12 @@ impl World for RealWorld {
 
     fn session_ms(&self) -> u64 {
         self.node.session_ms
+    }
+    fn tokens(&self) -> &apim_components::tokens::Tokens {
+        &self.tokens
+    }
+    fn published_keys(&self) -> Option<apim_components::jwt::Jwks> {
+        crate::signing::published(&self.node)
     }
 
     fn now_ms(&self) -> u64 {

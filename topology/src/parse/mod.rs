@@ -12,7 +12,10 @@ use crate::diagnostic::{Code, Diagnostic, Label};
 use crate::model::*;
 use crate::source::{Span, Spanned};
 use crate::suggest;
-use crate::vocab::{ADMIN_PORT_KEY, BalancerKind, Component, Engine, INTERNAL_PORT_KEY, Role};
+use crate::vocab::{
+    ADMIN_PORT_KEY, BalancerKind, Component, Engine, INTERNAL_PORT_KEY, Revocation, Role,
+    TokenFormat,
+};
 use std::borrow::Cow;
 use toml::de::{DeTable, DeValue};
 
@@ -32,7 +35,15 @@ const TOP_KEYS: &[&str] = &[
 ];
 const TLS_KEYS: &[&str] = &["ca", "cert", "key", "edge", "issuer"];
 const EDGE_KEYS: &[&str] = &["cert", "key"];
-const DEPLOYMENT_KEYS: &[&str] = &["name", "pattern", "session_hours", "database_timeout_ms"];
+const DEPLOYMENT_KEYS: &[&str] = &[
+    "name",
+    "pattern",
+    "session_hours",
+    "database_timeout_ms",
+    "tokens",
+    "revocation",
+    "revocation_bound_ms",
+];
 const NETWORK_KEYS: &[&str] = &["public"];
 const FIREWALL_KEYS: &[&str] = &["from", "to", "ports"];
 const DATABASE_KEYS: &[&str] = &["roles", "engine", "url", "network"];
@@ -638,6 +649,35 @@ impl Parser {
                 100..=30_000,
                 ("a whole number of milliseconds", "a database timeout"),
                 "a database operation may wait 100 to 30000 ms (default 2000)",
+            );
+        }
+        if let Some((_, v)) = get(t, "tokens") {
+            d.tokens = self.word(
+                v,
+                "deployment.tokens",
+                "token format",
+                TokenFormat::parse,
+                &TokenFormat::words(),
+            );
+        }
+        if let Some((_, v)) = get(t, "revocation") {
+            d.revocation = self.word(
+                v,
+                "deployment.revocation",
+                "revocation policy",
+                Revocation::parse,
+                &Revocation::words(),
+            );
+        }
+        if let Some((_, v)) = get(t, "revocation_bound_ms") {
+            // A gateway asks for missed revocations every 500 ms: a bound below a second
+            // could not be kept.
+            d.revocation_bound_ms = self.whole_number(
+                v,
+                "deployment.revocation_bound_ms",
+                1_000..=600_000,
+                ("a whole number of milliseconds", "a revocation bound"),
+                "a revoked token may keep working 1000 to 600000 ms (default 1000)",
             );
         }
         d

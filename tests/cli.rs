@@ -370,3 +370,66 @@ fn sim_single_failures_agree_with_static_analysis_on_standalone() {
         }
     }
 }
+
+#[test]
+fn sim_single_failures_compare_the_token_settings_in_json_text_and_html() {
+    let dir = tempdir();
+    let o = run(
+        &["init", "--pattern", "standalone", "-o", "t.toml"],
+        dir.path(),
+    );
+    assert_eq!(code(&o), 0);
+    let o = run_within(
+        &[
+            "sim",
+            "t.toml",
+            "--single-failures",
+            "--compare-policies",
+            "--format",
+            "json",
+            "--html",
+            "m.html",
+        ],
+        dir.path(),
+        Duration::from_secs(300),
+    );
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let rows = m["rows"].as_array().expect("rows");
+    for r in rows {
+        let names: Vec<&str> = r["policies"]
+            .as_array()
+            .expect("a cell per token setting")
+            .iter()
+            .filter_map(|p| p["policy"].as_str())
+            .collect();
+        assert_eq!(names, ["opaque", "jwt-strict", "jwt-available"], "{r}");
+    }
+    // The one node down breaks invoke whatever the setting; its database down does not break
+    // the API calls of JWT under the available policy.
+    let invoke = |failure: &str, policy: &str| {
+        rows.iter()
+            .find(|r| r["failure"] == failure)
+            .and_then(|r| {
+                r["policies"]
+                    .as_array()?
+                    .iter()
+                    .find(|p| p["policy"] == policy)
+                    .map(|p| p["invoke"].as_str().unwrap_or_default().to_string())
+            })
+            .unwrap_or_else(|| panic!("no {failure} under {policy}"))
+    };
+    assert_eq!(invoke("crash all-in-one-1", "jwt-available"), "broken");
+    assert_ne!(invoke("database-outage local", "jwt-available"), "broken");
+    let page = std::fs::read_to_string(dir.path().join("m.html")).expect("the page");
+    assert!(page.contains("<th>invoke, jwt-available</th>"), "{page}");
+    let o = run_within(
+        &["sim", "t.toml", "--single-failures", "--compare-policies"],
+        dir.path(),
+        Duration::from_secs(300),
+    );
+    assert!(text(&o).contains("invoke under:"), "{}", text(&o));
+    // Without --single-failures the flag is a usage error.
+    let o = run(&["sim", "t.toml", "--compare-policies"], dir.path());
+    assert_eq!(code(&o), 2, "{}", text(&o));
+}

@@ -232,6 +232,9 @@ fn main() {
     let up = rt
         .block_on(up::start(&topology.topology, &opts))
         .expect("node starts");
+    std::thread::sleep(Duration::from_millis(500));
+    let idle = rss_mb();
+    // The second deployment, for opaque tokens, starts after the idle node was measured.
     let opaque_topology = apim_topology::check_str(
         "bench-opaque.toml",
         &TOPOLOGY.replace(
@@ -249,8 +252,6 @@ fn main() {
             },
         ))
         .expect("opaque node starts");
-    std::thread::sleep(Duration::from_millis(500));
-    let idle = rss_mb();
     // nginx ends TLS with the very certificate the gateway shows, TLS 1.3 as the gateway
     // negotiates with wrk, and resumes sessions as rustls does by default (a session cache and
     // tickets), so the handshake rates compare like with like.

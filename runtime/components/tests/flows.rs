@@ -22,6 +22,8 @@ struct Cluster {
     seed: AtomicU64,
     down: Mutex<BTreeSet<String>>,
     tokens: Tokens,
+    /// Calls between components, by path.
+    calls: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 #[derive(Clone)]
@@ -114,6 +116,13 @@ impl World for W {
         to: Peer,
         req: Request,
     ) -> impl Future<Output = Result<Response, CallError>> + Send {
+        *self
+            .0
+            .calls
+            .lock()
+            .expect("lock")
+            .entry(req.path.clone())
+            .or_default() += 1;
         // The first node up that runs `to`, as a balancer would pick.
         let i = self
             .0
@@ -203,6 +212,7 @@ fn world_with(tokens: Tokens) -> W {
         seed: AtomicU64::new(42),
         down: Mutex::default(),
         tokens,
+        calls: Mutex::default(),
     }));
     pollster::block_on(apim_components::auth::bootstrap_admin(&w, "admin-password"))
         .expect("admin");
@@ -1013,6 +1023,7 @@ fn passwords_follow_the_policy_and_privileged_accounts_sign_in_only_at_the_publi
         seed: AtomicU64::new(1),
         down: Mutex::default(),
         tokens: Tokens::opaque(),
+        calls: Mutex::default(),
     }));
     assert!(pollster::block_on(apim_components::auth::bootstrap_admin(&fresh, "admin")).is_err());
 }
@@ -1432,6 +1443,81 @@ fn a_subscription_reaches_every_gateway_by_push_and_by_catch_up() {
     key_manager_down(&w, true);
     assert_eq!(
         invoke(&w, "gateway-2", "/other/v1/a", Some(&token)).status,
+        200
+    );
+}
+
+#[test]
+fn unknown_key_ids_make_a_gateway_ask_for_keys_at_most_once_a_second() {
+    let (w, token, _, _) = jwt_setup(Revocation::Strict);
+    let stranger = apim_components::jwt::SigningKey::from_seed(&[3; 32]).expect("key");
+    let asked = || {
+        w.0.calls
+            .lock()
+            .expect("lock")
+            .get(apim_components::keymanager::JWKS_PATH)
+            .copied()
+            .unwrap_or(0)
+    };
+    for _ in 0..50 {
+        let forged = resigned(&stranger, &token, |_| {});
+        assert_eq!(
+            invoke(&w, "gateway-1", "/echo/v1/a", Some(&forged)).status,
+            401
+        );
+    }
+    assert_eq!(asked(), 1, "fifty forged key ids, one question");
+    pollster::block_on(w.sleep(apim_components::gateway::JWKS_ASK_MS));
+    let forged = resigned(&stranger, &token, |_| {});
+    assert_eq!(
+        invoke(&w, "gateway-1", "/echo/v1/a", Some(&forged)).status,
+        401
+    );
+    assert_eq!(asked(), 2);
+    // The deployment's own tokens never make it ask.
+    for _ in 0..10 {
+        assert_eq!(
+            invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
+            200
+        );
+    }
+    assert_eq!(asked(), 2);
+}
+
+#[test]
+fn a_gateway_that_started_without_the_public_keys_learns_them_from_the_key_manager() {
+    // Every node signs with (key managers) or knows of (nobody) the key: no JWKS at start.
+    let bare = Tokens::new(
+        (TokenFormat::Jwt, Revocation::Available, 1_000),
+        "spiffe://test/key-manager",
+        "spiffe://test/gateway",
+        &[SEED],
+        Jwks::default(),
+    )
+    .expect("key");
+    let w = world_with(bare);
+    let admin = login(
+        &w,
+        "publisher-1",
+        Peer::Publisher,
+        "admin",
+        "admin-password",
+    );
+    let api = publish(&w, &admin, "echo", "http://backend.example");
+    let (token, _, _) = consumer(&w, "hana", Some(&api));
+    assert_eq!(
+        invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
+        200
+    );
+    let asked =
+        w.0.calls
+            .lock()
+            .expect("lock")
+            .get(apim_components::keymanager::JWKS_PATH)
+            .copied();
+    assert_eq!(asked, Some(1), "asked once, then known");
+    assert_eq!(
+        invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
         200
     );
 }

@@ -1083,6 +1083,9 @@ impl Storage for NodeStorage {
     async fn subscribe(&self, application: &str, api: &str) -> Db<bool> {
         through!(self, Apim, subscribe(application, api))
     }
+    async fn unsubscribe(&self, application: &str, api: &str) -> Db<bool> {
+        through!(self, Apim, unsubscribe(application, api))
+    }
     async fn subscribed(&self, application: &str, api: &str) -> Db<bool> {
         through!(self, Apim, subscribed(application, api))
     }

@@ -94,6 +94,15 @@ pub fn subscribe(session: &str, app: &str, api: &str) -> Request {
         .json(&json!({"application": app, "api": api}))
 }
 
+/// Ends the subscription of application `app` to `api`.
+pub fn unsubscribe(session: &str, app: &str, api: &str) -> Request {
+    Request::new(
+        "DELETE",
+        &format!("/api/applications/{app}/subscriptions/{api}"),
+    )
+    .header("authorization", &bearer(session))
+}
+
 /// Consumer keys for application `app`, from the key manager through the store; read by
 /// [`keys_of`].
 pub fn keys(session: &str, app: &str) -> Request {

@@ -112,6 +112,9 @@ pub struct Gateway {
 pub struct Subscribed {
     pub application: String,
     pub api: String,
+    /// The subscription ended: gateways forget it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removed: bool,
 }
 
 /// Where the store pushes a new subscription on a gateway's internal listener.
@@ -290,11 +293,12 @@ impl Gateway {
             },
             ("POST", SUBSCRIBED_PATH) => match body::<Subscribed>(&req) {
                 Ok(n) => {
-                    self.state()
-                        .subscribed
-                        .entry(n.application)
-                        .or_default()
-                        .insert(n.api);
+                    let mut s = self.state();
+                    if n.removed {
+                        s.forget_subscription(&n.application, &n.api);
+                    } else {
+                        s.subscribed.entry(n.application).or_default().insert(n.api);
+                    }
                     Response::new(200)
                 }
                 Err(r) => r,
@@ -697,6 +701,19 @@ impl Gateway {
 }
 
 impl State {
+    /// An ended subscription: neither the subscriptions heard of nor a cached validation
+    /// answer for it any more.
+    fn forget_subscription(&mut self, application: &str, api: &str) {
+        if let Some(apis) = self.subscribed.get_mut(application) {
+            apis.remove(api);
+        }
+        for c in self.cache.values_mut() {
+            if c.application == application {
+                c.subscriptions.remove(api);
+            }
+        }
+    }
+
     /// Drops a revoked token from the cache and remembers it for a while; true when it was
     /// cached.
     fn forget(&mut self, digest: [u8; 32], now: u64) -> bool {

@@ -360,7 +360,11 @@ async fn subscriptions(world: &impl World) -> Response {
         Ok(all) => {
             let list: Vec<crate::gateway::Subscribed> = all
                 .into_iter()
-                .map(|(application, api)| crate::gateway::Subscribed { application, api })
+                .map(|(application, api)| crate::gateway::Subscribed {
+                    application,
+                    api,
+                    removed: false,
+                })
                 .collect();
             Response::json(200, &list)
         }

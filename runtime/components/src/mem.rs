@@ -213,6 +213,13 @@ impl Storage for MemStorage {
                 .insert(api.to_string())
         })
     }
+    async fn unsubscribe(&self, application: &str, api: &str) -> Db<bool> {
+        self.with(Role::Apim, |t| {
+            t.subscriptions
+                .get_mut(application)
+                .is_some_and(|apis| apis.remove(api))
+        })
+    }
     async fn subscribed(&self, application: &str, api: &str) -> Db<bool> {
         let wrong = self
             .defects

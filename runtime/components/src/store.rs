@@ -47,6 +47,9 @@ pub async fn handle(world: &impl World, req: Request) -> Response {
                     subscriptions(world, &user, id).await
                 }
                 ("POST", ["api", "subscriptions"]) => subscribe(world, &req, &user).await,
+                ("DELETE", ["api", "applications", id, "subscriptions", api]) => {
+                    unsubscribe(world, &user, id, api).await
+                }
                 _ => Response::error(404, "not_found", "no such store endpoint"),
             }
         }
@@ -213,27 +216,66 @@ async fn subscribe(world: &impl World, req: &Request, user: &User) -> Response {
     // Gateways decide on JWTs alone: the key manager tells them of the subscription now; a
     // gateway that misses it learns it in its catch-up, or asks on the first call. Stored is
     // subscribed: a key manager out of reach does not undo it.
-    let mut missed = json!([]);
-    if world.tokens().jwt() {
-        let note = Request::new("POST", crate::keymanager::NOTIFY_SUBSCRIBED_PATH).json(
-            &crate::gateway::Subscribed {
-                application: app.id.clone(),
-                api: s.api.clone(),
-            },
-        );
-        // Bounded: a key manager out of reach must not hold up the consumer.
-        let told = crate::world::within(world, NOTIFY_MS, world.call(Peer::KeyManager, note));
-        missed = match told.await {
-            Some(Ok(r)) if r.status == 200 => r
-                .json_body()
-                .map_or(json!([]), |b| b["gateways_missed"].clone()),
-            _ => json!("all"),
-        };
-    }
+    let missed = if world.tokens().jwt() {
+        tell_gateways(world, &app.id, &s.api, false).await
+    } else {
+        json!([])
+    };
     Response::json(
         if created { 201 } else { 200 },
         &json!({ "application": app.id, "api": s.api, "gateways_missed": missed }),
     )
+}
+
+/// The owner ends a subscription: every gateway is told (with either token format: an opaque
+/// token's cached validation forgets it too); one that misses it forgets it in its catch-up
+/// (JWT) or when its cached validation ends.
+async fn unsubscribe(world: &impl World, user: &User, id: &str, api: &str) -> Response {
+    let app = match own_application(world, user, id).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    match world.storage().unsubscribe(&app.id, api).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Response::error(
+                404,
+                "not_found",
+                format!("application `{id}` is not subscribed to `{api}`"),
+            );
+        }
+        Err(e) => return auth::unavailable(&e.0),
+    }
+    let missed = tell_gateways(world, &app.id, api, true).await;
+    Response::json(
+        200,
+        &json!({ "application": app.id, "api": api, "removed": true, "gateways_missed": missed }),
+    )
+}
+
+/// Tells every gateway, through the key manager, of a subscription made or ended; answers the
+/// gateways that missed it (`"all"` when the key manager could not be asked in time).
+async fn tell_gateways(
+    world: &impl World,
+    application: &str,
+    api: &str,
+    removed: bool,
+) -> serde_json::Value {
+    let note = Request::new("POST", crate::keymanager::NOTIFY_SUBSCRIBED_PATH).json(
+        &crate::gateway::Subscribed {
+            application: application.to_string(),
+            api: api.to_string(),
+            removed,
+        },
+    );
+    // Bounded: a key manager out of reach must not hold up the consumer.
+    let told = crate::world::within(world, NOTIFY_MS, world.call(Peer::KeyManager, note));
+    match told.await {
+        Some(Ok(r)) if r.status == 200 => r
+            .json_body()
+            .map_or(json!([]), |b| b["gateways_missed"].clone()),
+        _ => json!("all"),
+    }
 }
 
 /// Asks the key manager for the application's consumer key and secret.

@@ -201,6 +201,8 @@ pub trait Storage: Send + Sync {
     /// False when the subscription existed already.
     fn subscribe(&self, application: &str, api: &str) -> impl Future<Output = Db<bool>> + Send;
     fn subscribed(&self, application: &str, api: &str) -> impl Future<Output = Db<bool>> + Send;
+    /// False when there was no such subscription.
+    fn unsubscribe(&self, application: &str, api: &str) -> impl Future<Output = Db<bool>> + Send;
     fn subscriptions(&self, application: &str) -> impl Future<Output = Db<Vec<String>>> + Send;
     /// Every subscription, as (application, API), ordered: the gateways' catch-up.
     fn all_subscriptions(&self) -> impl Future<Output = Db<Vec<(String, String)>>> + Send;

@@ -1521,3 +1521,96 @@ fn a_gateway_that_started_without_the_public_keys_learns_them_from_the_key_manag
         200
     );
 }
+
+/// The consumer's session and application of `user`, made by `consumer` (its first).
+fn session_and_app(w: &W, user: &str) -> (String, String) {
+    let session = login(w, "store-1", Peer::Store, user, "a-long-password");
+    let r = send(
+        w,
+        "store-1",
+        Peer::Store,
+        Request::new("GET", "/api/applications")
+            .header("authorization", &format!("Bearer {session}")),
+    );
+    let app = json_of(&r)[0]["id"]
+        .as_str()
+        .expect("an application")
+        .to_string();
+    (session, app)
+}
+
+#[test]
+fn an_ended_subscription_is_refused_by_every_gateway_including_one_that_missed_it() {
+    for jwt in [true, false] {
+        let w = if jwt {
+            jwt_world(Revocation::Strict)
+        } else {
+            world()
+        };
+        let admin = login(
+            &w,
+            "publisher-1",
+            Peer::Publisher,
+            "admin",
+            "admin-password",
+        );
+        let api = publish(&w, &admin, "echo", "http://backend.example");
+        let (token, _, _) = consumer(&w, "hana", Some(&api));
+        for g in ["gateway-1", "gateway-2"] {
+            let gw = &w.0.nodes[node(&w, g)];
+            assert_eq!(pollster::block_on(gw.gateway.sync_revocations(&w)), Ok(0));
+            assert_eq!(invoke(&w, g, "/echo/v1/a", Some(&token)).status, 200, "{g}");
+        }
+        let (session, app) = session_and_app(&w, "hana");
+        // Only the owner may end it.
+        consumer(&w, "ivan", None);
+        let (other, _) = session_and_app(&w, "ivan");
+        let r = send(
+            &w,
+            "store-1",
+            Peer::Store,
+            apim_components::client::unsubscribe(&other, &app, &api),
+        );
+        assert_eq!(r.status, 404, "{:?}", json_of(&r));
+        // gateway-2 misses the news.
+        w.0.down.lock().expect("lock").insert("gateway-2".into());
+        let r = send(
+            &w,
+            "store-1",
+            Peer::Store,
+            apim_components::client::unsubscribe(&session, &app, &api),
+        );
+        assert_eq!(r.status, 200, "{:?}", json_of(&r));
+        assert_eq!(json_of(&r)["gateways_missed"], json!(["gateway-2"]));
+        w.0.down.lock().expect("lock").remove("gateway-2");
+        assert_eq!(
+            invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
+            403,
+            "jwt {jwt}"
+        );
+        if jwt {
+            // Until its catch-up the gateway that missed it still serves; then it refuses.
+            let gw2 = &w.0.nodes[node(&w, "gateway-2")];
+            assert_eq!(
+                invoke(&w, "gateway-2", "/echo/v1/a", Some(&token)).status,
+                200
+            );
+            assert!(pollster::block_on(gw2.gateway.sync_subscriptions(&w)).is_ok());
+        } else {
+            pollster::block_on(w.sleep(apim_components::gateway::CACHE_MS));
+        }
+        assert_eq!(
+            invoke(&w, "gateway-2", "/echo/v1/a", Some(&token)).status,
+            403,
+            "jwt {jwt}"
+        );
+        // Ended twice: there is nothing to end.
+        let r = send(
+            &w,
+            "store-1",
+            Peer::Store,
+            apim_components::client::unsubscribe(&session, &app, &api),
+        );
+        assert_eq!(r.status, 404);
+    }
+}

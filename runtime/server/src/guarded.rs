@@ -151,6 +151,10 @@ impl Storage for Guarded {
         self.run(Role::Apim, self.inner.subscribe(application, api))
             .await
     }
+    async fn unsubscribe(&self, application: &str, api: &str) -> Db<bool> {
+        self.run(Role::Apim, self.inner.unsubscribe(application, api))
+            .await
+    }
     async fn subscribed(&self, application: &str, api: &str) -> Db<bool> {
         self.run(Role::Apim, self.inner.subscribed(application, api))
             .await

@@ -587,6 +587,20 @@ impl Storage for SqlStorage {
         Ok(r.rows_affected() == 1)
     }
 
+    async fn unsubscribe(&self, application: &str, api: &str) -> Db<bool> {
+        let c = self.conn(Role::Apim)?;
+        let r = sqlx::query(
+            &c.dialect
+                .sql("DELETE FROM apim_subscriptions WHERE application = ? AND api = ?"),
+        )
+        .bind(application)
+        .bind(api)
+        .execute(&c.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(r.rows_affected() == 1)
+    }
+
     async fn subscribed(&self, application: &str, api: &str) -> Db<bool> {
         let c = self.conn(Role::Apim)?;
         let row = sqlx::query(

@@ -424,6 +424,27 @@ pub struct Row {
     pub policies: Vec<PolicyCell>,
 }
 
+impl Row {
+    /// Under which settings revoked tokens were served past the bound, how often and how long
+    /// after their revocation at most; none when never.
+    pub fn revoked_served(&self) -> Option<String> {
+        let late: Vec<String> = self
+            .policies
+            .iter()
+            .filter(|p| p.revoked_served_calls > 0)
+            .map(|p| {
+                format!(
+                    "{}: {} calls, up to {}",
+                    p.policy,
+                    p.revoked_served_calls,
+                    crate::scenario::format_ms(p.revoked_served_longest_ms)
+                )
+            })
+            .collect();
+        (!late.is_empty()).then(|| late.join("; "))
+    }
+}
+
 /// The token settings `--compare-policies` runs each failure under: (name, format, policy).
 pub const POLICIES: [(&str, TokenFormat, Revocation); 3] = [
     ("opaque", TokenFormat::Opaque, Revocation::Strict),
@@ -673,28 +694,7 @@ impl Matrix {
                 for p in &r.policies {
                     let _ = write!(s, " {:<14}", p.invoke.as_str());
                 }
-                let late = r
-                    .policies
-                    .iter()
-                    .filter(|p| p.revoked_served_calls > 0)
-                    .map(|p| {
-                        format!(
-                            "{}: {} calls, up to {}",
-                            p.policy,
-                            p.revoked_served_calls,
-                            crate::scenario::format_ms(p.revoked_served_longest_ms)
-                        )
-                    })
-                    .collect::<Vec<_>>();
-                let _ = write!(
-                    s,
-                    " {}",
-                    if late.is_empty() {
-                        "-".to_string()
-                    } else {
-                        late.join("; ")
-                    }
-                );
+                let _ = write!(s, " {}", r.revoked_served().unwrap_or_else(|| "-".into()));
             }
             let _ = writeln!(s);
         }

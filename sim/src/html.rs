@@ -300,28 +300,8 @@ pub fn matrix_page(plan: &Plan, m: &crate::failover::Matrix) -> String {
             for p in &r.policies {
                 s.push_str(&verdict(p.invoke));
             }
-            let late: Vec<String> = r
-                .policies
-                .iter()
-                .filter(|p| p.revoked_served_calls > 0)
-                .map(|p| {
-                    format!(
-                        "{}: {} calls, up to {}",
-                        p.policy,
-                        p.revoked_served_calls,
-                        format_ms(p.revoked_served_longest_ms)
-                    )
-                })
-                .collect();
-            let _ = write!(
-                s,
-                "<td>{}</td>",
-                if late.is_empty() {
-                    "–".to_string()
-                } else {
-                    esc(&late.join("; "))
-                }
-            );
+            let late = r.revoked_served().map_or("–".into(), |l| esc(&l));
+            let _ = write!(s, "<td>{late}</td>");
         }
         s.push_str("</tr>");
     }

@@ -1233,7 +1233,13 @@ fn key_manager_down(w: &W, down: bool) {
 }
 
 fn jwt_setup(revocation: Revocation) -> (W, String, String, String) {
-    let w = jwt_world(revocation);
+    let (w, _, token, key, secret) = set_up(jwt_world(revocation));
+    (w, token, key, secret)
+}
+
+/// In `w`: an API published, a consumer's application subscribed to it with a token, every
+/// gateway caught up with the revocations; (world, API, token, key, secret).
+fn set_up(w: W) -> (W, String, String, String, String) {
     let admin = login(
         &w,
         "publisher-1",
@@ -1247,7 +1253,7 @@ fn jwt_setup(revocation: Revocation) -> (W, String, String, String) {
         let gw = &w.0.nodes[node(&w, g)];
         assert_eq!(pollster::block_on(gw.gateway.sync_revocations(&w)), Ok(0));
     }
-    (w, token, key, secret)
+    (w, api, token, key, secret)
 }
 
 #[test]
@@ -1542,23 +1548,12 @@ fn session_and_app(w: &W, user: &str) -> (String, String) {
 #[test]
 fn an_ended_subscription_is_refused_by_every_gateway_including_one_that_missed_it() {
     for jwt in [true, false] {
-        let w = if jwt {
+        let (w, api, token, _, _) = set_up(if jwt {
             jwt_world(Revocation::Strict)
         } else {
             world()
-        };
-        let admin = login(
-            &w,
-            "publisher-1",
-            Peer::Publisher,
-            "admin",
-            "admin-password",
-        );
-        let api = publish(&w, &admin, "echo", "http://backend.example");
-        let (token, _, _) = consumer(&w, "hana", Some(&api));
+        });
         for g in ["gateway-1", "gateway-2"] {
-            let gw = &w.0.nodes[node(&w, g)];
-            assert_eq!(pollster::block_on(gw.gateway.sync_revocations(&w)), Ok(0));
             assert_eq!(invoke(&w, g, "/echo/v1/a", Some(&token)).status, 200, "{g}");
         }
         let (session, app) = session_and_app(&w, "hana");

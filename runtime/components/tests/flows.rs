@@ -1272,22 +1272,27 @@ fn a_jwt_is_decided_at_the_gateway_without_the_key_manager_or_its_database() {
     assert_eq!(r.status, 503, "{:?}", json_of(&r));
 }
 
-#[test]
-fn under_the_available_policy_a_cut_off_gateway_keeps_serving_and_catches_up_later() {
-    let (w, token, key, secret) = jwt_setup(Revocation::Available);
-    // gateway-2 misses the revocation's push, then loses the key manager.
+/// The client revokes `token` while gateway-2 is out of reach: it misses the push.
+fn revoke_while_gateway_2_is_down(w: &W, token: &str, key: &str, secret: &str) {
     w.0.down.lock().expect("lock").insert("gateway-2".into());
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{key}:{secret}"));
     let r = send(
-        &w,
+        w,
         "key-manager-1",
         Peer::KeyManager,
         Request::new("POST", "/revoke")
             .header("authorization", &format!("Basic {basic}"))
-            .form(&[("token", &token)]),
+            .form(&[("token", token)]),
     );
     assert_eq!(json_of(&r)["gateways_missed"], json!(["gateway-2"]));
     w.0.down.lock().expect("lock").remove("gateway-2");
+}
+
+#[test]
+fn under_the_available_policy_a_cut_off_gateway_keeps_serving_and_catches_up_later() {
+    let (w, token, key, secret) = jwt_setup(Revocation::Available);
+    // gateway-2 misses the revocation's push, then loses the key manager.
+    revoke_while_gateway_2_is_down(&w, &token, &key, &secret);
     key_manager_down(&w, true);
     assert_eq!(
         invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
@@ -1312,18 +1317,7 @@ fn under_the_available_policy_a_cut_off_gateway_keeps_serving_and_catches_up_lat
 #[test]
 fn under_the_strict_policy_a_gateway_that_missed_a_revocation_refuses_past_the_bound() {
     let (w, token, key, secret) = jwt_setup(Revocation::Strict);
-    w.0.down.lock().expect("lock").insert("gateway-2".into());
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{key}:{secret}"));
-    let r = send(
-        &w,
-        "key-manager-1",
-        Peer::KeyManager,
-        Request::new("POST", "/revoke")
-            .header("authorization", &format!("Basic {basic}"))
-            .form(&[("token", &token)]),
-    );
-    assert_eq!(json_of(&r)["gateways_missed"], json!(["gateway-2"]));
-    w.0.down.lock().expect("lock").remove("gateway-2");
+    revoke_while_gateway_2_is_down(&w, &token, &key, &secret);
     key_manager_down(&w, true);
     // Within the bound it may still serve; past it, never.
     pollster::block_on(w.sleep(1_000));

@@ -284,6 +284,10 @@ fn build(plan: &Plan, lab: &Lab, dir: &Path, networked: &Networked) -> Result<Bu
     // Every database a SQLite file here, unless a server was given: the machine's own servers
     // listen on its loopback, which a namespace reaches only through the relays.
     for n in &mut mapped.nodes {
+        // The drill's echo backend is on the bridge, a private address: allowed for this run.
+        if !n.backends.is_empty() {
+            n.backends.allow.push(format!("{}/32", lab.gateway));
+        }
         for d in &mut n.databases {
             match (networked.engine, networked.urls.get(&d.database)) {
                 (Some(engine), Some(url)) => {

@@ -30,6 +30,7 @@ async fn nginx_from_apim_build_balances_the_gateways() {
             .as_bytes(),
     );
     let opts = UpOptions {
+        backends: Vec::new(),
         loopback: Loopback::parse("127.56.0.0/16").expect("range"),
         data: data.path().into(),
         admin_password: "pw-nginx-test".into(),

@@ -23,6 +23,7 @@ async fn start(data: &std::path::Path) -> Up {
             .as_bytes(),
     );
     let opts = UpOptions {
+        backends: Vec::new(),
         loopback: Loopback::parse("127.62.0.0/16").expect("range"),
         data: data.to_path_buf(),
         admin_password: PASSWORD.into(),

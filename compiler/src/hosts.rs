@@ -56,6 +56,10 @@ impl HostMap {
     pub fn node(&self, n: &NodePlan) -> NodePlan {
         let mut n = n.clone();
         n.host = self.node_address(&n.name, &n.host);
+        if !n.backends.is_empty() {
+            n.backends
+                .add_own(self.nodes.values().chain(self.balancers.values()));
+        }
         n.bind = n.host.clone();
         for peer in &mut n.peers {
             for e in &mut peer.endpoints {

@@ -137,6 +137,48 @@ pub struct NodePlan {
     pub internal: Vec<InternalEndpoint>,
     pub databases: Vec<DatabaseUse>,
     pub peers: Vec<Peer>,
+    /// Which backends an API may have (publishers and gateways only).
+    #[serde(default, skip_serializing_if = "BackendPlan::is_empty")]
+    pub backends: BackendPlan,
+}
+
+/// The backends policy a publisher checks API backends against and a gateway connects under:
+/// loopback, link-local, unspecified and multicast addresses are always refused, private ones
+/// unless `allow` names them (`[deployment] backends`), and the deployment's own hosts always.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendPlan {
+    /// The allow-list: address ranges, addresses and host names (`*.domain` for its hosts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// The deployment's own hosts: every node, balancer and database host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub own: Vec<String>,
+}
+
+impl BackendPlan {
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.own.is_empty()
+    }
+
+    /// Adds hosts of the deployment (as a platform names them), keeping the list ordered.
+    pub fn add_own<'a>(&mut self, hosts: impl IntoIterator<Item = &'a String>) {
+        self.own.extend(hosts.into_iter().cloned());
+        self.own.sort();
+        self.own.dedup();
+    }
+}
+
+/// The host of a database URL (`engine://user:pass@host:port/db`), none for SQLite files.
+fn database_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split_once(']')?.0
+    } else {
+        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
+    };
+    (!host.is_empty() && !host.contains('$')).then(|| host.to_ascii_lowercase())
 }
 
 /// The deployment's access tokens: their format, the revocation policy and where the signing
@@ -544,15 +586,39 @@ impl Plan {
                     internal: internal.clone(),
                     databases: databases.clone(),
                     peers: node_peers.clone(),
+                    backends: BackendPlan::default(),
                 });
             }
         }
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        let balancers = t
+        let balancers: Vec<BalancerPlan> = t
             .load_balancers
             .values()
             .filter_map(|lb| balancer(t, lb, &deployment))
             .collect();
+        // Publishers check API backends and gateways connect to them: both hold the policy.
+        let mut own: Vec<String> = nodes.iter().map(|n| n.host.to_ascii_lowercase()).collect();
+        own.extend(balancers.iter().map(|b| b.host.to_ascii_lowercase()));
+        own.extend(
+            t.databases
+                .values()
+                .filter_map(|d| database_host(&d.url.as_ref()?.value)),
+        );
+        let allow: Vec<String> = t
+            .deployment
+            .backends
+            .iter()
+            .map(|b| b.value.clone())
+            .collect();
+        for n in &mut nodes {
+            if n.listeners
+                .iter()
+                .any(|l| matches!(l.component, Component::Publisher | Component::Gateway))
+            {
+                n.backends.allow = allow.clone();
+                n.backends.add_own(&own);
+            }
+        }
         Plan {
             workload: Workload::of(t),
             issuer: t

@@ -29,6 +29,11 @@ pub struct UpArgs {
     /// 0 when it passed and 1 when it did not.
     #[arg(long)]
     smoke: bool,
+    /// Let APIs of this run have backends here too: an address range, an address or a host
+    /// name (repeatable). The echo backend is allowed already; loopback and private addresses
+    /// are otherwise refused to API backends, as in production.
+    #[arg(long = "allow-backend", value_name = "RANGE|HOST")]
+    allow_backend: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
 }
@@ -223,6 +228,7 @@ pub fn up(args: UpArgs) -> Outcome {
         }
     };
     let opts = UpOptions {
+        backends: args.allow_backend.clone(),
         loopback,
         data: args.data.clone(),
         admin_password: password.clone(),

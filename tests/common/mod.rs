@@ -61,6 +61,7 @@ pub async fn up(
             .as_bytes(),
     );
     let opts = apim_runtime::up::UpOptions {
+        backends: Vec::new(),
         loopback: apim_runtime::up::Loopback::parse(range).expect("range"),
         data: data.to_path_buf(),
         admin_password: admin_password.into(),

@@ -95,7 +95,7 @@ code!(
     "E010",
     "invalid-host",
     Error,
-    "A host that is neither an IP address nor a valid host name.",
+    "A host that is neither an IP address nor a valid host name (in `[deployment] backends`, nor an address range).",
     "Write an IPv4 or IPv6 address, or a host name of letters, digits, '-' and '.'."
 );
 code!(

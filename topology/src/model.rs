@@ -40,6 +40,9 @@ pub struct Deployment {
     /// How long a revoked token may keep working on a gateway that missed the news
     /// (`revocation_bound_ms`).
     pub revocation_bound_ms: Option<Spanned<u32>>,
+    /// The backends allow-list (`backends`): private ranges and hosts an API's backend may be
+    /// at; loopback, link-local and the deployment's own hosts never.
+    pub backends: Vec<Spanned<String>>,
     /// The `[deployment]` header, or the start of the file when it is missing.
     pub span: Span,
 }

@@ -147,3 +147,51 @@ impl Engine {
         }
     }
 }
+
+/// One entry of `[deployment] backends`, the backends allow-list: an address range
+/// (`10.20.0.0/16`), an address, a host name, or a domain's hosts (`*.svc.example`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackendRule {
+    Range(std::net::IpAddr, u8),
+    Name(String),
+    /// Hosts ending with this (`.svc.example`).
+    Suffix(String),
+}
+
+impl BackendRule {
+    pub fn parse(text: &str) -> Result<BackendRule, String> {
+        let a = text.trim().to_ascii_lowercase();
+        if let Some((net, bits)) = a.split_once('/') {
+            let net: std::net::IpAddr = net
+                .parse()
+                .map_err(|_| format!("`{a}`: the part before `/` must be an address"))?;
+            let max = if net.is_ipv4() { 32 } else { 128 };
+            let bits: u8 = bits
+                .parse()
+                .ok()
+                .filter(|b| *b <= max)
+                .ok_or_else(|| format!("`{a}`: the prefix length must be 0 to {max}"))?;
+            return Ok(BackendRule::Range(net, bits));
+        }
+        if let Ok(ip) = a.parse::<std::net::IpAddr>() {
+            let bits = if ip.is_ipv4() { 32 } else { 128 };
+            return Ok(BackendRule::Range(ip, bits));
+        }
+        let name = a.strip_prefix("*.");
+        let host = name.unwrap_or(&a);
+        let valid = !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|l| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid {
+            return Err(format!(
+                "`{a}` is neither an address range (10.20.0.0/16), an address nor a host name"
+            ));
+        }
+        Ok(match name {
+            Some(n) => BackendRule::Suffix(format!(".{n}")),
+            None => BackendRule::Name(a),
+        })
+    }
+}

@@ -55,8 +55,10 @@ pub async fn bootstrap_admin(world: &impl World, password: &str) -> Result<(), S
 
 /// Failed attempts are counted in windows of this length...
 pub const FAILURE_WINDOW_MS: u64 = 15 * 60 * 1000;
-/// ...and past these, further attempts of the account (or from the address) are refused
-/// with 429 until the window ends. Kept in the user database: every node of a cluster counts
+/// ...and past these, further attempts are refused with 429 until the window ends: an account
+/// tried from one address, and an address whatever it tries. The attacker is throttled, not
+/// the account: the right password from an address with no failures still works, so no
+/// stranger can lock anyone out. Kept in the user database: every node of a cluster counts
 /// the same failures.
 pub const ACCOUNT_FAILURES: u64 = 5;
 pub const ADDRESS_FAILURES: u64 = 30;
@@ -65,18 +67,40 @@ pub const ADDRESS_FAILURES: u64 = 30;
 /// and never matches, so an unknown name answers as slowly as a known one.
 pub const DECOY_HASH: &str = "decoy";
 
-/// Which portal a login arrives at.
+/// Where an attempt is made: a portal's sign-in, a password change, or an OAuth client's
+/// secret. Each counts apart, so attempts at the store never throttle the publisher.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Portal {
     Publisher,
     Store,
+    /// A signed-in user's password change.
+    Password,
+    /// An OAuth client at the key manager (`/token`, `/revoke`, `/introspect`).
+    Client,
 }
 
-/// The subjects whose failures limit an attempt: the account (or client) and the address.
-pub fn limited(account: &str, req: &Request) -> [(String, u64); 2] {
+impl Portal {
+    fn as_str(self) -> &'static str {
+        match self {
+            Portal::Publisher => "publisher",
+            Portal::Store => "store",
+            Portal::Password => "password",
+            Portal::Client => "client",
+        }
+    }
+}
+
+/// The subjects whose failures limit an attempt: the account from this address at this door,
+/// and the address. Stored as hashes, so a subject costs the same few bytes however long the
+/// name it was made of.
+pub fn limited(portal: Portal, account: &str, req: &Request) -> [(String, u64); 2] {
+    let origin = req.origin();
     [
-        (format!("account:{account}"), ACCOUNT_FAILURES),
-        (format!("address:{}", req.origin()), ADDRESS_FAILURES),
+        (
+            secret::hash(&format!("{}:{account}@{origin}", portal.as_str())),
+            ACCOUNT_FAILURES,
+        ),
+        (secret::hash(&format!("address:{origin}")), ADDRESS_FAILURES),
     ]
 }
 
@@ -97,12 +121,25 @@ pub async fn refuse_if_locked(
             return Err(Response::error(
                 429,
                 "too_many_attempts",
-                "too many failed attempts; try again later",
+                "too many failed attempts from this address; try again later",
             )
             .header("retry-after", &wait.to_string()));
         }
     }
     Ok(())
+}
+
+/// Logs an attempt refused for the failures before it (the names are checked ones: no
+/// secret, nothing overlong).
+pub fn throttled(portal: Portal, account: &str, req: &Request) {
+    crate::security::event(
+        "sign_in_throttled",
+        &[
+            ("door", portal.as_str()),
+            ("account", account),
+            ("origin", req.origin()),
+        ],
+    );
 }
 
 /// Counts a failed attempt against every subject.
@@ -117,15 +154,27 @@ pub async fn count_failure(world: &impl World, subjects: &[(String, u64)]) {
     }
 }
 
+fn wrong_credentials() -> Response {
+    Response::error(401, "invalid_credentials", "wrong user name or password")
+}
+
 /// `POST /api/login` at a portal: checks the password once and hands out a session token.
 /// The admin and publishers sign in only at the publisher.
 pub async fn login(world: &impl World, req: &Request, portal: Portal) -> Response {
+    if let Err(r) = crate::validate::json_content(req) {
+        return r;
+    }
     let c: Credentials = match body(req) {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let subjects = limited(&c.username, req);
+    // A name no account can have is refused before any database sees it (or counts it).
+    if let Err(r) = crate::validate::login_name(&c.username) {
+        return r;
+    }
+    let subjects = limited(portal, &c.username, req);
     if let Err(r) = refuse_if_locked(world, &subjects).await {
+        throttled(portal, &c.username, req);
         return r;
     }
     let user = match world.storage().user(&c.username).await {
@@ -136,22 +185,19 @@ pub async fn login(world: &impl World, req: &Request, portal: Portal) -> Respons
         .as_ref()
         .map_or(DECOY_HASH, |u| u.password_hash.as_str());
     let valid = world.verify_password(&c.password, hash).await && user.is_some();
-    let Some(user) = user.filter(|_| valid) else {
+    // The admin and publishers sign in only at the publisher: at the store their account
+    // answers exactly as a wrong password does, so the store is no oracle for their passwords.
+    let privileged = user.as_ref().is_some_and(|u| {
+        u.roles
+            .iter()
+            .any(|r| r == ROLE_ADMIN || r == ROLE_PUBLISHER)
+    });
+    let here = !(portal == Portal::Store && privileged);
+    let Some(user) = user.filter(|_| valid && here) else {
         count_failure(world, &subjects).await;
-        return Response::error(401, "invalid_credentials", "wrong user name or password");
+        return wrong_credentials();
     };
     let _ = world.storage().clear_failures(&subjects[0].0).await;
-    let privileged = user
-        .roles
-        .iter()
-        .any(|r| r == ROLE_ADMIN || r == ROLE_PUBLISHER);
-    if portal == Portal::Store && privileged {
-        return Response::error(
-            403,
-            "wrong_portal",
-            "this account signs in at the publisher, not at the store",
-        );
-    }
     let token = secret::random_hex(world, 32);
     let session = Session {
         token_hash: secret::hash(&token),
@@ -163,6 +209,7 @@ pub async fn login(world: &impl World, req: &Request, portal: Portal) -> Respons
     }
     Response::json(200, &json!({ "token": token, "user": user.name, "roles": user.roles, "expires_in": world.session_ms() / 1000 }))
         .header("set-cookie", &format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict"))
+        .header("cache-control", "no-store")
 }
 
 #[derive(Deserialize)]
@@ -179,8 +226,9 @@ pub async fn change_password(world: &impl World, req: &Request, user: &User) -> 
         Ok(c) => c,
         Err(r) => return r,
     };
-    let subjects = limited(&user.name, req);
+    let subjects = limited(Portal::Password, &user.name, req);
     if let Err(r) = refuse_if_locked(world, &subjects).await {
+        throttled(Portal::Password, &user.name, req);
         return r;
     }
     if !world.verify_password(&c.current, &user.password_hash).await {
@@ -205,6 +253,12 @@ pub async fn change_password(world: &impl World, req: &Request, user: &User) -> 
 
 /// `POST /api/logout`: the session ends now, on every node.
 pub async fn logout(world: &impl World, req: &Request) -> Response {
+    if req.bearer().is_none()
+        && req.cookie(SESSION_COOKIE).is_some()
+        && let Err(r) = same_origin(req)
+    {
+        return r;
+    }
     let Some(token) = req.bearer().or_else(|| req.cookie(SESSION_COOKIE)) else {
         return Response::error(401, "unauthenticated", "there is no session to end");
     };
@@ -219,7 +273,17 @@ pub async fn logout(world: &impl World, req: &Request) -> Response {
 
 /// The signed-in user of a request, or the response that refuses it.
 pub async fn user(world: &impl World, req: &Request, role: &str) -> Result<User, Response> {
-    let Some(token) = req.bearer().or_else(|| req.cookie(SESSION_COOKIE)) else {
+    let token = match req.bearer() {
+        Some(t) => Some(t),
+        None => {
+            let cookie = req.cookie(SESSION_COOKIE);
+            if cookie.is_some() {
+                same_origin(req)?;
+            }
+            cookie
+        }
+    };
+    let Some(token) = token else {
         return Err(Response::error(
             401,
             "unauthenticated",
@@ -254,6 +318,46 @@ pub async fn user(world: &impl World, req: &Request, role: &str) -> Result<User,
             "unauthenticated",
             "the session's user no longer exists",
         )),
+    }
+}
+
+/// A request that changes something on the strength of the session cookie alone must be one
+/// a page of the portal itself can make and another site cannot: JSON (which a browser sends
+/// cross-origin only after a preflight, which the portals never approve) and, when the browser
+/// says where it comes from, from the portal's own host. Requests with a bearer token carry
+/// no ambient credential and need neither.
+pub fn same_origin(req: &Request) -> Result<(), Response> {
+    if matches!(req.method.as_str(), "GET" | "HEAD" | "OPTIONS") {
+        return Ok(());
+    }
+    crate::validate::json_content(req)?;
+    let Some(origin) = req.get_header("origin") else {
+        return Ok(());
+    };
+    let host_of = |authority: &str| {
+        let a = authority.trim().to_ascii_lowercase();
+        match a.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default().to_string(),
+            None => a.rsplit_once(':').map_or(a.clone(), |(h, _)| h.to_string()),
+        }
+    };
+    let from = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .map(host_of);
+    let ours = ["host", "x-forwarded-host"]
+        .iter()
+        .filter_map(|h| req.get_header(h))
+        .map(host_of)
+        .any(|h| Some(&h) == from.as_ref());
+    if ours {
+        Ok(())
+    } else {
+        Err(Response::error(
+            403,
+            "cross_origin",
+            "a request from another site may not use the portal's session cookie",
+        ))
     }
 }
 

@@ -73,6 +73,11 @@ struct State {
     /// Tokens this gateway heard were revoked, and when: a validation that was in flight when
     /// the revocation arrived must not put the token back in the cache.
     revoked: BTreeMap<[u8; 32], u64>,
+    /// The same revocations by time, oldest first: which one a full list forgets.
+    revoked_order: BTreeSet<(u64, [u8; 32])>,
+    /// Until when a revocation this gateway had to forget (the list was full) may still be of
+    /// a live token: until then no JWT is decided here alone, the key manager is asked.
+    forgotten_until_ms: u64,
     /// Whether the routing table has been read from the registry since the gateway started:
     /// before, an unknown route may be an API it has not heard of yet.
     caught_up: bool,
@@ -261,7 +266,7 @@ impl Gateway {
             .iter()
             .filter_map(|h| secret::digest_of_hash(h))
         {
-            if apply && s.forget(h, now) {
+            if apply && s.forget(h, now, remembered(world)) {
                 dropped += 1;
             }
         }
@@ -272,18 +277,23 @@ impl Gateway {
         s.cache
             .retain(|_, c| now < c.expires_ms && now < c.cached_ms + CACHE_MS);
         s.verified.retain(|_, v| now < v.expires_ms);
-        let remembered = if tokens.jwt() {
-            world.token_ms()
-        } else {
-            CACHE_MS
-        };
+        let remembered = remembered(world);
         s.revoked.retain(|_, at| now < *at + remembered);
+        s.revoked_order.retain(|(at, _)| now < *at + remembered);
         Ok(dropped)
     }
 
     pub async fn handle(&self, world: &impl World, req: Request) -> Response {
         match (req.method.as_str(), req.path.as_str()) {
-            (_, path) if OAUTH_PATHS.contains(&path) => crate::keymanager::ask(world, req).await,
+            (_, path) if OAUTH_PATHS.contains(&path) => {
+                // The key manager limits per client address: it hears the one this gateway
+                // vouches for, never one a client wrote.
+                let origin = req.origin().to_string();
+                let mut req = req;
+                req.headers.retain(|(n, _)| n != "x-forwarded-for");
+                let req = req.header("x-forwarded-for", &origin);
+                crate::keymanager::ask(world, req).await
+            }
             ("POST", "/internal/apis") => match body::<Api>(&req) {
                 Ok(api) => {
                     self.apply(world, api);
@@ -306,7 +316,7 @@ impl Gateway {
             ("POST", "/internal/revoked") => match body::<Revoked>(&req) {
                 Ok(r) => {
                     if let Some(d) = secret::digest_of_hash(&r.token_hash) {
-                        self.state().forget(d, world.now_ms());
+                        self.state().forget(d, world.now_ms(), remembered(world));
                     }
                     Response::new(200)
                 }
@@ -331,6 +341,9 @@ impl Gateway {
                     })
                     .collect();
                 req.path = admitted.path;
+                if let Err(why) = world.backends().check_url(&admitted.api.backend) {
+                    return refused_backend(&admitted.api, &why);
+                }
                 match world.forward(&admitted.api.backend, req).await {
                     Ok(mut r) => {
                         r.headers
@@ -495,7 +508,8 @@ impl Gateway {
                 let Some((fresh, known)) = decided(&s, &v.application) else {
                     return decide(false, false);
                 };
-                let vouched = fresh || tokens.revocation == Revocation::Available;
+                let vouched = (fresh || tokens.revocation == Revocation::Available)
+                    && now >= s.forgotten_until_ms;
                 if vouched && (known || defects.has(Defect::SubscriptionSkipped)) {
                     return Ok(());
                 }
@@ -509,11 +523,12 @@ impl Gateway {
             v => v,
         }
         .map_err(|why| refused_token(&why))?;
-        let (fresh, known) = {
+        let (fresh, known, forgotten) = {
             let mut s = self.state();
-            let Some(decision) = decided(&s, &claims.application) else {
+            let Some((fresh, known)) = decided(&s, &claims.application) else {
                 return decide(false, false);
             };
+            let decision = (fresh, known, now < s.forgotten_until_ms);
             if s.verified.len() >= CACHE_MAX && !s.verified.contains_key(&hash) {
                 s.verified.retain(|_, v| now < v.expires_ms);
                 if s.verified.len() >= CACHE_MAX {
@@ -536,7 +551,7 @@ impl Gateway {
             );
             decision
         };
-        if !fresh && tokens.revocation == Revocation::Strict {
+        if (!fresh && tokens.revocation == Revocation::Strict) || forgotten {
             // This gateway may have missed a revocation: only the key manager can vouch for
             // the token now, as it does for an opaque one (503 when out of reach).
             return self.validate(world, token, api, hash, now).await;
@@ -714,20 +729,21 @@ impl State {
         }
     }
 
-    /// Drops a revoked token from the cache and remembers it for a while; true when it was
-    /// cached.
-    fn forget(&mut self, digest: [u8; 32], now: u64) -> bool {
-        if self.revoked.len() >= REVOKED_MAX && !self.revoked.contains_key(&digest) {
-            let oldest = self
-                .revoked
-                .iter()
-                .min_by_key(|(k, at)| (**at, **k))
-                .map(|(k, _)| *k);
-            if let Some(k) = oldest {
-                self.revoked.remove(&k);
-            }
+    /// Drops a revoked token from the cache and remembers it for a while; true when it was When the list is full the oldest revocation goes, and until a token revoked
+    /// then must have expired (`remembered_ms` after it) the gateway decides nothing alone:
+    /// fail closed, never accept a revoked token again.
+    fn forget(&mut self, digest: [u8; 32], now: u64, remembered_ms: u64) -> bool {
+        if self.revoked.len() >= REVOKED_MAX
+            && !self.revoked.contains_key(&digest)
+            && let Some((at, k)) = self.revoked_order.pop_first()
+        {
+            self.revoked.remove(&k);
+            self.forgotten_until_ms = self.forgotten_until_ms.max(at + remembered_ms);
         }
-        self.revoked.insert(digest, now);
+        if let Some(before) = self.revoked.insert(digest, now) {
+            self.revoked_order.remove(&(before, digest));
+        }
+        self.revoked_order.insert((now, digest));
         self.cache.remove(&digest).is_some()
     }
 }
@@ -763,7 +779,37 @@ pub fn backend_failed(e: &crate::world::CallError) -> Response {
             "backend_timeout",
             "the API's backend did not answer in time",
         ),
-        e => Response::error(502, "bad_gateway", format!("the API's backend failed: {e}")),
+        // Where the backend is stays inside: the caller learns only what kind of failure.
+        crate::world::CallError::Connect(_) => {
+            Response::error(502, "bad_gateway", "the API's backend could not be reached")
+        }
+        crate::world::CallError::Broken(_) => {
+            Response::error(502, "bad_gateway", "the API's backend broke the connection")
+        }
+    }
+}
+
+/// The answer to a call whose API's backend the deployment's policy refuses (an API published
+/// before the policy, or a name that resolved where it may not); the reason goes to the
+/// security log, not to the caller.
+pub fn refused_backend(api: &Api, why: &str) -> Response {
+    crate::security::event(
+        "backend_refused",
+        &[("api", api.id.as_str()), ("reason", why)],
+    );
+    Response::error(
+        502,
+        "bad_gateway",
+        "the API's backend is not allowed by this deployment's backend policy",
+    )
+}
+
+/// How long a revoked token must be remembered: until it would have expired anyway.
+fn remembered(world: &impl World) -> u64 {
+    if world.tokens().jwt() {
+        world.token_ms()
+    } else {
+        CACHE_MS
     }
 }
 

@@ -38,19 +38,12 @@ impl Request {
         }
     }
 
-    /// Where the request comes from, for limits per address: the address a balancer of the
-    /// deployment put last in `X-Forwarded-For` (it appends the one it saw), else the
-    /// listener's own peer. A client talking to a node directly can write that header itself,
-    /// so limits per account are what an attacker cannot step around.
+    /// Where the request comes from, for limits per address: the address the world vouches
+    /// for. The real world takes it from the connection, or from `X-Forwarded-For` only when
+    /// the connection is a balancer of the deployment (its certificate says so); components
+    /// never read that header, which any client can write.
     pub fn origin(&self) -> &str {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == "x-forwarded-for")
-            .filter_map(|(_, v)| v.rsplit(',').next())
-            .map(str::trim)
-            .next_back()
-            .or(self.client.as_deref())
-            .unwrap_or("unknown")
+        self.client.as_deref().unwrap_or("unknown")
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Request {
@@ -210,10 +203,30 @@ impl Response {
     }
 }
 
-/// Reads a JSON body into `T`, or answers 400 saying what is wrong. Unknown fields are errors.
+/// Reads a JSON body into `T`, or answers 400 saying what is wrong. Unknown fields are errors,
+/// and so is a NUL character in any string: no database stores one, and a request must never
+/// be what makes a database fail.
 pub fn body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, Response> {
-    serde_json::from_slice(&req.body)
-        .map_err(|e| Response::error(400, "invalid_request", format!("invalid JSON body: {e}")))
+    let invalid =
+        |why: String| Response::error(400, "invalid_request", format!("invalid JSON body: {why}"));
+    if has_escaped_nul(&req.body) {
+        return Err(invalid(
+            "a string holds a NUL character (\\u0000), which cannot be stored".into(),
+        ));
+    }
+    serde_json::from_slice(&req.body).map_err(|e| invalid(e.to_string()))
+}
+
+/// Whether a JSON text escapes a NUL (`\u0000`); raw control characters are refused by the
+/// parser itself.
+fn has_escaped_nul(json: &[u8]) -> bool {
+    json.windows(6).enumerate().any(|(i, w)| {
+        w[0] == b'\\'
+            && w[1] == b'u'
+            && &w[2..] == b"0000"
+            // An escaped backslash before it makes it text, not an escape.
+            && json[..i].iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0
+    })
 }
 
 /// A cookie's value among `Cookie` header values.
@@ -248,5 +261,23 @@ mod tests {
         assert_eq!(r.cookie("apim_session"), Some("s2"));
         assert_eq!(r.form_fields()[1], ("scope".into(), "a b".into()));
         assert_eq!(decode("%zz%4"), "%zz%4");
+    }
+
+    #[test]
+    fn a_nul_in_a_json_string_is_refused_before_anything_reads_it() {
+        #[derive(serde::Deserialize, Debug)]
+        struct U {
+            #[allow(dead_code)]
+            username: String,
+        }
+        let req = |b: &str| {
+            let mut r = Request::new("POST", "/api/login");
+            r.body = b.as_bytes().to_vec();
+            r
+        };
+        let r = body::<U>(&req(r#"{"username": "x\u0000"}"#)).expect_err("NUL");
+        assert_eq!(r.status, 400);
+        assert!(body::<U>(&req(r#"{"username": "x\\u0000"}"#)).is_ok());
+        assert!(body::<U>(&req(r#"{"username": "x\\\u0000"}"#)).is_err());
     }
 }

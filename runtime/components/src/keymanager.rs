@@ -4,6 +4,7 @@
 
 use crate::defects::Defect;
 use crate::http::{Request, Response, body};
+use crate::limits::{self, Limits};
 use crate::secret;
 use crate::world::{ClientKeys, Peer, Storage, Token, World};
 use base64::Engine;
@@ -36,9 +37,9 @@ pub struct Validate {
     pub api: String,
 }
 
-pub async fn handle(world: &impl World, req: Request) -> Response {
+pub async fn handle(world: &impl World, limits: &Limits, req: Request) -> Response {
     match (req.method.as_str(), req.path.as_str()) {
-        ("POST", "/token") => token(world, &req).await,
+        ("POST", "/token") => token(world, limits, &req).await,
         ("GET", JWKS_PATH) => jwks(world),
         ("POST", "/introspect") => introspect(world, &req).await,
         ("POST", "/revoke") => revoke(world, &req).await,
@@ -70,11 +71,16 @@ fn field(form: &[(String, String)], name: &str) -> Option<String> {
 }
 
 fn oauth_error(status: u16, error: &str, description: &str) -> Response {
-    Response::json(
+    no_store(Response::json(
         status,
         &json!({ "error": error, "error_description": description }),
-    )
-    .header("cache-control", "no-store")
+    ))
+}
+
+/// Token endpoint answers are never cached, by browsers or proxies (RFC 6749 5.1).
+fn no_store(r: Response) -> Response {
+    r.header("cache-control", "no-store")
+        .header("pragma", "no-cache")
 }
 
 fn unavailable(e: &str) -> Response {
@@ -190,9 +196,21 @@ async fn client(
             );
         }
     };
-    // Wrong secrets are limited as wrong passwords are, per client and per address.
-    let subjects = crate::auth::limited(&format!("client:{id}"), req);
-    crate::auth::refuse_if_locked(world, &subjects).await?;
+    // An id no client can have is refused before a database sees it (or counts it).
+    if crate::validate::client_id(&id).is_err() {
+        return Err(oauth_error(
+            400,
+            "invalid_request",
+            "client_id must be 1 to 128 of a-z, A-Z, 0-9, '-', '_', '.'",
+        ));
+    }
+    // Wrong secrets are limited as wrong passwords are: the client from this address, and
+    // the address.
+    let subjects = crate::auth::limited(crate::auth::Portal::Client, &id, req);
+    if let Err(r) = crate::auth::refuse_if_locked(world, &subjects).await {
+        crate::auth::throttled(crate::auth::Portal::Client, &id, req);
+        return Err(r);
+    }
     let keys = world
         .storage()
         .client(&id)
@@ -210,7 +228,18 @@ async fn client(
     }
 }
 
-async fn token(world: &impl World, req: &Request) -> Response {
+async fn token(world: &impl World, limits: &Limits, req: &Request) -> Response {
+    let now = world.now_ms();
+    if let Err(wait) = limits
+        .tokens_per_address
+        .take(req.origin(), limits::TOKEN_PER_ADDRESS, now)
+    {
+        return no_store(limits::too_many(
+            "token requests from this address",
+            req.origin(),
+            wait,
+        ));
+    }
     let form = req.form_fields();
     let grant = form
         .iter()
@@ -231,8 +260,18 @@ async fn token(world: &impl World, req: &Request) -> Response {
         Ok(k) => k,
         Err(r) => return r,
     };
+    if let Err(wait) =
+        limits
+            .tokens_per_client
+            .take(&keys.consumer_key, limits::TOKEN_PER_CLIENT, now)
+    {
+        return no_store(limits::too_many(
+            "tokens for this client",
+            req.origin(),
+            wait,
+        ));
+    }
     let lifetime = world.token_ms().max(1000);
-    let now = world.now_ms();
     let tokens = world.tokens();
     let (token, expires_ms) = if tokens.jwt() {
         let Some(key) = tokens.signing.first() else {
@@ -268,8 +307,10 @@ async fn token(world: &impl World, req: &Request) -> Response {
         revoked: false,
     };
     match world.storage().save_token(&t).await {
-        Ok(()) => Response::json(200, &json!({ "access_token": token, "token_type": "Bearer", "expires_in": lifetime / 1000 }))
-            .header("cache-control", "no-store"),
+        Ok(()) => no_store(Response::json(
+            200,
+            &json!({ "access_token": token, "token_type": "Bearer", "expires_in": lifetime / 1000 }),
+        )),
         Err(e) => unavailable(&e.0),
     }
 }
@@ -311,12 +352,11 @@ async fn introspect(world: &impl World, req: &Request) -> Response {
         return oauth_error(400, "invalid_request", "token is missing");
     };
     match active(world, &token).await {
-        Ok(Some(t)) if t.consumer_key == keys.consumer_key => Response::json(
+        Ok(Some(t)) if t.consumer_key == keys.consumer_key => no_store(Response::json(
             200,
             &json!({ "active": true, "client_id": t.consumer_key, "token_type": "Bearer", "exp": t.expires_ms / 1000 }),
-        )
-        .header("cache-control", "no-store"),
-        Ok(_) => Response::json(200, &json!({ "active": false })).header("cache-control", "no-store"),
+        )),
+        Ok(_) => no_store(Response::json(200, &json!({ "active": false }))),
         Err(r) => r,
     }
 }

@@ -6,6 +6,7 @@
 //! both run exactly this code.
 
 pub mod auth;
+pub mod backends;
 pub mod balancer;
 pub mod breaker;
 pub mod client;
@@ -14,11 +15,13 @@ pub mod gateway;
 pub mod http;
 pub mod jwt;
 pub mod keymanager;
+pub mod limits;
 pub mod mem;
 pub mod node;
 pub mod publisher;
 pub mod schedule;
 pub mod secret;
+pub mod security;
 pub mod store;
 pub mod tokens;
 pub mod validate;

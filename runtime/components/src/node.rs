@@ -21,6 +21,8 @@ pub struct Node {
     refused: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// Stopping: not ready any more, finishing what it is answering.
     draining: AtomicBool,
+    /// Sign-ups and token issuance per address and client.
+    pub limits: crate::limits::Limits,
 }
 
 /// One endpoint of the internal listener: `METHOD /path`, the component serving it, and the
@@ -71,6 +73,7 @@ impl Node {
             served: Mutex::default(),
             refused: Mutex::default(),
             draining: AtomicBool::new(false),
+            limits: crate::limits::Limits::default(),
         }
     }
 
@@ -133,6 +136,14 @@ impl Node {
     }
 
     fn refuse(&self, endpoint: &str, why: &'static str) {
+        crate::security::event(
+            "internal_refused",
+            &[
+                ("node", &self.name),
+                ("endpoint", endpoint),
+                ("reason", why),
+            ],
+        );
         let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
         // Unknown endpoints are counted under one key: a scanner must not grow the map.
         let key = if why == "unknown" { "other" } else { endpoint };
@@ -176,8 +187,8 @@ impl Node {
         } else {
             match component {
                 Peer::Publisher => publisher::handle(world, req).await,
-                Peer::Store => store::handle(world, req).await,
-                Peer::KeyManager => keymanager::handle(world, req).await,
+                Peer::Store => store::handle(world, &self.limits, req).await,
+                Peer::KeyManager => keymanager::handle(world, &self.limits, req).await,
                 Peer::Gateway => self.gateway.handle(world, req).await,
             }
         };

@@ -75,7 +75,7 @@ async fn create(world: &impl World, req: &Request, provider: &str) -> Response {
     let checks = validate::name("name", &new.name)
         .and(validate::path_part("version", &new.version))
         .and(validate::path_part("context", &new.context))
-        .and(validate::backend(&new.backend))
+        .and(validate::backend(world.backends(), &new.backend))
         .and(validate::text("description", &new.description, 2000));
     if let Err(r) = checks {
         return r;
@@ -127,7 +127,7 @@ async fn update(world: &impl World, req: &Request, id: &str) -> Response {
         api.name = n;
     }
     if let Some(b) = change.backend {
-        if let Err(r) = validate::backend(&b) {
+        if let Err(r) = validate::backend(world.backends(), &b) {
             return r;
         }
         api.backend = b;

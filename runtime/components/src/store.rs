@@ -3,6 +3,7 @@
 
 use crate::auth::{self, ROLE_SUBSCRIBER};
 use crate::http::{Request, Response, body, parse_form};
+use crate::limits::{self, Limits};
 use crate::secret;
 use crate::validate;
 use crate::world::{Application, Peer, Storage, User, World};
@@ -23,12 +24,12 @@ struct NewSubscription {
     api: String,
 }
 
-pub async fn handle(world: &impl World, req: Request) -> Response {
+pub async fn handle(world: &impl World, limits: &Limits, req: Request) -> Response {
     let segments = req.segments();
     match (req.method.as_str(), segments.as_slice()) {
         ("POST", ["api", "login"]) => auth::login(world, &req, auth::Portal::Store).await,
         ("POST", ["api", "logout"]) => auth::logout(world, &req).await,
-        ("POST", ["api", "signup"]) => signup(world, &req).await,
+        ("POST", ["api", "signup"]) => signup(world, limits, &req).await,
         ("GET", ["api", "apis"]) => apis(world, &req).await,
         (_, ["api", ..]) => {
             let user = match auth::user(world, &req, ROLE_SUBSCRIBER).await {
@@ -57,7 +58,16 @@ pub async fn handle(world: &impl World, req: Request) -> Response {
     }
 }
 
-async fn signup(world: &impl World, req: &Request) -> Response {
+async fn signup(world: &impl World, limits: &Limits, req: &Request) -> Response {
+    if let Err(r) = validate::json_content(req) {
+        return r;
+    }
+    if let Err(wait) = limits
+        .signups
+        .take(req.origin(), limits::SIGNUP_PER_ADDRESS, world.now_ms())
+    {
+        return limits::too_many("sign-ups from this address", req.origin(), wait);
+    }
     let c: auth::Credentials = match body(req) {
         Ok(c) => c,
         Err(r) => return r,

@@ -34,15 +34,66 @@ pub fn path_part(field: &str, v: &str) -> Result<(), Response> {
     }
 }
 
-pub fn backend(v: &str) -> Result<(), Response> {
+/// An API's backend: an `http://` URL with a host, that the deployment's backend policy
+/// allows (`backends::Policy`).
+pub fn backend(policy: &crate::backends::Policy, v: &str) -> Result<(), Response> {
     let rest = v.strip_prefix("http://");
     let host = rest.map(|r| r.split('/').next().unwrap_or_default());
     match host {
-        Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) && v.len() <= 500 => Ok(()),
+        Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) && v.len() <= 500 => {
+            policy.check_url(v).map_err(|why| {
+                crate::security::event("backend_refused", &[("backend", v), ("reason", &why)]);
+                bad("backend", &why)
+            })
+        }
         _ => Err(bad(
             "backend",
             "must be an http:// URL with a host (version 1 speaks plain HTTP)",
         )),
+    }
+}
+
+/// A user name given at sign-in: one an account could have (`username`), or `admin`. Anything
+/// else is refused before a database sees it.
+pub fn login_name(v: &str) -> Result<(), Response> {
+    if v == crate::auth::ADMIN {
+        return Ok(());
+    }
+    username(v)
+}
+
+/// An OAuth client id as given: what a consumer key can be, at most 128 of a-z, A-Z, 0-9,
+/// '-', '_', '.'; anything else is refused before a database sees it.
+pub fn client_id(v: &str) -> Result<(), Response> {
+    let ok = (1..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            "client_id",
+            "must be 1 to 128 of a-z, A-Z, 0-9, '-', '_', '.'",
+        ))
+    }
+}
+
+/// Requests whose body is JSON say so (`Content-Type: application/json`): a browser sends that
+/// to another site only after asking it (a CORS preflight), so no page elsewhere can.
+pub fn json_content(req: &crate::http::Request) -> Result<(), Response> {
+    let json = req.get_header("content-type").is_some_and(|t| {
+        t.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    });
+    if json {
+        Ok(())
+    } else {
+        Err(Response::error(
+            415,
+            "unsupported_media_type",
+            "send the body as JSON, with `Content-Type: application/json`",
+        ))
     }
 }
 

@@ -276,6 +276,11 @@ pub trait World: Send + Sync {
     fn token_ms(&self) -> u64 {
         crate::keymanager::TOKEN_MS
     }
+    /// Which backends the gateway may proxy to (`[deployment] backends`); by default none on
+    /// special or private addresses.
+    fn backends(&self) -> &crate::backends::Policy {
+        &crate::backends::DEFAULT
+    }
     /// The deployment's access tokens: format, revocation policy, keys.
     fn tokens(&self) -> &crate::tokens::Tokens;
     /// The deployment's public keys as published now, read again (a rotation publishes a new

@@ -225,6 +225,7 @@ fn main() {
         .expect("runtime");
     let topology = apim_topology::check_str("bench.toml", TOPOLOGY);
     let opts = UpOptions {
+        backends: Vec::new(),
         loopback: Loopback::parse("127.60.0.0/24").expect("range"),
         data: dir.path().join("data"),
         admin_password: PASSWORD.into(),
@@ -246,6 +247,7 @@ fn main() {
         .block_on(up::start(
             &opaque_topology.topology,
             &UpOptions {
+                backends: Vec::new(),
                 loopback: Loopback::parse("127.60.1.0/24").expect("range"),
                 data: dir.path().join("data-opaque"),
                 admin_password: PASSWORD.into(),

@@ -7,7 +7,7 @@ use crate::storage::{Role, SqlStorage};
 use crate::world::RealWorld;
 use apim_compiler::plan::NodePlan;
 use apim_components::gateway;
-use apim_components::world::Peer;
+use apim_components::world::{Peer, World};
 use apim_components::{Node, Request};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -266,9 +266,15 @@ async fn gateway(
         .admit(world.as_ref(), parts.uri.path(), authorization)
         .await;
     let response = match admitted {
-        Ok(admitted) => match world.stream(&admitted, parts, body).await {
-            Ok(r) => r,
-            Err(e) => http::write(gateway::backend_failed(&e)),
+        Ok(admitted) => match world.backends().check_url(&admitted.api.backend) {
+            Err(why) => {
+                http::linger(body);
+                http::write(gateway::refused_backend(&admitted.api, &why))
+            }
+            Ok(()) => match world.stream(&admitted, parts, body).await {
+                Ok(r) => r,
+                Err(e) => http::write(gateway::backend_failed(&e)),
+            },
         },
         Err(r) => {
             http::linger(body);

@@ -49,6 +49,9 @@ pub struct UpOptions {
     pub loopback: Loopback,
     pub data: PathBuf,
     pub admin_password: String,
+    /// Backends allowed for this run besides the echo backend (`apim up --allow-backend`):
+    /// loopback is refused to APIs unless `apim up` is told so.
+    pub backends: Vec<String>,
 }
 
 /// A running topology; dropping it stops everything.
@@ -117,6 +120,12 @@ pub async fn start(t: &Topology, opts: &UpOptions) -> Result<Up, String> {
     }
     let echo_host = next().ok_or("the loopback range is too small")?;
     let mut mapped = hosts.plan(&plan);
+    // Loopback is no backend an API may have, but for this run the echo backend (and what
+    // the user names) is.
+    for n in mapped.nodes.iter_mut().filter(|n| !n.backends.is_empty()) {
+        n.backends.allow.push(format!("{echo_host}/32"));
+        n.backends.allow.extend(opts.backends.iter().cloned());
+    }
     apim_pki::files::create_private_dir(&opts.data)?;
     // A throwaway PKI, kept in the data folder and reused (renewed where the addresses moved).
     let pki = opts.data.join("pki");

@@ -46,13 +46,20 @@ type Shelves<B> = Mutex<HashMap<String, Vec<Idle<B>>>>;
 pub struct Upstreams<B> {
     idle: Arc<Shelves<B>>,
     tls: Option<TlsConnector>,
+    guard: Option<Guard>,
 }
+
+/// Decides whether a host's resolved address may be connected to (the backends policy):
+/// checked on every address a name resolves to, when connecting, so a name that resolves
+/// somewhere else later (DNS rebinding) is refused too.
+pub type Guard = Arc<dyn Fn(&str, std::net::IpAddr) -> Result<(), String> + Send + Sync>;
 
 impl<B> Clone for Upstreams<B> {
     fn clone(&self) -> Self {
         Upstreams {
             idle: self.idle.clone(),
             tls: self.tls.clone(),
+            guard: self.guard.clone(),
         }
     }
 }
@@ -62,6 +69,7 @@ impl<B> Default for Upstreams<B> {
         Upstreams {
             idle: Arc::new(Mutex::new(HashMap::new())),
             tls: None,
+            guard: None,
         }
     }
 }
@@ -72,7 +80,14 @@ impl<B> Upstreams<B> {
         Upstreams {
             idle: Arc::new(Mutex::new(HashMap::new())),
             tls: Some(TlsConnector::from(config)),
+            guard: None,
         }
+    }
+
+    /// Connections only to addresses `guard` allows.
+    pub fn guarded(mut self, guard: Guard) -> Self {
+        self.guard = Some(guard);
+        self
     }
 }
 
@@ -107,20 +122,23 @@ where
         let (mut sender, reused) = match self.checkout(authority).await {
             Some(s) => (s, true),
             // Connecting is the rare path: boxed, so every request's future stays small.
-            None => match Box::pin(connect(authority, self.tls.as_ref())).await {
-                Ok(s) => (s, false),
-                Err(e) => return Err(unsent(e, req)),
-            },
+            None => {
+                match Box::pin(connect(authority, self.tls.as_ref(), self.guard.as_ref())).await {
+                    Ok(s) => (s, false),
+                    Err(e) => return Err(unsent(e, req)),
+                }
+            }
         };
         let mut answer = sender.try_send_request(req).await;
         if reused
             && let Err(e) = &mut answer
             && let Some(req) = e.take_message()
         {
-            sender = match Box::pin(connect(authority, self.tls.as_ref())).await {
-                Ok(s) => s,
-                Err(e) => return Err(unsent(e, req)),
-            };
+            sender =
+                match Box::pin(connect(authority, self.tls.as_ref(), self.guard.as_ref())).await {
+                    Ok(s) => s,
+                    Err(e) => return Err(unsent(e, req)),
+                };
             answer = sender.try_send_request(req).await;
         }
         let answer = match answer {
@@ -187,6 +205,7 @@ pub fn host_of(authority: &str) -> &str {
 async fn connect<B>(
     authority: &str,
     tls: Option<&TlsConnector>,
+    guard: Option<&Guard>,
 ) -> Result<SendRequest<B>, CallError>
 where
     B: Body + Send + Unpin + 'static,
@@ -196,9 +215,12 @@ where
     let failed = |e: &dyn std::fmt::Display| CallError::Connect(format!("{authority}: {e}"));
     // Connecting and the TLS handshake share one bound: nothing is sent before both are done.
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, async {
-        let stream = TcpStream::connect(authority)
-            .await
-            .map_err(|e| failed(&e))?;
+        let stream = match guard {
+            None => TcpStream::connect(authority)
+                .await
+                .map_err(|e| failed(&e))?,
+            Some(guard) => connect_allowed(authority, guard).await?,
+        };
         let _ = stream.set_nodelay(true);
         match tls {
             None => Ok(Connection::Plain(stream)),
@@ -219,6 +241,29 @@ where
         Connection::Tls(s) => spawn_http1(*s).await,
     }
     .map_err(|e| failed(&e))
+}
+
+/// Connects to the first address of `authority` that `guard` allows; none allowed is refused
+/// before a packet is sent.
+async fn connect_allowed(authority: &str, guard: &Guard) -> Result<TcpStream, CallError> {
+    let host = host_of(authority);
+    let addresses = tokio::net::lookup_host(authority)
+        .await
+        .map_err(|e| CallError::Connect(format!("{authority}: {e}")))?;
+    let mut last = None;
+    for a in addresses {
+        if let Err(why) = guard(host, a.ip()) {
+            last = Some(CallError::Connect(format!(
+                "{authority}: refused by the backends policy: {why}"
+            )));
+            continue;
+        }
+        match TcpStream::connect(a).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(CallError::Connect(format!("{authority}: {e}"))),
+        }
+    }
+    Err(last.unwrap_or_else(|| CallError::Connect(format!("{authority}: no address"))))
 }
 
 enum Connection {

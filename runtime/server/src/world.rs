@@ -98,6 +98,8 @@ pub struct RealWorld {
     /// Round robin over the endpoints of each peer.
     pools: BTreeMap<Peer, Mutex<Pool>>,
     tokens: apim_components::tokens::Tokens,
+    /// Which backends an API may have (`[deployment] backends`).
+    backends_policy: Arc<apim_components::backends::Policy>,
 }
 
 impl RealWorld {
@@ -117,13 +119,29 @@ impl RealWorld {
             })
             .collect();
         let tokens = crate::signing::load(&node)?;
+        let policy = Arc::new(
+            apim_components::backends::Policy::new(&node.backends.allow, &node.backends.own)
+                .map_err(|e| format!("node {}: `[deployment] backends`: {e}", node.name))?,
+        );
+        let checked = policy.clone();
+        let guard: crate::upstream::Guard = Arc::new(move |host: &str, ip| {
+            checked
+                .check_ip(&host.to_ascii_lowercase(), ip)
+                .inspect_err(|why| {
+                    apim_components::security::event(
+                        "backend_refused",
+                        &[("host", host), ("reason", why), ("when", "connect")],
+                    );
+                })
+        });
         Ok(RealWorld {
+            backends_policy: policy,
             tokens,
             storage,
             node,
             clients,
-            stream_client: http::stream_client(),
-            backends: http::client(),
+            stream_client: http::stream_client().guarded(guard.clone()),
+            backends: http::client().guarded(guard),
             hashing: Arc::new(tokio::sync::Semaphore::new(HASHING)),
             hashing_peak: Arc::default(),
             decoy: Arc::default(),
@@ -197,6 +215,9 @@ impl World for RealWorld {
     }
     fn tokens(&self) -> &apim_components::tokens::Tokens {
         &self.tokens
+    }
+    fn backends(&self) -> &apim_components::backends::Policy {
+        &self.backends_policy
     }
     fn published_keys(&self) -> Option<apim_components::jwt::Jwks> {
         crate::signing::published(&self.node)

@@ -215,6 +215,7 @@ async fn standalone_behind(
     assert_eq!(checked.errors(), 0, "the topology is valid");
     let data = tempfile::tempdir().expect("temp dir");
     let opts = apim_runtime::up::UpOptions {
+        backends: Vec::new(),
         loopback: apim_runtime::up::Loopback::parse(range).expect("range"),
         data: data.path().to_path_buf(),
         admin_password: ADMIN.into(),

@@ -28,6 +28,7 @@ async fn a_rotated_signing_key_works_across_a_rolling_restart_of_the_key_manager
         .template;
     let checked = apim_topology::check_str("t.toml", template);
     let opts = UpOptions {
+        backends: Vec::new(),
         loopback: Loopback::parse("127.79.0.0/16").expect("range"),
         data: dir.path().join("data"),
         admin_password: ADMIN.into(),

@@ -43,6 +43,7 @@ const DEPLOYMENT_KEYS: &[&str] = &[
     "tokens",
     "revocation",
     "revocation_bound_ms",
+    "backends",
 ];
 const NETWORK_KEYS: &[&str] = &["public"];
 const FIREWALL_KEYS: &[&str] = &["from", "to", "ports"];
@@ -679,6 +680,23 @@ impl Parser {
                 ("a whole number of milliseconds", "a revocation bound"),
                 "a revoked token may keep working 1000 to 600000 ms (default 1000)",
             );
+        }
+        if let Some((_, v)) = get(t, "backends") {
+            for entry in self.strings(v, "deployment.backends", "address range or host") {
+                match crate::vocab::BackendRule::parse(&entry.value) {
+                    Ok(_) => d.backends.push(entry),
+                    Err(why) => self.error(
+                        &INVALID_HOST,
+                        format!("`deployment.backends`: {why}"),
+                        entry.span,
+                        "not an address range or host",
+                        Some(
+                            "write a range such as \"10.20.0.0/16\", an address, a host name or \"*.svc.example\""
+                                .into(),
+                        ),
+                    ),
+                }
+            }
         }
         d
     }

@@ -67,7 +67,27 @@ impl Outcome {
     }
 }
 
+/// The security log (`apim_components::security`) on standard error: one line per event, or
+/// one JSON object per line with `APIM_LOG_FORMAT=json`.
+fn security_log() {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let only = Targets::new().with_target(apim_components::security::TARGET, LevelFilter::WARN);
+    let json = std::env::var("APIM_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let _ = if json {
+        tracing_subscriber::registry()
+            .with(layer.json().with_filter(only))
+            .try_init()
+    } else {
+        tracing_subscriber::registry()
+            .with(layer.with_ansi(false).with_filter(only))
+            .try_init()
+    };
+}
+
 fn main() -> ExitCode {
+    security_log();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

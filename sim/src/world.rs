@@ -984,7 +984,7 @@ impl NodeStorage {
         if let Some(b) = breaker
             && let Err(refused) = b.admit(self.d.now_ms())
         {
-            return Err(DbError(format!(
+            return Err(DbError::unavailable(format!(
                 "the {r:?} database is down; the next try is in {} s",
                 refused.retry_after_s
             )));
@@ -993,7 +993,7 @@ impl NodeStorage {
             !self.d.db_reachable(self.node, r) || self.d.faults().db_blackholed.contains(&r);
         let out = if hangs {
             self.d.exec.sleep(bound_ms * 1000).await;
-            Err(DbError(format!(
+            Err(DbError::unavailable(format!(
                 "the {r:?} database did not answer within {bound_ms} ms"
             )))
         } else {

@@ -94,7 +94,9 @@ impl MemStorage {
     fn with<T>(&self, role: Role, f: impl FnOnce(&mut Tables) -> T) -> Db<T> {
         let mut t = self.lock();
         if t.down.contains(&role) {
-            return Err(DbError(format!("the {role:?} database is down")));
+            return Err(DbError::unavailable(format!(
+                "the {role:?} database is down"
+            )));
         }
         Ok(f(&mut t))
     }

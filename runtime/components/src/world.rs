@@ -62,7 +62,32 @@ pub fn missed(answers: &[(String, Result<Response, CallError>)]) -> Vec<&str> {
 
 /// A database could not answer (down, unreachable, or refused the statement).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DbError(pub String);
+pub struct DbError(pub String, pub Fault);
+
+/// What kind of failure a database error is: only an outage (no connection, no answer in
+/// time) says anything about the database; a statement one request's content made fail must
+/// never open its breaker, or any client could take a database "down" for everyone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fault {
+    #[default]
+    Unavailable,
+    Statement,
+}
+
+impl DbError {
+    pub fn unavailable(message: impl Into<String>) -> DbError {
+        DbError(message.into(), Fault::Unavailable)
+    }
+
+    pub fn statement(message: impl Into<String>) -> DbError {
+        DbError(message.into(), Fault::Statement)
+    }
+
+    /// Whether the database itself failed (what a breaker counts).
+    pub fn is_outage(&self) -> bool {
+        self.1 == Fault::Unavailable
+    }
+}
 
 pub type Db<T> = Result<T, DbError>;
 

@@ -59,7 +59,7 @@ impl Guarded {
     ) -> Db<T> {
         let breaker = self.breaker(role);
         if let Err(refused) = breaker.admit(now_ms()) {
-            return Err(DbError(format!(
+            return Err(DbError::unavailable(format!(
                 "the {} database is down ({FAILURES_TO_OPEN} operations in a row failed); the next try is in {} s",
                 role.as_str(),
                 refused.retry_after_s
@@ -67,13 +67,17 @@ impl Guarded {
         }
         let out = match tokio::time::timeout(bound, op).await {
             Ok(r) => r,
-            Err(_) => Err(DbError(format!(
+            Err(_) => Err(DbError::unavailable(format!(
                 "the {} database did not answer within {} ms",
                 role.as_str(),
                 bound.as_millis()
             ))),
         };
-        breaker.record(now_ms(), out.is_ok());
+        // A statement this request's content made fail is no sign the database is down.
+        breaker.record(
+            now_ms(),
+            out.as_ref().map_or_else(|e| !e.is_outage(), |_| true),
+        );
         out
     }
 

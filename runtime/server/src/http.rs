@@ -380,6 +380,18 @@ where
     .await
 }
 
+/// Where a request comes from, for limits per address: the last address in
+/// `X-Forwarded-For` when `vouched` (the connection is a balancer of the deployment, or a node
+/// on the internal listener: their certificates say so), else the connection's own. A header
+/// any client can write is never believed from a client.
+pub fn origin(caller: &Caller, forwarded_for: Option<&str>, vouched: bool) -> String {
+    let forwarded = forwarded_for
+        .filter(|_| vouched)
+        .and_then(|chain| chain.rsplit(',').next())
+        .and_then(|last| last.trim().parse::<std::net::IpAddr>().ok());
+    forwarded.unwrap_or(caller.addr.ip()).to_string()
+}
+
 /// Who sent a request: the address, and on a listener that asks for client certificates the
 /// SPIFFE ID the client's certificate proved.
 #[derive(Clone, Debug)]
@@ -426,6 +438,10 @@ impl Serving {
 pub const MAX_CONNECTIONS: usize = 4096;
 /// Connections one client address may hold on a balancer's public listener.
 pub const MAX_PER_ADDRESS: usize = 256;
+/// Connections one address may have in their TLS handshake at once, on every TLS listener: a
+/// client opens one and finishes it in milliseconds; silent connections from a few addresses
+/// must not fill a listener for everyone while they wait out the handshake time-out.
+pub const HANDSHAKING_PER_ADDRESS: usize = 16;
 
 /// A listener's connection limits and counts.
 pub struct Gate {
@@ -434,6 +450,7 @@ pub struct Gate {
     pub per_address: Option<usize>,
     open: std::sync::atomic::AtomicUsize,
     by_address: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    handshaking: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
     refused: std::sync::atomic::AtomicU64,
 }
 
@@ -444,6 +461,7 @@ impl Gate {
             per_address,
             open: Default::default(),
             by_address: Default::default(),
+            handshaking: Default::default(),
             refused: Default::default(),
         }
     }
@@ -486,6 +504,48 @@ impl Gate {
     }
 }
 
+impl Gate {
+    /// A place among the connections of `ip` in their TLS handshake, or `None` when it has
+    /// `HANDSHAKING_PER_ADDRESS` already.
+    fn handshake(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Handshaking> {
+        let mut by = self.handshaking.lock().unwrap_or_else(|p| p.into_inner());
+        let n = by.entry(ip).or_default();
+        if *n >= HANDSHAKING_PER_ADDRESS {
+            drop(by);
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return None;
+        }
+        *n += 1;
+        Some(Handshaking {
+            gate: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// A connection's place among those in their handshake, given back when it ends.
+struct Handshaking {
+    gate: Arc<Gate>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for Handshaking {
+    fn drop(&mut self) {
+        let mut by = self
+            .gate
+            .handshaking
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = by.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                by.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// A connection's place under its listener's limits, given back when it closes.
 struct Pass {
     gate: Arc<Gate>,
@@ -513,8 +573,9 @@ impl Drop for Pass {
     }
 }
 
-/// How long a client may take over its TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take over its TLS handshake: a few seconds, so that connections
+/// that never start one give their place back soon.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Serves whole messages over TLS (see `serve`), with the caller's identity.
 pub async fn serve_tls<F, Fut>(listener: TcpListener, options: Serving, handle: F)
@@ -528,7 +589,9 @@ where
         async move {
             match read(req).await {
                 Ok(mut req) => {
-                    req.client = Some(caller.addr.ip().to_string());
+                    if req.client.is_none() {
+                        req.client = Some(caller.addr.ip().to_string());
+                    }
                     write(handle(req, caller).await)
                 }
                 Err(r) => write(r),
@@ -560,7 +623,19 @@ where
         // Over a limit: closed at once, before any TLS work is spent on it.
         let Some(pass) = options.gate.enter(addr.ip()) else {
             drop(stream);
+            refused_connection(addr, "over the listener's connection limits");
             continue;
+        };
+        let handshaking = match options.tls {
+            Some(_) => match options.gate.handshake(addr.ip()) {
+                Some(h) => Some(h),
+                None => {
+                    drop(stream);
+                    refused_connection(addr, "too many TLS handshakes in progress from it");
+                    continue;
+                }
+            },
+            None => None,
         };
         let _ = stream.set_nodelay(true);
         let (handle, options) = (handle.clone(), options.clone());
@@ -576,13 +651,19 @@ where
             };
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
                 Ok(Ok(s)) => s,
-                _ => {
+                failed => {
                     if let Some(refused) = &options.on_refused {
                         refused();
                     }
+                    let why = match failed {
+                        Err(_) => "no TLS handshake within the time-out",
+                        _ => "the TLS handshake failed",
+                    };
+                    refused_connection(addr, why);
                     return;
                 }
             };
+            drop(handshaking);
             let identity = stream
                 .get_ref()
                 .1
@@ -596,6 +677,14 @@ where
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
+}
+
+/// Logs a connection closed before it was served (a security event, rate-limited).
+fn refused_connection(addr: SocketAddr, why: &str) {
+    apim_components::security::event(
+        "connection_refused",
+        &[("address", &addr.ip().to_string()), ("reason", why)],
+    );
 }
 
 /// Waits for every listener task to end (a stopped listener ends once what it was serving

@@ -140,7 +140,7 @@ pub async fn start(
     ));
     let mut tasks = JoinSet::new();
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let mut public = http::Serving::tls(tls.server()?);
+    let mut public = http::Serving::tls(tls.public_server()?);
     public.stop = Some(stopping.clone());
     let mut inside = http::Serving::tls(tls.internal_server()?);
     inside.stop = Some(stopping);
@@ -173,6 +173,13 @@ pub async fn start(
         })
         .collect();
     let gates = Arc::new(gates);
+    // `spiffe://DEPLOYMENT/balancer/`: whom a public listener believes about a client's address.
+    let balancers: Arc<str> = Arc::from(format!(
+        "{}/balancer/",
+        plan.identity
+            .rsplit_once("/node/")
+            .map_or(plan.identity.as_str(), |(d, _)| d)
+    ));
     for (k, (door, listener)) in listeners.into_iter().enumerate() {
         let (node, world) = (node.clone(), world.clone());
         let mut serving = if door == Door::Internal {
@@ -182,18 +189,35 @@ pub async fn start(
         };
         serving.gate = gates[k].1.clone();
         let gates = gates.clone();
+        let balancers = balancers.clone();
         if door == Door::Public(Peer::Gateway) {
-            tasks.spawn(http::serve_connections(listener, serving, move |req, _| {
-                gateway(node.clone(), world.clone(), req)
-            }));
+            tasks.spawn(http::serve_connections(
+                listener,
+                serving,
+                move |req, caller| {
+                    let origin = client_origin(&caller, req.headers(), &balancers);
+                    gateway(node.clone(), world.clone(), req, origin)
+                },
+            ));
             continue;
         }
         let refusals = refusals.clone();
         tasks.spawn(http::serve_tls(
             listener,
             serving,
-            move |req: Request, caller| {
+            move |mut req: Request, caller| {
                 let (node, world, refusals) = (node.clone(), world.clone(), refusals.clone());
+                // Nodes on the internal listener are vouched for by their certificates; on a
+                // public one only the deployment's balancers are.
+                let vouched = match door {
+                    Door::Internal => caller.identity.is_some(),
+                    _ => is_balancer(&caller, &balancers),
+                };
+                req.client = Some(http::origin(
+                    &caller,
+                    req.get_header("x-forwarded-for"),
+                    vouched,
+                ));
                 let gates = gates.clone();
                 async move {
                     match door {
@@ -238,18 +262,40 @@ pub async fn start(
     })
 }
 
+/// Whether a connection is one of the deployment's balancers (its certificate says so).
+fn is_balancer(caller: &http::Caller, balancers: &str) -> bool {
+    caller
+        .identity
+        .as_deref()
+        .is_some_and(|id| id.starts_with(balancers))
+}
+
+/// The origin of a request on a public listener (`http::origin`).
+fn client_origin(caller: &http::Caller, headers: &hyper::HeaderMap, balancers: &str) -> String {
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok());
+    http::origin(caller, forwarded, is_balancer(caller, balancers))
+}
+
 /// A gateway's listener: API calls are decided on their head and their bodies streamed both
 /// ways; `/token` and notifications go through the component as whole messages.
 async fn gateway(
     node: Arc<Node>,
     world: Arc<RealWorld>,
     req: hyper::Request<hyper::body::Incoming>,
+    origin: String,
 ) -> hyper::Response<http::Body> {
     if !gateway::is_api_call(req.method().as_str(), req.uri().path()) {
         // Boxed: the whole component's future is large, and API calls should not carry it.
         return Box::pin(async move {
             match http::read(req).await {
-                Ok(req) => http::write(node.handle(world.as_ref(), Peer::Gateway, req).await),
+                Ok(mut req) => {
+                    req.client = Some(origin);
+                    http::write(node.handle(world.as_ref(), Peer::Gateway, req).await)
+                }
                 Err(r) => http::write(r),
             }
         })

@@ -122,7 +122,37 @@ pub struct SqlStorage {
 }
 
 fn db_error(e: sqlx::Error) -> DbError {
-    DbError(e.to_string())
+    let outage = match &e {
+        sqlx::Error::Database(d) => d.code().is_none_or(|c| outage_code(&c)),
+        // A value that cannot be read or written as asked is the statement's fault.
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::Encode(_)
+        | sqlx::Error::TypeNotFound { .. }
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::RowNotFound => false,
+        _ => true,
+    };
+    if outage {
+        DbError::unavailable(e.to_string())
+    } else {
+        DbError::statement(e.to_string())
+    }
+}
+
+/// Whether a database's own error code says the database (not the statement) failed:
+/// SQLSTATE classes 08 (connection), 53 (resources), 57 (operator intervention, shutdown),
+/// 58 (system), HY000 with MySQL's server-gone codes; SQLite's busy, locked, I/O, full and
+/// cannot-open results.
+fn outage_code(code: &str) -> bool {
+    let class = code.get(..2).unwrap_or_default();
+    matches!(class, "08" | "53" | "57" | "58")
+        || matches!(
+            code,
+            "5" | "6" | "10" | "13" | "14" | "261" | "262" | "517" | "HYT00" | "HYT01"
+        )
+        || code.starts_with("SQLITE_BUSY")
 }
 
 impl SqlStorage {
@@ -194,9 +224,9 @@ impl SqlStorage {
     }
 
     fn conn(&self, role: Role) -> Db<&Conn> {
-        self.conns
-            .get(&role)
-            .ok_or_else(|| DbError(format!("no database serves the {} role", role.as_str())))
+        self.conns.get(&role).ok_or_else(|| {
+            DbError::unavailable(format!("no database serves the {} role", role.as_str()))
+        })
     }
 }
 
@@ -266,14 +296,15 @@ fn text(row: &AnyRow, i: usize) -> Result<String, DbError> {
         Err(_) => {
             let bytes: Vec<u8> = row.try_get(i).map_err(db_error)?;
             String::from_utf8(bytes)
-                .map_err(|e| DbError(format!("a stored text is not UTF-8: {e}")))
+                .map_err(|e| DbError::unavailable(format!("a stored text is not UTF-8: {e}")))
         }
     }
 }
 
 fn api_of(row: &AnyRow) -> Result<Api, DbError> {
     let data = text(row, 0)?;
-    serde_json::from_str(&data).map_err(|e| DbError(format!("a stored API cannot be read: {e}")))
+    serde_json::from_str(&data)
+        .map_err(|e| DbError::unavailable(format!("a stored API cannot be read: {e}")))
 }
 
 /// A row of `SELECT id, name, owner FROM apim_applications`.

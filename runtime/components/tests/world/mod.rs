@@ -1,6 +1,6 @@
 //! The in-process world of the component tests: nodes call each other directly, the databases
 //! are in memory, the backend echoes; and the steps every flow test takes.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub use apim_components::jwt::Jwks;
 pub use apim_components::mem::{MemStorage, Role};

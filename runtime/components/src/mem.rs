@@ -175,6 +175,14 @@ impl Storage for MemStorage {
             t.failures.remove(subject);
         })
     }
+    async fn purge_failures(&self, now_ms: u64, window_ms: u64) -> Db<u64> {
+        self.with(Role::User, |t| {
+            let before = t.failures.len();
+            t.failures
+                .retain(|_, f| f.since_ms > now_ms.saturating_sub(window_ms));
+            (before - t.failures.len()) as u64
+        })
+    }
     async fn save_api(&self, api: &Api) -> Db<()> {
         self.with(Role::Apim, |t| {
             t.apis.insert(api.id.clone(), api.clone());

@@ -117,6 +117,10 @@ impl Node {
         let now = world.now_ms();
         let storage = world.storage();
         let sessions = if self.runs(Peer::Publisher) || self.runs(Peer::Store) {
+            // Failure counts whose window ended go with the sessions.
+            let _ = storage
+                .purge_failures(now, crate::auth::FAILURE_WINDOW_MS)
+                .await;
             storage.purge_sessions(now).await.unwrap_or(0)
         } else {
             0

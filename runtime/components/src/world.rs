@@ -216,6 +216,12 @@ pub trait Storage: Send + Sync {
         window_ms: u64,
     ) -> impl Future<Output = Db<Failures>> + Send;
     fn clear_failures(&self, subject: &str) -> impl Future<Output = Db<()>> + Send;
+    /// Deletes the failure counts whose window began more than `window_ms` before `now_ms`;
+    /// answers how many. Storage that keeps none forgets nothing.
+    fn purge_failures(&self, now_ms: u64, window_ms: u64) -> impl Future<Output = Db<u64>> + Send {
+        let _ = (now_ms, window_ms);
+        std::future::ready(Ok(0))
+    }
     // apim database
     fn save_api(&self, api: &Api) -> impl Future<Output = Db<()>> + Send;
     fn api(&self, id: &str) -> impl Future<Output = Db<Option<Api>>> + Send;

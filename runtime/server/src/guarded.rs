@@ -132,6 +132,10 @@ impl Storage for Guarded {
         self.run(Role::User, self.inner.clear_failures(subject))
             .await
     }
+    async fn purge_failures(&self, now_ms: u64, window_ms: u64) -> Db<u64> {
+        self.run(Role::User, self.inner.purge_failures(now_ms, window_ms))
+            .await
+    }
     async fn save_api(&self, api: &Api) -> Db<()> {
         self.run(Role::Apim, self.inner.save_api(api)).await
     }

@@ -496,6 +496,19 @@ impl Storage for SqlStorage {
         }
     }
 
+    async fn purge_failures(&self, now_ms: u64, window_ms: u64) -> Db<u64> {
+        let c = self.conn(Role::User)?;
+        let r = sqlx::query(
+            &c.dialect
+                .sql("DELETE FROM apim_failures WHERE since_ms <= ?"),
+        )
+        .bind(ms(now_ms.saturating_sub(window_ms)))
+        .execute(&c.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(r.rows_affected())
+    }
+
     async fn clear_failures(&self, subject: &str) -> Db<()> {
         let c = self.conn(Role::User)?;
         sqlx::query(&c.dialect.sql("DELETE FROM apim_failures WHERE subject = ?"))

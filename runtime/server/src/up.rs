@@ -280,12 +280,12 @@ impl Up {
         format!(
             r#"# Every listener speaks TLS; curl trusts the deployment's CA ({ca}).
 # 1. publish: sign in as admin, create an API on the echo backend, publish it
-P=$(curl -s --cacert {ca} {publisher}/api/login -d '{{"username":"admin","password":"'"$APIM_ADMIN_PASSWORD"'"}}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
+P=$(curl -s --cacert {ca} {publisher}/api/login -H 'Content-Type: application/json' -d '{{"username":"admin","password":"'"$APIM_ADMIN_PASSWORD"'"}}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
 API=$(curl -s --cacert {ca} {publisher}/api/apis -H "Authorization: Bearer $P" -d '{{"name":"Echo","version":"v1","context":"echo","backend":"{backend}"}}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
 curl -s --cacert {ca} -X POST {publisher}/api/apis/$API/publish -H "Authorization: Bearer $P"
 # 2. subscribe: sign up, create an application, subscribe it, get its keys
-curl -s --cacert {ca} {store}/api/signup -d '{{"username":"alice","password":"alice-password"}}'
-S=$(curl -s --cacert {ca} {store}/api/login -d '{{"username":"alice","password":"alice-password"}}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
+curl -s --cacert {ca} {store}/api/signup -H 'Content-Type: application/json' -d '{{"username":"alice","password":"alice-password"}}'
+S=$(curl -s --cacert {ca} {store}/api/login -H 'Content-Type: application/json' -d '{{"username":"alice","password":"alice-password"}}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
 APP=$(curl -s --cacert {ca} {store}/api/applications -H "Authorization: Bearer $S" -d '{{"name":"demo"}}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
 curl -s --cacert {ca} {store}/api/subscriptions -H "Authorization: Bearer $S" -d '{{"application":"'$APP'","api":"'$API'"}}'
 KEYS=$(curl -s --cacert {ca} -X POST {store}/api/applications/$APP/keys -H "Authorization: Bearer $S")

@@ -24,9 +24,10 @@ impl Drop for Processes {
     }
 }
 
-fn topology(url: &str, engine: &str) -> String {
+/// The topology; APIs may have backends in `backends` (the test's own loopback range).
+fn topology(url: &str, engine: &str, backends: &str) -> String {
     let mut t = format!(
-        "version = 1\n\n[deployment]\nname = \"procs\"\n\n[networks.lan]\n\n[databases.main]\nroles = [\"user\", \"apim\", \"registry\"]\nengine = \"{engine}\"\nurl = \"{url}\"\nnetwork = \"lan\"\n"
+        "version = 1\n\n[deployment]\nname = \"procs\"\nbackends = [\"{backends}\"]\n\n[networks.lan]\n\n[databases.main]\nroles = [\"user\", \"apim\", \"registry\"]\nengine = \"{engine}\"\nurl = \"{url}\"\nnetwork = \"lan\"\n"
     );
     for (i, c) in ["publisher", "store", "key-manager"].iter().enumerate() {
         t.push_str(&format!("\n[clusters.{c}]\ncomponents = [\"{c}\"]\nnetwork = \"lan\"\nhosts = [\"10.20.0.{}\"]\n", i + 1));
@@ -65,7 +66,11 @@ async fn echo_backend(host: &str) -> tokio::task::JoinSet<()> {
 async fn run_nodes(url: &str, engine: &str, range: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
-    std::fs::write(d.join("t.toml"), topology(url, engine)).expect("write");
+    std::fs::write(
+        d.join("t.toml"),
+        topology(url, engine, &format!("{range}.0/24")),
+    )
+    .expect("write");
     let built = common::apim()
         .args(["build", "t.toml", "-o", "out"])
         .current_dir(d)

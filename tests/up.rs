@@ -254,7 +254,8 @@ async fn oversized_bodies_and_headers_are_refused_with_4xx_over_real_http() {
             "{err}"
         ),
     }
-    let mut malformed = Request::new("POST", "/api/signup");
+    let mut malformed =
+        Request::new("POST", "/api/signup").header("content-type", "application/json");
     malformed.body = b"{\"username\": ".to_vec();
     let r = call(&e, &e.store, malformed).await;
     assert_eq!(r.status, 400);

@@ -170,7 +170,10 @@ impl BackendPlan {
 
 /// The host of a database URL (`engine://user:pass@host:port/db`), none for SQLite files.
 fn database_host(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme.starts_with("sqlite") {
+        return None;
+    }
     let authority = rest.split(['/', '?']).next()?;
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let host = if let Some(v6) = host_port.strip_prefix('[') {

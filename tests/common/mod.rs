@@ -61,7 +61,8 @@ pub async fn up(
             .as_bytes(),
     );
     let opts = apim_runtime::up::UpOptions {
-        backends: Vec::new(),
+        // Tests put backends of their own in their range.
+        backends: vec![range.to_string()],
         loopback: apim_runtime::up::Loopback::parse(range).expect("range"),
         data: data.to_path_buf(),
         admin_password: admin_password.into(),

@@ -38,7 +38,8 @@ impl Policy {
     /// policy refuses, nor one of the deployment's own hosts.
     pub fn check_url(&self, url: &str) -> Result<(), String> {
         let host = url_host(url).ok_or("must be an http:// URL with a host")?;
-        let host = host.to_ascii_lowercase();
+        // `localhost.` is `localhost`: a name ending in the root's dot is the same name.
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
         if self.own.contains(&host) {
             return Err(format!(
                 "`{host}` is a host of this deployment; an API's backend is outside it"
@@ -219,6 +220,7 @@ mod tests {
             "http://169.254.169.254/latest",
             "http://localhost:8080/",
             "http://api.localhost/",
+            "http://localhost./",
             "http://[::1]:8080/",
             "http://0.0.0.0:80/",
             "http://2130706433/",

@@ -332,7 +332,7 @@ fn floods_of_sign_ups_and_tokens_get_429_with_retry_after() {
     assert_eq!(signup("someone-else", "192.0.2.44").status, 201);
     // One client's tokens.
     let (_, key, secret) = consumer(&w, "kim", None);
-    let answers: Vec<u16> = (0..60)
+    let answers: Vec<u16> = (0..80)
         .map(|_| token_from(&w, &key, &secret, "192.0.2.50").status)
         .collect();
     let issued = answers.iter().filter(|s| **s == 200).count();
@@ -347,8 +347,11 @@ fn floods_of_sign_ups_and_tokens_get_429_with_retry_after() {
     assert_eq!(r.status, 429);
     assert!(r.get_header("retry-after").is_some());
     assert_eq!(r.get_header("cache-control"), Some("no-store"));
-    // A second later, one more.
-    w.0.clock.fetch_add(1_000, Ordering::SeqCst);
+    // A moment later, one more.
+    w.0.clock.fetch_add(
+        apim_components::limits::TOKEN_PER_CLIENT.every_ms,
+        Ordering::SeqCst,
+    );
     assert_eq!(token_from(&w, &key, &secret, "192.0.2.50").status, 200);
 }
 

@@ -438,10 +438,12 @@ impl Serving {
 pub const MAX_CONNECTIONS: usize = 4096;
 /// Connections one client address may hold on a balancer's public listener.
 pub const MAX_PER_ADDRESS: usize = 256;
-/// Connections one address may have in their TLS handshake at once, on every TLS listener: a
-/// client opens one and finishes it in milliseconds; silent connections from a few addresses
-/// must not fill a listener for everyone while they wait out the handshake time-out.
-pub const HANDSHAKING_PER_ADDRESS: usize = 16;
+/// Connections one address may have in their TLS handshake at once, on every TLS listener;
+/// past it, that address's oldest one is closed. A client finishes its handshake in
+/// milliseconds; silent connections must not hold a listener while they wait out the
+/// handshake time-out, and when a listener is full the oldest connection still in its
+/// handshake makes room for a new one, so a flood of them never shuts out a new client.
+pub const HANDSHAKING_PER_ADDRESS: usize = 256;
 
 /// A listener's connection limits and counts.
 pub struct Gate {
@@ -450,7 +452,7 @@ pub struct Gate {
     pub per_address: Option<usize>,
     open: std::sync::atomic::AtomicUsize,
     by_address: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
-    handshaking: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    handshaking: std::sync::Mutex<Handshakes>,
     refused: std::sync::atomic::AtomicU64,
 }
 
@@ -483,7 +485,8 @@ impl Gate {
             self.refused.fetch_add(1, Relaxed);
             None
         };
-        if self.open.fetch_add(1, Relaxed) >= self.max {
+        // Full: the oldest connection still in its TLS handshake gives its place up.
+        if self.open.fetch_add(1, Relaxed) >= self.max && !self.evict(None) {
             self.open.fetch_sub(1, Relaxed);
             return refuse();
         }
@@ -504,45 +507,87 @@ impl Gate {
     }
 }
 
-impl Gate {
-    /// A place among the connections of `ip` in their TLS handshake, or `None` when it has
-    /// `HANDSHAKING_PER_ADDRESS` already.
-    fn handshake(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Handshaking> {
-        let mut by = self.handshaking.lock().unwrap_or_else(|p| p.into_inner());
-        let n = by.entry(ip).or_default();
-        if *n >= HANDSHAKING_PER_ADDRESS {
-            drop(by);
-            self.refused
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return None;
+/// The connections of a listener in their TLS handshake, oldest first.
+#[derive(Default)]
+struct Handshakes {
+    next: u64,
+    by_age: std::collections::BTreeMap<u64, (std::net::IpAddr, Arc<tokio::sync::Notify>)>,
+    per_address: std::collections::HashMap<std::net::IpAddr, usize>,
+}
+
+impl Handshakes {
+    fn remove(&mut self, id: u64) -> Option<Arc<tokio::sync::Notify>> {
+        let (ip, evicted) = self.by_age.remove(&id)?;
+        if let Some(n) = self.per_address.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_address.remove(&ip);
+            }
         }
-        *n += 1;
-        Some(Handshaking {
+        Some(evicted)
+    }
+}
+
+impl Gate {
+    fn handshakes(&self) -> std::sync::MutexGuard<'_, Handshakes> {
+        self.handshaking.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closes the oldest connection in its handshake (of `ip`, or of anyone); false when
+    /// there is none.
+    fn evict(&self, ip: Option<std::net::IpAddr>) -> bool {
+        let mut h = self.handshakes();
+        let oldest = h
+            .by_age
+            .iter()
+            .find(|(_, (from, _))| ip.is_none_or(|ip| ip == *from))
+            .map(|(id, _)| *id);
+        let Some(evicted) = oldest.and_then(|id| h.remove(id)) else {
+            return false;
+        };
+        drop(h);
+        self.refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        evicted.notify_one();
+        true
+    }
+
+    /// A place among the connections in their TLS handshake; an address over
+    /// `HANDSHAKING_PER_ADDRESS` gives up its oldest.
+    fn handshake(self: &Arc<Self>, ip: std::net::IpAddr) -> Handshaking {
+        let over = self
+            .handshakes()
+            .per_address
+            .get(&ip)
+            .is_some_and(|n| *n >= HANDSHAKING_PER_ADDRESS);
+        if over {
+            self.evict(Some(ip));
+        }
+        let evicted = Arc::new(tokio::sync::Notify::new());
+        let mut h = self.handshakes();
+        let id = h.next;
+        h.next += 1;
+        h.by_age.insert(id, (ip, evicted.clone()));
+        *h.per_address.entry(ip).or_default() += 1;
+        Handshaking {
             gate: self.clone(),
-            ip,
-        })
+            id,
+            evicted,
+        }
     }
 }
 
 /// A connection's place among those in their handshake, given back when it ends.
 struct Handshaking {
     gate: Arc<Gate>,
-    ip: std::net::IpAddr,
+    id: u64,
+    /// Told when the connection must give its place up.
+    evicted: Arc<tokio::sync::Notify>,
 }
 
 impl Drop for Handshaking {
     fn drop(&mut self) {
-        let mut by = self
-            .gate
-            .handshaking
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = by.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                by.remove(&self.ip);
-            }
-        }
+        self.gate.handshakes().remove(self.id);
     }
 }
 
@@ -626,17 +671,10 @@ where
             refused_connection(addr, "over the listener's connection limits");
             continue;
         };
-        let handshaking = match options.tls {
-            Some(_) => match options.gate.handshake(addr.ip()) {
-                Some(h) => Some(h),
-                None => {
-                    drop(stream);
-                    refused_connection(addr, "too many TLS handshakes in progress from it");
-                    continue;
-                }
-            },
-            None => None,
-        };
+        let handshaking = options
+            .tls
+            .as_ref()
+            .map(|_| options.gate.handshake(addr.ip()));
         let _ = stream.set_nodelay(true);
         let (handle, options) = (handle.clone(), options.clone());
         connections.spawn(async move {
@@ -649,7 +687,20 @@ where
                 serve_one(stream, caller, &options, handle).await;
                 return;
             };
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+            let evicted = handshaking.as_ref().map(|h| h.evicted.clone());
+            let accepted = tokio::select! {
+                a = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)) => a,
+                () = async {
+                    match &evicted {
+                        Some(e) => e.notified().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    refused_connection(addr, "still in its TLS handshake when a newer connection needed its place");
+                    return;
+                }
+            };
+            let stream = match accepted {
                 Ok(Ok(s)) => s,
                 failed => {
                     if let Some(refused) = &options.on_refused {

@@ -29,7 +29,8 @@ async fn a_draining_node_is_unready_at_once_and_finishes_what_is_in_flight() {
     assert_eq!(checked.errors(), 0);
     let data = tempfile::tempdir().expect("temp dir");
     let opts = apim_runtime::up::UpOptions {
-        backends: Vec::new(),
+        // The slow backend of this test listens on 127.0.0.1.
+        backends: vec!["127.0.0.1".into()],
         loopback: apim_runtime::up::Loopback::parse("127.76.0.0/16").expect("range"),
         data: data.path().to_path_buf(),
         admin_password: ADMIN.into(),

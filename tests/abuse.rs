@@ -81,9 +81,10 @@ async fn silent_connections_from_20_addresses_do_not_shut_the_store_to_a_new_cli
         "6,000 silent connections: a new client answered in {took:?}; this process grew {} KiB ({before} -> {after})",
         after.saturating_sub(before)
     );
-    // Bounded: the listener held no more than 16 handshakes per address.
+    // Bounded: the listener holds at most `MAX_CONNECTIONS` of them, whatever arrives (about
+    // 9 KiB each, both ends in this process, was seen here).
     assert!(
-        after.saturating_sub(before) < 64 * 1024,
+        after.saturating_sub(before) < 128 * 1024,
         "memory grew {} KiB",
         after - before
     );

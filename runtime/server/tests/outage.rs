@@ -348,3 +348,123 @@ async fn a_restarted_gateway_never_answers_not_found_for_a_published_api() {
     drop(up);
     engine.drop(&place).await;
 }
+
+/// A statement the database refuses for its content (a NUL in a text on PostgreSQL, a string
+/// too long for its column) is that request's failure: the breaker stays closed, and the next
+/// operation goes to the database as usual.
+async fn refused_statements_leave_the_breaker_closed(engine: Engine) {
+    let place = format!("apim_statement_{}_{}", std::process::id(), engine as u8);
+    let (_proxy, port) = relay(engine.upstream()).await;
+    let url = engine.create(&place, port).await;
+    let urls: BTreeMap<Role, String> = [(Role::User, url)].into_iter().collect();
+    let s = Guarded::new(SqlStorage::connect(&urls).await.expect("connect"), BOUND);
+    let long = "x".repeat(10_000);
+    let user = apim_components::world::User {
+        name: long.clone(),
+        password_hash: "h".into(),
+        roles: Vec::new(),
+    };
+    for _ in 0..(3 * FAILURES_TO_OPEN) {
+        let _ = s.user("x\u{0}").await;
+        let created = s.create_user(&user).await;
+        if let Err(e) = &created {
+            assert!(!e.is_outage(), "{}: {}", engine.name(), e.0);
+        }
+    }
+    assert!(
+        !s.is_open(Role::User),
+        "{}: the breaker opened",
+        engine.name()
+    );
+    assert!(s.user("admin").await.is_ok());
+    drop(s);
+    engine.drop(&place).await;
+}
+
+#[tokio::test]
+async fn postgresql_refusing_a_statement_is_no_outage() {
+    refused_statements_leave_the_breaker_closed(Engine::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_refusing_a_statement_is_no_outage() {
+    refused_statements_leave_the_breaker_closed(Engine::Mariadb).await;
+}
+
+/// 1,000 sign-ins with a NUL in the name, on a deployment whose databases are PostgreSQL or
+/// MariaDB: each 400 before any query, no database is ever down, and sign-ins with the right
+/// password go on answering 200 throughout.
+async fn nul_sign_ins(engine: Engine, range: &str) {
+    use apim_components::Request;
+    let place = format!("apim_nul_{}_{}", std::process::id(), engine as u8);
+    let (_proxy, port) = relay(engine.upstream()).await;
+    let (up, _data) = standalone_behind(engine, port, &place, range).await;
+    let e = apim_runtime::smoke::Entries::of(&up).expect("entries");
+    let client =
+        apim_runtime::http::tls_client(apim_runtime::tls::client_trusting(&e.ca).expect("CA"));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (client, to) = (client.clone(), e.publisher.clone());
+        tasks.spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..250 {
+                let mut req =
+                    Request::new("POST", "/api/login").header("content-type", "application/json");
+                req.body = br#"{"username": "admin\u0000", "password": "whatever-it-is"}"#.to_vec();
+                let r =
+                    apim_runtime::http::send(&client, &to.0, to.1, req, Duration::from_secs(20))
+                        .await;
+                statuses.push(r.map_or(0, |r| r.status));
+            }
+            statuses
+        });
+    }
+    let mut legitimate = Vec::new();
+    while !tasks.is_empty() {
+        legitimate.push(
+            send(
+                &e,
+                &e.publisher,
+                apim_components::client::login("admin", ADMIN),
+            )
+            .await
+            .0,
+        );
+        while let Some(done) = tasks.try_join_next() {
+            let statuses = done.expect("task");
+            assert!(statuses.iter().all(|s| *s == 400), "{statuses:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !legitimate.is_empty() && legitimate.iter().all(|s| *s == 200),
+        "{legitimate:?}"
+    );
+    let metrics = apim_runtime::http::send(
+        &client,
+        &up.plan.nodes[0].host,
+        up.plan.nodes[0].admin_port,
+        Request::new("GET", "/metrics"),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("metrics");
+    let text = String::from_utf8_lossy(&metrics.body).to_string();
+    assert!(text.contains("apim_database_down{"), "{text}");
+    assert!(
+        !text.contains("apim_database_down{node=\"all-in-one-1\",role=\"user\"} 1"),
+        "{text}"
+    );
+    drop(up);
+    engine.drop(&place).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_nul_sign_ins_on_postgresql_never_look_like_an_outage() {
+    nul_sign_ins(Engine::Postgres, "127.88.0.0/16").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_nul_sign_ins_on_mariadb_never_look_like_an_outage() {
+    nul_sign_ins(Engine::Mariadb, "127.89.0.0/16").await;
+}

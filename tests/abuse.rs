@@ -253,3 +253,88 @@ async fn an_allow_listed_backend_works_and_one_that_is_not_is_refused() {
     assert!(why.contains("400"), "{why}");
     echo.abort();
 }
+
+/// Sends `req` to `to` over TLS from the source address `from` (a loopback address of the
+/// test's own), and reads the whole answer.
+async fn send_from(up: &Up, from: &str, to: &(String, u16), req: Request) -> Response {
+    use http_body_util::BodyExt;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{from}:0").parse().expect("source"))
+        .expect("bind");
+    let stream = socket
+        .connect(format!("{}:{}", to.0, to.1).parse().expect("address"))
+        .await
+        .expect("connect");
+    let config = apim_runtime::tls::client_trusting(&up.ca_pem).expect("CA");
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(apim_runtime::tls::server_name(&to.0).expect("name"), stream)
+        .await
+        .expect("TLS");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .expect("HTTP");
+    tokio::spawn(conn);
+    let mut builder = hyper::Request::builder()
+        .method(req.method.as_str())
+        .uri(&req.path)
+        .header("host", &to.0);
+    for (n, v) in &req.headers {
+        builder = builder.header(n, v);
+    }
+    let r = sender
+        .send_request(
+            builder
+                .body(http_body_util::Full::new(bytes::Bytes::from(req.body)))
+                .expect("request"),
+        )
+        .await
+        .expect("answer");
+    let status = r.status().as_u16();
+    let body = r.into_body().collect().await.expect("body").to_bytes();
+    Response {
+        status,
+        headers: Vec::new(),
+        body: body.to_vec(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_the_balancer_each_client_address_is_limited_on_its_own() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let up = common::up(
+        "clustered-external-store",
+        "127.90.0.0/16",
+        data.path(),
+        PASSWORD,
+    )
+    .await;
+    let e = Entries::of(&up).expect("entries");
+    // The store through its external balancer.
+    let r = send(
+        &up,
+        &e.store,
+        apim_components::client::signup("nia", "a-long-password"),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let (attacker, client) = ("127.91.0.1", "127.91.0.2");
+    let mut last = 0;
+    for i in 0..=apim_components::auth::ADDRESS_FAILURES {
+        let login = apim_components::client::login(&format!("nobody-{i}"), "wrong-password")
+            // A forged header, which the balancer appends to and the node must not believe.
+            .header("x-forwarded-for", client);
+        last = send_from(&up, attacker, &e.store, login).await.status;
+    }
+    assert_eq!(last, 429, "the attacker's address is throttled");
+    // The balancer vouches for the real client's own address: it is not the attacker's.
+    let r = send_from(
+        &up,
+        client,
+        &e.store,
+        apim_components::client::login("nia", "a-long-password"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}

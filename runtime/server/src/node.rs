@@ -195,7 +195,7 @@ pub async fn start(
                 listener,
                 serving,
                 move |req, caller| {
-                    let origin = client_origin(&caller, req.headers(), &balancers);
+                    let origin = client_origin(caller, req.headers(), &balancers);
                     gateway(node.clone(), world.clone(), req, origin)
                 },
             ));
@@ -213,11 +213,14 @@ pub async fn start(
                     Door::Internal => caller.identity.is_some(),
                     _ => is_balancer(&caller, &balancers),
                 };
-                req.client = Some(http::origin(
-                    &caller,
-                    req.get_header("x-forwarded-for"),
-                    vouched,
-                ));
+                // The last header: a balancer that adds its own line (HAProxy) puts it last.
+                let forwarded = req
+                    .headers
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| n == "x-forwarded-for")
+                    .map(|(_, v)| v.as_str());
+                req.client = Some(http::origin(&caller, forwarded, vouched));
                 let gates = gates.clone();
                 async move {
                     match door {

@@ -12,15 +12,7 @@ use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "abuse-admin-password";
 
-fn client(up: &Up) -> http::Client {
-    http::tls_client(apim_runtime::tls::client_trusting(&up.ca_pem).expect("CA"))
-}
-
-async fn send(up: &Up, to: &(String, u16), req: Request) -> Response {
-    http::send(&client(up), &to.0, to.1, req, Duration::from_secs(30))
-        .await
-        .expect("answer")
-}
+use common::{client, send};
 
 /// A component's listener on one node.
 fn on(up: &Up, node: &str, component: apim_components::Peer) -> (String, u16) {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use apim_components::{Request, Response};
+use apim_components::Request;
 use apim_runtime::http;
 use apim_runtime::smoke::Entries;
 use apim_runtime::up::Up;
@@ -17,15 +17,7 @@ async fn start(pattern: &str, range: &str, data: &std::path::Path) -> Up {
     common::up(pattern, range, data, PASSWORD).await
 }
 
-fn client(up: &Up) -> http::Client {
-    http::tls_client(apim_runtime::tls::client_trusting(&up.ca_pem).expect("CA"))
-}
-
-async fn send(up: &Up, to: &(String, u16), req: Request) -> Response {
-    http::send(&client(up), &to.0, to.1, req, Duration::from_secs(30))
-        .await
-        .expect("answer")
-}
+use common::{client, send};
 
 /// A component's listener on one node.
 fn on(up: &Up, node: &str, port: u16) -> (String, u16) {

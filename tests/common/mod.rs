@@ -71,3 +71,25 @@ pub async fn up(
         .await
         .unwrap_or_else(|e| panic!("{pattern}: {e}"))
 }
+
+/// A client trusting the deployment CA of `up`.
+pub fn client(up: &apim_runtime::up::Up) -> apim_runtime::http::Client {
+    apim_runtime::http::tls_client(apim_runtime::tls::client_trusting(&up.ca_pem).expect("CA"))
+}
+
+/// Sends `req` to `to` and reads the whole answer, which must come.
+pub async fn send(
+    up: &apim_runtime::up::Up,
+    to: &(String, u16),
+    req: apim_components::Request,
+) -> apim_components::Response {
+    apim_runtime::http::send(
+        &client(up),
+        &to.0,
+        to.1,
+        req,
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .expect("answer")
+}

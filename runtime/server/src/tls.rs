@@ -98,23 +98,24 @@ impl Tls {
     /// shows its own (the one it proves itself with to nodes), and only then is its
     /// `X-Forwarded-For` believed.
     pub fn public_server(&self) -> Result<Arc<ServerConfig>, String> {
-        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| format!("cannot check client certificates: {e}"))?;
-        let config = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(self.chain.clone(), self.key.clone_key())
-            .map_err(|e| format!("the certificate and key do not go together: {e}"))?;
-        Ok(Arc::new(with_http1(config)))
+        self.server_asking(false)
     }
 
     /// The internal listener's server: a client certificate from the deployment CA is required
     /// (the handshake fails without one); which identities may call what is decided after.
     pub fn internal_server(&self) -> Result<Arc<ServerConfig>, String> {
-        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider())
+        self.server_asking(true)
+    }
+
+    /// A server asking clients for a certificate from the deployment CA, `required` or not.
+    fn server_asking(&self, required: bool) -> Result<Arc<ServerConfig>, String> {
+        let builder = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider());
+        let builder = if required {
+            builder
+        } else {
+            builder.allow_unauthenticated()
+        };
+        let verifier = builder
             .build()
             .map_err(|e| format!("cannot check client certificates: {e}"))?;
         let config = ServerConfig::builder_with_provider(provider())

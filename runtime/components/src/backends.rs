@@ -241,6 +241,18 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever a publisher writes, and whatever a topology lists, is an answer, never a
+        /// panic; and a URL is judged the same however its host's letters are cased.
+        #[test]
+        fn any_text_is_judged_without_panicking(url in "http://[a-zA-Z0-9.:\\[\\]@%/-]{0,40}", rule in "\\PC{0,30}") {
+            let p = policy(&["10.20.0.0/16", "*.svc.example"]);
+            let judged = p.check_url(&url);
+            proptest::prop_assert_eq!(judged.is_ok(), p.check_url(&url.to_ascii_uppercase().replacen("HTTP://", "http://", 1)).is_ok());
+            let _ = Allowed::parse(&rule);
+        }
+    }
+
     #[test]
     fn the_allow_list_opens_private_ranges_and_names() {
         let p = policy(&["10.20.0.0/16", "api.internal.example", "*.svc.example"]);

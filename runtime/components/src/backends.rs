@@ -38,16 +38,22 @@ impl Policy {
     /// policy refuses, nor one of the deployment's own hosts.
     pub fn check_url(&self, url: &str) -> Result<(), String> {
         let host = url_host(url).ok_or("must be an http:// URL with a host")?;
-        // `localhost.` is `localhost`: a name ending in the root's dot is the same name.
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        if self.own.contains(&host) {
+        // `localhost.` is `localhost`: a name ending in the root's dot is the same name. Every
+        // API call comes here: no allocation on the way to "allowed".
+        let host = host.trim_end_matches('.');
+        if self.own.iter().any(|o| o.eq_ignore_ascii_case(host)) {
             return Err(format!(
                 "`{host}` is a host of this deployment; an API's backend is outside it"
             ));
         }
-        match literal(&host)? {
-            Some(ip) => self.check_ip(&host, ip),
-            None if host == "localhost" || host.ends_with(".localhost") => {
+        let lower = |suffix: &str| {
+            host.len() >= suffix.len()
+                && host.is_char_boundary(host.len() - suffix.len())
+                && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+        };
+        match literal(host)? {
+            Some(ip) => self.check_ip(&host.to_ascii_lowercase(), ip),
+            None if host.eq_ignore_ascii_case("localhost") || lower(".localhost") => {
                 Err("`localhost` is this machine; backends on loopback are refused".into())
             }
             None => Ok(()),
@@ -182,16 +188,19 @@ pub fn url_host(url: &str) -> Option<&str> {
 /// bracketed IPv6 (`2130706433`, `0x7f.1`, `0177.0.0.1`) are refused: resolvers read them as
 /// addresses, and no host name ends in a number.
 fn literal(host: &str) -> Result<Option<IpAddr>, String> {
-    if let Ok(ip) = host.parse::<Ipv6Addr>() {
+    if host.contains(':')
+        && let Ok(ip) = host.parse::<Ipv6Addr>()
+    {
         return Ok(Some(IpAddr::V6(ip)));
     }
-    if let Ok(ip) = host.parse::<Ipv4Addr>() {
-        return Ok(Some(IpAddr::V4(ip)));
-    }
-    let last = host.trim_end_matches('.').rsplit('.').next().unwrap_or("");
+    let last = host.rsplit('.').next().unwrap_or("");
+    let hex = last.len() > 2 && last.as_bytes()[..2].eq_ignore_ascii_case(b"0x");
     let numeric = !last.is_empty()
         && (last.bytes().all(|b| b.is_ascii_digit())
-            || (last.starts_with("0x") && last[2..].bytes().all(|b| b.is_ascii_hexdigit())));
+            || (hex && last[2..].bytes().all(|b| b.is_ascii_hexdigit())));
+    if numeric && let Ok(ip) = host.parse::<Ipv4Addr>() {
+        return Ok(Some(IpAddr::V4(ip)));
+    }
     if numeric {
         return Err(format!(
             "`{host}` reads as an address; write addresses as four decimal parts (a.b.c.d)"

@@ -225,7 +225,8 @@ fn main() {
         .expect("runtime");
     let topology = apim_topology::check_str("bench.toml", TOPOLOGY);
     let opts = UpOptions {
-        backends: Vec::new(),
+        // The backend nginx and the gateways share, on loopback: allowed for the benchmark.
+        backends: vec!["127.60.0.100".into()],
         loopback: Loopback::parse("127.60.0.0/24").expect("range"),
         data: dir.path().join("data"),
         admin_password: PASSWORD.into(),
@@ -247,7 +248,8 @@ fn main() {
         .block_on(up::start(
             &opaque_topology.topology,
             &UpOptions {
-                backends: Vec::new(),
+                // The backend nginx and the gateways share, on loopback: allowed for the benchmark.
+                backends: vec!["127.60.0.100".into()],
                 loopback: Loopback::parse("127.60.1.0/24").expect("range"),
                 data: dir.path().join("data-opaque"),
                 admin_password: PASSWORD.into(),

@@ -195,7 +195,10 @@ pub async fn start(
                 listener,
                 serving,
                 move |req, caller| {
-                    let origin = client_origin(caller, req.headers(), &balancers);
+                    // Only what the component answers as a whole needs the origin (`/token`):
+                    // API calls do not pay for it.
+                    let origin = (!gateway::is_api_call(req.method().as_str(), req.uri().path()))
+                        .then(|| client_origin(caller, req.headers(), &balancers));
                     gateway(node.clone(), world.clone(), req, origin)
                 },
             ));
@@ -289,9 +292,9 @@ async fn gateway(
     node: Arc<Node>,
     world: Arc<RealWorld>,
     req: hyper::Request<hyper::body::Incoming>,
-    origin: String,
+    origin: Option<String>,
 ) -> hyper::Response<http::Body> {
-    if !gateway::is_api_call(req.method().as_str(), req.uri().path()) {
+    if let Some(origin) = origin {
         // Boxed: the whole component's future is large, and API calls should not carry it.
         return Box::pin(async move {
             match http::read(req).await {

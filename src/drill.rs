@@ -34,8 +34,40 @@ pub struct Options {
     pub admin_password: String,
     /// The database server of the drill's databases; `None`: SQLite files.
     pub database: Option<apim_runtime::databases::Server>,
+    /// Keeps the drill's own folder (configs, PKI, logs) when it ends; a failed drill always
+    /// keeps it, for its logs.
+    pub keep: bool,
     /// Prints what the drill is doing.
     pub progress: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+/// The drill's own folder inside `--data`: removed when the drill ends (also when it is
+/// interrupted and dropped), unless kept.
+struct WorkDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl WorkDir {
+    fn create(data: &Path, keep: bool) -> Result<WorkDir, String> {
+        let path = data.join(format!("drill-{}", std::process::id()));
+        apim_pki::files::create_private_dir(data)?;
+        apim_pki::files::create_private_dir(&path)?;
+        Ok(WorkDir { path, keep })
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.path);
+        // The parent goes too when the drill made it and nothing else is in it.
+        if let Some(parent) = self.path.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
 }
 
 /// Why a scenario cannot be drilled, if it cannot: the fault kinds the drill makes for real,
@@ -433,7 +465,7 @@ fn drain_of(plan: &Plan, scenario: &Scenario, name: &str) -> u64 {
             } if Some(c.as_str()) == cluster => Some(*drain_ms),
             _ => None,
         })
-        .unwrap_or(apim_compiler::plan::DRAIN_MS)
+        .unwrap_or(apim_topology::timing::DRAIN_MS)
 }
 
 /// A rolling restart for real: each node of the cluster in turn gets SIGTERM (it drains and
@@ -448,7 +480,9 @@ async fn roll(
     for n in plan.nodes.iter().filter(|n| n.cluster == cluster) {
         lock(lab).term(&n.name);
         let deadline = Instant::now()
-            + Duration::from_millis(apim_compiler::plan::DRAIN_MS + apim_compiler::plan::GRACE_MS)
+            + Duration::from_millis(
+                apim_topology::timing::DRAIN_MS + apim_topology::timing::GRACE_MS,
+            )
             + Duration::from_secs(30);
         while lock(lab).exited(&n.name).is_none() {
             if Instant::now() > deadline {
@@ -489,9 +523,8 @@ pub async fn run(plan: &Plan, scenario: &Scenario, opts: &Options) -> Result<Out
         opts.range
     ));
     let lab = Lab::create(opts.range, &names)?;
-    let dir = opts.data.join(format!("drill-{}", std::process::id()));
-    apim_pki::files::create_private_dir(&opts.data)?;
-    apim_pki::files::create_private_dir(&dir)?;
+    let mut work = WorkDir::create(&opts.data, opts.keep)?;
+    let dir = work.path.clone();
     let bridge = lab.gateway.to_string();
     let networked = match &opts.database {
         Some(server) => {
@@ -515,7 +548,21 @@ pub async fn run(plan: &Plan, scenario: &Scenario, opts: &Options) -> Result<Out
     if let Some(server) = &opts.database {
         remove_places(plan, server).await;
     }
-    outcome
+    match outcome {
+        Ok(o) => {
+            if opts.keep {
+                (opts.progress)(&format!("its files are kept in {}", dir.display()));
+            }
+            Ok(o)
+        }
+        Err(e) => {
+            work.keep = true;
+            Err(format!(
+                "{e} (its files and logs are kept in {})",
+                dir.display()
+            ))
+        }
+    }
 }
 
 /// The name of the drill's place on its database server for the `k`th database.

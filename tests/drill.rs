@@ -51,6 +51,15 @@ fn drill_with(scenario: &str, range: &str, more: &[&str]) -> (serde_json::Value,
         .unwrap_or_else(|e| panic!("JSON ({e}); stderr: {stderr}"));
     assert_eq!(v["world"], "real");
     assert_eq!(out.status.success(), v["agree"] == true, "{stderr}");
+    assert_eq!(
+        dir.path().join("data").exists(),
+        more.contains(&"--keep"),
+        "a drill removes its folder when it ends, unless --keep"
+    );
+    if more.contains(&"--keep") {
+        let kept = v["kept"].as_str().expect("the kept folder, named");
+        assert!(std::path::Path::new(kept).join("pki").is_dir(), "{kept}");
+    }
     (v, stderr, mine)
 }
 
@@ -363,7 +372,7 @@ fn under_the_available_policy_api_calls_go_on_without_the_key_managers_in_both_w
     let (v, stderr, _) = drill_with(
         "[workload]\nduration = \"40s\"\ninvoke_rate = 50\ntoken_rate = 2\n\n[[faults]]\nkind = \"cluster-down\"\ncluster = \"key-manager\"\nat = \"8s\"\nfor = \"20s\"\n",
         "10.246.0.0/16",
-        &[topology.to_str().expect("path")],
+        &[topology.to_str().expect("path"), "--keep"],
     );
     assert_eq!(v["agree"], true, "{}\n{stderr}", v["compare"]);
     let flows = v["report"]["faults"][0]["flows"]

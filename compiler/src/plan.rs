@@ -7,6 +7,10 @@ use apim_topology::Topology;
 use apim_topology::flows::{self, End, FLOWS, Listener as HopListener, Path};
 use apim_topology::kubernetes::{DEFAULT_IMAGE, Resources};
 use apim_topology::reach::{self, Route};
+use apim_topology::timing::{
+    CONNECT_TIMEOUT_MS, DATABASE_MS, HEALTH_FALL, HEALTH_INTERVAL_MS, HEALTH_RISE,
+    HEALTH_TIMEOUT_MS, READ_TIMEOUT_MS, REVOCATION_BOUND_MS, SESSION_HOURS,
+};
 use apim_topology::vocab::{BalancerKind, Component, Engine, Revocation, Role, TokenFormat};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -17,18 +21,6 @@ use std::collections::BTreeMap;
 /// answers (Kubernetes' liveness probe).
 pub const READY_PATH: &str = "/ready";
 pub const LIVE_PATH: &str = "/health";
-pub const HEALTH_INTERVAL_MS: u64 = 2_000;
-pub const HEALTH_TIMEOUT_MS: u64 = 1_000;
-pub const HEALTH_FALL: u32 = 3;
-pub const HEALTH_RISE: u32 = 2;
-/// How long a stopping node stays up, unready and still serving, before it stops accepting:
-/// long enough for every balancer's checks to take it out (`fall` failed checks, `interval`
-/// apart, the first up to an interval away).
-pub const DRAIN_MS: u64 = HEALTH_FALL as u64 * HEALTH_INTERVAL_MS + HEALTH_TIMEOUT_MS;
-/// Then the requests in flight get this long to finish.
-pub const GRACE_MS: u64 = 10_000;
-pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
-pub const READ_TIMEOUT_MS: u64 = 60_000;
 /// The cookie the publisher and store set for a login session; balancers stick on it.
 pub const SESSION_COOKIE: &str = "apim_session";
 
@@ -203,10 +195,6 @@ pub struct TokenPlan {
     pub seeds: Vec<String>,
 }
 
-/// A revoked token works at most a second on a gateway that missed its notification, unless
-/// `[deployment] revocation_bound_ms` says otherwise.
-pub const REVOCATION_BOUND_MS: u64 = 1_000;
-
 /// Where `apim certs` writes the signing keys, beside the CA certificate.
 pub const JWKS_FILE: &str = "jwks.json";
 pub const SEED_FILES: [&str; 2] = ["jwt-signing.seed", "jwt-signing.previous.seed"];
@@ -263,16 +251,9 @@ impl TokenPlan {
     }
 }
 
-/// Portal sessions last eight hours unless `[deployment] session_hours` says otherwise.
-pub const SESSION_HOURS: u32 = 8;
-
 fn default_session_ms() -> u64 {
     u64::from(SESSION_HOURS) * 3_600_000
 }
-
-/// A database operation may take two seconds unless `[deployment] database_timeout_ms` says
-/// otherwise (the runtime's breaker counts one that takes longer as failed).
-pub const DATABASE_MS: u64 = 2_000;
 
 fn default_database_ms() -> u64 {
     DATABASE_MS

@@ -27,7 +27,7 @@ pub fn workload() -> Workload {
         revoke_rate: 1.0,
         lifecycle_rate: 0.5,
         revocation_bound_ms: 1_000,
-        token_lifetime_ms: apim_components::keymanager::TOKEN_MS,
+        token_lifetime_ms: apim_topology::timing::TOKEN_MS,
         backend_latency_ms: 0,
         backend_latency_p99_ms: 0,
         invoke_writes: 0.0,

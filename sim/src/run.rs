@@ -760,10 +760,13 @@ impl Run {
                 return;
             };
             let j = self.d.rng().below(c.apps.len() as u64) as usize;
+            // And its own latest token that has expired, if it kept one: never active again.
+            let expired = a.old.iter().rev().find(|t| t.expires_ms <= now);
             [Some(a), c.apps.get(j)]
                 .into_iter()
                 .flatten()
                 .filter_map(|b| b.token.as_ref().map(|t| t.token.clone()))
+                .chain(expired.map(|t| t.token.clone()))
                 .map(|t| (a.id.clone(), a.key.clone(), a.secret.clone(), t))
                 .collect::<Vec<_>>()
         };

@@ -79,7 +79,7 @@ impl Default for Workload {
             revoke_rate: 0.2,
             lifecycle_rate: 0.1,
             revocation_bound_ms: 1_000,
-            token_lifetime_ms: apim_components::keymanager::TOKEN_MS,
+            token_lifetime_ms: apim_topology::timing::TOKEN_MS,
             backend_latency_ms: 0,
             backend_latency_p99_ms: 0,
             invoke_writes: 0.0,
@@ -221,7 +221,7 @@ const COMMON: &[&str] = &["kind", "at", "for"];
 /// A rolling restart's pause after a node started again: the balancers count it up after
 /// `rise` checks an interval apart, and one more interval for the first of them.
 pub const ROLLING_PAUSE_MS: u64 =
-    (apim_compiler::plan::HEALTH_RISE as u64 + 1) * apim_compiler::plan::HEALTH_INTERVAL_MS;
+    (apim_topology::timing::HEALTH_RISE as u64 + 1) * apim_topology::timing::HEALTH_INTERVAL_MS;
 /// After its drain, how long a stopping node has to finish what it was answering.
 pub const STOP_MS: u64 = 100;
 /// How long a node takes to start: measured 17–32 ms with a database to connect to (a real
@@ -734,7 +734,7 @@ impl Reader<'_> {
             },
             "rolling-restart" => {
                 let cluster = self.reference(t, whole, "cluster", "cluster", &clusters)?;
-                let drain_ms = time(self, "drain")?.unwrap_or(apim_compiler::plan::DRAIN_MS);
+                let drain_ms = time(self, "drain")?.unwrap_or(apim_topology::timing::DRAIN_MS);
                 let pause_ms = time(self, "pause")?.unwrap_or(ROLLING_PAUSE_MS);
                 if for_ms.is_some() {
                     self.error(

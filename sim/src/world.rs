@@ -6,14 +6,12 @@ use crate::exec::Handle;
 use crate::rng::Rng;
 use apim_compiler::plan::{NodePlan, Peer as PlanPeer, PeerPath, Plan, RouteListener};
 use apim_components::balancer::{self, Pool};
-use apim_components::breaker::{Breaker, CATCH_UP_MS};
 pub use apim_components::defects::{Defect, Defects};
+use apim_components::guard::{Clock, Databases, Guarded};
 use apim_components::jwt::Jwks;
 use apim_components::mem::{MemStorage, Role};
 use apim_components::tokens::{Revocation, TokenFormat, Tokens};
-use apim_components::world::{
-    Api, Application, ClientKeys, Db, DbError, Failures, Session, Token, User,
-};
+use apim_components::world::{Api, Application, ClientKeys, Db, Failures, Session, Token, User};
 use apim_components::{CallError, Node, Peer, Request, Response, Storage, World};
 use apim_topology::vocab::Component;
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,8 +26,8 @@ const LATENCY_SAME_US: u64 = 100;
 const LATENCY_CROSS_US: u64 = 300;
 const BACKEND_US: u64 = 200;
 /// A packet that is dropped (firewall, partition, a node cut off) costs the connect timeout.
-const CONNECT_TIMEOUT_US: u64 = apim_compiler::plan::CONNECT_TIMEOUT_MS * 1000;
-const CALL_TIMEOUT_US: u64 = apim_components::world::CALL_TIMEOUT_MS * 1000;
+const CONNECT_TIMEOUT_US: u64 = apim_topology::timing::CONNECT_TIMEOUT_MS * 1000;
+const CALL_TIMEOUT_US: u64 = apim_topology::timing::CALL_TIMEOUT_MS * 1000;
 
 /// Extra latency and loss on the traffic from one network to another.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -829,23 +827,11 @@ impl SimWorld {
             })
             .collect();
         SimWorld {
-            storage: NodeStorage {
-                breakers: d
-                    .plan
-                    .databases
-                    .iter()
-                    .map(|_| Breaker::default())
-                    .collect(),
-                databases: d
-                    .plan
-                    .databases
-                    .iter()
-                    .enumerate()
-                    .flat_map(|(i, db)| db.roles.iter().map(move |r| (*r, i)))
-                    .collect(),
-                d: d.clone(),
-                node,
-            },
+            storage: Guarded::new(
+                Reached { d: d.clone(), node },
+                SimClock(d.clone()),
+                d.plan.nodes[node].database_ms,
+            ),
             d,
             node,
             pools,
@@ -964,189 +950,94 @@ impl World for SimWorld {
     }
 }
 
-/// The databases as one node sees them: unreachable across a partition (after the connect
-/// timeout), down during an outage, otherwise the shared tables.
-pub struct NodeStorage {
+/// A node's storage: the components' guard (time bound, breakers, probes) over the databases
+/// as this node reaches them.
+pub type NodeStorage = Guarded<Reached, SimClock>;
+
+/// The virtual clock, for the storage guard.
+pub struct SimClock(Arc<Deployment>);
+
+impl Clock for SimClock {
+    fn now_ms(&self) -> u64 {
+        self.0.now_ms()
+    }
+    fn sleep(&self, ms: u64) -> impl Future<Output = ()> + Send {
+        self.0.exec.sleep(ms * 1000)
+    }
+}
+
+/// The shared databases as one node reaches them: they do not answer across a partition or
+/// while blackholed (the guard waits out its bound), refuse during an outage, and otherwise
+/// hold the shared tables.
+pub struct Reached {
     d: Arc<Deployment>,
     node: usize,
-    /// One breaker per database of the plan (this node's incarnation's).
-    breakers: Vec<Breaker>,
-    /// The database serving each role, as an index into `breakers`.
-    databases: BTreeMap<Role, usize>,
 }
 
-impl NodeStorage {
-    /// An operation on the database serving `r`, as the real world bounds it: refused at
-    /// once while that database's breaker is open; a database out of reach or that never
-    /// answers costs the bound; every outcome is recorded by the breaker.
-    async fn run<T>(&self, r: Role, bound_ms: u64, op: impl Future<Output = Db<T>>) -> Db<T> {
-        let breaker = self.breakers.get(self.of_role(r));
-        if let Some(b) = breaker
-            && let Err(refused) = b.admit(self.d.now_ms())
-        {
-            return Err(DbError::unavailable(format!(
-                "the {r:?} database is down; the next try is in {} s",
-                refused.retry_after_s
-            )));
-        }
-        let hangs =
-            !self.d.db_reachable(self.node, r) || self.d.faults().db_blackholed.contains(&r);
-        let out = if hangs {
-            self.d.exec.sleep(bound_ms * 1000).await;
-            Err(DbError::unavailable(format!(
-                "the {r:?} database did not answer within {bound_ms} ms"
-            )))
-        } else {
-            op.await
-        };
-        if let Some(b) = breaker {
-            b.record(self.d.now_ms(), out.is_ok());
-        }
-        out
-    }
-
-    fn of_role(&self, r: Role) -> usize {
-        self.databases.get(&r).copied().unwrap_or(usize::MAX)
-    }
-}
-
-macro_rules! through {
-    ($self:ident, $role:ident, $call:ident ( $($arg:expr),* )) => {{
-        $self
-            .run(
-                Role::$role,
-                $self.d.plan.nodes[$self.node].database_ms,
-                $self.d.storage.$call($($arg),*),
-            )
-            .await
-    }};
-}
-
-impl Storage for NodeStorage {
-    async fn create_user(&self, user: &User) -> Db<bool> {
-        through!(self, User, create_user(user))
-    }
-    async fn user(&self, name: &str) -> Db<Option<User>> {
-        through!(self, User, user(name))
-    }
-    async fn create_session(&self, session: &Session) -> Db<()> {
-        through!(self, User, create_session(session))
-    }
-    async fn session(&self, token_hash: &str) -> Db<Option<Session>> {
-        through!(self, User, session(token_hash))
-    }
-    async fn delete_session(&self, token_hash: &str) -> Db<()> {
-        through!(self, User, delete_session(token_hash))
-    }
-    async fn purge_sessions(&self, now_ms: u64) -> Db<u64> {
-        through!(self, User, purge_sessions(now_ms))
-    }
-    async fn purge_tokens(&self, now_ms: u64) -> Db<u64> {
-        through!(self, Apim, purge_tokens(now_ms))
-    }
-    async fn delete_sessions_of(&self, user: &str) -> Db<()> {
-        through!(self, User, delete_sessions_of(user))
-    }
-    async fn set_password(&self, user: &str, hash: &str) -> Db<bool> {
-        through!(self, User, set_password(user, hash))
-    }
-    async fn revoke_application_keys(&self, application: &str, at_ms: u64) -> Db<Vec<String>> {
-        through!(self, Apim, revoke_application_keys(application, at_ms))
-    }
-    async fn record_failure(&self, subject: &str, now_ms: u64, window_ms: u64) -> Db<Failures> {
-        through!(self, User, record_failure(subject, now_ms, window_ms))
-    }
-    async fn failures(&self, subject: &str, now_ms: u64, window_ms: u64) -> Db<Failures> {
-        through!(self, User, failures(subject, now_ms, window_ms))
-    }
-    async fn clear_failures(&self, subject: &str) -> Db<()> {
-        through!(self, User, clear_failures(subject))
-    }
-    async fn save_api(&self, api: &Api) -> Db<()> {
-        through!(self, Apim, save_api(api))
-    }
-    async fn api(&self, id: &str) -> Db<Option<Api>> {
-        through!(self, Apim, api(id))
-    }
-    async fn apis(&self) -> Db<Vec<Api>> {
-        through!(self, Apim, apis())
-    }
-    async fn create_application(&self, app: &Application) -> Db<bool> {
-        through!(self, Apim, create_application(app))
-    }
-    async fn application(&self, id: &str) -> Db<Option<Application>> {
-        through!(self, Apim, application(id))
-    }
-    async fn applications(&self, owner: &str) -> Db<Vec<Application>> {
-        through!(self, Apim, applications(owner))
-    }
-    async fn subscribe(&self, application: &str, api: &str) -> Db<bool> {
-        through!(self, Apim, subscribe(application, api))
-    }
-    async fn unsubscribe(&self, application: &str, api: &str) -> Db<bool> {
-        through!(self, Apim, unsubscribe(application, api))
-    }
-    async fn subscribed(&self, application: &str, api: &str) -> Db<bool> {
-        through!(self, Apim, subscribed(application, api))
-    }
-    async fn subscriptions(&self, application: &str) -> Db<Vec<String>> {
-        through!(self, Apim, subscriptions(application))
-    }
-    async fn all_subscriptions(&self) -> Db<Vec<(String, String)>> {
-        through!(self, Apim, all_subscriptions())
-    }
-    async fn save_client(&self, keys: &ClientKeys) -> Db<()> {
-        through!(self, Apim, save_client(keys))
-    }
-    async fn client(&self, consumer_key: &str) -> Db<Option<ClientKeys>> {
-        through!(self, Apim, client(consumer_key))
-    }
-    async fn save_token(&self, token: &Token) -> Db<()> {
-        through!(self, Apim, save_token(token))
-    }
-    async fn token(&self, token_hash: &str) -> Db<Option<Token>> {
-        through!(self, Apim, token(token_hash))
-    }
-    async fn revoke_token(&self, token_hash: &str, at_ms: u64) -> Db<bool> {
-        through!(self, Apim, revoke_token(token_hash, at_ms))
-    }
-    async fn revoked_since(&self, since_ms: u64) -> Db<Vec<String>> {
-        let bound = CATCH_UP_MS.min(self.d.plan.nodes[self.node].database_ms);
-        self.run(Role::Apim, bound, self.d.storage.revoked_since(since_ms))
-            .await
-    }
-    async fn register(&self, api: &Api) -> Db<()> {
-        through!(self, Registry, register(api))
-    }
-    async fn unregister(&self, id: &str) -> Db<()> {
-        through!(self, Registry, unregister(id))
-    }
-    async fn registered(&self) -> Db<Vec<Api>> {
-        through!(self, Registry, registered())
-    }
-    fn breakers(&self) -> Vec<(&'static str, bool)> {
-        self.d.plan.nodes[self.node]
+impl Databases for Reached {
+    fn database_of(&self, role: Role) -> Option<usize> {
+        let d = &self.d.plan;
+        d.nodes[self.node]
             .databases
             .iter()
-            .map(|u| {
-                let open = self
-                    .breakers
-                    .get(self.of_role(u.role))
-                    .is_some_and(Breaker::is_open);
-                (u.role.as_str(), open)
-            })
-            .collect()
+            .find(|u| u.role == role)?;
+        d.databases.iter().position(|db| db.roles.contains(&role))
     }
-    async fn probe(&self) {
-        let plan = &self.d.plan.nodes[self.node];
-        let mut probed = Vec::new();
-        for r in plan.databases.iter().map(|u| u.role) {
-            let database = self.of_role(r);
-            let open = self.breakers.get(database).is_some_and(Breaker::is_open);
-            if open && !probed.contains(&database) {
-                probed.push(database);
-                let _ = self.run(r, plan.database_ms, async { Ok(()) }).await;
-            }
-        }
+    fn ping(&self, role: Role) -> impl Future<Output = Db<()>> + Send {
+        std::future::ready({
+            let _ = role;
+            Ok(())
+        })
+    }
+    fn answers(&self, role: Role) -> bool {
+        self.d.db_reachable(self.node, role) && !self.d.faults().db_blackholed.contains(&role)
+    }
+}
+
+/// Each operation goes to the shared tables unchanged: the guard states its role.
+macro_rules! forward {
+    ($($name:ident($($arg:ident: $t:ty),*) -> $out:ty;)*) => {
+        $(async fn $name(&self, $($arg: $t),*) -> Db<$out> {
+            self.d.storage.$name($($arg),*).await
+        })*
+    };
+}
+
+impl Storage for Reached {
+    forward! {
+        create_user(user: &User) -> bool;
+        user(name: &str) -> Option<User>;
+        create_session(session: &Session) -> ();
+        session(token_hash: &str) -> Option<Session>;
+        delete_session(token_hash: &str) -> ();
+        purge_sessions(now_ms: u64) -> u64;
+        delete_sessions_of(user: &str) -> ();
+        set_password(user: &str, hash: &str) -> bool;
+        record_failure(subject: &str, now_ms: u64, window_ms: u64) -> Failures;
+        failures(subject: &str, now_ms: u64, window_ms: u64) -> Failures;
+        clear_failures(subject: &str) -> ();
+        purge_failures(now_ms: u64, window_ms: u64) -> u64;
+        save_api(api: &Api) -> ();
+        api(id: &str) -> Option<Api>;
+        apis() -> Vec<Api>;
+        create_application(app: &Application) -> bool;
+        application(id: &str) -> Option<Application>;
+        applications(owner: &str) -> Vec<Application>;
+        subscribe(application: &str, api: &str) -> bool;
+        unsubscribe(application: &str, api: &str) -> bool;
+        subscribed(application: &str, api: &str) -> bool;
+        subscriptions(application: &str) -> Vec<String>;
+        all_subscriptions() -> Vec<(String, String)>;
+        save_client(keys: &ClientKeys) -> ();
+        client(consumer_key: &str) -> Option<ClientKeys>;
+        save_token(token: &Token) -> ();
+        token(token_hash: &str) -> Option<Token>;
+        revoke_token(token_hash: &str, at_ms: u64) -> bool;
+        revoke_application_keys(application: &str, at_ms: u64) -> Vec<String>;
+        purge_tokens(now_ms: u64) -> u64;
+        revoked_since(since_ms: u64) -> Vec<String>;
+        register(api: &Api) -> ();
+        unregister(id: &str) -> ();
+        registered() -> Vec<Api>;
     }
 }

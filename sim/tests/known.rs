@@ -450,14 +450,14 @@ fn a_rolling_restart_of_every_cluster_loses_no_request_and_crashes_would() {
                 faults.push(Fault {
                     at_ms,
                     for_ms: Some(
-                        2 * (apim_compiler::plan::DRAIN_MS
+                        2 * (apim_topology::timing::DRAIN_MS
                             + apim_sim::scenario::STOP_MS
                             + apim_sim::scenario::STARTUP_MS
                             + apim_sim::scenario::ROLLING_PAUSE_MS),
                     ),
                     kind: FaultKind::RollingRestart {
                         cluster: (*cluster).into(),
-                        drain_ms: apim_compiler::plan::DRAIN_MS,
+                        drain_ms: apim_topology::timing::DRAIN_MS,
                         pause_ms: apim_sim::scenario::ROLLING_PAUSE_MS,
                     },
                 });

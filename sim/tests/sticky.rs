@@ -29,7 +29,7 @@ fn a_portal_session_stays_on_its_node_until_the_node_fails() {
         exec.handle(),
         7,
         Defects::default(),
-        apim_components::keymanager::TOKEN_MS,
+        apim_topology::timing::TOKEN_MS,
     );
     for i in 0..plan.nodes.len() {
         d.start(i);

@@ -57,6 +57,10 @@ pub struct Args {
     /// The folder for the drill's files (configs, PKI, SQLite files, each process's log).
     #[arg(long, default_value = ".apim-drill")]
     data: PathBuf,
+    /// Keep the drill's folder inside --data when it ends (it is removed otherwise, unless the
+    /// drill fails: then it is kept for its logs, and named).
+    #[arg(long)]
+    keep: bool,
     /// A PostgreSQL or MariaDB server on this machine, as a URL it takes `CREATE SCHEMA` or
     /// `CREATE DATABASE` on (e.g. postgres://postgres@127.0.0.1:5432/test,
     /// mysql://root@127.0.0.1:3306/test): the drill's databases, each a place of its own there
@@ -200,6 +204,7 @@ pub fn run(args: Args) -> Outcome {
         data: args.data.clone(),
         admin_password: password,
         database,
+        keep: args.keep,
         progress: Box::new(move |line| {
             if show {
                 eprintln!("drill: {line}");
@@ -250,6 +255,9 @@ pub fn run(args: Args) -> Outcome {
     match args.format {
         Format::Json => {
             let mut v = json!({"world": "real", "seconds": took.as_secs_f64(), "report": real});
+            if args.keep {
+                v["kept"] = json!(args.data.join(format!("drill-{}", std::process::id())));
+            }
             if let Some(sim) = &simulated {
                 v["simulated"] = serde_json::to_value(sim).unwrap_or_default();
                 v["compare"] = rows

@@ -63,7 +63,7 @@ pub struct NodeArgs {
     certs: Option<String>,
     /// How long a draining node stays up, unready, before it stops accepting; the default
     /// covers the balancers' checks (3 failed checks 2 s apart, plus one's timeout).
-    #[arg(long, default_value_t = apim_compiler::plan::DRAIN_MS)]
+    #[arg(long, default_value_t = apim_topology::timing::DRAIN_MS)]
     drain_ms: u64,
 }
 
@@ -139,13 +139,13 @@ pub fn balancer(args: BalancerArgs) -> Outcome {
             eprintln!(
                 "balancer {name}: stopping (accepting nothing more, finishing what is in flight)"
             );
-            let grace = std::time::Duration::from_millis(apim_compiler::plan::GRACE_MS);
+            let grace = std::time::Duration::from_millis(apim_topology::timing::GRACE_MS);
             if running.stop(grace).await {
                 eprintln!("balancer {name}: stopped");
             } else {
                 eprintln!(
                     "balancer {name}: stopped with connections still open after {} ms",
-                    apim_compiler::plan::GRACE_MS
+                    apim_topology::timing::GRACE_MS
                 );
             }
         }
@@ -397,13 +397,13 @@ pub fn node(args: NodeArgs) -> Outcome {
                 args.drain_ms
             );
             let wait = std::time::Duration::from_millis(args.drain_ms);
-            let grace = std::time::Duration::from_millis(apim_compiler::plan::GRACE_MS);
+            let grace = std::time::Duration::from_millis(apim_topology::timing::GRACE_MS);
             if running.drain(wait, grace).await {
                 eprintln!("node {name}: drained");
             } else {
                 eprintln!(
                     "node {name}: stopped with requests still in flight after {} ms",
-                    apim_compiler::plan::GRACE_MS
+                    apim_topology::timing::GRACE_MS
                 );
             }
         }

@@ -18,6 +18,7 @@ pub mod rules;
 pub mod source;
 pub mod suggest;
 pub mod synth;
+pub mod timing;
 pub mod vocab;
 
 pub use diagnostic::{Code, Diagnostic, Label, Severity};

@@ -9,9 +9,10 @@
 
 use super::yaml;
 use crate::hosts::HostMap;
-use crate::plan::{DRAIN_MS, GRACE_MS, LIVE_PATH, NodePlan, Plan, READY_PATH, RouteListener};
+use crate::plan::{LIVE_PATH, NodePlan, Plan, READY_PATH, RouteListener};
 use crate::secrets;
 use apim_topology::kubernetes::Resources;
+use apim_topology::timing::{DRAIN_MS, GRACE_MS};
 use apim_topology::vocab::{BalancerKind, Component, Engine};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};

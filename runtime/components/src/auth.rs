@@ -3,11 +3,10 @@
 use crate::http::{Request, Response, body};
 use crate::secret;
 use crate::world::{Session, Storage, User, World};
+use apim_topology::timing::FAILURE_WINDOW_MS;
 use serde::Deserialize;
 use serde_json::json;
 
-/// Sessions last eight hours unless the deployment says otherwise (`World::session_ms`).
-pub const SESSION_MS: u64 = 8 * 3600 * 1000;
 pub const SESSION_COOKIE: &str = "apim_session";
 pub const ADMIN: &str = "admin";
 pub const ROLE_ADMIN: &str = "admin";
@@ -53,8 +52,6 @@ pub async fn bootstrap_admin(world: &impl World, password: &str) -> Result<(), S
         .map_err(|e| e.0)
 }
 
-/// Failed attempts are counted in windows of this length...
-pub const FAILURE_WINDOW_MS: u64 = 15 * 60 * 1000;
 /// ...and past these, further attempts are refused with 429 until the window ends: an account
 /// tried from one address, and an address whatever it tries. The attacker is throttled, not
 /// the account: the right password from an address with no failures still works, so no

@@ -7,6 +7,7 @@
 pub const STICKY_COOKIE: &str = "APIM_NODE";
 
 use crate::world::CallError;
+use apim_topology::timing::MIN_CHECK_MS;
 use std::future::Future;
 use std::sync::Mutex;
 
@@ -137,10 +138,6 @@ pub fn no_answer(component: &str, e: CallError) -> crate::http::Response {
         ),
     }
 }
-
-/// The shortest check interval and timeout a balancer uses, whatever its rules say: a check
-/// every few microseconds would be a flood of its own.
-pub const MIN_CHECK_MS: u64 = 100;
 
 /// The active health checks of one route, forever: each target in turn is asked with
 /// `probe(target, timeout_ms)` (true: it answered ready in time) and the answer recorded; then

@@ -3,23 +3,8 @@
 //! The state machine is component logic, so the real and the simulated worlds trip and recover
 //! alike; each world only supplies the clock and the time bound on one operation.
 
+pub use apim_topology::timing::{CATCH_UP_MS, FAILURES_TO_OPEN, MAX_OPEN_MS, OPEN_MS};
 use std::sync::Mutex;
-
-/// Consecutive failures that open the breaker.
-pub const FAILURES_TO_OPEN: u32 = 3;
-/// The first backoff; it doubles on each failed probe, up to `MAX_OPEN_MS`, which bounds how
-/// long after a database's return its breaker may still be open (a probe is one request every
-/// two seconds per node: nothing a recovering database notices).
-pub const OPEN_MS: u64 = 1_000;
-pub const MAX_OPEN_MS: u64 = 2_000;
-/// The bound on the read behind a gateway's revocation catch-up: with the gateway's period
-/// (`gateway::REVOCATIONS_MS`, counted from one ask to the next) it stays inside the cache's
-/// trust window (`gateway::CACHE_TRUST_MS`), whatever the database does.
-pub const CATCH_UP_MS: u64 = 250;
-const _: () = assert!(
-    crate::gateway::REVOCATIONS_MS + CATCH_UP_MS < crate::gateway::CACHE_TRUST_MS,
-    "a catch-up must be answered within the cache's trust window"
-);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {

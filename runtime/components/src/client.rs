@@ -112,21 +112,21 @@ pub fn keys(session: &str, app: &str) -> Request {
 
 /// An access token for a client (the client credentials grant); read by [`issued`].
 pub fn token(key: &str, secret: &str) -> Request {
-    Request::new("POST", "/token")
+    Request::new("POST", crate::wire::TOKEN)
         .header("authorization", &basic(key, secret))
         .form(&[("grant_type", "client_credentials")])
 }
 
 /// Revokes a client's own token (RFC 7009).
 pub fn revoke(key: &str, secret: &str, token: &str) -> Request {
-    Request::new("POST", "/revoke")
+    Request::new("POST", crate::wire::REVOKE)
         .header("authorization", &basic(key, secret))
         .form(&[("token", token)])
 }
 
 /// Asks whether a client's own token is active (RFC 7662); read by [`active`].
 pub fn introspect(key: &str, secret: &str, token: &str) -> Request {
-    Request::new("POST", "/introspect")
+    Request::new("POST", crate::wire::INTROSPECT)
         .header("authorization", &basic(key, secret))
         .form(&[("token", token)])
 }

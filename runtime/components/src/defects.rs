@@ -1,6 +1,10 @@
 //! Deliberate defects, one per class of bug the simulator claims to catch. Only the
 //! simulator's own tests switch one on (through `World::defects`), to show that its workload
 //! and invariants find that class; the real world never does.
+//!
+//! They exist only with the `defects` feature, which the simulator's tests turn on: without it
+//! (the release binary) `Defects::has` is always false, so every defect's branch is compiled
+//! out and no switch is left to turn on.
 
 use serde::Serialize;
 
@@ -76,8 +80,9 @@ impl Defects {
         Defects(self.0 | 1 << d as u16)
     }
 
+    #[inline(always)]
     pub fn has(self, d: Defect) -> bool {
-        self.0 & 1 << d as u16 != 0
+        cfg!(feature = "defects") && self.0 & 1 << d as u16 != 0
     }
 
     pub fn is_empty(self) -> bool {
@@ -90,6 +95,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(feature = "defects")]
     fn each_defect_is_its_own_switch() {
         for d in Defect::ALL {
             let s = Defects::of(d);
@@ -100,5 +106,13 @@ mod tests {
             }
         }
         assert!(Defects::NONE.is_empty());
+    }
+
+    #[test]
+    #[cfg(not(feature = "defects"))]
+    fn without_the_feature_no_defect_is_ever_on() {
+        for d in Defect::ALL {
+            assert!(!Defects::of(d).has(d));
+        }
     }
 }

@@ -7,48 +7,22 @@
 use crate::defects::Defect;
 use crate::http::{Request, Response, bearer, body, decode_cow};
 use crate::jwt::{self, Jwks};
-use crate::keymanager::Validate;
 use crate::secret;
 use crate::tokens::Revocation;
+use crate::wire::{
+    self, NO_REVOCATIONS_POSSIBLE, OAUTH_PATHS, Revoked, Subscribed, Validate, Validation,
+};
 use crate::world::{Api, Peer, Storage, World};
+use apim_topology::timing::{CACHE_MS, JWKS_ASK_MS, REVOCATIONS_OVERLAP_MS};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-/// How long a validation is trusted without asking the key manager again; never past the
-/// token's own expiry.
-pub const CACHE_MS: u64 = 30_000;
 pub const CACHE_MAX: usize = 10_000;
-/// How often the routing table is reconciled with the registry.
-pub const RECONCILE_MS: u64 = 5_000;
-/// How often a gateway asks the key manager for revocations it may have missed: the bound on
-/// how long a revoked token can outlive a lost notification.
-pub const REVOCATIONS_MS: u64 = 500;
-/// Asked-for windows overlap by this much, so clocks a little apart lose nothing.
-const REVOCATIONS_OVERLAP_MS: u64 = 5_000;
-/// How long after the last revocation catch-up the cache is trusted with the default bound of
-/// a second (`Tokens::trust_ms`). Past it (the key manager out of reach), every token is
-/// checked with the key manager again under the strict policy, so a revoked token never
-/// outlives the revocation bound on a gateway that missed the notification.
-pub const CACHE_TRUST_MS: u64 = 800;
 /// Revoked JWTs a gateway remembers until they expire, at most this many (the oldest
 /// revocations go first).
 pub const REVOKED_MAX: usize = 100_000;
-/// An unknown key id makes a gateway ask the key manager for its keys at most this often.
-pub const JWKS_ASK_MS: u64 = 1_000;
-/// The key manager's answer to a catch-up when its database is down: no revocation can be
-/// acknowledged then, so a cache trusted up to now stays trusted. A cache whose trust had
-/// lapsed (the gateway was cut off) is not trusted again by it: revocations acknowledged while
-/// the gateway was cut off are in the database it cannot read.
-pub const NO_REVOCATIONS_POSSIBLE: &str = "database_unavailable";
-/// The key manager's endpoints that clients reach through the gateway.
-pub const OAUTH_PATHS: &[&str] = &[
-    "/token",
-    "/revoke",
-    "/introspect",
-    crate::keymanager::JWKS_PATH,
-];
 
 #[derive(Clone, Debug)]
 struct Cached {
@@ -109,36 +83,6 @@ struct Revocations {
 #[derive(Default)]
 pub struct Gateway {
     state: Mutex<State>,
-}
-
-/// A subscription the store pushes to every gateway node (JWT tokens are decided there).
-#[derive(serde::Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Subscribed {
-    pub application: String,
-    pub api: String,
-    /// The subscription ended: gateways forget it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub removed: bool,
-}
-
-/// Where the store pushes a new subscription on a gateway's internal listener.
-pub const SUBSCRIBED_PATH: &str = "/internal/subscribed";
-
-#[derive(Deserialize)]
-struct Revoked {
-    token_hash: String,
-}
-
-#[derive(Deserialize)]
-struct Validation {
-    active: bool,
-    #[serde(default)]
-    application: String,
-    #[serde(default)]
-    expires_ms: u64,
-    #[serde(default)]
-    subscribed: bool,
 }
 
 impl Gateway {
@@ -229,8 +173,8 @@ impl Gateway {
             .revocations_seen_ms
             .unwrap_or(first)
             .saturating_sub(REVOCATIONS_OVERLAP_MS);
-        let ask = Request::new("POST", "/internal/revocations")
-            .json(&crate::keymanager::RevocationsSince { since_ms: since });
+        let ask = Request::new("POST", wire::REVOCATIONS)
+            .json(&wire::RevocationsSince { since_ms: since });
         let asked_ms = world.now_ms();
         let answer = world
             .call(Peer::KeyManager, ask)
@@ -292,16 +236,16 @@ impl Gateway {
                 let mut req = req;
                 req.headers.retain(|(n, _)| n != "x-forwarded-for");
                 let req = req.header("x-forwarded-for", &origin);
-                crate::keymanager::ask(world, req).await
+                crate::world::ask_key_manager(world, req).await
             }
-            ("POST", "/internal/apis") => match body::<Api>(&req) {
+            ("POST", wire::APIS) => match body::<Api>(&req) {
                 Ok(api) => {
                     self.apply(world, api);
                     Response::json(200, &json!({ "routes": self.route_count() }))
                 }
                 Err(r) => r,
             },
-            ("POST", SUBSCRIBED_PATH) => match body::<Subscribed>(&req) {
+            ("POST", wire::SUBSCRIBED) => match body::<Subscribed>(&req) {
                 Ok(n) => {
                     let mut s = self.state();
                     if n.removed {
@@ -313,7 +257,7 @@ impl Gateway {
                 }
                 Err(r) => r,
             },
-            ("POST", "/internal/revoked") => match body::<Revoked>(&req) {
+            ("POST", wire::REVOKED) => match body::<Revoked>(&req) {
                 Ok(r) => {
                     if let Some(d) = secret::digest_of_hash(&r.token_hash) {
                         self.state().forget(d, world.now_ms(), remembered(world));
@@ -599,10 +543,7 @@ impl Gateway {
     pub async fn learn_keys(&self, world: &impl World) -> usize {
         let mut keys = world.published_keys().unwrap_or_default();
         let asked = world
-            .call(
-                Peer::KeyManager,
-                Request::new("GET", crate::keymanager::JWKS_PATH),
-            )
+            .call(Peer::KeyManager, Request::new("GET", wire::JWKS))
             .await
             .ok()
             .filter(|r| r.status == 200)
@@ -629,7 +570,7 @@ impl Gateway {
         let answer = world
             .call(
                 Peer::KeyManager,
-                Request::new("POST", crate::keymanager::SUBSCRIPTIONS_PATH).json(&json!({})),
+                Request::new("POST", wire::SUBSCRIPTIONS).json(&json!({})),
             )
             .await
             .map_err(|e| e.to_string())?;
@@ -656,7 +597,7 @@ impl Gateway {
         hash: [u8; 32],
         now: u64,
     ) -> Result<(), Response> {
-        let ask = Request::new("POST", "/internal/validate").json(&Validate {
+        let ask = Request::new("POST", wire::VALIDATE).json(&Validate {
             token: token.to_string(),
             api: api.to_string(),
         });
@@ -861,7 +802,7 @@ pub fn is_api_call(method: &str, path: &str) -> bool {
     !(OAUTH_PATHS.contains(&path)
         || matches!(
             (method, path),
-            ("POST", "/internal/apis") | ("POST", "/internal/revoked") | ("POST", SUBSCRIBED_PATH)
+            ("POST", wire::APIS) | ("POST", wire::REVOKED) | ("POST", wire::SUBSCRIBED)
         ))
 }
 

@@ -6,62 +6,24 @@ use crate::defects::Defect;
 use crate::http::{Request, Response, body};
 use crate::limits::{self, Limits};
 use crate::secret;
+use crate::wire::{self, Clients, RevocationsSince, Revoked, Subscribed, Validate};
 use crate::world::{ClientKeys, Peer, Storage, Token, World};
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
-
-/// Where the key manager publishes its public signing keys (a JWKS, RFC 7517), on its public
-/// port and to gateways on its internal one.
-pub const JWKS_PATH: &str = "/.well-known/jwks.json";
-
-/// Where gateways catch up with the subscriptions (JWT tokens are decided there).
-pub const SUBSCRIPTIONS_PATH: &str = "/internal/subscriptions";
-/// Where the store tells the key manager of a new subscription, for it to tell every gateway.
-pub const NOTIFY_SUBSCRIBED_PATH: &str = "/internal/subscriptions/notify";
-
-/// Access tokens live an hour (unless the world says otherwise: `World::token_ms`).
-pub const TOKEN_MS: u64 = 3600 * 1000;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewClient {
-    application: String,
-}
-
-/// The gateway's question: is this token active, and subscribed to this API?
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Validate {
-    pub token: String,
-    pub api: String,
-}
 
 pub async fn handle(world: &impl World, limits: &Limits, req: Request) -> Response {
     match (req.method.as_str(), req.path.as_str()) {
-        ("POST", "/token") => token(world, limits, &req).await,
-        ("GET", JWKS_PATH) => jwks(world),
-        ("POST", "/introspect") => introspect(world, &req).await,
-        ("POST", "/revoke") => revoke(world, &req).await,
-        ("POST", "/internal/clients") => new_client(world, &req).await,
-        ("POST", "/internal/clients/revoke") => revoke_clients(world, &req).await,
-        ("POST", "/internal/validate") => validate(world, &req).await,
-        ("POST", "/internal/revocations") => revocations(world, &req).await,
-        ("POST", SUBSCRIPTIONS_PATH) => subscriptions(world).await,
-        ("POST", NOTIFY_SUBSCRIBED_PATH) => notify_subscribed(world, &req).await,
+        ("POST", wire::TOKEN) => token(world, limits, &req).await,
+        ("GET", wire::JWKS) => jwks(world),
+        ("POST", wire::INTROSPECT) => introspect(world, &req).await,
+        ("POST", wire::REVOKE) => revoke(world, &req).await,
+        ("POST", wire::CLIENTS) => new_client(world, &req).await,
+        ("POST", wire::CLIENTS_REVOKE) => revoke_clients(world, &req).await,
+        ("POST", wire::VALIDATE) => validate(world, &req).await,
+        ("POST", wire::REVOCATIONS) => revocations(world, &req).await,
+        ("POST", wire::SUBSCRIPTIONS) => subscriptions(world).await,
+        ("POST", wire::NOTIFY_SUBSCRIBED) => notify_subscribed(world, &req).await,
         _ => Response::error(404, "not_found", "no such key-manager endpoint"),
-    }
-}
-
-/// The key manager's answer to a component's request, or 503 when it cannot be reached.
-pub(crate) async fn ask(world: &impl World, req: Request) -> Response {
-    match world.call(Peer::KeyManager, req).await {
-        Ok(r) => r,
-        Err(e) => Response::error(
-            503,
-            "unavailable",
-            format!("the key manager cannot be reached: {e}"),
-        ),
     }
 }
 
@@ -93,7 +55,7 @@ fn unavailable(e: &str) -> Response {
 }
 
 async fn new_client(world: &impl World, req: &Request) -> Response {
-    let n: NewClient = match body(req) {
+    let n: Clients = match body(req) {
         Ok(n) => n,
         Err(r) => return r,
     };
@@ -131,7 +93,7 @@ const PUSHED_PER_REVOCATION: usize = 100;
 /// Revokes every consumer key of an application (the store asks, for the application's owner)
 /// and every token they were given.
 async fn revoke_clients(world: &impl World, req: &Request) -> Response {
-    let n: NewClient = match body(req) {
+    let n: Clients = match body(req) {
         Ok(n) => n,
         Err(r) => return r,
     };
@@ -150,7 +112,9 @@ async fn revoke_clients(world: &impl World, req: &Request) -> Response {
         PUSHED_PER_REVOCATION
     };
     for hash in hashes.iter().take(pushed) {
-        let note = Request::new("POST", "/internal/revoked").json(&json!({ "token_hash": hash }));
+        let note = Request::new("POST", wire::REVOKED).json(&Revoked {
+            token_hash: hash.clone(),
+        });
         let answers = world.notify_each(Peer::Gateway, note).await;
         for m in crate::world::missed(&answers) {
             if !missed.iter().any(|x| x == m) {
@@ -382,11 +346,11 @@ async fn validate(world: &impl World, req: &Request) -> Response {
 
 /// Tells every gateway node of a subscription the store has stored.
 async fn notify_subscribed(world: &impl World, req: &Request) -> Response {
-    let n: crate::gateway::Subscribed = match body(req) {
+    let n: Subscribed = match body(req) {
         Ok(n) => n,
         Err(r) => return r,
     };
-    let note = Request::new("POST", crate::gateway::SUBSCRIBED_PATH).json(&n);
+    let note = Request::new("POST", wire::SUBSCRIBED).json(&n);
     let answers = world.notify_each(Peer::Gateway, note).await;
     Response::json(
         200,
@@ -398,9 +362,9 @@ async fn notify_subscribed(world: &impl World, req: &Request) -> Response {
 async fn subscriptions(world: &impl World) -> Response {
     match world.storage().all_subscriptions().await {
         Ok(all) => {
-            let list: Vec<crate::gateway::Subscribed> = all
+            let list: Vec<Subscribed> = all
                 .into_iter()
-                .map(|(application, api)| crate::gateway::Subscribed {
+                .map(|(application, api)| Subscribed {
                     application,
                     api,
                     removed: false,
@@ -410,12 +374,6 @@ async fn subscriptions(world: &impl World) -> Response {
         }
         Err(e) => unavailable(&e.0),
     }
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RevocationsSince {
-    pub since_ms: u64,
 }
 
 /// The gateways' catch-up: tokens revoked since a time, for gateways that missed a notification.
@@ -429,7 +387,7 @@ async fn revocations(world: &impl World, req: &Request) -> Response {
         Ok(hashes) => Response::json(200, &json!({ "token_hashes": hashes, "now_ms": now })),
         Err(e) => Response::error(
             503,
-            crate::gateway::NO_REVOCATIONS_POSSIBLE,
+            wire::NO_REVOCATIONS_POSSIBLE,
             format!("the apim database is unavailable: {}", e.0),
         ),
     }
@@ -461,7 +419,9 @@ async fn revoke(world: &impl World, req: &Request) -> Response {
     if world.defects().has(Defect::RevocationPushDropped) {
         return Response::json(200, &json!({ "revoked": true, "gateways_missed": [] }));
     }
-    let note = Request::new("POST", "/internal/revoked").json(&json!({ "token_hash": hash }));
+    let note = Request::new("POST", wire::REVOKED).json(&Revoked {
+        token_hash: hash.clone(),
+    });
     let answers = world.notify_each(Peer::Gateway, note).await;
     Response::json(
         200,

@@ -12,6 +12,7 @@ pub mod breaker;
 pub mod client;
 pub mod defects;
 pub mod gateway;
+pub mod guard;
 pub mod http;
 pub mod jwt;
 pub mod keymanager;
@@ -25,6 +26,7 @@ pub mod security;
 pub mod store;
 pub mod tokens;
 pub mod validate;
+pub mod wire;
 pub mod world;
 
 pub use http::{Request, Response};

@@ -34,13 +34,6 @@ pub struct InternalRoute {
     pub callers: Vec<String>,
 }
 
-/// How often a node deletes ended sessions and expired tokens.
-pub const PURGE_MS: u64 = 10 * 60 * 1000;
-
-/// Paths under this prefix are component-to-component endpoints: never served on a public
-/// listener, whatever the component.
-pub const INTERNAL_PREFIX: &str = "/internal/";
-
 impl Node {
     pub fn new(name: &str, components: Vec<Peer>) -> Node {
         Node::with_internal(name, components, Vec::new())
@@ -119,7 +112,7 @@ impl Node {
         let sessions = if self.runs(Peer::Publisher) || self.runs(Peer::Store) {
             // Failure counts whose window ended go with the sessions.
             let _ = storage
-                .purge_failures(now, crate::auth::FAILURE_WINDOW_MS)
+                .purge_failures(now, apim_topology::timing::FAILURE_WINDOW_MS)
                 .await;
             storage.purge_sessions(now).await.unwrap_or(0)
         } else {
@@ -160,7 +153,7 @@ impl Node {
 
     /// Serves a request that arrived on `component`'s public listener.
     pub async fn handle(&self, world: &impl World, component: Peer, req: Request) -> Response {
-        if req.path.starts_with(INTERNAL_PREFIX) {
+        if req.path.starts_with(crate::wire::INTERNAL_PREFIX) {
             let r = Response::error(
                 404,
                 "not_found",

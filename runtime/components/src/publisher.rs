@@ -181,7 +181,7 @@ async fn propagate(world: &impl World, api: Api) -> Response {
     if let Err(e) = registry {
         return auth::unavailable(&e.0);
     }
-    let note = Request::new("POST", "/internal/apis").json(&api);
+    let note = Request::new("POST", crate::wire::APIS).json(&api);
     let answers = world.notify_each(Peer::Gateway, note).await;
     let failed = crate::world::missed(&answers);
     Response::json(

@@ -3,23 +3,17 @@
 //! and tokens, and the probing of databases known to be down. Both worlds only spawn these and
 //! cancel them when the node stops, so the timing policy is written once.
 
-use crate::breaker::OPEN_MS;
-use crate::gateway::{RECONCILE_MS, REVOCATIONS_MS};
-use crate::node::{Node, PURGE_MS};
+use crate::node::Node;
 use crate::world::{Peer, Storage, World};
+use apim_topology::timing::{
+    FIRST_READ_RETRY_MS, PROBE_EVERY_MS, PURGE_MS, RECONCILE_MS, REVOCATIONS_MS,
+};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 /// One loop of a node; it never ends by itself.
 pub type Loop = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// Until a gateway has read the registry once, it asks again this often: it is not ready
-/// before, so a restart should not wait a whole reconcile period for it.
-pub const FIRST_READ_RETRY_MS: u64 = 250;
-/// How often a node looks for a database to probe; the breaker's backoff decides whether a
-/// probe is due.
-pub const PROBE_EVERY_MS: u64 = OPEN_MS / 4;
 
 /// The loops `node` needs, by name.
 pub fn loops<W: World + 'static>(node: &Arc<Node>, world: &Arc<W>) -> Vec<(&'static str, Loop)> {

@@ -7,6 +7,7 @@ use crate::limits::{self, Limits};
 use crate::secret;
 use crate::validate;
 use crate::world::{Application, Peer, Storage, User, World};
+use apim_topology::timing::NOTIFY_MS;
 
 use serde::Deserialize;
 use serde_json::json;
@@ -201,9 +202,6 @@ async fn subscriptions(world: &impl World, user: &User, id: &str) -> Response {
     }
 }
 
-/// How long a subscription waits for the gateways to be told of it.
-pub const NOTIFY_MS: u64 = 1_000;
-
 async fn subscribe(world: &impl World, req: &Request, user: &User) -> Response {
     let s: NewSubscription = match body(req) {
         Ok(s) => s,
@@ -271,13 +269,12 @@ async fn tell_gateways(
     api: &str,
     removed: bool,
 ) -> serde_json::Value {
-    let note = Request::new("POST", crate::keymanager::NOTIFY_SUBSCRIBED_PATH).json(
-        &crate::gateway::Subscribed {
+    let note =
+        Request::new("POST", crate::wire::NOTIFY_SUBSCRIBED).json(&crate::wire::Subscribed {
             application: application.to_string(),
             api: api.to_string(),
             removed,
-        },
-    );
+        });
     // Bounded: a key manager out of reach must not hold up the consumer.
     let told = crate::world::within(world, NOTIFY_MS, world.call(Peer::KeyManager, note));
     match told.await {
@@ -297,9 +294,10 @@ async fn revoke_keys(world: &impl World, user: &User, id: &str) -> Response {
         Ok(a) => a,
         Err(r) => return r,
     };
-    let req =
-        Request::new("POST", "/internal/clients/revoke").json(&json!({ "application": app.id }));
-    crate::keymanager::ask(world, req).await
+    let req = Request::new("POST", crate::wire::CLIENTS_REVOKE).json(&crate::wire::Clients {
+        application: app.id.clone(),
+    });
+    crate::world::ask_key_manager(world, req).await
 }
 
 async fn keys(world: &impl World, user: &User, id: &str) -> Response {
@@ -307,6 +305,8 @@ async fn keys(world: &impl World, user: &User, id: &str) -> Response {
         Ok(a) => a,
         Err(r) => return r,
     };
-    let req = Request::new("POST", "/internal/clients").json(&json!({ "application": app.id }));
-    crate::keymanager::ask(world, req).await
+    let req = Request::new("POST", crate::wire::CLIENTS).json(&crate::wire::Clients {
+        application: app.id.clone(),
+    });
+    crate::world::ask_key_manager(world, req).await
 }

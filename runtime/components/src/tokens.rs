@@ -2,11 +2,8 @@
 //! and the keys — the signing keys on a key manager, the public ones on a gateway.
 
 use crate::jwt::{Jwks, SigningKey};
+use apim_topology::timing::TRUST_MARGIN_MS;
 pub use apim_topology::vocab::{Revocation, TokenFormat};
-
-/// How far before the revocation bound a gateway stops trusting its revocation list: one
-/// catch-up period and the slowest answer it waits for fit in it.
-const TRUST_MARGIN_MS: u64 = 200;
 
 pub struct Tokens {
     pub format: TokenFormat,

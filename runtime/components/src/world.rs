@@ -9,10 +9,6 @@ use std::future::Future;
 /// The components, as peers to call: the topology's own words.
 pub use apim_topology::vocab::Component as Peer;
 
-/// The bound on one call between components (connecting, sending, the whole answer), in both
-/// worlds.
-pub const CALL_TIMEOUT_MS: u64 = 10_000;
-
 /// Why a call to a peer or a backend got no response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CallError {
@@ -36,19 +32,19 @@ impl std::fmt::Display for CallError {
 /// `f`'s output, or none when `ms` of the world's time pass first (`f` is then dropped, and
 /// with it whatever it was waiting for).
 pub async fn within<T>(world: &impl World, ms: u64, f: impl Future<Output = T>) -> Option<T> {
-    use std::task::Poll;
-    let mut f = std::pin::pin!(f);
-    let mut timer = std::pin::pin!(world.sleep(ms));
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(v) = f.as_mut().poll(cx) {
-            return Poll::Ready(Some(v));
-        }
-        if timer.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(None);
-        }
-        Poll::Pending
-    })
-    .await
+    crate::guard::race(f, world.sleep(ms)).await
+}
+
+/// The key manager's answer to a component's request, or 503 when it cannot be reached.
+pub(crate) async fn ask_key_manager(world: &impl World, req: Request) -> Response {
+    match world.call(Peer::KeyManager, req).await {
+        Ok(r) => r,
+        Err(e) => Response::error(
+            503,
+            "unavailable",
+            format!("the key manager cannot be reached: {e}"),
+        ),
+    }
 }
 
 /// The nodes that did not acknowledge a notification (no answer, or not 200).
@@ -301,11 +297,11 @@ pub trait World: Send + Sync {
     ) -> impl Future<Output = Result<Response, CallError>> + Send;
     /// How long a portal session lasts (the deployment's setting).
     fn session_ms(&self) -> u64 {
-        crate::auth::SESSION_MS
+        apim_topology::timing::SESSION_MS
     }
     /// How long an access token lives.
     fn token_ms(&self) -> u64 {
-        crate::keymanager::TOKEN_MS
+        apim_topology::timing::TOKEN_MS
     }
     /// Which backends the gateway may proxy to (`[deployment] backends`); by default none on
     /// special or private addresses.

@@ -160,7 +160,7 @@ fn an_apim_database_outage_stops_new_tokens_while_cached_validations_go_on() {
     assert_eq!(r.status, 503);
     // A gateway whose trust lapsed (it could not catch up for a while) may have missed a
     // revocation the database holds: that answer does not make its cache trusted again.
-    pollster::block_on(w.sleep(apim_components::gateway::CACHE_TRUST_MS));
+    pollster::block_on(w.sleep(apim_topology::timing::CACHE_TRUST_MS));
     assert!(pollster::block_on(gw1.gateway.sync_revocations(&w)).is_err());
     assert_eq!(
         invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
@@ -168,7 +168,7 @@ fn an_apim_database_outage_stops_new_tokens_while_cached_validations_go_on() {
         "the cache is not trusted again"
     );
     // Cached validations end with the cache's time, never later.
-    pollster::block_on(w.sleep(apim_components::gateway::CACHE_MS));
+    pollster::block_on(w.sleep(apim_topology::timing::CACHE_MS));
     assert_eq!(
         invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
         503
@@ -450,7 +450,7 @@ fn a_gateway_cut_off_from_the_key_manager_stops_trusting_its_cache() {
         "a fresh catch-up: the cache answers"
     );
     assert!(pollster::block_on(gw1.gateway.sync_revocations(&w)).is_err());
-    pollster::block_on(w.sleep(apim_components::gateway::CACHE_TRUST_MS));
+    pollster::block_on(w.sleep(apim_topology::timing::CACHE_TRUST_MS));
     assert_eq!(
         invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
         503,
@@ -475,7 +475,7 @@ fn a_token_validated_again_after_the_cache_time_is_cached_again() {
         invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
         200
     );
-    pollster::block_on(w.sleep(apim_components::gateway::CACHE_MS));
+    pollster::block_on(w.sleep(apim_topology::timing::CACHE_MS));
     assert_eq!(pollster::block_on(gw1.gateway.sync_revocations(&w)), Ok(0));
     assert_eq!(
         invoke(&w, "gateway-1", "/echo/v1/a", Some(&token)).status,
@@ -709,10 +709,10 @@ fn failed_sign_ins_lock_the_account_for_a_while_and_logout_ends_the_session() {
         .get_header("retry-after")
         .and_then(|v| v.parse().ok())
         .expect("retry-after");
-    assert!(wait > 0 && wait <= apim_components::auth::FAILURE_WINDOW_MS / 1000 + 1);
+    assert!(wait > 0 && wait <= apim_topology::timing::FAILURE_WINDOW_MS / 1000 + 1);
     // After the window, the right password works, and a logout ends the session.
     w.0.clock
-        .fetch_add(apim_components::auth::FAILURE_WINDOW_MS, Ordering::SeqCst);
+        .fetch_add(apim_topology::timing::FAILURE_WINDOW_MS, Ordering::SeqCst);
     let r = try_login(&w, "store-1", Peer::Store, "carol", "a-long-password");
     assert_eq!(r.status, 200);
     let token = json_of(&r)["token"].as_str().expect("token").to_string();
@@ -877,7 +877,7 @@ fn ended_sessions_and_expired_tokens_are_purged() {
         "nothing has ended yet"
     );
     w.0.clock
-        .fetch_add(apim_components::auth::SESSION_MS + 1, Ordering::SeqCst);
+        .fetch_add(apim_topology::timing::SESSION_MS + 1, Ordering::SeqCst);
     let (sessions, _) = pollster::block_on(portal.purge(&w));
     assert!(sessions >= 1, "{sessions}");
     let (_, tokens) = pollster::block_on(km.purge(&w));
@@ -1119,7 +1119,7 @@ fn unknown_key_ids_make_a_gateway_ask_for_keys_at_most_once_a_second() {
         w.0.calls
             .lock()
             .expect("lock")
-            .get(apim_components::keymanager::JWKS_PATH)
+            .get(apim_components::wire::JWKS)
             .copied()
             .unwrap_or(0)
     };
@@ -1131,7 +1131,7 @@ fn unknown_key_ids_make_a_gateway_ask_for_keys_at_most_once_a_second() {
         );
     }
     assert_eq!(asked(), 1, "fifty forged key ids, one question");
-    pollster::block_on(w.sleep(apim_components::gateway::JWKS_ASK_MS));
+    pollster::block_on(w.sleep(apim_topology::timing::JWKS_ASK_MS));
     let forged = resigned(&stranger, &token, |_| {});
     assert_eq!(
         invoke(&w, "gateway-1", "/echo/v1/a", Some(&forged)).status,
@@ -1177,7 +1177,7 @@ fn a_gateway_that_started_without_the_public_keys_learns_them_from_the_key_manag
         w.0.calls
             .lock()
             .expect("lock")
-            .get(apim_components::keymanager::JWKS_PATH)
+            .get(apim_components::wire::JWKS)
             .copied();
     assert_eq!(asked, Some(1), "asked once, then known");
     assert_eq!(
@@ -1250,7 +1250,7 @@ fn an_ended_subscription_is_refused_by_every_gateway_including_one_that_missed_i
             );
             assert!(pollster::block_on(gw2.gateway.sync_subscriptions(&w)).is_ok());
         } else {
-            pollster::block_on(w.sleep(apim_components::gateway::CACHE_MS));
+            pollster::block_on(w.sleep(apim_topology::timing::CACHE_MS));
         }
         assert_eq!(
             invoke(&w, "gateway-2", "/echo/v1/a", Some(&token)).status,

@@ -257,8 +257,7 @@ async fn check_health(route: Arc<BalancerRoute>, pool: Arc<Mutex<Pool>>, client:
     .await;
 }
 
-/// How long a passed-through connection may stay silent both ways before it is closed.
-const PASS_IDLE: Duration = Duration::from_secs(60);
+const PASS_IDLE: Duration = Duration::from_millis(apim_topology::timing::PASS_IDLE_MS);
 
 /// An internal route: every connection goes, untouched, to one node's internal listener (L4),
 /// so the caller's own certificate reaches it. The node is chosen as for HTTP routes; a node

@@ -5,6 +5,7 @@ use crate::upstream::Upstreams;
 use apim_components::gateway;
 use apim_components::http::MAX_BODY;
 use apim_components::{CallError, Request, Response};
+use apim_topology::timing;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Either, Empty, Full};
@@ -238,10 +239,9 @@ pub async fn read_all(body: Incoming) -> Result<Bytes, hyper::Error> {
     Ok(body.collect().await?.to_bytes())
 }
 
-/// How long a part of a request body may take to arrive, and the whole body (at most 1 MiB): a
-/// client trickling its body cannot hold a connection and its buffer.
-pub const BODY_IDLE: Duration = Duration::from_secs(10);
-pub const BODY_TOTAL: Duration = Duration::from_secs(60);
+/// How long a part of a request body may take to arrive, and the whole body (at most 1 MiB).
+pub const BODY_IDLE: Duration = Duration::from_millis(timing::BODY_IDLE_MS);
+pub const BODY_TOTAL: Duration = Duration::from_millis(timing::BODY_TOTAL_MS);
 
 /// Reads a hyper request into the components' type. A body over the limit is refused with
 /// 413; what is left of it is read and dropped (`linger`), so the client gets the answer
@@ -348,9 +348,7 @@ where
     .await
 }
 
-/// How long a connection may take to send a request's head, and how long a kept-alive one may
-/// sit idle: past it the connection is closed, so slow or idle clients cannot pile up.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+pub const HEAD_TIMEOUT: Duration = Duration::from_millis(timing::HEAD_TIMEOUT_MS);
 
 /// Serves `listener` with a handler of hyper requests, for handlers that stream bodies.
 pub async fn serve_raw<F, Fut>(listener: TcpListener, handle: F)
@@ -618,9 +616,7 @@ impl Drop for Pass {
     }
 }
 
-/// How long a client may take over its TLS handshake: a few seconds, so that connections
-/// that never start one give their place back soon.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(4);
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(timing::HANDSHAKE_TIMEOUT_MS);
 
 /// Serves whole messages over TLS (see `serve`), with the caller's identity.
 pub async fn serve_tls<F, Fut>(listener: TcpListener, options: Serving, handle: F)
@@ -788,7 +784,7 @@ where
 /// How much of a refused request's body is read and dropped, and for how long, before its
 /// connection is closed instead.
 const LINGER_BYTES: usize = 16 << 20;
-const LINGER: Duration = Duration::from_secs(5);
+const LINGER: Duration = Duration::from_millis(timing::LINGER_MS);
 
 /// Reads and drops what is left of the body of a request answered without it, within bounds:
 /// closing a connection with unread bytes resets it, and the client (or a balancer in front)

@@ -1,7 +1,6 @@
 //! One node, running: its storage, its listeners (components and admin), and for gateways the
 //! catch-up and periodic reconciliation with the registry.
 
-use crate::guarded::Guarded;
 use crate::http;
 use crate::storage::{Role, SqlStorage};
 use crate::world::RealWorld;
@@ -126,7 +125,8 @@ pub async fn start(
     let storage = SqlStorage::connect(&urls)
         .await
         .map_err(|e| format!("node {}: {e}", plan.name))?;
-    let storage = Guarded::new(storage, std::time::Duration::from_millis(plan.database_ms));
+    let storage =
+        crate::guarded::guard(storage, std::time::Duration::from_millis(plan.database_ms));
     let world = Arc::new(RealWorld::new(storage, plan.clone(), &tls)?);
     if urls.contains_key(&Role::User) {
         apim_components::auth::bootstrap_admin(world.as_ref(), admin_password)

@@ -270,7 +270,7 @@ pub async fn run(e: &Entries, admin_password: &str) -> Result<Vec<String>, Strin
     .await?;
     // What only nodes may do is refused to clients: the internal endpoints are not on the
     // public listeners at all, and introspection needs the client's own credentials.
-    let inject = Request::new("POST", "/internal/apis").json(&json!({
+    let inject = Request::new("POST", apim_components::wire::APIS).json(&json!({
         "id": p.api, "name": "x", "version": "v1", "context": p.context,
         "backend": "http://127.0.0.1:1", "description": "", "provider": "x", "state": "published"
     }));
@@ -281,7 +281,8 @@ pub async fn run(e: &Entries, admin_password: &str) -> Result<Vec<String>, Strin
         404,
     )
     .await?;
-    let mint = Request::new("POST", "/internal/clients").json(&json!({"application": "x"}));
+    let mint =
+        Request::new("POST", apim_components::wire::CLIENTS).json(&json!({"application": "x"}));
     w.send(
         "key manager: a client cannot mint consumer keys (no internal endpoint)",
         &e.key_manager,
@@ -289,7 +290,8 @@ pub async fn run(e: &Entries, admin_password: &str) -> Result<Vec<String>, Strin
         404,
     )
     .await?;
-    let introspect = Request::new("POST", "/introspect").form(&[("token", &p.token)]);
+    let introspect =
+        Request::new("POST", apim_components::wire::INTROSPECT).form(&[("token", &p.token)]);
     w.send(
         "key manager: introspection without client credentials is refused",
         &e.key_manager,

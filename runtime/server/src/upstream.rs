@@ -18,12 +18,8 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// A connection idle this long is closed rather than reused: upstreams close theirs too, and
-/// a request must not race that. Shorter than apim's own listeners keep an idle connection
-/// (`http::HEAD_TIMEOUT`), so calls between apim nodes never do.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
-const _: () = assert!(IDLE_TIMEOUT.as_millis() < crate::http::HEAD_TIMEOUT.as_millis());
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(apim_topology::timing::CONNECT_TIMEOUT_MS);
+const IDLE_TIMEOUT: Duration = Duration::from_millis(apim_topology::timing::UPSTREAM_IDLE_MS);
 /// Idle connections kept per upstream; more are closed when their responses end.
 const MAX_IDLE: usize = 256;
 

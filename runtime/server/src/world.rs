@@ -15,10 +15,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const CALL_TIMEOUT: Duration = Duration::from_millis(apim_components::world::CALL_TIMEOUT_MS);
+const CALL_TIMEOUT: Duration = Duration::from_millis(apim_topology::timing::CALL_TIMEOUT_MS);
 /// Password hashes computed at once (argon2 with its default 19 MiB: at most about 76 MiB).
 pub const HASHING: usize = 4;
-const BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
+const BACKEND_TIMEOUT: Duration = Duration::from_millis(apim_topology::timing::BACKEND_TIMEOUT_MS);
 
 /// `host[:port]` or `[v6][:port]`; the port defaults to 80.
 fn host_port(authority: &str) -> Option<(&str, u16)> {

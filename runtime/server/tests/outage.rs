@@ -27,7 +27,7 @@ async fn relay(upstream: &str) -> (DbProxy, u16) {
 async fn storage(url: String) -> Guarded {
     let urls: BTreeMap<Role, String> = [(Role::Apim, url)].into_iter().collect();
     let sql = SqlStorage::connect(&urls).await.expect("connect");
-    Guarded::new(sql, BOUND)
+    apim_runtime::guarded::guard(sql, BOUND)
 }
 
 /// One outage of the apim database in `mode`: timed operations during it, then recovery.
@@ -66,10 +66,7 @@ async fn outage(upstream: &'static str, scheme: &str, mode: Mode) {
     assert_eq!(s.breakers(), vec![("apim", true)]);
     let deadline = Instant::now() + Duration::from_millis(OPEN_MS * 4) + BOUND * 4;
     loop {
-        tokio::time::sleep(Duration::from_millis(
-            apim_components::schedule::PROBE_EVERY_MS,
-        ))
-        .await;
+        tokio::time::sleep(Duration::from_millis(apim_topology::timing::PROBE_EVERY_MS)).await;
         s.probe().await;
         if !s.is_open(Role::Apim) {
             break;
@@ -248,14 +245,14 @@ async fn deployment_outage(engine: Engine, mode: Mode, range: &str) {
     assert_eq!(send(&e, &e.gateway, invoke()).await.0, 200);
     // The gateway trusts its cache once it has caught up with the revocations (every 0.5 s).
     tokio::time::sleep(Duration::from_millis(
-        2 * apim_components::gateway::REVOCATIONS_MS,
+        2 * apim_topology::timing::REVOCATIONS_MS,
     ))
     .await;
     proxy.set(mode);
     // Cached validations answer; what needs the database fails within the bound (at once when
     // the database refuses, or once its breaker is open), saying when to retry.
     let token = || apim_components::client::token(&p.consumer_key, &p.consumer_secret);
-    let bound = Duration::from_millis(apim_compiler::plan::DATABASE_MS + 500);
+    let bound = Duration::from_millis(apim_topology::timing::DATABASE_MS + 500);
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut fast = 0;
     while Instant::now() < deadline {
@@ -357,7 +354,7 @@ async fn refused_statements_leave_the_breaker_closed(engine: Engine) {
     let (_proxy, port) = relay(engine.upstream()).await;
     let url = engine.create(&place, port).await;
     let urls: BTreeMap<Role, String> = [(Role::User, url)].into_iter().collect();
-    let s = Guarded::new(SqlStorage::connect(&urls).await.expect("connect"), BOUND);
+    let s = apim_runtime::guarded::guard(SqlStorage::connect(&urls).await.expect("connect"), BOUND);
     let long = "x".repeat(10_000);
     let user = apim_components::world::User {
         name: long.clone(),

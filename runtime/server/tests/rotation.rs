@@ -85,8 +85,8 @@ async fn a_rotated_signing_key_works_across_a_rolling_restart_of_the_key_manager
         let urls = apim_runtime::databases::of_node(&plan, &up.databases);
         // A rolling restart: unready first, while the balancers take it out.
         node.drain(
-            Duration::from_millis(apim_compiler::plan::DRAIN_MS),
-            Duration::from_millis(apim_compiler::plan::GRACE_MS),
+            Duration::from_millis(apim_topology::timing::DRAIN_MS),
+            Duration::from_millis(apim_topology::timing::GRACE_MS),
         )
         .await;
         up.nodes.push(

@@ -47,7 +47,7 @@ impl W {
             }
             // Calls between components go to the internal listener, as the caller this world
             // stands for (its one admitted identity); client calls to the public one.
-            if req.path.starts_with(apim_components::node::INTERNAL_PREFIX) {
+            if req.path.starts_with(apim_components::wire::INTERNAL_PREFIX) {
                 return Ok(node.internal(self, Some(CALLER), req).await);
             }
             Ok(node.handle(self, to, req).await)

@@ -605,13 +605,16 @@ async fn deploy_and_run(
     // It answers after the scenario's backend latency (drawn from its distribution, as the
     // simulated backend's), so a crash finds requests in flight.
     let w = scenario.workload.clone();
-    let backend = tokio::spawn(apim_runtime::http::serve(listener, move |req, _| {
-        let latency = Duration::from_micros(w.backend_sample_us(unit(), unit()));
-        async move {
-            tokio::time::sleep(latency).await;
-            apim_runtime::up::echo(req).await
-        }
-    }));
+    // It breaks the scenario's share of requests (as the simulated one), once the workload
+    // runs: the set-up's own calls are answered.
+    let breaking = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let on = breaking.clone();
+    let share = w.backend_breaks;
+    let echo = Arc::new(apim_runtime::backend::Echo::new(
+        move || Duration::from_micros(w.backend_sample_us(unit(), unit())),
+        move || on.load(std::sync::atomic::Ordering::Relaxed) && share > 0.0 && unit() < share,
+    ));
+    let backend = tokio::spawn(apim_runtime::backend::serve(listener, echo.clone()));
     (opts.progress)(&format!(
         "starting {} nodes and {} balancers",
         built.nodes.len(),
@@ -650,7 +653,15 @@ async fn deploy_and_run(
         "running the workload for {}",
         apim_sim::scenario::format_ms(scenario.workload.duration_ms)
     ));
-    let outcome = workload(&built, scenario, &entries, &p, &lab, &networked.relays).await;
+    breaking.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut outcome = workload(&built, scenario, &entries, &p, &lab, &networked.relays).await;
+    let asked = echo.asked();
+    outcome.backend = apim_sim::world::BackendRequests {
+        reads: asked.reads,
+        reads_broken: asked.reads_broken,
+        writes: asked.writes,
+        writes_broken: asked.writes_broken,
+    };
     backend.abort();
     drop(lab);
     Ok(outcome)
@@ -845,6 +856,7 @@ async fn workload(
                 events: 0,
                 virtual_ms: 0,
                 revoked_served: Default::default(),
+                backend: Default::default(),
             };
         }
     };
@@ -985,6 +997,7 @@ async fn workload(
         events,
         virtual_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
         revoked_served: *lock(&clients.late),
+        backend: Default::default(),
     }
 }
 

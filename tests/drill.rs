@@ -438,3 +438,39 @@ fn a_cut_off_gateway_serves_revoked_tokens_only_under_the_available_policy_for_r
         "available: the cut-off gateways served some, reported"
     );
 }
+
+/// A backend that breaks a fifth of its requests, for real and in the simulation: the gateways
+/// ask it again for a broken read and never for a broken write, in both worlds, and a gateway
+/// crash gets the same verdicts.
+#[test]
+fn a_backend_breaking_requests_gets_reads_retried_and_writes_not_in_both_worlds() {
+    if let Err(why) = namespaces() {
+        eprintln!("not run: {why}");
+        return;
+    }
+    let (v, stderr, _) = drill(
+        "[workload]\nduration = \"30s\"\ninvoke_rate = 50\ninvoke_writes = 0.5\nbackend_breaks = 0.2\n\n[[faults]]\nkind = \"crash\"\nnode = \"gateway-1\"\nat = \"5s\"\nfor = \"20s\"\n",
+        "10.242.0.0/16",
+    );
+    assert_eq!(v["agree"], true, "{}\n{stderr}", v["compare"]);
+    let compared = v["compare"].as_array().expect("compare rows");
+    assert!(
+        compared.iter().all(|r| r["compared"] == true),
+        "{}",
+        v["compare"]
+    );
+    for report in [&v["report"], &v["simulated"]] {
+        let b = &report["backend"];
+        let n = |k: &str| b[k].as_u64().expect("a count");
+        assert!(n("reads_broken") > 0 && n("writes_broken") > 0, "{b}");
+        // A fifth of first reads break and are asked again: more reads than writes asked
+        // for as many of each.
+        assert!(n("reads") > n("writes"), "{b}");
+        let ops = report["operations"].as_array().expect("operations");
+        let invoke = ops.iter().find(|o| o["op"] == "invoke").expect("invoke");
+        let share = invoke["succeeded"].as_f64().expect("succeeded")
+            / invoke["requests"].as_f64().expect("requests");
+        // 4 % of reads fail (broken twice), 20 % of writes: about 12 % of invokes.
+        assert!((0.80..0.96).contains(&share), "{share}: {invoke}");
+    }
+}

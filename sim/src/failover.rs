@@ -31,6 +31,7 @@ pub fn workload() -> Workload {
         backend_latency_ms: 0,
         backend_latency_p99_ms: 0,
         invoke_writes: 0.0,
+        backend_breaks: 0.0,
     }
 }
 

@@ -107,6 +107,9 @@ pub struct Report {
     /// Under the available revocation policy: revoked tokens served past the bound (its
     /// price, not a violation).
     pub revoked_served: crate::run::RevokedServed,
+    /// What the APIs' backend was asked, when the scenario breaks some of its requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<crate::world::BackendRequests>,
     pub timeline: Vec<Window>,
     pub events: u64,
     pub trace_hash: String,
@@ -261,6 +264,7 @@ impl Report {
             faults,
             violations,
             revoked_served: out.revoked_served,
+            backend: (scenario.workload.backend_breaks > 0.0).then_some(out.backend),
             timeline,
             events: out.events,
             trace_hash: format!("{:016x}", out.trace_hash),
@@ -339,6 +343,17 @@ impl Report {
                 "\nrevocation (available policy): {} call(s) served a token revoked longer ago than the bound, the longest {} after its revocation",
                 self.revoked_served.calls,
                 crate::scenario::format_ms(self.revoked_served.longest_ms)
+            );
+        }
+        if let Some(b) = &self.backend {
+            let _ = writeln!(
+                s,
+                "\nbackend (breaking {:.0} % of its requests): {} reads asked, {} broken; {} writes asked, {} broken (a broken read is asked once more, a write never)",
+                self.scenario.workload.backend_breaks * 100.0,
+                b.reads,
+                b.reads_broken,
+                b.writes,
+                b.writes_broken
             );
         }
         if self.violations.is_empty() {

@@ -75,6 +75,8 @@ pub struct Outcome {
     pub virtual_ms: u64,
     /// Under the available revocation policy: revoked tokens served past the bound.
     pub revoked_served: RevokedServed,
+    /// What the APIs' backend was asked (the simulated backend counts; a drill's does not).
+    pub backend: crate::world::BackendRequests,
 }
 
 /// A token as its client holds it.
@@ -1396,6 +1398,7 @@ pub fn simulate(plan: &Plan, scenario: &Scenario, options: &Options) -> Outcome 
         scenario.workload.backend_latency_ms,
         scenario.workload.backend_latency_p99_ms,
     );
+    d.set_backend_breaks(scenario.workload.backend_breaks);
     for i in 0..plan.nodes.len() {
         d.start(i);
     }
@@ -1495,6 +1498,7 @@ pub fn simulate(plan: &Plan, scenario: &Scenario, options: &Options) -> Outcome 
         }
     }
     let virtual_ms = d.now_us() / 1000;
+    let backend = d.backend_requests();
     d.shut_down();
     drop(exec);
     let stats = guard(&run.stats).clone();
@@ -1509,5 +1513,6 @@ pub fn simulate(plan: &Plan, scenario: &Scenario, options: &Options) -> Outcome 
         events,
         virtual_ms,
         revoked_served: *guard(&run.late),
+        backend,
     }
 }

@@ -36,6 +36,10 @@ pub struct Workload {
     /// The share of invokes that are writes (POST with a body: never sent twice), the rest
     /// reads (GET: a balancer sends one again elsewhere when it broke in flight).
     pub invoke_writes: f64,
+    /// The share of the backend's reads that break before any answer (a kept-alive connection
+    /// it closed as the request went out): the gateway sends a bodiless read once more, never
+    /// a write.
+    pub backend_breaks: f64,
 }
 
 /// The standard normal distribution's 99th percentile.
@@ -83,6 +87,7 @@ impl Default for Workload {
             backend_latency_ms: 0,
             backend_latency_p99_ms: 0,
             invoke_writes: 0.0,
+            backend_breaks: 0.0,
         }
     }
 }
@@ -281,6 +286,7 @@ struct RawWorkload {
     token_lifetime: Option<toml::Spanned<toml::Value>>,
     backend_latency: Option<toml::Spanned<toml::Value>>,
     invoke_writes: Option<toml::Spanned<f64>>,
+    backend_breaks: Option<toml::Spanned<f64>>,
 }
 
 const WORKLOAD_KEYS: &[&str] = &[
@@ -297,6 +303,7 @@ const WORKLOAD_KEYS: &[&str] = &[
     "token_lifetime",
     "backend_latency",
     "invoke_writes",
+    "backend_breaks",
 ];
 
 fn span(r: std::ops::Range<usize>) -> Span {
@@ -560,6 +567,7 @@ impl Reader<'_> {
             backend_latency_ms: latency.0,
             backend_latency_p99_ms: latency.1,
             invoke_writes: self.share(&raw.invoke_writes, d.invoke_writes),
+            backend_breaks: self.share(&raw.backend_breaks, d.backend_breaks),
         }
     }
 
@@ -945,6 +953,9 @@ impl Scenario {
         }
         if w.invoke_writes > 0.0 {
             let _ = writeln!(s, "invoke_writes = {:?}", w.invoke_writes);
+        }
+        if w.backend_breaks > 0.0 {
+            let _ = writeln!(s, "backend_breaks = {:?}", w.backend_breaks);
         }
         for f in &self.faults {
             s.push_str("\n[[faults]]\n");

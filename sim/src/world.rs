@@ -201,6 +201,10 @@ pub struct Deployment {
     /// The backend's added latency: median and 99th percentile, in milliseconds.
     backend_latency_ms: std::sync::atomic::AtomicU64,
     backend_latency_p99_ms: std::sync::atomic::AtomicU64,
+    /// The share of backend reads that break before an answer.
+    backend_breaks: Mutex<f64>,
+    /// Requests the backend got: by (read, broken), as `2 * read + broken`.
+    backend_requests: [std::sync::atomic::AtomicU64; 4],
 }
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -333,6 +337,8 @@ impl Deployment {
             token_ms,
             backend_latency_ms: Default::default(),
             backend_latency_p99_ms: Default::default(),
+            backend_breaks: Mutex::new(0.0),
+            backend_requests: Default::default(),
         })
     }
 
@@ -468,6 +474,23 @@ impl Deployment {
         use std::sync::atomic::Ordering::Relaxed;
         self.backend_latency_ms.store(median_ms, Relaxed);
         self.backend_latency_p99_ms.store(p99_ms, Relaxed);
+    }
+
+    /// A share of the backend's reads break before any answer.
+    pub fn set_backend_breaks(&self, share: f64) {
+        *guard(&self.backend_breaks) = share;
+    }
+
+    /// What the APIs' backend was asked, counted.
+    pub fn backend_requests(&self) -> BackendRequests {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = |i: usize| self.backend_requests[i].load(Relaxed);
+        BackendRequests {
+            reads: n(2) + n(3),
+            reads_broken: n(3),
+            writes: n(0) + n(1),
+            writes_broken: n(1),
+        }
     }
 
     /// A node asked to stop: unready from now on, still serving.
@@ -801,6 +824,16 @@ impl Future for Incarnation {
     }
 }
 
+/// The requests the APIs' backend got in a run: reads (idempotent methods) and writes, and how
+/// many of each broke before an answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BackendRequests {
+    pub reads: u64,
+    pub reads_broken: u64,
+    pub writes: u64,
+    pub writes_broken: u64,
+}
+
 /// The world of one node incarnation.
 pub struct SimWorld {
     d: Arc<Deployment>,
@@ -934,8 +967,21 @@ impl World for SimWorld {
         } else {
             median * 1000
         };
+        // A read that breaks does so before any answer: the request went out on a kept-alive
+        // connection the backend had closed. A share of zero draws nothing.
+        let share = *guard(&self.d.backend_breaks);
+        let broken = share > 0.0 && self.d.rng().chance(share);
+        let read = balancer::idempotent(&req.method);
+        self.d.backend_requests[2 * usize::from(read) + usize::from(broken)]
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if broken {
+            self.d.exec.sleep(BACKEND_US).await;
+            return Err(CallError::Broken(
+                "the backend closed the connection before answering".into(),
+            ));
+        }
         self.d.exec.sleep(2 * BACKEND_US + added).await;
-        let _ = (base, req);
+        let _ = base;
         Ok(Response {
             status: 200,
             headers: Vec::new(),
@@ -984,10 +1030,7 @@ impl Databases for Reached {
         d.databases.iter().position(|db| db.roles.contains(&role))
     }
     fn ping(&self, role: Role) -> impl Future<Output = Db<()>> + Send {
-        std::future::ready({
-            let _ = role;
-            Ok(())
-        })
+        std::future::ready(self.d.storage.ping(role))
     }
     fn answers(&self, role: Role) -> bool {
         self.d.db_reachable(self.node, role) && !self.d.faults().db_blackholed.contains(&role)

@@ -5,14 +5,14 @@
 //! start and periodically; revocation notifications drop cached tokens at once.
 
 use crate::defects::Defect;
-use crate::http::{Request, Response, bearer, body, decode_cow};
+use crate::http::{Fields, Request, Response, bearer, body, decode_cow, hop_by_hop};
 use crate::jwt::{self, Jwks};
 use crate::secret;
 use crate::tokens::Revocation;
 use crate::wire::{
     self, NO_REVOCATIONS_POSSIBLE, OAUTH_PATHS, Revoked, Subscribed, Validate, Validation,
 };
-use crate::world::{Api, Peer, Storage, World};
+use crate::world::{Api, CallError, Peer, Storage, World};
 use apim_topology::timing::{CACHE_MS, JWKS_ASK_MS, REVOCATIONS_OVERLAP_MS};
 use serde::Deserialize;
 use serde_json::json;
@@ -270,34 +270,35 @@ impl Gateway {
         }
     }
 
+    /// An API call as a whole message (the simulated world): decided by `admit`, its head made
+    /// fit for the backend, sent (once more when `resend_once` says so and it broke before any
+    /// answer), and the answer's head made fit for the client. The real world streams the
+    /// bodies instead, with the same policy functions around its byte moving.
     async fn invoke(&self, world: &impl World, mut req: Request) -> Response {
-        let admitted = self
+        let admitted = match self
             .admit(world, &req.path, req.get_header("authorization"))
-            .await;
-        match admitted {
-            Ok(admitted) => {
-                req.headers.retain(|(n, _)| !withheld(n));
-                req.headers = std::mem::take(&mut req.headers)
-                    .into_iter()
-                    .filter_map(|(n, v)| match n.as_str() {
-                        "cookie" => backend_cookie(&v).map(|v| (n, v)),
-                        _ => Some((n, v)),
-                    })
-                    .collect();
-                req.path = admitted.path;
-                if let Err(why) = world.backends().check_url(&admitted.api.backend) {
-                    return refused_backend(&admitted.api, &why);
-                }
-                match world.forward(&admitted.api.backend, req).await {
-                    Ok(mut r) => {
-                        r.headers
-                            .retain(|(n, v)| n != "set-cookie" || backend_may_set(v));
-                        r
-                    }
-                    Err(e) => backend_failed(&e),
-                }
+            .await
+        {
+            Ok(admitted) => admitted,
+            Err(r) => return r,
+        };
+        to_backend(&mut req.headers);
+        req.path = admitted.path;
+        let backend = &admitted.api.backend;
+        if let Err(why) = world.backends().check_url(backend) {
+            return refused_backend(&admitted.api, &why);
+        }
+        let again = resend_once(&req.method, req.body.is_empty()).then(|| req.clone());
+        let answer = match (world.forward(backend, req).await, again) {
+            (Err(CallError::Broken(_)), Some(again)) => world.forward(backend, again).await,
+            (answer, _) => answer,
+        };
+        match answer {
+            Ok(mut r) => {
+                from_backend(&mut r.headers);
+                r
             }
-            Err(r) => r,
+            Err(e) => backend_failed(&e),
         }
     }
 
@@ -766,6 +767,27 @@ pub struct Admitted {
 /// gateway's own host name (header names in lowercase).
 pub fn withheld(name: &str) -> bool {
     matches!(name, "authorization" | "host")
+}
+
+/// The head of an admitted call on its way to the backend: no hop-by-hop field, nothing
+/// `withheld`, no portal cookie. Both worlds run it (the real one on hyper's header map).
+pub fn to_backend(head: &mut impl Fields) {
+    head.remove_where(|n| hop_by_hop(n) || withheld(n));
+    head.rewrite("cookie", backend_cookie);
+}
+
+/// The head of the backend's answer on its way to the client: no hop-by-hop field, and no
+/// `Set-Cookie` for a portal cookie.
+pub fn from_backend(head: &mut impl Fields) {
+    head.remove_where(hop_by_hop);
+    head.rewrite("set-cookie", |v| backend_may_set(v).then(|| v.to_string()));
+}
+
+/// Whether a call that broke before any answer came back is sent to the backend once more (a
+/// kept-alive connection the backend closed as the request went out): a bodiless idempotent
+/// one, as the balancers' rule — toward the one backend an API has.
+pub fn resend_once(method: &str, bodiless: bool) -> bool {
+    crate::balancer::idempotent(method) && bodiless
 }
 
 /// Cookies of the portals that a browser may send to the gateway too (the store and the gateway

@@ -246,6 +246,53 @@ pub fn bearer(authorization: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// Hop-by-hop header fields (RFC 9110 7.6.1), which a proxy never passes on: the framing and
+/// the connection are each hop's own. `host` is the next hop's too.
+pub fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "host"
+            | "connection"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "keep-alive"
+            | "upgrade"
+            | "te"
+            | "trailer"
+    )
+}
+
+/// A message's header fields as a world holds them (lowercase names), so that a policy about
+/// them is written once and runs in both worlds.
+pub trait Fields {
+    /// Removes every field whose name `drop` says.
+    fn remove_where(&mut self, drop: impl Fn(&str) -> bool);
+    /// Replaces every value of the field `name` with what `keep` makes of it, dropping those
+    /// it answers `None` for (and values that are not text).
+    fn rewrite(&mut self, name: &str, keep: impl Fn(&str) -> Option<String>);
+}
+
+impl Fields for Vec<(String, String)> {
+    fn remove_where(&mut self, drop: impl Fn(&str) -> bool) {
+        self.retain(|(n, _)| !drop(n));
+    }
+    fn rewrite(&mut self, name: &str, keep: impl Fn(&str) -> Option<String>) {
+        if !self.iter().any(|(n, _)| n == name) {
+            return;
+        }
+        *self = std::mem::take(self)
+            .into_iter()
+            .filter_map(|(n, v)| {
+                if n == name {
+                    keep(&v).map(|v| (n, v))
+                } else {
+                    Some((n, v))
+                }
+            })
+            .collect();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

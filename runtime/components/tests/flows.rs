@@ -616,9 +616,22 @@ fn consumers_never_see_where_a_backend_is_and_backends_never_see_portal_cookies(
         Peer::Gateway,
         Request::new("GET", "/echo/v1/x")
             .header("authorization", &format!("Bearer {token}"))
-            .header("cookie", "apim_session=s3cret; lang=en; APIM_NODE=store-1"),
+            .header("cookie", "apim_session=s3cret; lang=en; APIM_NODE=store-1")
+            .header("connection", "keep-alive"),
     );
     assert_eq!(r.status, 200);
+    let seen: serde_json::Value = serde_json::from_slice(&r.body).expect("echo");
+    assert_eq!(seen["cookie"], "lang=en", "{seen}");
+    assert_eq!(seen["authorization"], serde_json::Value::Null, "{seen}");
+    assert_eq!(seen["connection"], serde_json::Value::Null, "{seen}");
+    let set: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "set-cookie")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(set, ["pref=1"], "a backend never sets a portal's cookie");
+    assert!(r.get_header("connection").is_none());
     assert_eq!(
         apim_components::gateway::backend_cookie("apim_session=s3cret; lang=en; APIM_NODE=store-1"),
         Some("lang=en".to_string())
@@ -632,6 +645,44 @@ fn consumers_never_see_where_a_backend_is_and_backends_never_see_portal_cookies(
     ));
     assert!(!apim_components::gateway::backend_may_set(" APIM_NODE=x"));
     assert!(apim_components::gateway::backend_may_set("pref=1"));
+}
+
+/// A backend that closes the connection before answering: a read (GET, no body) is sent once
+/// more, a write or a read with a body never; either way the client gets 502.
+#[test]
+fn a_broken_backend_read_is_sent_once_more_a_write_never() {
+    let w = world();
+    let admin = login(
+        &w,
+        "publisher-1",
+        Peer::Publisher,
+        "admin",
+        "admin-password",
+    );
+    let api = publish(&w, &admin, "flaky", "http://broken.example:8080");
+    let (token, _, _) = consumer(&w, "bob", Some(&api));
+    let asked = |method: &str| {
+        w.0.calls
+            .lock()
+            .expect("calls")
+            .get(&format!("backend {method}"))
+            .copied()
+            .unwrap_or(0)
+    };
+    let call = |method: &str, body: &[u8]| {
+        let mut req =
+            Request::new(method, "/flaky/v1/x").header("authorization", &format!("Bearer {token}"));
+        req.body = body.to_vec();
+        send(&w, "gateway-1", Peer::Gateway, req).status
+    };
+    assert_eq!(call("GET", b""), 502);
+    assert_eq!(asked("GET"), 2, "a read, once more");
+    assert_eq!(call("POST", b"{}"), 502);
+    assert_eq!(asked("POST"), 1, "a write, once");
+    assert_eq!(call("PUT", b"{}"), 502);
+    assert_eq!(asked("PUT"), 1, "a body is never sent twice");
+    assert_eq!(call("DELETE", b""), 502);
+    assert_eq!(asked("DELETE"), 2);
 }
 
 fn try_login(w: &W, node: &str, to: Peer, user: &str, password: &str) -> Response {

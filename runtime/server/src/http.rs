@@ -2,8 +2,7 @@
 //! listener, and sending requests as a client.
 
 use crate::upstream::Upstreams;
-use apim_components::gateway;
-use apim_components::http::MAX_BODY;
+use apim_components::http::{Fields, MAX_BODY, hop_by_hop};
 use apim_components::{CallError, Request, Response};
 use apim_topology::timing;
 use bytes::Bytes;
@@ -46,55 +45,71 @@ pub fn tls_client(config: Arc<rustls::ClientConfig>) -> Client {
 /// Removes the hop-by-hop headers, which a proxy does not pass on (the framing of a streamed
 /// body is hyper's to decide on each hop).
 pub fn drop_hop_by_hop(headers: &mut hyper::HeaderMap) {
-    while let Some(name) = headers.keys().find(|n| hop_by_hop(n.as_str())).cloned() {
-        headers.remove(&name);
+    HeaderFields(headers).remove_where(hop_by_hop);
+}
+
+/// hyper's header map as the components' policies see header fields.
+pub struct HeaderFields<'a>(pub &'a mut hyper::HeaderMap);
+
+impl Fields for HeaderFields<'_> {
+    fn remove_where(&mut self, drop: impl Fn(&str) -> bool) {
+        // Collected first: a map cannot be changed while its keys are read. Most heads have
+        // nothing to drop, and an empty Vec allocates nothing.
+        let dropped: Vec<hyper::header::HeaderName> = self
+            .0
+            .keys()
+            .filter(|n| drop(n.as_str()))
+            .cloned()
+            .collect();
+        for name in dropped {
+            self.0.remove(name);
+        }
+    }
+    fn rewrite(&mut self, name: &str, keep: impl Fn(&str) -> Option<String>) {
+        if !self.0.contains_key(name) {
+            return;
+        }
+        let kept: Vec<HeaderValue> = self
+            .0
+            .get_all(name)
+            .iter()
+            .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
+            .filter_map(keep)
+            .filter_map(|v| HeaderValue::try_from(v).ok())
+            .collect();
+        let Ok(name) = hyper::header::HeaderName::try_from(name) else {
+            return;
+        };
+        self.0.remove(&name);
+        for v in kept {
+            self.0.append(name.clone(), v);
+        }
     }
 }
 
-/// Hop-by-hop headers, which a proxy does not pass on.
-fn hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "host" | "connection" | "transfer-encoding" | "keep-alive" | "upgrade" | "te" | "trailer"
-    )
-}
-
 /// Sends a client's request to `authority` (`host:port`) for `target` (path and query), its
-/// body streamed; answers with the backend's response, its body still streaming. The client's
-/// own header values travel on (text or not), but hop-by-hop ones and those `withheld` says.
+/// body streamed; answers with the backend's response, its body still streaming. Moves bytes
+/// only: the head is as the caller made it (the gateway's `to_backend`), with the backend's
+/// `Host`; when it broke before any answer it goes once more if `resend` (the gateway's
+/// `resend_once`, for a bodiless request).
 pub async fn send_stream(
     client: &StreamClient,
     authority: &str,
     target: String,
     parts: hyper::http::request::Parts,
-    withheld: impl Fn(&str) -> bool,
+    resend: bool,
     body: Incoming,
     timeout: Duration,
 ) -> Result<hyper::Response<Body>, CallError> {
     let bad =
         |e: &dyn std::fmt::Display| CallError::Connect(format!("bad request to {authority}: {e}"));
     let mut headers = parts.headers;
-    while let Some(name) = headers
-        .keys()
-        .find(|n| hop_by_hop(n.as_str()) || withheld(n.as_str()))
-        .cloned()
-    {
-        headers.remove(&name);
-    }
-    if headers.contains_key(hyper::header::COOKIE) {
-        portal_cookies_out(&mut headers);
-    }
     headers.insert(
         hyper::header::HOST,
         HeaderValue::try_from(authority).map_err(|e| bad(&e))?,
     );
     let uri = hyper::Uri::try_from(target).map_err(|e| bad(&e))?;
-    // A bodiless idempotent request goes once more when it broke before any answer (a
-    // kept-alive connection the backend closed as it went out): the balancers' rule, towards
-    // the one backend an API has.
-    let again = (apim_components::balancer::idempotent(parts.method.as_str())
-        && body.is_end_stream())
-    .then(|| {
+    let again = (resend && body.is_end_stream()).then(|| {
         let mut head = hyper::Request::new(Either::Right(Empty::new()));
         *head.method_mut() = parts.method.clone();
         *head.uri_mut() = uri.clone();
@@ -126,38 +141,8 @@ pub async fn send_stream(
         }
         Err(_) => return Err(CallError::Timeout),
     };
-    let (mut parts, body) = response.into_parts();
-    for name in ["connection", "transfer-encoding", "keep-alive"] {
-        parts.headers.remove(name);
-    }
-    if parts.headers.contains_key(hyper::header::SET_COOKIE) {
-        let allowed: Vec<HeaderValue> = parts
-            .headers
-            .get_all(hyper::header::SET_COOKIE)
-            .iter()
-            .filter(|v| gateway::backend_may_set(&String::from_utf8_lossy(v.as_bytes())))
-            .cloned()
-            .collect();
-        parts.headers.remove(hyper::header::SET_COOKIE);
-        for v in allowed {
-            parts.headers.append(hyper::header::SET_COOKIE, v);
-        }
-    }
+    let (parts, body) = response.into_parts();
     Ok(hyper::Response::from_parts(parts, body.boxed()))
-}
-
-/// Takes the portals' cookies out of a request on its way to a backend.
-fn portal_cookies_out(headers: &mut hyper::HeaderMap) {
-    let kept: Vec<HeaderValue> = headers
-        .get_all(hyper::header::COOKIE)
-        .iter()
-        .filter_map(|v| gateway::backend_cookie(&String::from_utf8_lossy(v.as_bytes())))
-        .filter_map(|v| HeaderValue::try_from(v).ok())
-        .collect();
-    headers.remove(hyper::header::COOKIE);
-    for v in kept {
-        headers.append(hyper::header::COOKIE, v);
-    }
 }
 
 /// `host:port` for a URI, with IPv6 hosts in brackets.

@@ -4,6 +4,7 @@
 //! Components come from apim-components; this crate only moves bytes between them and the
 //! outside, and decides where things run.
 
+pub mod backend;
 pub mod balancer;
 pub mod databases;
 pub mod dbproxy;

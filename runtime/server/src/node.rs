@@ -323,10 +323,19 @@ async fn gateway(
                 http::linger(body);
                 http::write(gateway::refused_backend(&admitted.api, &why))
             }
-            Ok(()) => match world.stream(&admitted, parts, body).await {
-                Ok(r) => r,
-                Err(e) => http::write(gateway::backend_failed(&e)),
-            },
+            Ok(()) => {
+                let mut parts = parts;
+                gateway::to_backend(&mut http::HeaderFields(&mut parts.headers));
+                let bodiless = hyper::body::Body::is_end_stream(&body);
+                let resend = gateway::resend_once(parts.method.as_str(), bodiless);
+                match world.stream(&admitted, parts, resend, body).await {
+                    Ok(mut r) => {
+                        gateway::from_backend(&mut http::HeaderFields(r.headers_mut()));
+                        r
+                    }
+                    Err(e) => http::write(gateway::backend_failed(&e)),
+                }
+            }
         },
         Err(r) => {
             http::linger(body);

@@ -6,7 +6,7 @@ use crate::http::{self, Client};
 use crate::tls::Tls;
 use apim_compiler::plan::{NodePlan, Peer as PlanPeer, PeerPath};
 use apim_components::balancer::{self, Pool};
-use apim_components::gateway::{self, Admitted};
+use apim_components::gateway::Admitted;
 use apim_components::world::{CallError, Peer, World};
 use apim_components::{Request, Response};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -155,6 +155,7 @@ impl RealWorld {
         &self,
         admitted: &Admitted,
         parts: hyper::http::request::Parts,
+        resend: bool,
         body: hyper::body::Incoming,
     ) -> Result<hyper::Response<http::Body>, CallError> {
         let (host, port, prefix) = backend(&admitted.api.backend)?;
@@ -172,7 +173,7 @@ impl RealWorld {
             &authority,
             target,
             parts,
-            gateway::withheld,
+            resend,
             body,
             BACKEND_TIMEOUT,
         )

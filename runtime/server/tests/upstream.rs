@@ -160,40 +160,7 @@ async fn a_read_broken_on_its_way_to_the_backend_goes_once_more_a_write_does_not
             });
         }
     });
-    let front = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let front_at = front.local_addr().expect("address").to_string();
-    let streams = http::stream_client();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = front.accept().await {
-            let (streams, backend_at) = (streams.clone(), backend_at.clone());
-            tokio::spawn(async move {
-                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let (streams, backend_at) = (streams.clone(), backend_at.clone());
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let answer = http::send_stream(
-                            &streams,
-                            &backend_at,
-                            "/x".into(),
-                            parts,
-                            |_| false,
-                            body,
-                            std::time::Duration::from_secs(5),
-                        )
-                        .await;
-                        let status = answer.map_or(502, |r| r.status().as_u16());
-                        let mut r = hyper::Response::new(Full::new(Bytes::new()));
-                        *r.status_mut() = hyper::StatusCode::from_u16(status)
-                            .unwrap_or(hyper::StatusCode::BAD_GATEWAY);
-                        Ok::<_, std::convert::Infallible>(r)
-                    }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+    let front_at = front(backend_at).await;
     let client: Upstreams<Full<Bytes>> = Upstreams::default();
     hang_ups.store(1, Ordering::SeqCst);
     let r = client
@@ -212,4 +179,83 @@ async fn a_read_broken_on_its_way_to_the_backend_goes_once_more_a_write_does_not
     let r = client.send(&front_at, post).await.expect("answer");
     assert_eq!(r.status(), 502);
     assert_eq!(requests.load(Ordering::SeqCst), 3, "the POST, once");
+}
+
+/// A front that streams each request to `backend_at` as a gateway does (`http::send_stream`,
+/// with the gateway's `resend_once`), answering with the backend's status or 502; its address.
+async fn front(backend_at: String) -> String {
+    let front = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let front_at = front.local_addr().expect("address").to_string();
+    let streams = http::stream_client();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = front.accept().await {
+            let (streams, backend_at) = (streams.clone(), backend_at.clone());
+            tokio::spawn(async move {
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let (streams, backend_at) = (streams.clone(), backend_at.clone());
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let resend = apim_components::gateway::resend_once(
+                            parts.method.as_str(),
+                            hyper::body::Body::is_end_stream(&body),
+                        );
+                        let answer = http::send_stream(
+                            &streams,
+                            &backend_at,
+                            "/x".into(),
+                            parts,
+                            resend,
+                            body,
+                            std::time::Duration::from_secs(5),
+                        )
+                        .await;
+                        let status = answer.map_or(502, |r| r.status().as_u16());
+                        let mut r = hyper::Response::new(Full::new(Bytes::new()));
+                        *r.status_mut() = hyper::StatusCode::from_u16(status)
+                            .unwrap_or(hyper::StatusCode::BAD_GATEWAY);
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    front_at
+}
+
+/// The drill's echo backend breaking every request closes each connection without an answer:
+/// to a gateway, a GET is then asked twice and a POST once, as in the simulator.
+#[tokio::test]
+async fn the_drills_echo_backend_breaks_requests_as_the_simulated_one_does() {
+    use apim_runtime::backend::{Asked, Echo};
+    let backend = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let backend_at = backend.local_addr().expect("address").to_string();
+    let echo = Arc::new(Echo::new(|| std::time::Duration::ZERO, || true));
+    tokio::spawn(apim_runtime::backend::serve(backend, echo.clone()));
+    let front_at = front(backend_at).await;
+    let client: Upstreams<Full<Bytes>> = Upstreams::default();
+    let r = client
+        .send(&front_at, get(&front_at))
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 502);
+    let post = hyper::Request::builder()
+        .method("POST")
+        .uri("/x")
+        .header("host", &front_at)
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .expect("request");
+    let r = client.send(&front_at, post).await.expect("answer");
+    assert_eq!(r.status(), 502);
+    assert_eq!(
+        echo.asked(),
+        Asked {
+            reads: 2,
+            reads_broken: 2,
+            writes: 1,
+            writes_broken: 1
+        }
+    );
 }

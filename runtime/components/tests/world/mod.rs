@@ -154,10 +154,24 @@ impl World for W {
         if base.contains("unreachable") {
             return Err(CallError::Connect("refused".into()));
         }
+        *self
+            .0
+            .calls
+            .lock()
+            .expect("calls")
+            .entry(format!("backend {}", req.method))
+            .or_default() += 1;
+        if base.contains("broken") {
+            return Err(CallError::Broken("closed before answering".into()));
+        }
+        // It echoes what reached it, and tries to set a portal's cookie beside its own.
         Ok(Response::json(
             200,
-            &json!({ "backend": base, "path": req.path, "query": req.query, "authorization": req.get_header("authorization") }),
-        ))
+            &json!({ "backend": base, "path": req.path, "query": req.query, "authorization": req.get_header("authorization"), "cookie": req.get_header("cookie"), "connection": req.get_header("connection") }),
+        )
+        .header("set-cookie", "apim_session=planted; Path=/")
+        .header("set-cookie", "pref=1")
+        .header("connection", "close"))
     }
     fn tokens(&self) -> &Tokens {
         &self.0.tokens

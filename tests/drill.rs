@@ -226,9 +226,10 @@ fn a_rolling_restart_of_every_cluster_loses_no_request() {
     assert_eq!(v["report"]["violations"].as_array().map(Vec::len), Some(0));
 }
 
-/// A kill -9 under load loses the writes the gateway had in flight (a backend that takes 50 ms,
-/// 200 invokes/s, half of them writes), in the drill as in the simulation — what draining
-/// avoids; the reads in flight are sent again to the other gateway.
+/// A kill -9 under load loses the writes the gateway had in flight (a backend that takes
+/// 150 ms, 200 invokes/s, half of them writes: about seven writes in flight on the killed
+/// gateway, so that no draw of the simulation's seed finds none), in the drill as in the
+/// simulation — what draining avoids; the reads in flight are sent again to the other gateway.
 #[test]
 fn a_kill_loses_the_writes_in_flight_in_both_worlds() {
     if let Err(why) = namespaces() {
@@ -236,7 +237,7 @@ fn a_kill_loses_the_writes_in_flight_in_both_worlds() {
         return;
     }
     let (v, stderr, _) = drill(
-        "[workload]\nduration = \"15s\"\ninvoke_rate = 200\nbackend_latency = \"50ms\"\ninvoke_writes = 0.5\n\n[[faults]]\nkind = \"crash\"\nnode = \"gateway-1\"\nat = \"4s\"\nfor = \"5s\"\n",
+        "[workload]\nduration = \"15s\"\ninvoke_rate = 200\nbackend_latency = \"150ms\"\ninvoke_writes = 0.5\n\n[[faults]]\nkind = \"crash\"\nnode = \"gateway-1\"\nat = \"4s\"\nfor = \"5s\"\n",
         "10.254.0.0/16",
     );
     let lost = |report: &serde_json::Value| {
@@ -454,11 +455,12 @@ fn a_backend_breaking_requests_gets_reads_retried_and_writes_not_in_both_worlds(
     );
     assert_eq!(v["agree"], true, "{}\n{stderr}", v["compare"]);
     let compared = v["compare"].as_array().expect("compare rows");
-    assert!(
-        compared.iter().all(|r| r["compared"] == true),
-        "{}",
-        v["compare"]
-    );
+    let invoke = compared
+        .iter()
+        .find(|r| r["flow"] == "invoke")
+        .expect("the invoke row");
+    assert_eq!(invoke["compared"], true, "{invoke}");
+    assert_eq!(invoke["real"], "degraded", "{invoke}");
     for report in [&v["report"], &v["simulated"]] {
         let b = &report["backend"];
         let n = |k: &str| b[k].as_u64().expect("a count");

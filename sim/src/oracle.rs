@@ -65,6 +65,13 @@ impl Oracle {
             .insert(api.to_string());
     }
 
+    /// The subscription is ending: from now on no gateway told of it may serve it.
+    pub fn unsubscribing(&mut self, application: &str, api: &str) {
+        if let Some(apis) = self.subscriptions.get_mut(application) {
+            apis.remove(api);
+        }
+    }
+
     pub fn published(&mut self, api: &str) {
         self.published.insert(api.to_string());
     }

@@ -186,6 +186,51 @@ fn answered_by(r: &Response) -> Vec<String> {
         .collect()
 }
 
+/// A forgery of `token`, each of which a gateway must refuse: a character appended, or for a
+/// JWT an unknown key id, a changed signature, changed claims (another application, a later
+/// expiry), or no algorithm at all.
+fn forged(token: &str, how: u64) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    let parts: Vec<&str> = token.split('.').collect();
+    let [header, claims, signature] = parts.as_slice() else {
+        return format!("{token}x");
+    };
+    let json = |s: &str| -> serde_json::Value {
+        B64.decode(s)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    };
+    let encode = |v: &serde_json::Value| B64.encode(v.to_string());
+    match how {
+        0 => format!("{token}x"),
+        1 => {
+            let mut h = json(header);
+            h["kid"] = "forged-key".into();
+            format!("{}.{claims}.{signature}", encode(&h))
+        }
+        2 => {
+            // The first character of the signature changed: another valid base64url text.
+            let mut sig: Vec<char> = signature.chars().collect();
+            if let Some(c) = sig.first_mut() {
+                *c = if *c == 'A' { 'B' } else { 'A' };
+            }
+            format!("{header}.{claims}.{}", sig.into_iter().collect::<String>())
+        }
+        3 => {
+            let mut c = json(claims);
+            c["sub"] = "forged-application".into();
+            c["exp"] = (c["exp"].as_u64().unwrap_or(0) + 3600).into();
+            format!("{header}.{}.{signature}", encode(&c))
+        }
+        _ => {
+            let none = serde_json::json!({ "alg": "none", "typ": "JWT" });
+            format!("{}.{claims}.", encode(&none))
+        }
+    }
+}
+
 fn ok2xx(r: &Result<Response, String>) -> bool {
     r.as_ref().is_ok_and(|r| (200..300).contains(&r.status))
 }
@@ -628,7 +673,16 @@ impl Run {
             let k = apis().nth(self.d.rng().below(n as u64) as usize)?;
             return Some((i, k));
         }
-        None
+        // Rarely, every draw found an application with nothing to call (its subscription
+        // ended, its APIs retired): the first one that has something, so that no call the
+        // scenario asks for is lost to the draw.
+        let c = guard(&self.clients);
+        (0..c.apps.len())
+            .filter(|&i| Some(i) != c.probe_app)
+            .find_map(|i| {
+                let k = c.apps[i].apis.iter().copied().find(|&k| c.invokable(k))?;
+                Some((i, k))
+            })
     }
 
     async fn op(self: Arc<Self>, op: Op) {
@@ -682,11 +736,109 @@ impl Run {
             }
             open[self.d.rng().below(open.len() as u64) as usize]
         };
-        let ok = self.new_app(&user, &[api]).await.is_ok();
+        let made = self.new_app(&user, &[api]).await;
+        if let Ok(i) = made
+            && self.d.rng().chance(0.2)
+        {
+            self.end_subscription(i, api).await;
+        }
         if self.d.rng().chance(0.3) {
             self.cross_tenant(&user, api).await;
         }
-        ok
+        made.is_ok()
+    }
+
+    /// Ends the subscription application `i` was just made with: from then on the oracle
+    /// knows it ended, and every gateway told of the end refuses the application's token for
+    /// that API at once (one not told forgets it in its catch-up). The workload's own invokes
+    /// never pick that application again.
+    async fn end_subscription(&self, i: usize, api: usize) {
+        let (app, owner, api_id) = {
+            let mut c = guard(&self.clients);
+            let Some(api_id) = c.apis.get(api).map(|a| a.id.clone()) else {
+                return;
+            };
+            let a = &mut c.apps[i];
+            a.apis.retain(|&k| k != api);
+            let (app, owner) = (a.id.clone(), a.owner.clone());
+            c.oracle.unsubscribing(&app, &api_id);
+            (app, owner, api_id)
+        };
+        let Ok(held) = self.token_for(i).await else {
+            return;
+        };
+        let Ok(session) = self.login(&owner).await else {
+            return;
+        };
+        let ended = client::unsubscribe(&session, &app, &api_id);
+        let Ok(r) = self.client(Component::Store, ended).await else {
+            return;
+        };
+        if r.status != 200 {
+            return;
+        }
+        // "all": the key manager could not be asked in time, so no gateway was told.
+        let all = r
+            .json_body()
+            .is_some_and(|b| b["gateways_missed"].is_string());
+        if all {
+            return;
+        }
+        for g in self.told(&client::missed(&r)) {
+            let _ = self
+                .call_api(
+                    &held.token,
+                    Some(&held.hash),
+                    Some(api),
+                    Some(g),
+                    self.bounds(),
+                )
+                .await;
+        }
+    }
+
+    /// A node of the deployment turned hostile: it calls another node's internal endpoints
+    /// that its plan (the flows table) does not admit it to, with its own certificate. Each must be
+    /// refused (403), whatever the request says.
+    async fn probe_compromised_node(&self) {
+        let n = self.d.plan.nodes.len() as u64;
+        if n < 2 {
+            return;
+        }
+        let from = self.d.rng().below(n) as usize;
+        let to = (from + 1 + self.d.rng().below(n - 1) as usize) % n as usize;
+        let (caller, target) = (&self.d.plan.nodes[from], &self.d.plan.nodes[to]);
+        let endpoints: BTreeSet<&str> = target
+            .internal
+            .iter()
+            .filter(|e| !e.callers.contains(&caller.identity))
+            .map(|e| e.endpoint.as_str())
+            .collect();
+        for e in endpoints {
+            let (method, path) = e.split_once(' ').unwrap_or(("POST", e));
+            let req = Request::new(method, path).json(&serde_json::json!({}));
+            let sent = self
+                .d
+                .send(
+                    self.d.node_place(from),
+                    Target::Internal(to),
+                    req,
+                    CLIENT_TIMEOUT_US,
+                )
+                .await;
+            if let Ok(r) = sent
+                && r.status != 403
+            {
+                self.violate(
+                    "safety",
+                    format!(
+                        "node {} answered {} to `{e}` from node {}, which the flows table does not admit",
+                        target.name, r.status, caller.name
+                    ),
+                    vec![target.name.clone()],
+                );
+            }
+        }
     }
 
     /// `user` tries to subscribe another consumer's application and to get its keys.
@@ -1067,11 +1219,16 @@ impl Run {
             return;
         };
         let now = self.d.now_ms();
-        let kind = self.d.rng().below(6);
+        let kind = self.d.rng().below(7);
         if kind == 5 {
             self.probe_recently_revoked().await;
             return;
         }
+        if kind == 6 {
+            self.probe_compromised_node().await;
+            return;
+        }
+        let forgery = self.d.rng().below(5);
         let (token, target) = {
             let c = guard(&self.clients);
             let a = &c.apps[i];
@@ -1084,7 +1241,7 @@ impl Run {
                     (current, unsubscribed.map(Some))
                 }
                 1 => (current, Some(None)),
-                2 => (current.map(|t| format!("{t}x")), Some(Some(api))),
+                2 => (current.map(|t| forged(&t, forgery)), Some(Some(api))),
                 3 => (
                     current.map(|t| t[..t.len().saturating_sub(1)].to_string()),
                     Some(Some(api)),
@@ -1386,6 +1543,13 @@ pub fn window_ms(duration_ms: u64) -> u64 {
 
 /// Runs a scenario on a plan.
 pub fn simulate(plan: &Plan, scenario: &Scenario, options: &Options) -> Outcome {
+    // The simulated nodes' security events (a hostile node's probes refused, throttled
+    // sign-ins) are not a real deployment's: they go to no log.
+    let quiet = tracing::subscriber::NoSubscriber::default();
+    tracing::subscriber::with_default(quiet, || run_simulation(plan, scenario, options))
+}
+
+fn run_simulation(plan: &Plan, scenario: &Scenario, options: &Options) -> Outcome {
     let mut exec = Executor::default();
     let d = Deployment::new(
         plan.clone(),

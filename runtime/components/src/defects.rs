@@ -31,10 +31,18 @@ pub enum Defect {
     /// The apim database answers "subscribed" for any API once the application has one
     /// subscription (a storage bug the gateway and key manager cannot see).
     SubscriptionLookupWrong,
+    /// The gateway accepts a JWT past its expiry.
+    JwtExpiryIgnored,
+    /// The gateway accepts a JWT whose key id it does not know without checking its signature.
+    UnknownKeyUnchecked,
+    /// The gateway never forgets a subscription: an ended one keeps working.
+    SubscriptionEndIgnored,
+    /// A node's internal listener serves every endpoint to any node of the deployment.
+    InternalOpen,
 }
 
 impl Defect {
-    pub const ALL: [Defect; 9] = [
+    pub const ALL: [Defect; 13] = [
         Defect::SubscriptionSkipped,
         Defect::ExpiryIgnored,
         Defect::SuffixAccepted,
@@ -44,6 +52,10 @@ impl Defect {
         Defect::CatchUpNotApplied,
         Defect::ReconcileDisabled,
         Defect::SubscriptionLookupWrong,
+        Defect::JwtExpiryIgnored,
+        Defect::UnknownKeyUnchecked,
+        Defect::SubscriptionEndIgnored,
+        Defect::InternalOpen,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +69,10 @@ impl Defect {
             Defect::CatchUpNotApplied => "catch-up-not-applied",
             Defect::ReconcileDisabled => "reconcile-disabled",
             Defect::SubscriptionLookupWrong => "subscription-lookup-wrong",
+            Defect::JwtExpiryIgnored => "jwt-expiry-ignored",
+            Defect::UnknownKeyUnchecked => "unknown-key-unchecked",
+            Defect::SubscriptionEndIgnored => "subscription-end-ignored",
+            Defect::InternalOpen => "internal-open",
         }
     }
 

@@ -182,6 +182,14 @@ pub fn looks_like(token: &str) -> bool {
 }
 
 /// Checks `token` against `keys` at `now_s` (seconds since the epoch) for `audience`.
+/// The claims of a token, nothing checked: for the simulator's deliberate defects only.
+pub fn claims_unchecked(token: &str) -> Option<Claims> {
+    let c = token.split('.').nth(1)?;
+    B64.decode(c)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
 pub fn verify(token: &str, keys: &Jwks, now_s: u64, audience: &str) -> Result<Claims, Reject> {
     if token.len() > MAX_LEN {
         return Err(Reject::Malformed);

@@ -36,6 +36,8 @@ const PROBE_SHARE: f64 = 0.05;
 /// Token requests with a wrong secret: at most one a minute, so the key manager's lockout of
 /// an address (30 failures in 15 minutes) never locks the workload's real clients out.
 const WRONG_SECRET_EVERY_MS: u64 = 60_000;
+/// A node turns hostile at most this often (virtual time).
+const HOSTILE_EVERY_MS: u64 = 1_000;
 /// Revoked tokens kept for later probes.
 const REVOKED_KEPT: usize = 16;
 const MAX_VIOLATIONS: usize = 1000;
@@ -157,6 +159,9 @@ struct Run {
     /// Revoked tokens served past the bound, under the available policy: not violations,
     /// but what the policy cost.
     late: Mutex<RevokedServed>,
+    /// When a node last turned hostile (`probe_compromised_node`): at most once a virtual
+    /// second, so that the probe costs the same whatever the invoke rate.
+    hostile_ms: Mutex<Option<u64>>,
 }
 
 /// Revoked tokens a gateway served after the revocation bound had passed (the available
@@ -802,8 +807,13 @@ impl Run {
     /// refused (403), whatever the request says.
     async fn probe_compromised_node(&self) {
         let n = self.d.plan.nodes.len() as u64;
-        if n < 2 {
-            return;
+        let now = self.d.now_ms();
+        {
+            let mut last = guard(&self.hostile_ms);
+            if n < 2 || last.is_some_and(|t| now < t + HOSTILE_EVERY_MS) {
+                return;
+            }
+            *last = Some(now);
         }
         let from = self.d.rng().below(n) as usize;
         let to = (from + 1 + self.d.rng().below(n - 1) as usize) % n as usize;
@@ -1602,6 +1612,7 @@ fn run_simulation(plan: &Plan, scenario: &Scenario, options: &Options) -> Outcom
             .iter()
             .any(|n| n.tokens.revocation == apim_topology::vocab::Revocation::Available),
         late: Mutex::default(),
+        hostile_ms: Mutex::default(),
     });
     let setup: Arc<Mutex<Option<Result<(), String>>>> = Arc::default();
     {

@@ -201,8 +201,8 @@ pub struct Deployment {
     /// The backend's added latency: median and 99th percentile, in milliseconds.
     backend_latency_ms: std::sync::atomic::AtomicU64,
     backend_latency_p99_ms: std::sync::atomic::AtomicU64,
-    /// The share of backend reads that break before an answer.
-    backend_breaks: Mutex<f64>,
+    /// The share of backend requests that break before an answer (an `f64`'s bits).
+    backend_breaks: std::sync::atomic::AtomicU64,
     /// Requests the backend got: by (read, broken), as `2 * read + broken`.
     backend_requests: [std::sync::atomic::AtomicU64; 4],
 }
@@ -337,7 +337,7 @@ impl Deployment {
             token_ms,
             backend_latency_ms: Default::default(),
             backend_latency_p99_ms: Default::default(),
-            backend_breaks: Mutex::new(0.0),
+            backend_breaks: Default::default(),
             backend_requests: Default::default(),
         })
     }
@@ -478,7 +478,8 @@ impl Deployment {
 
     /// A share of the backend's reads break before any answer.
     pub fn set_backend_breaks(&self, share: f64) {
-        *guard(&self.backend_breaks) = share;
+        self.backend_breaks
+            .store(share.to_bits(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// What the APIs' backend was asked, counted.
@@ -954,7 +955,7 @@ impl World for SimWorld {
             .zip(answers)
             .collect()
     }
-    async fn forward(&self, base: &str, req: Request) -> Result<Response, CallError> {
+    async fn forward(&self, base: &str, req: &Request) -> Result<Response, CallError> {
         // The backend echoes, next to the gateway.
         use std::sync::atomic::Ordering::Relaxed;
         let median = self.d.backend_latency_ms.load(Relaxed);
@@ -969,7 +970,7 @@ impl World for SimWorld {
         };
         // A read that breaks does so before any answer: the request went out on a kept-alive
         // connection the backend had closed. A share of zero draws nothing.
-        let share = *guard(&self.d.backend_breaks);
+        let share = f64::from_bits(self.d.backend_breaks.load(Relaxed));
         let broken = share > 0.0 && self.d.rng().chance(share);
         let read = balancer::idempotent(&req.method);
         self.d.backend_requests[2 * usize::from(read) + usize::from(broken)]

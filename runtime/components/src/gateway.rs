@@ -290,10 +290,10 @@ impl Gateway {
         if let Err(why) = world.backends().check_url(backend) {
             return refused_backend(&admitted.api, &why);
         }
-        let again = resend_once(&req.method, req.body.is_empty()).then(|| req.clone());
-        let answer = match (world.forward(backend, req).await, again) {
-            (Err(CallError::Broken(_)), Some(again)) => world.forward(backend, again).await,
-            (answer, _) => answer,
+        let again = resend_once(&req.method, req.body.is_empty());
+        let answer = match world.forward(backend, &req).await {
+            Err(CallError::Broken(_)) if again => world.forward(backend, &req).await,
+            answer => answer,
         };
         match answer {
             Ok(mut r) => {

@@ -289,11 +289,13 @@ pub trait World: Send + Sync {
         to: Peer,
         req: Request,
     ) -> impl Future<Output = Vec<(String, Result<Response, CallError>)>> + Send;
-    /// Sends a request to an API's backend (`base` is the API's backend URL).
+    /// Sends a request to an API's backend (`base` is the API's backend URL). Borrowed: the
+    /// gateway may send it once more (`gateway::resend_once`), and the simulated backend
+    /// reads it without a copy.
     fn forward(
         &self,
         base: &str,
-        req: Request,
+        req: &Request,
     ) -> impl Future<Output = Result<Response, CallError>> + Send;
     /// How long a portal session lasts (the deployment's setting).
     fn session_ms(&self) -> u64 {

@@ -285,7 +285,8 @@ impl World for RealWorld {
             .collect()
     }
 
-    async fn forward(&self, base: &str, mut req: Request) -> Result<Response, CallError> {
+    async fn forward(&self, base: &str, req: &Request) -> Result<Response, CallError> {
+        let mut req = req.clone();
         let (host, port, prefix) = backend(base)?;
         if !prefix.is_empty() {
             req.path = format!("/{prefix}{}", req.path);

@@ -150,7 +150,7 @@ impl World for W {
         }
         out
     }
-    async fn forward(&self, base: &str, req: Request) -> Result<Response, CallError> {
+    async fn forward(&self, base: &str, req: &Request) -> Result<Response, CallError> {
         if base.contains("unreachable") {
             return Err(CallError::Connect("refused".into()));
         }

@@ -191,51 +191,6 @@ fn answered_by(r: &Response) -> Vec<String> {
         .collect()
 }
 
-/// A forgery of `token`, each of which a gateway must refuse: a character appended, or for a
-/// JWT an unknown key id, a changed signature, changed claims (another application, a later
-/// expiry), or no algorithm at all.
-fn forged(token: &str, how: u64) -> String {
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-    let parts: Vec<&str> = token.split('.').collect();
-    let [header, claims, signature] = parts.as_slice() else {
-        return format!("{token}x");
-    };
-    let json = |s: &str| -> serde_json::Value {
-        B64.decode(s)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    };
-    let encode = |v: &serde_json::Value| B64.encode(v.to_string());
-    match how {
-        0 => format!("{token}x"),
-        1 => {
-            let mut h = json(header);
-            h["kid"] = "forged-key".into();
-            format!("{}.{claims}.{signature}", encode(&h))
-        }
-        2 => {
-            // The first character of the signature changed: another valid base64url text.
-            let mut sig: Vec<char> = signature.chars().collect();
-            if let Some(c) = sig.first_mut() {
-                *c = if *c == 'A' { 'B' } else { 'A' };
-            }
-            format!("{header}.{claims}.{}", sig.into_iter().collect::<String>())
-        }
-        3 => {
-            let mut c = json(claims);
-            c["sub"] = "forged-application".into();
-            c["exp"] = (c["exp"].as_u64().unwrap_or(0) + 3600).into();
-            format!("{header}.{}.{signature}", encode(&c))
-        }
-        _ => {
-            let none = serde_json::json!({ "alg": "none", "typ": "JWT" });
-            format!("{}.{claims}.", encode(&none))
-        }
-    }
-}
-
 fn ok2xx(r: &Result<Response, String>) -> bool {
     r.as_ref().is_ok_and(|r| (200..300).contains(&r.status))
 }
@@ -1238,7 +1193,7 @@ impl Run {
             self.probe_compromised_node().await;
             return;
         }
-        let forgery = self.d.rng().below(5);
+        let forgery = self.d.rng().below(client::FORGERIES);
         let (token, target) = {
             let c = guard(&self.clients);
             let a = &c.apps[i];
@@ -1251,7 +1206,10 @@ impl Run {
                     (current, unsubscribed.map(Some))
                 }
                 1 => (current, Some(None)),
-                2 => (current.map(|t| forged(&t, forgery)), Some(Some(api))),
+                2 => (
+                    current.map(|t| client::forgery(&t, forgery)),
+                    Some(Some(api)),
+                ),
                 3 => (
                     current.map(|t| t[..t.len().saturating_sub(1)].to_string()),
                     Some(Some(api)),

@@ -131,6 +131,53 @@ pub fn introspect(key: &str, secret: &str, token: &str) -> Request {
         .form(&[("token", token)])
 }
 
+/// How many kinds of forgery `forgery` makes.
+pub const FORGERIES: u64 = 5;
+
+/// The `how`th forgery of `token` (of `FORGERIES`), each of which a gateway must refuse: a character appended, or for a
+/// JWT an unknown key id, a changed signature, changed claims (another application, a later
+/// expiry), or no algorithm at all.
+pub fn forgery(token: &str, how: u64) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    let parts: Vec<&str> = token.split('.').collect();
+    let [header, claims, signature] = parts.as_slice() else {
+        return format!("{token}x");
+    };
+    let json = |s: &str| -> serde_json::Value {
+        B64.decode(s)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    };
+    let encode = |v: &serde_json::Value| B64.encode(v.to_string());
+    match how {
+        0 => format!("{token}x"),
+        1 => {
+            let mut h = json(header);
+            h["kid"] = "forged-key".into();
+            format!("{}.{claims}.{signature}", encode(&h))
+        }
+        2 => {
+            // The first character of the signature changed: another valid base64url text.
+            let mut sig: Vec<char> = signature.chars().collect();
+            if let Some(c) = sig.first_mut() {
+                *c = if *c == 'A' { 'B' } else { 'A' };
+            }
+            format!("{header}.{claims}.{}", sig.into_iter().collect::<String>())
+        }
+        3 => {
+            let mut c = json(claims);
+            c["sub"] = "forged-application".into();
+            c["exp"] = (c["exp"].as_u64().unwrap_or(0) + 3600).into();
+            format!("{header}.{}.{signature}", encode(&c))
+        }
+        _ => {
+            let none = serde_json::json!({ "alg": "none", "typ": "JWT" });
+            format!("{}.{claims}.", encode(&none))
+        }
+    }
+}
+
 /// A call of the API at `context` (version v1) on `resource`, with `token` when there is one:
 /// a read (GET), or a write (POST with a small JSON body, which no balancer sends twice).
 pub fn invoke(context: &str, resource: &str, token: Option<&str>, write: bool) -> Request {

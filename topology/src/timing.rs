@@ -18,8 +18,10 @@ pub const HEALTH_RISE: u32 = 2;
 pub const MIN_CHECK_MS: u64 = 100;
 /// How long a stopping node stays up, unready and still serving, before it stops accepting:
 /// long enough for every balancer's checks to take it out (`fall` failed checks, `interval`
-/// apart, the first up to an interval away).
-pub const DRAIN_MS: u64 = HEALTH_FALL as u64 * HEALTH_INTERVAL_MS + HEALTH_TIMEOUT_MS;
+/// apart, the first up to an interval away), and one interval more for checks that run late
+/// on a busy host — a balancer still sending to a node that has stopped accepting loses the
+/// writes it sends there.
+pub const DRAIN_MS: u64 = (HEALTH_FALL as u64 + 1) * HEALTH_INTERVAL_MS + HEALTH_TIMEOUT_MS;
 /// Then the requests in flight get this long to finish.
 pub const GRACE_MS: u64 = 10_000;
 

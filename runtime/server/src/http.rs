@@ -356,6 +356,7 @@ where
         on_refused: None,
         gate: Arc::new(Gate::new(MAX_CONNECTIONS, None)),
         stop: None,
+        closing: None,
     };
     serve_connections(listener, options, move |req, caller: &Caller| {
         handle(req, caller.addr)
@@ -396,6 +397,10 @@ pub struct Serving {
     /// When this turns true the listener accepts nothing more, asks each connection to close
     /// once it has answered what it is answering, and returns when they have.
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// While this answers true (a draining node), every answer asks its connection to close
+    /// (`Connection: close`): no client is left holding a kept-alive connection that the stop
+    /// would close under a request it is sending, which a write could not be sent again after.
+    pub closing: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
 }
 
 impl Serving {
@@ -406,6 +411,7 @@ impl Serving {
             on_refused: None,
             gate: Arc::new(Gate::new(MAX_CONNECTIONS, None)),
             stop: None,
+            closing: None,
         }
     }
 
@@ -746,9 +752,18 @@ where
     F: Fn(hyper::Request<Incoming>, &Caller) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<Body>> + Send + 'static,
 {
+    let closing = options.closing.clone();
     let service = service_fn(move |req: hyper::Request<Incoming>| {
+        let close = closing.as_ref().is_some_and(|c| c());
         let answer = handle(req, &caller);
-        async move { Ok::<_, std::convert::Infallible>(answer.await) }
+        async move {
+            let mut r = answer.await;
+            if close {
+                r.headers_mut()
+                    .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, std::convert::Infallible>(r)
+        }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())

@@ -144,6 +144,12 @@ pub async fn start(
     public.stop = Some(stopping.clone());
     let mut inside = http::Serving::tls(tls.internal_server()?);
     inside.stop = Some(stopping);
+    // A draining node asks every connection to close after its answer, so that balancers and
+    // peers hold no idle connection to it when it stops accepting.
+    let draining = node.clone();
+    let closing: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || draining.draining());
+    public.closing = Some(closing.clone());
+    inside.closing = Some(closing);
     let counted = node.clone();
     inside.on_refused = Some(Arc::new(move || counted.handshake_refused()));
     // Bind everything first, so a port that is taken fails the start instead of a later request.

@@ -67,7 +67,7 @@ async fn a_draining_node_is_unready_at_once_and_finishes_what_is_in_flight() {
             }
         }
     };
-    let ready = || {
+    let ready_answer = || {
         let client = apim_runtime::http::tls_client(ca.clone());
         let host = host.clone();
         async move {
@@ -79,10 +79,11 @@ async fn a_draining_node_is_unready_at_once_and_finishes_what_is_in_flight() {
                 Duration::from_secs(5),
             )
             .await
-            .map(|r| r.status)
         }
     };
-    assert_eq!(ready().await, Ok(200), "a running node is ready");
+    let before = ready_answer().await.expect("ready");
+    assert_eq!(before.status, 200, "a running node is ready");
+    assert_eq!(before.get_header("connection"), None, "kept alive");
 
     let first = tokio::spawn(invoke());
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -90,7 +91,11 @@ async fn a_draining_node_is_unready_at_once_and_finishes_what_is_in_flight() {
     let started = Instant::now();
     let drained = tokio::spawn(node.drain(wait, Duration::from_secs(10)));
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(ready().await, Ok(503), "unready as soon as it drains");
+    let unready = ready_answer().await.expect("an answer");
+    assert_eq!(unready.status, 503, "unready as soon as it drains");
+    // Answered and its connection closed: a draining node leaves no idle connection for the
+    // stop to close under a request (a write could not be sent again).
+    assert_eq!(unready.get_header("connection"), Some("close"));
     // Balancers have not noticed yet: what they send now is still served.
     let second = tokio::spawn(invoke());
     tokio::time::sleep(wait).await;
@@ -101,6 +106,7 @@ async fn a_draining_node_is_unready_at_once_and_finishes_what_is_in_flight() {
     assert_eq!(first.status, 200, "in flight before the drain");
     let second = second.await.expect("task").expect("an answer");
     assert_eq!(second.status, 200, "sent during the wait");
+
     assert!(
         drained.await.expect("task"),
         "everything in flight finished"

@@ -151,6 +151,7 @@ async fn a_flood_of_idle_connections_past_the_limits_is_refused_while_others_are
         on_refused: None,
         gate: std::sync::Arc::new(gate),
         stop: None,
+        closing: None,
     };
     tokio::spawn(http::serve_connections(
         listener,

@@ -1,7 +1,6 @@
 //! apim, the command line: parse arguments, call the libraries, map results to exit codes.
 
 mod commands;
-mod drill;
 mod input;
 mod outdir;
 mod output;

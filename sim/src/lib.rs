@@ -6,6 +6,7 @@
 //! plan, scenario and seed give the same run, byte for byte.
 
 pub mod codes;
+pub mod driver;
 pub mod exec;
 pub mod explore;
 pub mod failover;
@@ -16,4 +17,5 @@ pub mod rng;
 pub mod run;
 pub mod scenario;
 pub mod stats;
+pub mod workload;
 pub mod world;

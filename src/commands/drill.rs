@@ -161,7 +161,7 @@ pub fn run(args: Args) -> Outcome {
             output::error("--rate: between 0 and 1000 invokes per second");
             return Outcome::Usage;
         }
-        let (scenario, skipped) = crate::drill::single_failures(&plan, args.rate, networked);
+        let (scenario, skipped) = apim_drill::single_failures(&plan, args.rate, networked);
         for (part, why) in &skipped {
             eprintln!("drill: not failed: {part}: {why}");
         }
@@ -179,11 +179,11 @@ pub fn run(args: Args) -> Outcome {
         }
     };
     let compare_worlds = args.compare || args.single_failures;
-    if let Err(e) = crate::drill::refuse(&plan, &scenario, networked) {
+    if let Err(e) = apim_drill::refuse(&plan, &scenario, networked) {
         output::error(&e);
         return Outcome::Usage;
     }
-    let range = match apim_runtime::lab::Range::parse(&args.range) {
+    let range = match apim_drill::lab::Range::parse(&args.range) {
         Ok(r) => r,
         Err(e) => {
             output::error(&format!("--range: {e}"));
@@ -199,7 +199,7 @@ pub fn run(args: Args) -> Outcome {
             let _ = apim_runtime::random(&mut b);
             b.iter().map(|x| format!("{x:02x}")).collect()
         });
-    let opts = crate::drill::Options {
+    let opts = apim_drill::Options {
         range,
         data: args.data.clone(),
         admin_password: password,
@@ -214,13 +214,13 @@ pub fn run(args: Args) -> Outcome {
     let started = std::time::Instant::now();
     let result = apim_runtime::block_on(async {
         let r = tokio::select! {
-            r = crate::drill::run(&plan, &scenario, &opts) => r,
+            r = apim_drill::run(&plan, &scenario, &opts) => r,
             _ = apim_runtime::until_signal() => Err("interrupted; every namespace, process and database place the drill made was removed".to_string()),
         };
         if r.is_err()
             && let Some(server) = &opts.database
         {
-            crate::drill::remove_places(&plan, server).await;
+            apim_drill::remove_places(&plan, server).await;
         }
         r
     });

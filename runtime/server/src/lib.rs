@@ -10,7 +10,6 @@ pub mod databases;
 pub mod dbproxy;
 pub mod guarded;
 pub mod http;
-pub mod lab;
 pub mod node;
 pub mod signing;
 pub mod smoke;

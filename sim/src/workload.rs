@@ -114,6 +114,9 @@ struct Clients {
     last_wrong_secret_ms: Option<u64>,
     /// Revoked tokens: (token, index of its application).
     revoked: Vec<(Held, usize)>,
+    /// Hashes of the latest tokens whose revocation the workload asked for, acknowledged or
+    /// not yet: a gateway may refuse one before the acknowledgement reaches its client.
+    revoking: std::collections::VecDeque<String>,
     oracle: Oracle,
 }
 
@@ -925,14 +928,16 @@ impl<D: Driver> Workload<D> {
                 self.violate("safety", p, self.d.answered_by(r));
             }
         }
-        // The workload revoked this token while the call was on its way: refusing it is
-        // right, and no failure of the deployment.
-        if status == 401
-            && guard(&self.clients)
-                .oracle
-                .revocation_of(&held.hash)
-                .is_some_and(|at| at <= self.d.now_ms())
-        {
+        // The workload asked to revoke this token while the call was on its way: refusing it
+        // is right, and no failure of the deployment — also before the acknowledgement came
+        // back (the key manager tells the gateways first).
+        if status == 401 && {
+            let c = guard(&self.clients);
+            c.revoking.contains(&held.hash)
+                || c.oracle
+                    .revocation_of(&held.hash)
+                    .is_some_and(|at| at <= self.d.now_ms())
+        } {
             return;
         }
         self.record(Op::Invoke, started, status == 200, status);
@@ -959,6 +964,13 @@ impl<D: Driver> Workload<D> {
         secret: String,
         held: Held,
     ) -> bool {
+        {
+            let mut c = guard(&self.clients);
+            c.revoking.push_back(held.hash.clone());
+            if c.revoking.len() > REVOKED_KEPT {
+                c.revoking.pop_front();
+            }
+        }
         let req = client::revoke(&key, &secret, &held.token);
         let Ok(r) = self.client(Component::Gateway, req).await else {
             return false;

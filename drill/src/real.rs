@@ -228,16 +228,15 @@ pub(crate) async fn workload(
         Component::Gateway,
     ]
     .map(|c| apim_runtime::up::entry(plan, c));
+    let mut listeners: std::collections::BTreeMap<String, (String, u16)> =
+        apim_runtime::up::gateway_nodes(plan)
+            .into_iter()
+            .map(|(name, host, port)| (name, (host, port)))
+            .collect();
     let gateways = plan
         .nodes
         .iter()
-        .map(|n| {
-            let l = n
-                .listeners
-                .iter()
-                .find(|l| l.component == Component::Gateway)?;
-            Some((n.host.clone(), l.port))
-        })
+        .map(|n| listeners.remove(&n.name))
         .collect();
     let live = Arc::new(AtomicUsize::new(0));
     let real = Real {

@@ -9,7 +9,7 @@ use apim_topology::kubernetes::{DEFAULT_IMAGE, Resources};
 use apim_topology::reach::{self, Route};
 use apim_topology::timing::{
     CONNECT_TIMEOUT_MS, DATABASE_MS, HEALTH_FALL, HEALTH_INTERVAL_MS, HEALTH_RISE,
-    HEALTH_TIMEOUT_MS, READ_TIMEOUT_MS, REVOCATION_BOUND_MS, SESSION_HOURS,
+    HEALTH_TIMEOUT_MS, READ_TIMEOUT_MS, REVOCATION_BOUND_MS, SESSION_HOURS, TOKEN_MS,
 };
 use apim_topology::vocab::{BalancerKind, Component, Engine, Revocation, Role, TokenFormat};
 use serde::{Deserialize, Serialize};
@@ -184,6 +184,12 @@ pub struct TokenPlan {
     pub revocation: Revocation,
     /// How long a revoked token may work on a gateway that missed the news.
     pub revocation_bound_ms: u64,
+    /// How long an access token lives (an hour; a drill's scenario may ask for less).
+    #[serde(
+        default = "default_token_ms",
+        skip_serializing_if = "is_default_token_ms"
+    )]
+    pub lifetime_ms: u64,
     /// The `iss` of the key manager's JWTs and the `aud` gateways require.
     pub issuer: String,
     pub audience: String,
@@ -206,6 +212,7 @@ impl Default for TokenPlan {
             format: TokenFormat::Opaque,
             revocation: Revocation::Strict,
             revocation_bound_ms: REVOCATION_BOUND_MS,
+            lifetime_ms: TOKEN_MS,
             issuer: String::new(),
             audience: String::new(),
             jwks: String::new(),
@@ -239,6 +246,7 @@ impl TokenPlan {
                 .revocation_bound_ms
                 .as_ref()
                 .map_or(REVOCATION_BOUND_MS, |b| u64::from(b.value)),
+            lifetime_ms: TOKEN_MS,
             issuer: format!("spiffe://{deployment}/key-manager"),
             audience: format!("spiffe://{deployment}/gateway"),
             jwks: format!("{dir}/{JWKS_FILE}"),
@@ -249,6 +257,14 @@ impl TokenPlan {
             },
         }
     }
+}
+
+fn default_token_ms() -> u64 {
+    TOKEN_MS
+}
+
+fn is_default_token_ms(ms: &u64) -> bool {
+    *ms == TOKEN_MS
 }
 
 fn default_session_ms() -> u64 {

@@ -17,6 +17,7 @@ pub fn refuse(plan: &Plan, scenario: &Scenario, networked: bool) -> Result<(), S
             FaultKind::Crash { .. }
             | FaultKind::ClusterDown { .. }
             | FaultKind::BalancerOutage { .. }
+            | FaultKind::CertExpiry { .. }
             | FaultKind::RollingRestart { .. } => {}
             FaultKind::Isolate { .. } => Lab::filters()?,
             FaultKind::Partition { from, to, .. } | FaultKind::Loss { from, to, .. } => {
@@ -32,12 +33,6 @@ pub fn refuse(plan: &Plan, scenario: &Scenario, networked: bool) -> Result<(), S
                 return Err(format!(
                     "the drill cannot make `{}` faults on SQLite files every namespace reads: there is no connection to cut; give it a database server with --database (this machine's PostgreSQL or MariaDB), or `apim sim` simulates them",
                     f.kind.name()
-                ));
-            }
-            other => {
-                return Err(format!(
-                    "the drill cannot make `{}` faults yet; `apim sim` simulates them",
-                    other.name()
                 ));
             }
         }
@@ -255,4 +250,45 @@ pub(crate) async fn roll(
         }
         tokio::time::sleep(pause).await;
     }
+}
+
+/// How long after the fault's start the certificate it puts in place expires: long enough to
+/// pass the reload's check, short beside the balancers' detection time.
+const EXPIRES_IN_S: i64 = 1;
+
+/// A certificate-expiry fault for real: `name`'s certificate is replaced by one from the same
+/// CA that expires a second later (`expiring`), or, at the repair, by a good one, and the
+/// process is told to present it (SIGHUP) — it goes on running, as a node whose certificate
+/// runs out does, and nobody can shake hands with it.
+pub(crate) fn swap_certificate(
+    lab: &Mutex<Lab>,
+    plan: &Plan,
+    name: &str,
+    expiring: bool,
+) -> Result<(), String> {
+    let subject = apim_pki::subjects(plan)
+        .into_iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| format!("no node or balancer `{name}` to expire"))?;
+    let dir = std::path::Path::new(&subject.tls.ca)
+        .parent()
+        .ok_or("the certificates have no folder")?;
+    let ca = apim_pki::read_ca(&dir.join("ca.crt"), &dir.join("ca.key"))?;
+    let issued = if expiring {
+        ca.issue_expiring(&subject.identity, &subject.sans, EXPIRES_IN_S)?
+    } else {
+        ca.issue(&subject.identity, &subject.sans)?
+    };
+    apim_pki::files::write_private(
+        std::path::Path::new(&subject.tls.key),
+        &issued.key_pem,
+        0o600,
+    )?;
+    apim_pki::files::write_private(
+        std::path::Path::new(&subject.tls.cert),
+        &issued.cert_pem,
+        0o644,
+    )?;
+    lock(lab).hup(name);
+    Ok(())
 }

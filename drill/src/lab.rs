@@ -274,6 +274,15 @@ impl Lab {
         }
     }
 
+    /// SIGHUP: the process reads its certificate again and presents it from then on.
+    pub fn hup(&mut self, name: &str) {
+        if let Some(c) = self.procs.get_mut(name).and_then(|p| p.child.as_ref()) {
+            let _ = Command::new("kill")
+                .args(["-HUP", &c.id().to_string()])
+                .status();
+        }
+    }
+
     /// Whether this machine can filter packets inside a namespace (nftables), which network
     /// faults need; says what is missing if not.
     pub fn filters() -> Result<(), String> {

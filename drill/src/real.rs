@@ -1,11 +1,11 @@
 //! The workload's driver in the real world (`apim_sim::driver::Driver`), and the drill's run of
 //! the workload with it.
 
-use crate::faults::{filters, roll, stopped_by};
-use crate::{Built, lock};
+use crate::faults::{filters, roll, stopped_by, swap_certificate};
+use crate::lock;
 use apim_compiler::plan::Plan;
 use apim_components::{Request, Response};
-use apim_runtime::dbproxy::{DbProxy, Mode as DbMode};
+use apim_runtime::dbproxy::Mode as DbMode;
 use apim_sim::driver::{Driver, To, TokenRow};
 use apim_sim::rng::Rng;
 use apim_sim::run::Outcome;
@@ -22,20 +22,95 @@ use crate::lab::Lab;
 /// The bound on one client request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A running deployment as clients reach it.
+pub struct Target {
+    /// The plan as it runs: its addresses, and certificate paths this process can read (a
+    /// hostile node's probes are made with that node's own certificate).
+    pub plan: Plan,
+    /// The deployment CA (PEM) clients trust.
+    pub ca_pem: String,
+    /// Per component (`Component as usize`): where clients reach it.
+    pub entries: [Option<(String, u16)>; 4],
+    /// Per node of the plan: its gateway listener, if it has one.
+    pub gateways: Vec<Option<(String, u16)>>,
+    /// The APIs' backend.
+    pub backend: String,
+}
+
+impl Target {
+    /// Clients reach each component where `apim up` says, and every gateway node directly.
+    pub fn of_plan(plan: &Plan, ca_pem: &str, backend: &str) -> Target {
+        let entries = [
+            Component::Publisher,
+            Component::Store,
+            Component::KeyManager,
+            Component::Gateway,
+        ]
+        .map(|c| apim_runtime::up::entry(plan, c));
+        let gateways = apim_runtime::up::gateway_nodes(plan)
+            .into_iter()
+            .map(|(name, host, port)| (name, (host, port)))
+            .collect();
+        Target::with_gateways(plan, ca_pem, backend, entries, gateways)
+    }
+
+    /// Clients reach the components where `e` says (a balancer of one's own in front, say).
+    pub fn of_entries(plan: &Plan, e: &apim_runtime::smoke::Entries) -> Target {
+        let entries = [
+            Some(e.publisher.clone()),
+            Some(e.store.clone()),
+            Some(e.key_manager.clone()),
+            Some(e.gateway.clone()),
+        ];
+        let gateways = e
+            .gateway_nodes
+            .iter()
+            .map(|(name, host, port)| (name.clone(), (host.clone(), *port)))
+            .collect();
+        Target::with_gateways(plan, &e.ca, &e.backend, entries, gateways)
+    }
+
+    /// Clients reach the components at `entries` (per `Component as usize`), and the gateway
+    /// nodes named in `gateways` there.
+    pub fn with_gateways(
+        plan: &Plan,
+        ca_pem: &str,
+        backend: &str,
+        entries: [Option<(String, u16)>; 4],
+        mut gateways: std::collections::BTreeMap<String, (String, u16)>,
+    ) -> Target {
+        Target {
+            plan: plan.clone(),
+            ca_pem: ca_pem.to_string(),
+            entries,
+            gateways: plan
+                .nodes
+                .iter()
+                .map(|n| gateways.remove(&n.name))
+                .collect(),
+            backend: backend.to_string(),
+        }
+    }
+}
+
+/// The faults a drill makes: processes and packet filters in its lab, database relays.
+pub(crate) struct Faults {
+    pub lab: Arc<Mutex<Lab>>,
+    pub relays: std::collections::BTreeMap<String, apim_runtime::dbproxy::Switch>,
+}
+
 /// The real deployment as the workload drives it, in wall time: requests over TLS from the
-/// host, faults made by the lab (signals, packet filters, database relays).
+/// host, faults (when it may make them) made by the lab (signals, packet filters, database
+/// relays).
 struct Real {
     plan: Plan,
     start: Instant,
     rng: Mutex<Rng>,
     client: apim_runtime::http::Client,
-    /// Per component (`Component as usize`): where clients reach it.
     entries: [Option<(String, u16)>; 4],
-    /// Per node of the plan: its gateway listener, if it has one.
     gateways: Vec<Option<(String, u16)>>,
     backend: String,
-    lab: Arc<Mutex<Lab>>,
-    relays: std::collections::BTreeMap<String, apim_runtime::dbproxy::Switch>,
+    faults: Option<Faults>,
     /// Tasks spawned and not finished.
     live: Arc<AtomicUsize>,
 }
@@ -142,41 +217,62 @@ impl Driver for Real {
         None
     }
 
+    /// A deployment the workload may not fault (`apim up --smoke`) is not faulted: its
+    /// scenario has none.
     async fn begin(&self, k: usize, fault: &FaultKind) {
+        let Some(f) = &self.faults else {
+            return;
+        };
         let table = format!("apimfault{k}");
         for name in stopped_by(&self.plan, fault) {
-            lock(&self.lab).kill(&name);
+            lock(&f.lab).kill(&name);
         }
-        let filters = filters(&self.plan, &lock(&self.lab), fault);
+        let filters = filters(&self.plan, &lock(&f.lab), fault);
         for (host, rules) in &filters {
-            if let Err(e) = lock(&self.lab).filter(host, &table, rules) {
+            if let Err(e) = lock(&f.lab).filter(host, &table, rules) {
                 eprintln!("warning: {e}");
             }
         }
-        if let Some((relay, mode)) = self.relay(fault) {
+        if let Some((relay, mode)) = f.relay(fault) {
             relay.set(mode);
+        }
+        if let FaultKind::CertExpiry { name, .. } = fault
+            && let Err(e) = swap_certificate(&f.lab, &self.plan, name, true)
+        {
+            eprintln!("warning: {e}");
         }
     }
 
     async fn end(&self, k: usize, fault: &FaultKind) {
+        let Some(f) = &self.faults else {
+            return;
+        };
         let table = format!("apimfault{k}");
         for name in stopped_by(&self.plan, fault) {
-            let _ = lock(&self.lab).start(&name);
+            let _ = lock(&f.lab).start(&name);
         }
         // Reckoned first: the lab's lock is not held while each filter is removed.
-        let filters = filters(&self.plan, &lock(&self.lab), fault);
+        let filters = filters(&self.plan, &lock(&f.lab), fault);
         for (host, _) in filters {
-            lock(&self.lab).unfilter(&host, &table);
+            lock(&f.lab).unfilter(&host, &table);
         }
-        if let Some((relay, _)) = self.relay(fault) {
+        if let Some((relay, _)) = f.relay(fault) {
             relay.set(DbMode::Pass);
+        }
+        if let FaultKind::CertExpiry { name, .. } = fault
+            && let Err(e) = swap_certificate(&f.lab, &self.plan, name, false)
+        {
+            eprintln!("warning: {e}");
         }
     }
 
     /// Each node drains for the time it was started with (`--drain-ms`, from the scenario).
     async fn roll(&self, cluster: &str, _drain_ms: u64, pause_ms: u64) {
+        let Some(f) = &self.faults else {
+            return;
+        };
         roll(
-            &self.lab,
+            &f.lab,
             &self.plan,
             &self.client,
             cluster,
@@ -186,7 +282,7 @@ impl Driver for Real {
     }
 }
 
-impl Real {
+impl Faults {
     /// The relay a database fault acts on, and what it makes it do.
     fn relay(&self, fault: &FaultKind) -> Option<(&apim_runtime::dbproxy::Switch, DbMode)> {
         match fault {
@@ -207,61 +303,44 @@ const SEED: u64 = 0;
 /// How long the drill waits, after the workload's end, for its last requests and probes.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The workload (`apim_sim::workload`, the simulator's own) against the real deployment: set
-/// up, the clients and the faults for the scenario's duration, then liveness once the faults
-/// have healed.
+/// The workload (`apim_sim::workload`, the simulator's own) against a real deployment: set
+/// up (its users and APIs named with `tag`), then `started` is called, the clients and the
+/// faults (when `faults` can make them) for the scenario's duration, then liveness once the
+/// faults have healed.
 pub(crate) async fn workload(
-    built: &Built,
+    target: Target,
     scenario: &Scenario,
     admin_password: &str,
-    backend: &str,
-    lab: &Arc<Mutex<Lab>>,
-    relays: &std::collections::BTreeMap<String, DbProxy>,
-    breaking: &std::sync::atomic::AtomicBool,
+    tag: &str,
+    faults: Option<Faults>,
+    started: impl FnOnce(),
 ) -> Result<Outcome, String> {
-    let client = apim_runtime::http::tls_client(apim_runtime::tls::client_trusting(&built.ca_pem)?);
-    let plan = &built.plan;
-    let entries = [
-        Component::Publisher,
-        Component::Store,
-        Component::KeyManager,
-        Component::Gateway,
-    ]
-    .map(|c| apim_runtime::up::entry(plan, c));
-    let mut listeners: std::collections::BTreeMap<String, (String, u16)> =
-        apim_runtime::up::gateway_nodes(plan)
-            .into_iter()
-            .map(|(name, host, port)| (name, (host, port)))
-            .collect();
-    let gateways = plan
-        .nodes
-        .iter()
-        .map(|n| listeners.remove(&n.name))
-        .collect();
+    // Every client request on a connection of its own and a full handshake, as the simulator's
+    // clients make theirs:
+    // what a fault does to new clients (a certificate that expired, a listener gone) is what
+    // is judged, not what a kept connection still carries.
+    let client = apim_runtime::http::tls_client(apim_runtime::tls::without_resumption(
+        &apim_runtime::tls::client_trusting(&target.ca_pem)?,
+    ))
+    .fresh();
     let live = Arc::new(AtomicUsize::new(0));
     let real = Real {
-        plan: plan.clone(),
+        plan: target.plan,
         start: Instant::now(),
         rng: Mutex::new(Rng::new(SEED)),
         client,
-        entries,
-        gateways,
-        backend: backend.to_string(),
-        lab: lab.clone(),
-        relays: relays
-            .iter()
-            .map(|(k, r)| (k.clone(), r.handle()))
-            .collect(),
+        entries: target.entries,
+        gateways: target.gateways,
+        backend: target.backend,
+        faults,
         live: live.clone(),
     };
-    let run = Arc::new(Workload::new(real, scenario, admin_password));
+    let run = Arc::new(Workload::new(real, scenario, admin_password).tagged(tag));
     run.clone()
         .setup()
         .await
         .map_err(|e| format!("setting up: {e}"))?;
-    // The backend breaks its share of requests once the workload runs: the set-up's own calls
-    // are answered.
-    breaking.store(true, Ordering::Relaxed);
+    started();
     run.start();
     let d = run.driver();
     let duration = Duration::from_millis(scenario.workload.duration_ms);

@@ -111,6 +111,22 @@ impl Ca {
         })
     }
 
+    /// Issues a certificate that expires `secs` from now: it passes a start-up or reload check
+    /// and expires while in use (a drill's certificate-expiry fault).
+    pub fn issue_expiring(
+        &self,
+        identity: &str,
+        sans: &[String],
+        secs: i64,
+    ) -> Result<Issued, String> {
+        self.issue_at(
+            identity,
+            sans,
+            OffsetDateTime::now_utc() + Duration::seconds(secs) - Duration::days(1),
+            1,
+        )
+    }
+
     /// Issues a certificate valid from an hour ago (clocks drift) for `LEAF_DAYS`.
     pub fn issue(&self, identity: &str, sans: &[String]) -> Result<Issued, String> {
         self.issue_at(

@@ -5,9 +5,10 @@
 use crate::report::{Verdict, effect, grace_ms};
 use crate::run::{Options, simulate};
 use crate::scenario::{Fault, FaultKind, Scenario, Workload};
-use crate::world::{Firewall, Party};
-use apim_compiler::plan::Plan;
+use crate::world::{firewall, passes};
+use apim_compiler::plan::{Plan, RouteListener};
 use apim_topology::flows::{End, FLOWS, Flow, Hop, Listener, Path};
+use apim_topology::reach::{At, Firewall};
 use apim_topology::vocab::{BalancerKind, Component, Revocation, Role, TokenFormat};
 use petgraph::graph::DiGraph;
 use serde::Serialize;
@@ -27,6 +28,7 @@ pub fn workload() -> Workload {
         revoke_rate: 1.0,
         lifecycle_rate: 0.5,
         revocation_bound_ms: 1_000,
+        // A deployment's own: what a part's failure breaks, not when clients' tokens run out.
         token_lifetime_ms: apim_topology::timing::TOKEN_MS,
         backend_latency_ms: 0,
         backend_latency_p99_ms: 0,
@@ -94,6 +96,9 @@ struct Standing<'p> {
     fw: Firewall,
     nodes: Vec<bool>,
     balancers: Vec<bool>,
+    /// The balancer whose certificate expired: the routes where it ends the TLS are down; a
+    /// passed-through connection is the caller's with the node, and goes on.
+    expired: Option<usize>,
     /// Roles whose database is down.
     roles_down: BTreeSet<Role>,
     blocked: BTreeSet<(usize, usize)>,
@@ -101,7 +106,7 @@ struct Standing<'p> {
 
 impl<'p> Standing<'p> {
     fn new(plan: &'p Plan, failed: &FaultKind) -> Standing<'p> {
-        let fw = Firewall::new(plan);
+        let fw = firewall(plan);
         let nodes = plan
             .nodes
             .iter()
@@ -121,9 +126,15 @@ impl<'p> Standing<'p> {
             .iter()
             .map(|b| {
                 !matches!(failed, FaultKind::BalancerOutage { balancer } if *balancer == b.name)
-                    && !matches!(failed, FaultKind::CertExpiry { name, balancer: true } if *name == b.name)
             })
             .collect();
+        let expired = match failed {
+            FaultKind::CertExpiry {
+                name,
+                balancer: true,
+            } => plan.balancers.iter().position(|b| &b.name == name),
+            _ => None,
+        };
         let roles_down = match failed {
             FaultKind::DatabaseOutage { database } | FaultKind::DatabaseBlackhole { database } => {
                 plan.databases
@@ -148,6 +159,7 @@ impl<'p> Standing<'p> {
             fw,
             nodes,
             balancers,
+            expired,
             roles_down,
             blocked,
         }
@@ -157,14 +169,14 @@ impl<'p> Standing<'p> {
         self.fw.network(name).unwrap_or(usize::MAX)
     }
 
-    fn allows(&self, from: Party<'_>, to: Party<'_>, port: Option<u16>) -> bool {
-        self.fw.allows(&self.blocked, from, to, port)
+    fn allows(&self, from: At<'_>, to: At<'_>, port: Option<u16>) -> bool {
+        passes(&self.fw, &self.blocked, from, to, port)
     }
 
     /// A node as a firewall rule sees it.
-    fn node_party(&self, i: usize) -> Party<'_> {
+    fn node_party(&self, i: usize) -> At<'_> {
         let n = &self.plan.nodes[i];
-        Party {
+        At {
             net: self.net(&n.network),
             name: Some(&n.cluster),
         }
@@ -212,7 +224,7 @@ impl<'p> Standing<'p> {
             End::Database(_) => return true,
         }
 
-        let from_net = |s: Source<'p>, entry_net: usize| Party {
+        let from_net = |s: Source<'p>, entry_net: usize| At {
             net: s.0.unwrap_or(entry_net),
             name: s.1,
         };
@@ -234,8 +246,8 @@ impl<'p> Standing<'p> {
                     let ok = match (s.0, db_net) {
                         (_, None) => true,
                         (Some(net), Some(d)) => {
-                            let from = Party { net, name: s.1 };
-                            self.allows(from, Party { net: d, name: None }, None)
+                            let from = At { net, name: s.1 };
+                            self.allows(from, At { net: d, name: None }, None)
                         }
                         (None, Some(_)) => true,
                     };
@@ -323,7 +335,7 @@ impl<'p> Standing<'p> {
         targets: &[(usize, petgraph::graph::NodeIndex)],
         (c, listener): (Component, Listener),
         kind: BalancerKind,
-        from_net: impl Fn(Source<'p>, usize) -> Party<'p>,
+        from_net: impl Fn(Source<'p>, usize) -> At<'p>,
     ) {
         for (b, lb) in self.plan.balancers.iter().enumerate() {
             if lb.kind != kind || !self.balancers[b] {
@@ -336,8 +348,11 @@ impl<'p> Standing<'p> {
             else {
                 continue;
             };
+            if self.expired == Some(b) && route.listener == RouteListener::Public {
+                continue;
+            }
             let bv = g.add_node(());
-            let me = Party {
+            let me = At {
                 net: self.net(&lb.network),
                 name: Some(&lb.name),
             };

@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
+/// How long the key managers' access tokens live in a scenario that does not say: short
+/// enough that tokens expire, are renewed and are replayed expired within the default minute
+/// (a deployment's own tokens live [`apim_topology::timing::TOKEN_MS`]).
+pub const TOKEN_LIFETIME_MS: u64 = 20_000;
+
 /// What clients do, and for how long.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Workload {
@@ -83,7 +88,7 @@ impl Default for Workload {
             revoke_rate: 0.2,
             lifecycle_rate: 0.1,
             revocation_bound_ms: 1_000,
-            token_lifetime_ms: apim_topology::timing::TOKEN_MS,
+            token_lifetime_ms: TOKEN_LIFETIME_MS,
             backend_latency_ms: 0,
             backend_latency_p99_ms: 0,
             invoke_writes: 0.0,

@@ -149,6 +149,9 @@ pub struct Workload<D: Driver> {
     /// When a node last turned hostile (`probe_compromised_node`): at most once a virtual
     /// second, so that the probe costs the same whatever the invoke rate.
     hostile_ms: Mutex<Option<u64>>,
+    /// In the names of the workload's users and APIs: a workload against a deployment that
+    /// already served one (`apim up --smoke` twice) uses names of its own.
+    tag: String,
 }
 
 /// Revoked tokens a gateway served after the revocation bound had passed (the available
@@ -201,7 +204,15 @@ impl<D: Driver> Workload<D> {
             available,
             late: Mutex::default(),
             hostile_ms: Mutex::default(),
+            tag: String::new(),
         }
+    }
+
+    /// The same workload, with `tag` in the names of its users and APIs (`consumer{tag}-0`,
+    /// `/sim{tag}-1/v1`).
+    pub fn tagged(mut self, tag: &str) -> Workload<D> {
+        self.tag = tag.to_string();
+        self
     }
 
     pub fn driver(&self) -> &D {
@@ -322,7 +333,7 @@ impl<D: Driver> Workload<D> {
             let c = guard(&self.clients);
             match api.and_then(|k| c.apis.get(k)) {
                 Some(a) => (Some(a.id.clone()), a.context.clone()),
-                None => (None, "sim-draft".to_string()),
+                None => (None, format!("sim{}-draft", self.tag)),
             }
         };
         let sent_ms = self.d.now_ms();
@@ -378,7 +389,7 @@ impl<D: Driver> Workload<D> {
             &NewApi {
                 name: "Draft",
                 version: "v1",
-                context: "sim-draft",
+                context: &format!("sim{}-draft", self.tag),
                 backend: self.d.backend(),
             },
         );
@@ -394,7 +405,7 @@ impl<D: Driver> Workload<D> {
                 .map_err(|e| format!("setup: {e}"))?;
         }
         for k in 0..self.scenario.workload.applications {
-            let user = format!("consumer-{k}");
+            let user = format!("consumer{}-{k}", self.tag);
             ok(
                 self.client(Component::Store, client::signup(&user, CONSUMER_PASSWORD))
                     .await,
@@ -409,7 +420,9 @@ impl<D: Driver> Workload<D> {
             self.token_for(app).await?;
         }
         if self.scenario.workload.applications > 0 {
-            let app = self.new_app("consumer-0", &[]).await?;
+            let app = self
+                .new_app(&format!("consumer{}-0", self.tag), &[])
+                .await?;
             guard(&self.clients).probe_app = Some(app);
         }
         Ok(())
@@ -422,7 +435,7 @@ impl<D: Driver> Workload<D> {
             c.next += 1;
             (c.provider.clone(), c.next)
         };
-        let context = format!("sim-{n}");
+        let context = format!("sim{}-{n}", self.tag);
         let create = client::create_api(
             &session,
             &NewApi {
@@ -642,10 +655,15 @@ impl<D: Driver> Workload<D> {
         let started = self.d.now_us();
         let ok = match op {
             Op::Publish => {
-                if self.d.rng().chance(self.lifecycle_share()) {
+                let changed = if self.d.rng().chance(self.lifecycle_share()) {
                     self.lifecycle().await
                 } else {
-                    self.publish_one().await.is_ok()
+                    None
+                };
+                // With no API to change, the provider publishes one.
+                match changed {
+                    Some(ok) => ok,
+                    None => self.publish_one().await.is_ok(),
                 }
             }
             Op::Subscribe => self.subscribe().await,
@@ -680,7 +698,7 @@ impl<D: Driver> Workload<D> {
     /// consumer's application, which the store must refuse.
     async fn subscribe(&self) -> bool {
         let n = self.scenario.workload.applications.max(1) as u64;
-        let user = format!("consumer-{}", self.d.rng().below(n));
+        let user = format!("consumer{}-{}", self.tag, self.d.rng().below(n));
         let api = {
             let c = guard(&self.clients);
             let open: Vec<usize> = (0..c.apis.len()).filter(|&k| c.invokable(k)).collect();
@@ -755,13 +773,8 @@ impl<D: Driver> Workload<D> {
     /// refused (403), whatever the request says.
     async fn probe_compromised_node(&self) {
         let n = self.d.plan().nodes.len() as u64;
-        let now = self.d.now_ms();
-        {
-            let mut last = guard(&self.hostile_ms);
-            if n < 2 || last.is_some_and(|t| now < t + HOSTILE_EVERY_MS) {
-                return;
-            }
-            *last = Some(now);
+        if n < 2 {
+            return;
         }
         let from = self.d.rng().below(n) as usize;
         let to = (from + 1 + self.d.rng().below(n - 1) as usize) % n as usize;
@@ -788,6 +801,52 @@ impl<D: Driver> Workload<D> {
                     vec![target.name.clone()],
                 );
             }
+        }
+    }
+
+    /// A client on the public side calls what only nodes may: an internal endpoint on a
+    /// component's public entry (there is none there), and introspection without client
+    /// credentials. Neither may succeed.
+    async fn probe_public_side(&self) {
+        const ENTRIES: [Component; 4] = [
+            Component::Publisher,
+            Component::Store,
+            Component::KeyManager,
+            Component::Gateway,
+        ];
+        let c = ENTRIES[self.d.rng().below(ENTRIES.len() as u64) as usize];
+        let (method, path) = apim_components::wire::INTERNAL[self
+            .d
+            .rng()
+            .below(apim_components::wire::INTERNAL.len() as u64)
+            as usize];
+        let req = Request::new(method, path).json(&serde_json::json!({}));
+        let pushed = self.client(c, req).await;
+        if ok2xx(&pushed) {
+            self.violate(
+                "safety",
+                format!("the {c}'s public entry answered a client's `{method} {path}`"),
+                Vec::new(),
+            );
+        }
+        let token = {
+            let c = guard(&self.clients);
+            c.apps
+                .iter()
+                .find_map(|a| a.token.as_ref().map(|t| t.token.clone()))
+        };
+        let Some(token) = token else {
+            return;
+        };
+        let req =
+            Request::new("POST", apim_components::wire::INTROSPECT).form(&[("token", &token)]);
+        let r = self.client(Component::Gateway, req).await;
+        if ok2xx(&r) {
+            self.violate(
+                "safety",
+                "a token was introspected without client credentials".into(),
+                Vec::new(),
+            );
         }
     }
 
@@ -1079,7 +1138,7 @@ impl<D: Driver> Workload<D> {
 
     /// Updates, deprecates or retires an API (never the first, nor below two callable ones).
     /// A retirement must be enforced at once by the gateways the publisher told.
-    async fn lifecycle(self: &Arc<Self>) -> bool {
+    async fn lifecycle(self: &Arc<Self>) -> Option<bool> {
         let picked = {
             let c = guard(&self.clients);
             let open: Vec<usize> = (1..c.apis.len()).filter(|&k| c.invokable(k)).collect();
@@ -1097,9 +1156,7 @@ impl<D: Driver> Workload<D> {
                 ))
             }
         };
-        let Some((k, id, state, may_retire, session)) = picked else {
-            return false;
-        };
+        let (k, id, state, may_retire, session) = picked?;
         let action = match (state, self.d.rng().below(3)) {
             (_, 0) => "update",
             (Lifecycle::Published, 1) => "deprecate",
@@ -1118,10 +1175,10 @@ impl<D: Driver> Workload<D> {
             guard(&self.clients).apis[k].state = Lifecycle::Retiring;
         }
         let Ok(r) = self.client(Component::Publisher, req).await else {
-            return false;
+            return Some(false);
         };
         if r.status != 200 {
-            return false;
+            return Some(false);
         }
         let now = self.d.now_ms();
         match action {
@@ -1140,7 +1197,7 @@ impl<D: Driver> Workload<D> {
             }
             _ => {}
         }
-        true
+        Some(true)
     }
 
     /// Calls a retired API with a subscribed application's token on each gateway in `on`:
@@ -1180,7 +1237,16 @@ impl<D: Driver> Workload<D> {
             return;
         }
         if kind == 6 {
+            let now = self.d.now_ms();
+            {
+                let mut last = guard(&self.hostile_ms);
+                if last.is_some_and(|t| now < t + HOSTILE_EVERY_MS) {
+                    return;
+                }
+                *last = Some(now);
+            }
             self.probe_compromised_node().await;
+            self.probe_public_side().await;
             return;
         }
         let forgery = self.d.rng().below(client::FORGERIES);
@@ -1255,6 +1321,8 @@ impl<D: Driver> Workload<D> {
         let at = start + f.at_ms * 1000;
         self.d.sleep(at.saturating_sub(self.d.now_us())).await;
         self.d.begin(k, &f.kind).await;
+        let until = f.for_ms.map_or(end, |d| (at + d * 1000).min(end));
+        self.d.spawn(self.clone().witness(at, until));
         if let FaultKind::RollingRestart {
             cluster,
             drain_ms,
@@ -1263,9 +1331,27 @@ impl<D: Driver> Workload<D> {
         {
             self.d.roll(cluster, *drain_ms, *pause_ms).await;
         }
-        let until = f.for_ms.map_or(end, |d| (at + d * 1000).min(end));
         self.d.sleep(until.saturating_sub(self.d.now_us())).await;
         self.d.end(k, &f.kind).await;
+    }
+
+    /// One operation of every flow in the middle of a fault's judged window (the detection
+    /// time after it starts to the detection time before it ends), whatever the rates: so
+    /// that every flow has a verdict for every fault, in both worlds, and a drill's verdicts
+    /// can all be compared with the simulator's.
+    async fn witness(self: Arc<Self>, at_us: u64, until_us: u64) {
+        let grace_us = crate::report::grace_ms(self.d.plan()) * 1000;
+        let (from, to) = (at_us + grace_us, until_us.saturating_sub(grace_us));
+        if to <= from {
+            return;
+        }
+        self.d
+            .sleep((from + (to - from) / 2).saturating_sub(self.d.now_us()))
+            .await;
+        for op in [Op::Publish, Op::Subscribe, Op::Token] {
+            self.d.spawn(self.clone().op(op));
+        }
+        self.d.spawn(self.clone().invoke());
     }
 
     /// Starts the clock, the faults at their times and the clients at the scenario's rates;
@@ -1346,7 +1432,7 @@ impl<D: Driver> Workload<D> {
     /// node, with a fresh application subscribed to all of them; and no gateway still routes a
     /// retired one.
     pub async fn liveness(self: Arc<Self>, within_us: u64) {
-        let user = "consumer-liveness";
+        let user = &format!("consumer{}-liveness", self.tag);
         let _ = self
             .client(Component::Store, client::signup(user, CONSUMER_PASSWORD))
             .await;
@@ -1359,13 +1445,13 @@ impl<D: Driver> Workload<D> {
             (open, retired)
         };
         let deadline = self.d.now_us() + within_us;
-        let held = loop {
+        let app = loop {
             let ready = match self.new_app(user, &open).await {
-                Ok(app) => self.token_for(app).await,
+                Ok(app) => self.token_for(app).await.map(|_| app),
                 Err(e) => Err(e),
             };
             match ready {
-                Ok(held) => break held,
+                Ok(app) => break app,
                 Err(e) if self.d.now_us() >= deadline => {
                     self.violate("liveness", format!("after the faults healed, a consumer still cannot subscribe and get a token: {e}"), Vec::new());
                     return;
@@ -1377,15 +1463,20 @@ impl<D: Driver> Workload<D> {
             let name = self.d.plan().nodes[g].name.clone();
             for &k in &open {
                 loop {
-                    let r = self
-                        .call_api(
-                            &held.token,
-                            Some(&held.hash),
-                            Some(k),
-                            Some(g),
-                            self.bounds(),
-                        )
-                        .await;
+                    // Renewed as any client's is: the checks may outlast a token.
+                    let r = match self.usable_token(app).await {
+                        Some(held) => {
+                            self.call_api(
+                                &held.token,
+                                Some(&held.hash),
+                                Some(k),
+                                Some(g),
+                                self.bounds(),
+                            )
+                            .await
+                        }
+                        None => Err("no token".to_string()),
+                    };
                     if r.as_ref().is_ok_and(|r| r.status == 200) {
                         break;
                     }

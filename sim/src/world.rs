@@ -13,6 +13,7 @@ use apim_components::mem::{MemStorage, Role};
 use apim_components::tokens::{Revocation, TokenFormat, Tokens};
 use apim_components::world::{Api, Application, ClientKeys, Db, Failures, Session, Token, User};
 use apim_components::{CallError, Node, Peer, Request, Response, Storage, World};
+use apim_topology::reach::{At, Firewall};
 use apim_topology::vocab::Component;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -85,93 +86,26 @@ struct BalancerState {
     pools: Vec<Mutex<Pool>>,
 }
 
-/// The networks of a plan and what its firewall lets through.
-pub struct Firewall {
-    networks: BTreeMap<String, usize>,
-    rules: Vec<Rule>,
-}
-
-/// One end of a rule: a network, or a cluster or balancer by name.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum RuleEnd {
-    Network(usize),
-    Named(String),
-}
-
-struct Rule {
-    from: RuleEnd,
-    to: RuleEnd,
-    /// `None`: every port.
-    ports: Option<Vec<u16>>,
-}
-
-/// One end of some traffic: its network, and the cluster or balancer it is (if any).
-#[derive(Clone, Copy, Debug)]
-pub struct Party<'a> {
-    pub net: usize,
-    pub name: Option<&'a str>,
-}
-
-impl RuleEnd {
-    fn is(&self, p: Party<'_>) -> bool {
-        match self {
-            RuleEnd::Network(n) => *n == p.net,
-            RuleEnd::Named(name) => p.name == Some(name.as_str()),
-        }
-    }
-}
-
-impl Firewall {
-    pub fn new(plan: &Plan) -> Firewall {
-        let networks: BTreeMap<String, usize> = plan
-            .networks
+/// A plan's firewall: the same evaluation the checker makes of the topology.
+pub fn firewall(plan: &Plan) -> Firewall {
+    Firewall::new(
+        plan.networks.iter().map(|n| n.name.as_str()),
+        plan.firewall
             .iter()
-            .enumerate()
-            .map(|(i, n)| (n.name.clone(), i))
-            .collect();
-        let end = |name: &str| match networks.get(name) {
-            Some(&n) => RuleEnd::Network(n),
-            None => RuleEnd::Named(name.to_string()),
-        };
-        let rules = plan
-            .firewall
-            .iter()
-            .map(|r| Rule {
-                from: end(&r.from),
-                to: end(&r.to),
-                ports: r.ports.clone(),
-            })
-            .collect();
-        Firewall { networks, rules }
-    }
+            .map(|r| (r.from.as_str(), r.to.as_str(), r.ports.clone())),
+    )
+}
 
-    pub fn network(&self, name: &str) -> Option<usize> {
-        self.networks.get(name).copied()
-    }
-
-    /// Traffic inside a network always passes; between two, when a rule naming both ends (or
-    /// their networks) opens the port (any rule, when the port is not known) and no partition
-    /// drops it.
-    pub fn allows(
-        &self,
-        blocked: &BTreeSet<(usize, usize)>,
-        from: Party<'_>,
-        to: Party<'_>,
-        port: Option<u16>,
-    ) -> bool {
-        if blocked.contains(&(from.net, to.net)) {
-            return false;
-        }
-        from.net == to.net
-            || self.rules.iter().any(|r| {
-                r.from.is(from)
-                    && r.to.is(to)
-                    && match (&r.ports, port) {
-                        (None, _) | (Some(_), None) => true,
-                        (Some(ps), Some(p)) => ps.contains(&p),
-                    }
-            })
-    }
+/// Whether traffic passes: no partition drops it between the two networks and the firewall
+/// lets it through.
+pub fn passes(
+    firewall: &Firewall,
+    blocked: &BTreeSet<(usize, usize)>,
+    from: At<'_>,
+    to: At<'_>,
+    port: Option<u16>,
+) -> bool {
+    !blocked.contains(&(from.net, to.net)) && firewall.allows(from, to, port)
 }
 
 /// The whole simulated deployment.
@@ -194,7 +128,6 @@ pub struct Deployment {
     nodes: Vec<Mutex<Option<NodeState>>>,
     balancers: Vec<BalancerState>,
     defects: Defects,
-    token_ms: u64,
     /// Per node: its access tokens (a key manager's signing key comes from the run's seed).
     tokens: Vec<Tokens>,
     /// What the workload adds to the backend's answer, in microseconds.
@@ -219,7 +152,7 @@ fn signing_seed(seed: u64) -> [u8; 32] {
     apim_components::secret::digest(&format!("apim simulated signing key {seed}"))
 }
 
-fn node_tokens(plan: &Plan, seed: u64) -> Vec<Tokens> {
+fn node_tokens(plan: &Plan, seed: u64, token_ms: u64) -> Vec<Tokens> {
     let seeds = [signing_seed(seed)];
     let published = Tokens::new(
         (TokenFormat::Jwt, Revocation::Strict, 0),
@@ -246,6 +179,7 @@ fn node_tokens(plan: &Plan, seed: u64) -> Vec<Tokens> {
                 published.clone(),
             )
             .unwrap_or_else(|_| Tokens::opaque())
+            .living(token_ms)
         })
         .collect()
 }
@@ -260,7 +194,7 @@ impl Deployment {
         defects: Defects,
         token_ms: u64,
     ) -> Arc<Deployment> {
-        let firewall = Firewall::new(&plan);
+        let firewall = firewall(&plan);
         let mut db_nets = BTreeMap::new();
         for d in &plan.databases {
             for r in &d.roles {
@@ -316,7 +250,7 @@ impl Deployment {
                     .collect()
             })
             .collect();
-        let tokens = node_tokens(&plan, seed);
+        let tokens = node_tokens(&plan, seed, token_ms);
         Arc::new(Deployment {
             tokens,
             exec,
@@ -334,7 +268,6 @@ impl Deployment {
             nodes,
             balancers,
             defects,
-            token_ms,
             backend_latency_ms: Default::default(),
             backend_latency_p99_ms: Default::default(),
             backend_breaks: Default::default(),
@@ -404,18 +337,23 @@ impl Deployment {
 
     /// Whether the firewall and the faults let traffic from one network to another through.
     /// A place as a firewall rule sees it: its network, and its cluster or balancer.
-    pub fn party(&self, p: Place) -> Party<'_> {
+    pub fn party(&self, p: Place) -> At<'_> {
         let name = match (p.node, p.balancer) {
             (_, Some(b)) => Some(self.plan.balancers[b].name.as_str()),
             (Some(i), None) => Some(self.plan.nodes[i].cluster.as_str()),
             (None, None) => None,
         };
-        Party { net: p.net, name }
+        At { net: p.net, name }
     }
 
     pub fn net_allows(&self, faults: &Faults, from: Place, to: Place, port: Option<u16>) -> bool {
-        self.firewall
-            .allows(&faults.blocked, self.party(from), self.party(to), port)
+        passes(
+            &self.firewall,
+            &faults.blocked,
+            self.party(from),
+            self.party(to),
+            port,
+        )
     }
 
     pub fn is_up(&self, i: usize) -> bool {
@@ -681,8 +619,11 @@ impl Deployment {
         })
     }
 
-    /// Why a TLS handshake from `from` to `to` fails now: the server's certificate expired, or
-    /// (on an internal listener, which checks clients) the caller's.
+    /// Why a TLS handshake from `from` to `to` fails now: the server's certificate expired
+    /// (a balancer's only where it ends the TLS: a passed-through connection is the caller's
+    /// with the node), or the caller's — every listener of a node asks a caller for its
+    /// certificate (the internal one requires it) and refuses an expired one, which a node
+    /// and a balancer on its own account (its health checks, a route it ends) present.
     fn handshake_fails(&self, from: Place, to: Target) -> Option<String> {
         let f = self.faults();
         let server = match to {
@@ -690,21 +631,28 @@ impl Deployment {
                 .expired_nodes
                 .contains(&i)
                 .then(|| self.plan.nodes[i].name.clone()),
-            Target::Balancer(b, _) => f
-                .expired_balancers
-                .contains(&b)
+            Target::Balancer(b, r) => (f.expired_balancers.contains(&b)
+                && self.plan.balancers[b].routes[r].listener == RouteListener::Public)
                 .then(|| self.plan.balancers[b].name.clone()),
         };
         if let Some(name) = server {
             return Some(format!("TLS: the certificate of {name} has expired"));
         }
-        match (to, from.node) {
-            (Target::Internal(_), Some(c)) if f.expired_nodes.contains(&c) => Some(format!(
-                "TLS: the client certificate of {} has expired",
-                self.plan.nodes[c].name
-            )),
-            _ => None,
+        if matches!(to, Target::Balancer(..)) {
+            return None;
         }
+        let client = match (from.node, from.balancer) {
+            (Some(c), _) => f
+                .expired_nodes
+                .contains(&c)
+                .then(|| self.plan.nodes[c].name.clone()),
+            (None, Some(b)) => f
+                .expired_balancers
+                .contains(&b)
+                .then(|| self.plan.balancers[b].name.clone()),
+            (None, None) => None,
+        };
+        client.map(|name| format!("TLS: the client certificate of {name} has expired"))
     }
 
     /// A balancer's route: the component logic's choice of node, one retry elsewhere.
@@ -892,9 +840,6 @@ impl World for SimWorld {
     }
     fn now_ms(&self) -> u64 {
         self.d.now_ms()
-    }
-    fn token_ms(&self) -> u64 {
-        self.d.token_ms
     }
     fn tokens(&self) -> &Tokens {
         &self.d.tokens[self.node]

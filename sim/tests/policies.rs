@@ -38,6 +38,9 @@ fn run(plan: &Plan, kind: FaultKind, revoke_rate: f64) -> Outcome {
             invoke_rate: 50.0,
             token_rate: 4.0,
             revoke_rate,
+            // A deployment's own lifetime: the question is the gateways' policy, not clients
+            // whose tokens run out while no key manager can renew them.
+            token_lifetime_ms: apim_topology::timing::TOKEN_MS,
             ..Workload::default()
         },
         faults: vec![Fault {

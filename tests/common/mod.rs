@@ -93,3 +93,21 @@ pub async fn send(
     .await
     .expect("answer")
 }
+
+/// A smoke test (`apim_drill::smoke`) that passed: every rule held, and each client operation
+/// was made and nearly all succeeded (a healthy deployment serves what it should; a request
+/// may still meet a retirement the workload made a moment before).
+pub fn smoke_passed(report: &apim_sim::report::Report, what: &str) {
+    let text = report.text();
+    assert!(report.ok, "{what}: {text}");
+    for o in &report.operations {
+        assert!(
+            o.succeeded > 0 && o.succeeded * 100 >= o.requests * 95,
+            "{what}: {} succeeded {} of {}: {text}",
+            o.op.as_str(),
+            o.succeeded,
+            o.requests
+        );
+    }
+    assert!(report.operations.len() >= 5, "{what}: {text}");
+}

@@ -3,15 +3,10 @@
 use crate::flows::{End, FLOWS, Listener, Path};
 use crate::model::{Cluster, FirewallRule, LoadBalancer, Topology};
 use crate::vocab::Component;
+use std::collections::BTreeMap;
 
-/// Traffic inside one network is always allowed; between two networks only when a firewall
-/// rule allows it (a rule without `ports` allows every port).
-pub fn allows(t: &Topology, from: &str, to: &str, port: u16) -> bool {
-    allows_between(t, Party::network(from), Party::network(to), port)
-}
-
-/// One end of some traffic: the network it sits on and, for a cluster's node or a balancer,
-/// its name (a firewall rule may name it instead of its network).
+/// One end of some traffic as the checker names it: the network it sits on and, for a cluster's
+/// node or a balancer, its name (a firewall rule may name it instead of its network).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Party<'a> {
     pub network: &'a str,
@@ -32,29 +27,125 @@ impl<'a> Party<'a> {
             name: Some(name),
         }
     }
+}
 
-    /// Whether a rule's `from` or `to` names this party: its network, or itself.
-    pub fn is(&self, rule_end: &str) -> bool {
-        rule_end == self.network || self.name == Some(rule_end)
+/// One end of some traffic as the simulator places it: its network's index in the
+/// firewall's list, and the cluster or balancer it is (if any).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct At<'a> {
+    pub net: usize,
+    pub name: Option<&'a str>,
+}
+
+/// The firewall, evaluated one way for the checker, the compiler's outputs and the simulator.
+///
+/// Traffic inside one network always passes. Between two networks it passes when a rule whose
+/// `from` names the source (its network, or its cluster or balancer) and whose `to` names the
+/// target opens the port; a rule without `ports` opens every port, and when the port is not
+/// known (a database's) any rule naming both ends does.
+#[derive(Clone, Debug)]
+pub struct Firewall {
+    networks: BTreeMap<String, usize>,
+    rules: Vec<Rule>,
+}
+
+#[derive(Clone, Debug)]
+struct Rule {
+    from: RuleEnd,
+    to: RuleEnd,
+    /// `None`: every port.
+    ports: Option<Vec<u16>>,
+}
+
+/// What a rule's end names: a network (by index) when it is one's name, and always the name,
+/// which a cluster or balancer may carry.
+#[derive(Clone, Debug)]
+struct RuleEnd {
+    net: Option<usize>,
+    name: String,
+}
+
+impl RuleEnd {
+    fn is(&self, p: At<'_>) -> bool {
+        self.net == Some(p.net) || p.name == Some(self.name.as_str())
     }
 }
 
-/// Traffic between two parties: always inside one network; across networks only when a rule
-/// names the source (or its network) and the target (or its network) and allows the port.
-pub fn allows_between(t: &Topology, from: Party<'_>, to: Party<'_>, port: u16) -> bool {
-    from.network == to.network || rules_for(t, from, to).any(|r| r.allows_port(port))
-}
+impl Firewall {
+    /// A firewall over `networks` (their order gives the indices [`At`] uses) and `rules`
+    /// (`from`, `to`, `ports`).
+    pub fn new<'a>(
+        networks: impl IntoIterator<Item = &'a str>,
+        rules: impl IntoIterator<Item = (&'a str, &'a str, Option<Vec<u16>>)>,
+    ) -> Firewall {
+        let networks: BTreeMap<String, usize> = networks
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_string(), i))
+            .collect();
+        let end = |name: &str| RuleEnd {
+            net: networks.get(name).copied(),
+            name: name.to_string(),
+        };
+        let rules = rules
+            .into_iter()
+            .map(|(from, to, ports)| Rule {
+                from: end(from),
+                to: end(to),
+                ports,
+            })
+            .collect();
+        Firewall { networks, rules }
+    }
 
-/// The rules whose `from` names `from` and whose `to` names `to`.
-pub fn rules_for<'t>(
-    t: &'t Topology,
-    from: Party<'t>,
-    to: Party<'t>,
-) -> impl Iterator<Item = &'t FirewallRule> + 't {
-    t.firewall.iter().filter(move |r| {
-        r.from.as_ref().is_some_and(|f| from.is(&f.value))
-            && r.to.as_ref().is_some_and(|x| to.is(&x.value))
-    })
+    /// A topology's firewall. A rule missing an end (the parser reported it) opens nothing.
+    pub fn of(t: &Topology) -> Firewall {
+        Firewall::new(
+            t.networks.keys().map(String::as_str),
+            t.firewall.iter().filter_map(|r| {
+                Some((
+                    r.from.as_ref()?.value.as_str(),
+                    r.to.as_ref()?.value.as_str(),
+                    r.ports
+                        .as_ref()
+                        .map(|ps| ps.iter().map(|p| p.value).collect()),
+                ))
+            }),
+        )
+    }
+
+    /// The index of a network, as [`At`] carries it.
+    pub fn network(&self, name: &str) -> Option<usize> {
+        self.networks.get(name).copied()
+    }
+
+    /// Whether traffic from one place to another passes on `port` (`None`: not known).
+    pub fn allows(&self, from: At<'_>, to: At<'_>, port: Option<u16>) -> bool {
+        from.net == to.net
+            || self.rules.iter().any(|r| {
+                r.from.is(from)
+                    && r.to.is(to)
+                    && match (&r.ports, port) {
+                        (None, _) | (Some(_), None) => true,
+                        (Some(ps), Some(p)) => ps.contains(&p),
+                    }
+            })
+    }
+
+    /// [`Firewall::allows`] for parties named as the checker names them. A network the
+    /// firewall does not know (the checker reports it elsewhere) is reached only from itself.
+    pub fn allows_between<'a>(&self, from: Party<'a>, to: Party<'a>, port: u16) -> bool {
+        let at = |p: Party<'a>| {
+            Some(At {
+                net: self.network(p.network)?,
+                name: p.name,
+            })
+        };
+        match (at(from), at(to)) {
+            (Some(a), Some(b)) => self.allows(a, b, Some(port)),
+            _ => from.network == to.network,
+        }
+    }
 }
 
 /// Where something a rule names sits: a network is itself, a cluster and a balancer are on

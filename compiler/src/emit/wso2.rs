@@ -420,8 +420,9 @@ impl<'p> Wso2<'p> {
     /// to every traffic manager, traffic managers to the event hub. Each one the firewall
     /// refuses is a warning on the cluster that must open it.
     pub fn unreachable(&self, t: &apim_topology::Topology) -> Vec<Warning> {
-        use apim_topology::reach::{allows_between, cluster_party};
+        use apim_topology::reach::{Firewall, cluster_party};
         let mut refused: Refused<'_> = BTreeMap::new();
+        let firewall = Firewall::of(t);
         let hub = self.control_planes();
         let tms = self.traffic_managers();
         let mut need = |from: &Wso2Node<'p>, to: &Wso2Node<'p>, port: u16, why: &'static str| {
@@ -435,7 +436,7 @@ impl<'p> Wso2<'p> {
                 return;
             };
             let port = port + to.offset;
-            if !allows_between(t, a, b, port) {
+            if !firewall.allows_between(a, b, port) {
                 let e = refused
                     .entry((from.node.cluster.as_str(), to.node.cluster.as_str()))
                     .or_default();

@@ -164,7 +164,7 @@ impl Gateway {
         // hear of every revocation of a token still alive.
         let tokens = world.tokens();
         let first = if tokens.jwt() {
-            world.now_ms().saturating_sub(world.token_ms())
+            world.now_ms().saturating_sub(tokens.lifetime_ms)
         } else {
             world.now_ms()
         };
@@ -767,7 +767,7 @@ pub fn refused_backend(api: &Api, why: &str) -> Response {
 /// How long a revoked token must be remembered: until it would have expired anyway.
 fn remembered(world: &impl World) -> u64 {
     if world.tokens().jwt() {
-        world.token_ms()
+        world.tokens().lifetime_ms
     } else {
         CACHE_MS
     }

@@ -235,7 +235,7 @@ async fn token(world: &impl World, limits: &Limits, req: &Request) -> Response {
             wait,
         ));
     }
-    let lifetime = world.token_ms().max(1000);
+    let lifetime = world.tokens().lifetime_ms.max(1000);
     let tokens = world.tokens();
     let (token, expires_ms) = if tokens.jwt() {
         let Some(key) = tokens.signing.first() else {

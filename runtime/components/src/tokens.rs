@@ -10,6 +10,8 @@ pub struct Tokens {
     pub revocation: Revocation,
     /// How long a revoked token may work on a gateway that missed the news.
     pub bound_ms: u64,
+    /// How long an access token lives.
+    pub lifetime_ms: u64,
     /// The `iss` of the key manager's tokens, and the `aud` a gateway requires.
     pub issuer: String,
     pub audience: String,
@@ -28,6 +30,7 @@ impl Tokens {
             format: TokenFormat::Opaque,
             revocation: Revocation::Strict,
             bound_ms: 1_000,
+            lifetime_ms: apim_topology::timing::TOKEN_MS,
             issuer: String::new(),
             audience: String::new(),
             signing: Vec::new(),
@@ -49,6 +52,7 @@ impl Tokens {
             format,
             revocation,
             bound_ms,
+            lifetime_ms: apim_topology::timing::TOKEN_MS,
             issuer: issuer.to_string(),
             audience: audience.to_string(),
             signing: seeds
@@ -57,6 +61,12 @@ impl Tokens {
                 .collect::<Result<_, _>>()?,
             jwks,
         })
+    }
+
+    /// The same tokens, living `ms` (at least a second: `expires_in` is in whole seconds).
+    pub fn living(mut self, ms: u64) -> Tokens {
+        self.lifetime_ms = ms.max(1000);
+        self
     }
 
     /// How long after its last revocation catch-up a gateway's list is fresh enough.

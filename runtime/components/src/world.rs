@@ -301,10 +301,6 @@ pub trait World: Send + Sync {
     fn session_ms(&self) -> u64 {
         apim_topology::timing::SESSION_MS
     }
-    /// How long an access token lives.
-    fn token_ms(&self) -> u64 {
-        apim_topology::timing::TOKEN_MS
-    }
     /// Which backends the gateway may proxy to (`[deployment] backends`); by default none on
     /// special or private addresses.
     fn backends(&self) -> &crate::backends::Policy {

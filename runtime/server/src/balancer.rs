@@ -46,6 +46,12 @@ pub async fn start(plan: BalancerPlan, bind: &str) -> Result<RunningBalancer, St
     serving.stop = Some(stopping.clone());
     let mut tasks = JoinSet::new();
     let mut checks = JoinSet::new();
+    checks.spawn(crate::tls::renew_on_hangup(
+        tls.clone(),
+        what.clone(),
+        plan.host.clone(),
+        plan.tls.clone(),
+    ));
     let mut pools = Vec::new();
     for route in &plan.routes {
         let listener = http::bind(bind, route.port)
@@ -87,7 +93,11 @@ pub async fn start(plan: BalancerPlan, bind: &str) -> Result<RunningBalancer, St
                 ));
             }
         }
-        checks.spawn(check_health(route, pool, http::tls_client(to_nodes)));
+        checks.spawn(check_health(
+            route,
+            pool,
+            http::tls_client(crate::tls::without_resumption(&to_nodes)).fresh(),
+        ));
     }
     Ok(RunningBalancer {
         plan,

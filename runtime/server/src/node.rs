@@ -264,6 +264,12 @@ pub async fn start(
     for (_, job) in apim_components::schedule::loops(&node, &world) {
         loops.spawn(job);
     }
+    loops.spawn(crate::tls::renew_on_hangup(
+        tls.clone(),
+        format!("node {}", plan.name),
+        plan.host.clone(),
+        plan.tls.clone(),
+    ));
     Ok(RunningNode {
         plan,
         node,

@@ -118,7 +118,8 @@ pub fn load(node: &NodePlan) -> Result<Tokens, String> {
     let t = &node.tokens;
     let policy = (t.format, t.revocation, t.revocation_bound_ms);
     if t.format != apim_components::tokens::TokenFormat::Jwt {
-        return Tokens::new(policy, &t.issuer, &t.audience, &[], Jwks::default());
+        return Tokens::new(policy, &t.issuer, &t.audience, &[], Jwks::default())
+            .map(|k| k.living(t.lifetime_ms));
     }
     let mut seeds = Vec::new();
     for (i, path) in t.seeds.iter().enumerate() {
@@ -141,5 +142,5 @@ pub fn load(node: &NodePlan) -> Result<Tokens, String> {
             .map_err(|e| format!("{} is not a JWKS: {e}", t.jwks))?,
         Err(_) => Jwks::default(),
     };
-    Tokens::new(policy, &t.issuer, &t.audience, &seeds, jwks)
+    Tokens::new(policy, &t.issuer, &t.audience, &seeds, jwks).map(|k| k.living(t.lifetime_ms))
 }

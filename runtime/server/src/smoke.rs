@@ -1,6 +1,6 @@
-//! The walk-through of `apim up`, run for real: publish, sign up, subscribe, get a token, invoke
-//! through the external balancer — then the refusals (401, 403) and a revocation that every
-//! gateway node must honour.
+//! Where a running deployment's clients go (`Entries`), and a quick provisioning for tests and
+//! benchmarks: an API published on the echo backend and a subscribed application's token.
+//! `apim up --smoke` itself runs the simulator's workload (`apim_drill::smoke`).
 
 use crate::http;
 use crate::up::Up;
@@ -8,7 +8,6 @@ use apim_compiler::plan::Plan;
 use apim_components::client::{self, NewApi, Step};
 use apim_components::{Request, Response};
 use apim_topology::vocab::Component;
-use serde_json::{Value, json};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -209,110 +208,4 @@ pub async fn provision(
 ) -> Result<Provisioned, String> {
     let mut w = Walk::new(e)?;
     provision_with(&mut w, e, admin_password, tag).await
-}
-
-/// Runs the walk-through; the lines say what passed, the error what did not.
-pub async fn run(e: &Entries, admin_password: &str) -> Result<Vec<String>, String> {
-    let mut w = Walk::new(e)?;
-    let mut tag = [0u8; 4];
-    getrandom::fill(&mut tag).map_err(|e| e.to_string())?;
-    let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-    let p = provision_with(&mut w, e, admin_password, &tag).await?;
-    let invoke = |t: Option<&str>| {
-        let mut r = client::invoke(&p.context, "hello", t, false);
-        r.query = "n=1".into();
-        r
-    };
-    let echoed = w
-        .send(
-            "gateway: invoke the API",
-            &e.gateway,
-            invoke(Some(&p.token)),
-            200,
-        )
-        .await?
-        .json_body()
-        .unwrap_or(Value::Null);
-    if echoed["path"] != "/hello" {
-        return Err(format!("the backend saw {echoed}, not /hello"));
-    }
-    w.send(
-        "gateway: invoke without a token is refused",
-        &e.gateway,
-        invoke(None),
-        401,
-    )
-    .await?;
-    let (other, _, _) = app_token(&mut w, e, &p.session, &p.api, "unsubscribed", false).await?;
-    w.send(
-        "gateway: invoke with an unsubscribed application is refused",
-        &e.gateway,
-        invoke(Some(&other)),
-        403,
-    )
-    .await?;
-    for (name, host, port) in e.gateway_nodes.clone() {
-        w.send(
-            &format!("{name}: invoke"),
-            &(host, port),
-            invoke(Some(&p.token)),
-            200,
-        )
-        .await?;
-    }
-    let revoke = client::revoke(&p.consumer_key, &p.consumer_secret, &p.token);
-    w.send(
-        "gateway: revoke the token (the key manager's, through the gateway)",
-        &e.gateway,
-        revoke,
-        200,
-    )
-    .await?;
-    // What only nodes may do is refused to clients: the internal endpoints are not on the
-    // public listeners at all, and introspection needs the client's own credentials.
-    let inject = Request::new("POST", apim_components::wire::APIS).json(&json!({
-        "id": p.api, "name": "x", "version": "v1", "context": p.context,
-        "backend": "http://127.0.0.1:1", "description": "", "provider": "x", "state": "published"
-    }));
-    w.send(
-        "gateway: a client cannot push an API to the gateways (no internal endpoint)",
-        &e.gateway,
-        inject,
-        404,
-    )
-    .await?;
-    let mint =
-        Request::new("POST", apim_components::wire::CLIENTS).json(&json!({"application": "x"}));
-    w.send(
-        "key manager: a client cannot mint consumer keys (no internal endpoint)",
-        &e.key_manager,
-        mint,
-        404,
-    )
-    .await?;
-    let introspect =
-        Request::new("POST", apim_components::wire::INTROSPECT).form(&[("token", &p.token)]);
-    w.send(
-        "key manager: introspection without client credentials is refused",
-        &e.key_manager,
-        introspect,
-        401,
-    )
-    .await?;
-    let introspect = client::introspect(&p.consumer_key, &p.consumer_secret, &p.token);
-    let what = "gateway: introspection of the revoked token";
-    let r = w.send(what, &e.gateway, introspect, 200).await?;
-    if read(what, client::active(&r))? {
-        return Err("introspection calls the revoked token active".into());
-    }
-    for (name, host, port) in e.gateway_nodes.clone() {
-        w.send(
-            &format!("{name}: the revoked token is refused"),
-            &(host, port),
-            invoke(Some(&p.token)),
-            401,
-        )
-        .await?;
-    }
-    Ok(w.log)
 }

@@ -6,13 +6,15 @@
 //! reaches whichever node the balancer picks, so the name dialled is not the node's.
 
 use apim_compiler::plan::TlsFiles;
+use rustls::client::ResolvesClientCert;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
+use rustls::server::{ClientHello, ParsedCertificate, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 pub use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -20,14 +22,41 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The PKI material of one node or balancer, ready for servers and clients.
+/// The PKI material of one node or balancer, ready for servers and clients. Its clones share
+/// the certificate they present: [`Tls::renew`] changes it for every server and client made
+/// from any of them, from their next handshake on.
 #[derive(Clone)]
 pub struct Tls {
     roots: Arc<RootCertStore>,
-    chain: Vec<CertificateDer<'static>>,
-    key: Arc<PrivateKeyDer<'static>>,
+    presented: Arc<Presented>,
     /// The SPIFFE ID of this node or balancer, from its own certificate.
     pub identity: String,
+}
+
+/// The certificate and key presented, to clients and to servers alike; swapped in place.
+#[derive(Debug)]
+struct Presented(RwLock<Arc<CertifiedKey>>);
+
+impl Presented {
+    fn current(&self) -> Arc<CertifiedKey> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl ResolvesServerCert for Presented {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+impl ResolvesClientCert for Presented {
+    fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 impl std::fmt::Debug for Tls {
@@ -74,12 +103,28 @@ impl Tls {
             .map_err(|e| format!("the key cannot be read: {e}"))?;
         let identity = apim_pki::spiffe_id(&chain[0])
             .ok_or("the certificate carries no single spiffe:// identity")?;
+        let certified = CertifiedKey::from_der(chain, key, &provider())
+            .map_err(|e| format!("the certificate and key do not go together: {e}"))?;
         Ok(Tls {
             roots: roots_of(ca)?,
-            chain,
-            key: Arc::new(key),
+            presented: Arc::new(Presented(RwLock::new(Arc::new(certified)))),
             identity,
         })
+    }
+
+    /// Presents `fresh`'s certificate from now on, in every server and client made from this
+    /// material (connections open keep theirs). The identity must stay the same: a node does
+    /// not become another one by reloading its files; nor does the CA it trusts change.
+    pub fn renew(&self, fresh: &Tls) -> Result<(), String> {
+        if fresh.identity != self.identity {
+            return Err(format!(
+                "the new certificate is {}, not {}: kept the one in use",
+                fresh.identity, self.identity
+            ));
+        }
+        let next = fresh.presented.current();
+        *self.presented.0.write().unwrap_or_else(|p| p.into_inner()) = next;
+        Ok(())
     }
 
     /// A server presenting this certificate, asking nothing of clients (public and admin
@@ -89,8 +134,7 @@ impl Tls {
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
             .with_no_client_auth()
-            .with_single_cert(self.chain.clone(), self.key.clone_key())
-            .map_err(|e| format!("the certificate and key do not go together: {e}"))?;
+            .with_cert_resolver(self.presented.clone());
         Ok(Arc::new(with_http1(config)))
     }
 
@@ -122,8 +166,7 @@ impl Tls {
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(self.chain.clone(), self.key.clone_key())
-            .map_err(|e| format!("the certificate and key do not go together: {e}"))?;
+            .with_cert_resolver(self.presented.clone());
         Ok(Arc::new(with_http1(config)))
     }
 
@@ -140,8 +183,7 @@ impl Tls {
             .map_err(|e| e.to_string())?
             .dangerous()
             .with_custom_certificate_verifier(verifier)
-            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
-            .map_err(|e| format!("the certificate and key do not go together: {e}"))?;
+            .with_client_cert_resolver(self.presented.clone());
         Ok(Arc::new(config))
     }
 }
@@ -176,6 +218,16 @@ pub fn client_trusting(ca_pem: &str) -> Result<Arc<ClientConfig>, String> {
         .with_root_certificates(roots_of(ca_pem)?)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// `config` without session resumption: every connection a full handshake, which checks the
+/// peer's certificate as it is now. A health check needs that (a resumed session would go on
+/// passing for a node whose certificate expired), and so does a drill's client, which stands
+/// for clients that connect anew.
+pub fn without_resumption(config: &Arc<ClientConfig>) -> Arc<ClientConfig> {
+    let mut config = ClientConfig::clone(config);
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
 }
 
 /// A client that presents `cert` (with `key`) and trusts `ca_pem`, checking host names: how a
@@ -296,4 +348,28 @@ pub fn load_checked(
     }
     let tls = Tls::from_pem(&ca, &cert, &key).map_err(|e| format!("{what}: {e}"))?;
     Ok((tls, warnings.into_iter().map(|p| p.message).collect()))
+}
+
+/// On each SIGHUP, reads the files of `what` (a node or balancer at `host`) again and presents
+/// the certificate they hold from then on — a renewed certificate needs no restart. The files
+/// are checked as at start; files that fail the check leave the certificate in use, and say
+/// why.
+pub async fn renew_on_hangup(tls: Tls, what: String, host: String, files: TlsFiles) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let renewed = load_checked(&what, &tls.identity, &host, &files)
+            .and_then(|(fresh, warnings)| tls.renew(&fresh).map(|()| warnings));
+        match renewed {
+            Ok(warnings) => {
+                eprintln!("{what}: presenting the certificate in {} now", files.cert);
+                for w in warnings {
+                    eprintln!("{what}: warning: {w}");
+                }
+            }
+            Err(e) => eprintln!("{what}: the certificate was not renewed: {e}"),
+        }
+    }
 }

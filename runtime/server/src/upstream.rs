@@ -43,6 +43,8 @@ pub struct Upstreams<B> {
     idle: Arc<Shelves<B>>,
     tls: Option<TlsConnector>,
     guard: Option<Guard>,
+    /// Every request on a connection of its own, closed after it.
+    fresh: bool,
 }
 
 /// Decides whether a host's resolved address may be connected to (the backends policy):
@@ -56,6 +58,7 @@ impl<B> Clone for Upstreams<B> {
             idle: self.idle.clone(),
             tls: self.tls.clone(),
             guard: self.guard.clone(),
+            fresh: self.fresh,
         }
     }
 }
@@ -66,6 +69,7 @@ impl<B> Default for Upstreams<B> {
             idle: Arc::new(Mutex::new(HashMap::new())),
             tls: None,
             guard: None,
+            fresh: false,
         }
     }
 }
@@ -77,7 +81,16 @@ impl<B> Upstreams<B> {
             idle: Arc::new(Mutex::new(HashMap::new())),
             tls: Some(TlsConnector::from(config)),
             guard: None,
+            fresh: false,
         }
+    }
+
+    /// Every request on a new connection, closed after its answer: what a health check needs,
+    /// since a kept connection would go on answering for a node no one can connect to any
+    /// more (its certificate expired, its listener stopped accepting).
+    pub fn fresh(mut self) -> Self {
+        self.fresh = true;
+        self
     }
 
     /// Connections only to addresses `guard` allows.
@@ -115,7 +128,12 @@ where
             error,
             request: Some(request),
         };
-        let (mut sender, reused) = match self.checkout(authority).await {
+        let kept = if self.fresh {
+            None
+        } else {
+            self.checkout(authority).await
+        };
+        let (mut sender, reused) = match kept {
             Some(s) => (s, true),
             // Connecting is the rare path: boxed, so every request's future stays small.
             None => {
@@ -155,7 +173,7 @@ where
         let (parts, body) = answer.into_parts();
         let mut pooled = Pooled {
             body,
-            home: Some((sender, authority.to_string(), self.idle.clone())),
+            home: (!self.fresh).then(|| (sender, authority.to_string(), self.idle.clone())),
         };
         if pooled.body.is_end_stream() {
             pooled.release();

@@ -15,6 +15,7 @@ code!(
 );
 
 pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
+    let firewall = reach::Firewall::of(t);
     for lb in t.load_balancers.values() {
         let Some(lb_net) = t.network_of(lb.network.as_ref()) else {
             continue;
@@ -45,8 +46,7 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
                 )
                 .chain([c.admin_port()])
                 .filter(|&p| {
-                    !reach::allows_between(
-                        t,
+                    !firewall.allows_between(
                         reach::Party::named(&lb_net.name, &lb.name),
                         reach::Party::named(&c_net.name, &c.name),
                         p,

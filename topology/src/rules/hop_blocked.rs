@@ -40,6 +40,7 @@ struct Blocked<'t> {
 pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
     // (source cluster, target, port) -> what could not get through, merged across hops.
     let mut blocked: BTreeMap<(String, String, u16), Blocked<'_>> = BTreeMap::new();
+    let firewall = reach::Firewall::of(t);
     for hop in FLOWS {
         let End::Component(from) = hop.from else {
             continue;
@@ -61,7 +62,7 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
                     network: net,
                     name: party.as_deref(),
                 };
-                reach::allows_between(t, me, to, *port)
+                firewall.allows_between(me, to, *port)
             };
             let failed: Vec<&Target> = match hop.path {
                 // Every node of every target cluster must hear from the source.

@@ -25,6 +25,7 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
     let Some(&first_public) = public.first() else {
         return;
     };
+    let firewall = reach::Firewall::of(t);
     for hop in FLOWS {
         let (End::Client(client), End::Component(component)) = (hop.from, hop.to) else {
             continue;
@@ -42,7 +43,7 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
             r.party(t).is_some_and(|to| {
                 public
                     .iter()
-                    .any(|p| reach::allows_between(t, reach::Party::network(p), to, port))
+                    .any(|p| firewall.allows_between(reach::Party::network(p), to, port))
             })
         });
         if reachable {

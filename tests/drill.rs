@@ -21,6 +21,30 @@ fn namespaces() -> Result<(), String> {
     ready
 }
 
+/// Every flow a fault hurt in both worlds recovered in both, the real time within `within_ms` of
+/// the simulated one (both measured by the workload's recovery probes, 250 ms apart).
+fn recoveries_agree(v: &serde_json::Value, within_ms: u64) {
+    let rows = v["compare"].as_array().expect("compare rows");
+    let mut hurt = 0;
+    for r in rows {
+        let (real, simulated) = (&r["real_recovered_ms"], &r["simulated_recovered_ms"]);
+        if real.is_null() && simulated.is_null() {
+            continue;
+        }
+        hurt += 1;
+        let (Some(a), Some(b)) = (real.as_u64(), simulated.as_u64()) else {
+            panic!("recovered in one world only: {r}");
+        };
+        assert!(
+            a.abs_diff(b) <= within_ms,
+            "{} {}: back {a} ms after the repair for real, {b} ms simulated",
+            r["fault"],
+            r["flow"]
+        );
+    }
+    assert!(hurt > 0, "no fault hurt a flow: {}", v["compare"]);
+}
+
 /// Runs `apim drill --compare --format json` on the default pattern with `scenario` in `range`;
 /// its JSON, its standard error, and the prefix of the namespaces it made.
 fn drill(scenario: &str, range: &str) -> (serde_json::Value, String, String) {
@@ -114,6 +138,8 @@ for = "16s"
         "{stderr}"
     );
     assert_eq!(v["agree"], true, "{}", v["compare"]);
+    // A node that starts again serves within a probe or two, in both worlds.
+    recoveries_agree(&v, 1_000);
     // Nothing is left behind: no namespace of this drill (others may be running).
     let left = Command::new("ip")
         .args(["netns", "list"])
@@ -310,6 +336,10 @@ fn a_drill_agrees_with_the_simulation_on_a_database_outage() {
     };
     assert_eq!(verdict("publish"), Some("broken".into()), "{flows:?}");
     assert_eq!(verdict("invoke"), Some("degraded".into()), "{flows:?}");
+    // After the database returns, each node's breaker lets a probe through within its backoff
+    // (1 to 2 s, doubling): where each one stood in it when the database came back differs
+    // between the worlds by up to that much.
+    recoveries_agree(&v, 2_500);
     // Degraded, not broken: with JWT access tokens the gateways decide the API calls without
     // the apim database; what fails is getting a token (an application made during the outage
     // has none to call with).

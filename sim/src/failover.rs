@@ -552,10 +552,10 @@ fn matrix_of(
         let out = simulate(plan, &scenario, options);
         let effects = effect(
             &out.stats,
-            FAULT_AT_MS,
-            FAULT_AT_MS + FAULT_FOR_MS,
+            (FAULT_AT_MS, FAULT_AT_MS + FAULT_FOR_MS),
             grace,
             scenario.workload.duration_ms,
+            |flow| out.recovered.get(&(0, flow)).copied(),
         );
         let mut cells = Vec::new();
         for (flow, e) in Flow::ALL.iter().zip(effects) {
@@ -606,10 +606,10 @@ fn matrix_of(
                 let o = simulate(&variant, &scenario, options);
                 let e = effect(
                     &o.stats,
-                    FAULT_AT_MS,
-                    FAULT_AT_MS + FAULT_FOR_MS,
+                    (FAULT_AT_MS, FAULT_AT_MS + FAULT_FOR_MS),
                     grace,
                     scenario.workload.duration_ms,
+                    |flow| o.recovered.get(&(0, flow)).copied(),
                 );
                 let invoke = Flow::ALL
                     .iter()

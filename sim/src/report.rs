@@ -142,13 +142,15 @@ fn ms(us: u64) -> f64 {
 }
 
 /// What a fault from `at_ms` to `until_ms` did to each flow; `end_ms` ends its "after" (the
-/// next fault's start, or the end of the run).
+/// next fault's start, or the end of the run). A flow it hurt recovered when `probed` says (the
+/// workload's recovery probes), else in the first report window after the repair in which it
+/// worked.
 pub fn effect(
     stats: &Stats,
-    at_ms: u64,
-    until_ms: u64,
+    (at_ms, until_ms): (u64, u64),
     grace_ms: u64,
     end_ms: u64,
+    probed: impl Fn(Flow) -> Option<u64>,
 ) -> Vec<FlowEffect> {
     let w = stats.window_us / 1000;
     Flow::ALL
@@ -164,9 +166,9 @@ pub fn effect(
             let after = stats.between(&ops, us(until_ms), us(end_ms.max(until_ms)));
             let verdict = Verdict::of(&during);
             let hurt = matches!(verdict, Verdict::Degraded | Verdict::Broken);
-            let mut recovered = None;
+            let mut recovered = probed(flow).filter(|_| hurt);
             let mut t = until_ms.div_ceil(w) * w;
-            while hurt && t + w <= end_ms {
+            while hurt && recovered.is_none() && t + w <= end_ms {
                 let win = stats.between(&ops, us(t), us(t + w));
                 if Verdict::of(&win) == Verdict::Works {
                     recovered = Some(t + w - until_ms);
@@ -209,7 +211,8 @@ impl Report {
         let faults = scenario
             .faults
             .iter()
-            .map(|f| {
+            .enumerate()
+            .map(|(k, f)| {
                 let until = f.for_ms.map_or(end_ms, |d| (f.at_ms + d).min(end_ms));
                 // Its "after" ends where the next fault starts: what follows is that one's.
                 let next = scenario
@@ -224,7 +227,9 @@ impl Report {
                     fault: f.kind.describe(),
                     at_ms: f.at_ms,
                     until_ms: until,
-                    flows: effect(stats, f.at_ms, until, grace, next),
+                    flows: effect(stats, (f.at_ms, until), grace, next, |flow| {
+                        out.recovered.get(&(k, flow)).copied()
+                    }),
                 }
             })
             .collect();

@@ -14,9 +14,10 @@ use crate::scenario::{Fault, FaultKind, Scenario};
 use crate::stats::{Op, Stats};
 use apim_components::client::{self, NewApi, Step};
 use apim_components::{Request, Response, secret};
+use apim_topology::flows::Flow;
 use apim_topology::vocab::Component;
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 const CONSUMER_PASSWORD: &str = "sim-consumer-password";
@@ -29,6 +30,11 @@ const PROBE_SHARE: f64 = 0.05;
 /// Token requests with a wrong secret: at most one a minute, so the key manager's lockout of
 /// an address (30 failures in 15 minutes) never locks the workload's real clients out.
 const WRONG_SECRET_EVERY_MS: u64 = 60_000;
+/// After a repair, each flow is tried this often until it works: the recovery time's
+/// resolution.
+pub const RECOVERY_PROBE_MS: u64 = 250;
+/// The operations that try each flow after a repair.
+const RECOVERY_OPS: [Op; 3] = [Op::Publish, Op::Subscribe, Op::Invoke];
 /// A node turns hostile at most this often (virtual time).
 const HOSTILE_EVERY_MS: u64 = 1_000;
 /// Revoked tokens kept for later probes.
@@ -64,6 +70,9 @@ pub struct Outcome {
     pub revoked_served: RevokedServed,
     /// What the APIs' backend was asked.
     pub backend: crate::world::BackendRequests,
+    /// Per fault (its index in the scenario) and flow: how long after the repair the first
+    /// request of the flow that then succeeded was sent (the recovery probes').
+    pub recovered: BTreeMap<(usize, Flow), u64>,
 }
 
 /// A token as its client holds it.
@@ -152,6 +161,8 @@ pub struct Workload<D: Driver> {
     /// In the names of the workload's users and APIs: a workload against a deployment that
     /// already served one (`apim up --smoke` twice) uses names of its own.
     tag: String,
+    /// What the recovery probes found: see `Outcome::recovered`.
+    recovered: Mutex<BTreeMap<(usize, Flow), u64>>,
 }
 
 /// Revoked tokens a gateway served after the revocation bound had passed (the available
@@ -205,6 +216,7 @@ impl<D: Driver> Workload<D> {
             late: Mutex::default(),
             hostile_ms: Mutex::default(),
             tag: String::new(),
+            recovered: Mutex::default(),
         }
     }
 
@@ -652,6 +664,11 @@ impl<D: Driver> Workload<D> {
     }
 
     async fn op(self: Arc<Self>, op: Op) {
+        let _ = self.attempt(op).await;
+    }
+
+    /// One operation, recorded: whether it succeeded (`None`: nothing was attempted).
+    async fn attempt(self: Arc<Self>, op: Op) -> Option<bool> {
         let started = self.d.now_us();
         let ok = match op {
             Op::Publish => {
@@ -668,24 +685,20 @@ impl<D: Driver> Workload<D> {
             }
             Op::Subscribe => self.subscribe().await,
             Op::Token => {
-                let Some((i, _)) = self.pick_app() else {
-                    return;
-                };
+                let (i, _) = self.pick_app()?;
                 let ok = self.token_for(i).await.is_ok();
                 self.clone().token_probes(i).await;
                 ok
             }
-            Op::Invoke => {
-                self.invoke().await;
-                return;
-            }
+            Op::Invoke => return self.invoked_ok().await,
             Op::Revoke => match self.revoke().await {
                 Some(ok) => ok,
                 // No application holds a token to revoke: nothing was attempted.
-                None => return,
+                None => return None,
             },
         };
         self.record(op, started, ok, u16::from(ok));
+        Some(ok)
     }
 
     /// The share of the publish flow's operations that change an API's lifecycle.
@@ -956,6 +969,12 @@ impl<D: Driver> Workload<D> {
     /// An API call with a token and subscription of the workload's own. Every call the
     /// scenario asks for is an attempt: one that cannot get a token has failed.
     async fn invoke(self: Arc<Self>) {
+        let _ = self.invoked_ok().await;
+    }
+
+    /// One invoke: whether it succeeded (`None`: refused for a revocation the workload asked
+    /// for, which is no failure).
+    async fn invoked_ok(self: Arc<Self>) -> Option<bool> {
         let started = self.d.now_us();
         let write = {
             let mut n = guard(&self.invoked);
@@ -964,11 +983,11 @@ impl<D: Driver> Workload<D> {
         };
         let Some((i, api)) = self.pick_app() else {
             self.record(Op::Invoke, started, false, 0);
-            return;
+            return Some(false);
         };
         let Some(held) = self.usable_token(i).await else {
             self.record(Op::Invoke, started, false, 0);
-            return;
+            return Some(false);
         };
         let context = guard(&self.clients).apis[api].context.clone();
         let sent_ms = self.d.now_ms();
@@ -997,9 +1016,10 @@ impl<D: Driver> Workload<D> {
                     .revocation_of(&held.hash)
                     .is_some_and(|at| at <= self.d.now_ms())
         } {
-            return;
+            return None;
         }
         self.record(Op::Invoke, started, status == 200, status);
+        Some(status == 200)
     }
 
     /// Revokes an application's token in use, through the gateways as the flows table says.
@@ -1333,6 +1353,45 @@ impl<D: Driver> Workload<D> {
         }
         self.d.sleep(until.saturating_sub(self.d.now_us())).await;
         self.d.end(k, &f.kind).await;
+        // Until the next fault starts, or the workload ends.
+        let next = self
+            .scenario
+            .faults
+            .iter()
+            .map(|g| start + g.at_ms * 1000)
+            .filter(|&a| a > at)
+            .min()
+            .unwrap_or(end)
+            .min(end);
+        for op in RECOVERY_OPS {
+            self.d.spawn(self.clone().recovery(k, op, until, next));
+        }
+    }
+
+    /// After fault `k`'s repair at `repaired_us`: an operation of `op`'s flow every
+    /// [`RECOVERY_PROBE_MS`] until one succeeds (or `until_us`), whatever the workload's rates.
+    /// The first success's send time, from the repair, is the flow's recovery time: measured
+    /// alike in both worlds, finer than the report's windows, and not left to when the next
+    /// request of a sparse flow happens to come.
+    async fn recovery(self: Arc<Self>, k: usize, op: Op, repaired_us: u64, until_us: u64) {
+        let Some(flow) = op.flow() else {
+            return;
+        };
+        let mut next = repaired_us;
+        while next < until_us && !guard(&self.recovered).contains_key(&(k, flow)) {
+            self.d.sleep(next.saturating_sub(self.d.now_us())).await;
+            let run = self.clone();
+            self.d.spawn(async move {
+                let sent = run.d.now_us();
+                if run.clone().attempt(op).await == Some(true) {
+                    let after_ms = sent.saturating_sub(repaired_us) / 1000;
+                    let mut r = guard(&run.recovered);
+                    let e = r.entry((k, flow)).or_insert(after_ms);
+                    *e = (*e).min(after_ms);
+                }
+            });
+            next += RECOVERY_PROBE_MS * 1000;
+        }
     }
 
     /// One operation of every flow in the middle of a fault's judged window (the detection
@@ -1403,6 +1462,7 @@ impl<D: Driver> Workload<D> {
             virtual_ms,
             revoked_served: *guard(&self.late),
             backend,
+            recovered: guard(&self.recovered).clone(),
         }
     }
 

@@ -39,7 +39,9 @@ fn one_fault(pattern: &str, kind: FaultKind) -> (Outcome, Vec<FlowEffect>) {
         }],
     };
     let out = simulate(&plan, &scenario, &Options::default());
-    let e = effect(&out.stats, 10_000, 40_000, grace_ms(&plan), 55_000);
+    let e = effect(&out.stats, (10_000, 40_000), grace_ms(&plan), 55_000, |f| {
+        out.recovered.get(&(0, f)).copied()
+    });
     (out, e)
 }
 
@@ -423,7 +425,9 @@ fn a_database_that_refuses_and_one_that_never_answers_give_the_same_verdicts() {
             .stats
             .between(&[Op::Invoke, Op::Token], 23_000_000, 30_000_000);
         assert_eq!(after.failed, 0, "{kind:?}: back within 3 s of the repair");
-        let e = effect(&out.stats, 10_000, 20_000, grace_ms(&plan), 30_000);
+        let e = effect(&out.stats, (10_000, 20_000), grace_ms(&plan), 30_000, |f| {
+            out.recovered.get(&(0, f)).copied()
+        });
         verdicts_of.push(verdicts(&e));
     }
     assert_eq!(verdicts_of[0], verdicts_of[1]);

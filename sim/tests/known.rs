@@ -495,3 +495,46 @@ fn a_rolling_restart_of_every_cluster_loses_no_request_and_crashes_would() {
         "crashes in the same places lose the writes in flight"
     );
 }
+
+/// A sparse flow's recovery is measured, not waited for: publications at one a minute, the
+/// publisher cluster down from 10 s to 30 s. Its nodes serve again at once (they start in no
+/// time here), and the report says so within the probes' 250 ms — the first report window with
+/// a publication in it, the measure before the probes, would have said tens of seconds. Every
+/// flow also has a verdict for the fault, whatever its rate.
+#[test]
+fn a_sparse_flow_recovers_as_soon_as_the_probes_after_the_repair_find_it_working() {
+    let plan = plan("clustered-internal");
+    let scenario = Scenario {
+        workload: Workload {
+            duration_ms: 60_000,
+            publish_rate: 1.0 / 60.0,
+            lifecycle_rate: 0.0,
+            subscribe_rate: 1.0 / 60.0,
+            invoke_rate: 20.0,
+            ..Workload::default()
+        },
+        faults: vec![Fault {
+            at_ms: 10_000,
+            for_ms: Some(20_000),
+            kind: FaultKind::ClusterDown {
+                cluster: "publisher".into(),
+            },
+        }],
+    };
+    let out = simulate(&plan, &scenario, &Options::default());
+    assert_eq!(out.violations, Vec::new());
+    let report = apim_sim::report::Report::new(&plan, &scenario, 0, "test", out);
+    let flows = &report.faults[0].flows;
+    let publish = flows.iter().find(|f| f.flow == "publish").expect("publish");
+    assert_eq!(publish.verdict, Verdict::Broken, "{publish:?}");
+    assert!(
+        publish
+            .recovered_after_ms
+            .is_some_and(|ms| ms < apim_sim::workload::RECOVERY_PROBE_MS),
+        "{publish:?}"
+    );
+    assert!(
+        flows.iter().all(|f| f.verdict != Verdict::Idle),
+        "every flow judged: {flows:?}"
+    );
+}

@@ -100,3 +100,47 @@ async fn a_certificate_that_runs_out_while_in_use_fails_every_handshake_after() 
     tls.renew(&material(&ca, NODE, None)).expect("renewed");
     assert!(presented(&ca, at).await.is_ok());
 }
+
+/// A handshake with `config` to `at`: whether it passed.
+async fn handshake(
+    config: &std::sync::Arc<rustls::ClientConfig>,
+    at: std::net::SocketAddr,
+) -> bool {
+    let connector = tls::TlsConnector::from(config.clone());
+    let Ok(tcp) = tokio::net::TcpStream::connect(at).await else {
+        return false;
+    };
+    match connector
+        .connect(tls::server_name(HOST).expect("name"), tcp)
+        .await
+    {
+        Ok(mut s) => {
+            let mut byte = [0u8; 1];
+            s.read_exact(&mut byte).await.is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
+/// Why the balancers' health checks make full handshakes: a client that resumes its session
+/// is not shown the server's certificate again, and goes on passing after it expired; without
+/// resumption every connection checks it as it is now.
+#[tokio::test]
+async fn only_a_client_that_does_not_resume_sees_a_certificate_that_expired() {
+    let ca = Ca::generate("renew").expect("CA");
+    let tls = material(&ca, NODE, Some(3));
+    let at = serve(&tls).await;
+    let resuming = tls::client_trusting(&ca.cert_pem).expect("client");
+    let anew = tls::without_resumption(&resuming);
+    assert!(handshake(&resuming, at).await, "before the expiry");
+    assert!(handshake(&anew, at).await, "before the expiry");
+    tokio::time::sleep(Duration::from_millis(4_100)).await;
+    assert!(
+        handshake(&resuming, at).await,
+        "a resumed session is not shown the certificate again"
+    );
+    assert!(
+        !handshake(&anew, at).await,
+        "a full handshake sees it expired"
+    );
+}

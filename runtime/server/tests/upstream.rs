@@ -63,6 +63,19 @@ async fn sequential_requests_share_one_connection() {
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
 
+/// A health check's client: every request on a connection of its own, even where the upstream
+/// would keep it — a kept connection would go on passing checks for a node that no new client
+/// can reach (its certificate expired, its listener gone).
+#[tokio::test]
+async fn a_fresh_client_opens_a_connection_for_every_request() {
+    let (authority, accepted) = upstream(16, true).await;
+    let client = http::client().fresh();
+    for _ in 0..5 {
+        assert_eq!(read(&client, &authority).await, 16);
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+}
+
 #[tokio::test]
 async fn concurrent_requests_open_connections_and_reuse_them() {
     let (authority, accepted) = upstream(64, true).await;

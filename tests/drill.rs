@@ -319,7 +319,7 @@ fn a_drill_agrees_with_the_simulation_on_a_database_outage() {
         eprintln!("not run: {why}");
         return;
     }
-    let (v, stderr, _) = drill_with(
+    let (v, stderr, mine) = drill_with(
         "[workload]\nduration = \"40s\"\ninvoke_rate = 50\npublish_rate = 1\n\n[[faults]]\nkind = \"database-outage\"\ndatabase = \"apim\"\nat = \"8s\"\nfor = \"20s\"\n",
         "10.248.0.0/16",
         &["--database", "postgres://postgres@127.0.0.1:5432/test"],
@@ -352,7 +352,11 @@ fn a_drill_agrees_with_the_simulation_on_a_database_outage() {
     );
     let left = Command::new("psql")
         .args(["-h", "127.0.0.1", "-U", "postgres", "-tAc"])
-        .arg("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'apim_drill_%'")
+        // This drill's own (its process id is in their names); other drills may be running.
+        .arg(format!(
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'apim_drill_{}_%'",
+            mine.trim_start_matches("apim").trim_end_matches('h')
+        ))
         .arg("test")
         .output()
         .expect("psql");

@@ -29,6 +29,7 @@ const BACKEND_US: u64 = 200;
 /// A packet that is dropped (firewall, partition, a node cut off) costs the connect timeout.
 const CONNECT_TIMEOUT_US: u64 = apim_topology::timing::CONNECT_TIMEOUT_MS * 1000;
 const CALL_TIMEOUT_US: u64 = apim_topology::timing::CALL_TIMEOUT_MS * 1000;
+const NOTIFY_EACH_US: u64 = apim_topology::timing::NOTIFY_EACH_MS * 1000;
 
 /// Extra latency and loss on the traffic from one network to another.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -888,7 +889,7 @@ impl World for SimWorld {
             let d = &self.d;
             async move {
                 match target {
-                    Some(t) => d.send(from, t, req, CALL_TIMEOUT_US).await,
+                    Some(t) => d.send(from, t, req, NOTIFY_EACH_US).await,
                     None => Err(CallError::Connect("unknown endpoint".into())),
                 }
             }

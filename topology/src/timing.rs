@@ -34,6 +34,11 @@ pub const READ_TIMEOUT_MS: u64 = 60_000;
 /// The bound on one call between components (connecting, sending, the whole answer), in both
 /// worlds.
 pub const CALL_TIMEOUT_MS: u64 = 10_000;
+/// The bound on one notification to each node of a cluster (an API published, a token revoked,
+/// a subscription made): a node that has not taken it by then missed it and catches up by
+/// itself. As short as a connect: a kept connection to a node that vanished without a word
+/// would otherwise hold a publication for the whole call bound.
+pub const NOTIFY_EACH_MS: u64 = CONNECT_TIMEOUT_MS;
 /// The bound on a gateway's call to an API's backend.
 pub const BACKEND_TIMEOUT_MS: u64 = 30_000;
 /// How long a client may take over its TLS handshake: a few seconds, so that connections
@@ -148,6 +153,10 @@ const _: () = assert!(
 const _: () = assert!(
     CONNECT_TIMEOUT_MS < CALL_TIMEOUT_MS && CALL_TIMEOUT_MS < BACKEND_TIMEOUT_MS,
     "a connection is given up on before the call it is for"
+);
+const _: () = assert!(
+    NOTIFY_EACH_MS <= CALL_TIMEOUT_MS,
+    "a notification is bounded by no more than a call"
 );
 const _: () = assert!(
     NOTIFY_MS <= CALL_TIMEOUT_MS,

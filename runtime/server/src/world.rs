@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const CALL_TIMEOUT: Duration = Duration::from_millis(apim_topology::timing::CALL_TIMEOUT_MS);
+const NOTIFY_EACH: Duration = Duration::from_millis(apim_topology::timing::NOTIFY_EACH_MS);
 /// Password hashes computed at once (argon2 with its default 19 MiB: at most about 76 MiB).
 pub const HASHING: usize = 4;
 const BACKEND_TIMEOUT: Duration = Duration::from_millis(apim_topology::timing::BACKEND_TIMEOUT_MS);
@@ -269,7 +270,7 @@ impl World for RealWorld {
         for (i, e) in peer.endpoints.iter().enumerate() {
             let (client, req, host, port) = (client.clone(), req.clone(), e.host.clone(), e.port);
             tasks.spawn(
-                async move { (i, http::send(&client, &host, port, req, CALL_TIMEOUT).await) },
+                async move { (i, http::send(&client, &host, port, req, NOTIFY_EACH).await) },
             );
         }
         let mut answers: Vec<(usize, Result<Response, CallError>)> = Vec::new();

@@ -47,7 +47,19 @@ fn readme_says_what_each_flow_does_during_each_database_outage() {
                 "database-outage" => "refusing",
                 _ => "never answering",
             };
-            let cells: Vec<&str> = row.cells.iter().map(|c| c.simulated.as_str()).collect();
+            // A flow the outage hurt, with how long it took to work again after the repair.
+            let cells: Vec<String> = row
+                .cells
+                .iter()
+                .map(|c| match c.recovered_after_ms {
+                    Some(ms) => format!(
+                        "{} (back {})",
+                        c.simulated.as_str(),
+                        apim_sim::scenario::format_ms(ms)
+                    ),
+                    None => c.simulated.as_str().to_string(),
+                })
+                .collect();
             table.push_str(&format!(
                 "| {} | {database} | {how} | {} |\n",
                 p.id,

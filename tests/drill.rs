@@ -45,6 +45,17 @@ fn recoveries_agree(v: &serde_json::Value, within_ms: u64) {
     assert!(hurt > 0, "no fault hurt a flow: {}", v["compare"]);
 }
 
+/// The API calls of a report's `invoke` operation that failed though they had a token to call
+/// with (the gateway refused or did not answer).
+fn refused_with_a_token(calls: &serde_json::Value) -> u64 {
+    eprintln!("API calls: {calls}");
+    let failed = calls["requests"].as_u64().unwrap_or(0) - calls["succeeded"].as_u64().unwrap_or(0);
+    let without = |why: &str| calls["failures"][why].as_u64().unwrap_or(0);
+    failed
+        .saturating_sub(without("no token"))
+        .saturating_sub(without("no application"))
+}
+
 /// Runs `apim drill --compare --format json` on the default pattern with `scenario` in `range`;
 /// its JSON, its standard error, and the prefix of the namespaces it made.
 fn drill(scenario: &str, range: &str) -> (serde_json::Value, String, String) {
@@ -345,10 +356,10 @@ fn a_drill_agrees_with_the_simulation_on_a_database_outage() {
     // has none to call with).
     let ops = v["report"]["operations"].as_array().expect("operations");
     let calls = ops.iter().find(|o| o["op"] == "invoke").expect("invoke");
-    let share = |k: &str| calls[k].as_f64().unwrap_or(0.0);
+    let requests = calls["requests"].as_u64().unwrap_or(0);
     assert!(
-        share("succeeded") > 0.8 * share("requests"),
-        "{calls}\n{stderr}"
+        refused_with_a_token(calls) * 20 < requests,
+        "the gateways answer the calls made with a token: {calls}\n{stderr}"
     );
     let left = Command::new("psql")
         .args(["-h", "127.0.0.1", "-U", "postgres", "-tAc"])
@@ -446,9 +457,12 @@ fn under_the_available_policy_api_calls_go_on_without_the_key_managers_in_both_w
     assert_eq!(invoke["verdict"], "degraded", "{invoke}\n{stderr}");
     let ops = v["report"]["operations"].as_array().expect("operations");
     let calls = ops.iter().find(|o| o["op"] == "invoke").expect("invoke");
+    // Every API call made with a token was answered; what fails is getting one (an
+    // application that made its keys during the outage has none to call with).
     assert_eq!(
-        calls["requests"], calls["succeeded"],
-        "every API call answered: {calls}\n{stderr}"
+        refused_with_a_token(calls),
+        0,
+        "every API call with a token answered: {calls}\n{stderr}"
     );
     let tokens = ops.iter().find(|o| o["op"] == "token").expect("token");
     assert!(

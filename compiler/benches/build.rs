@@ -1,6 +1,8 @@
 //! Build time of synthetic topologies of 1,000 and 10,000 nodes: check, plan, every emitter,
-//! and the files written to a temporary folder. Target: 10,000 nodes under 1 s, growing
-//! linearly. Run with `cargo bench -p apim-compiler --bench build`.
+//! and the files written to a temporary folder, for two shapes (`apim_topology::synth`):
+//! gateway-heavy (a balancer per cluster) and a fleet (every gateway cluster behind the same
+//! edge balancers). Target: 10,000 nodes under 1 s, growing linearly. Run with
+//! `cargo bench -p apim-compiler --bench build` (`-- fleet` for one shape).
 //!
 //! A 10,000-node build writes about 26,000 files; on a disk file system their creation alone
 //! can take seconds, so the folder is on tmpfs (/dev/shm) when there is one, and the time of
@@ -39,9 +41,26 @@ fn temp_root() -> std::path::PathBuf {
 
 fn main() {
     println!("writing under {}", temp_root().display());
+    type Shape = fn(usize) -> String;
+    let shapes: [(&str, Shape); 2] = [
+        ("gateway-heavy", apim_topology::synth::gateway_heavy),
+        ("fleet", apim_topology::synth::fleet),
+    ];
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    for (shape, make) in shapes {
+        if only.is_empty() || only.iter().any(|o| o == shape) {
+            measure(shape, make);
+        }
+    }
+}
+
+fn measure(shape: &str, make: fn(usize) -> String) {
     let mut times = Vec::new();
     for nodes in [1_000, 10_000] {
-        let text = apim_topology::synth::gateway_heavy(nodes);
+        let text = make(nodes);
         let mut runs: Vec<Duration> = Vec::new();
         let mut size = (0, 0);
         for _ in 0..5 {
@@ -61,7 +80,7 @@ fn main() {
             start.elapsed()
         };
         println!(
-            "build {nodes:>6} nodes: {:>8.1} ms written (median of 5), {:>8.1} ms without writing; {} files, {:.1} MB",
+            "{shape:>13} build {nodes:>6} nodes: {:>8.1} ms written (median of 5), {:>8.1} ms without writing; {} files, {:.1} MB",
             t.as_secs_f64() * 1e3,
             render.as_secs_f64() * 1e3,
             size.0,
@@ -70,11 +89,8 @@ fn main() {
         times.push(t);
     }
     println!(
-        "10,000 nodes: {:.0} ms (target < 1000 ms)",
-        times[1].as_secs_f64() * 1e3
-    );
-    println!(
-        "growth 10,000 / 1,000 nodes: {:.2}x (linear is 10x)",
+        "{shape:>13} 10,000 nodes: {:.0} ms (target < 1000 ms); growth 10,000 / 1,000 nodes: {:.2}x (linear is 10x)",
+        times[1].as_secs_f64() * 1e3,
         times[1].as_secs_f64() / times[0].as_secs_f64()
     );
 }

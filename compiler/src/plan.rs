@@ -152,12 +152,97 @@ impl BackendPlan {
         self.allow.is_empty() && self.own.is_empty()
     }
 
-    /// Adds hosts of the deployment (as a platform names them), keeping the list ordered.
+    /// Adds hosts of the deployment (as a platform names them). Addresses are kept as the
+    /// fewest exact ranges that cover them (`10.1.0.0/22`), names in order: every gateway and
+    /// publisher holds the list, and a fleet's thousands of addresses are mostly consecutive.
     pub fn add_own<'a>(&mut self, hosts: impl IntoIterator<Item = &'a String>) {
-        self.own.extend(hosts.into_iter().cloned());
-        self.own.sort();
-        self.own.dedup();
+        // Inclusive intervals of addresses, IPv4 and IPv6 apart.
+        let mut v4: Vec<(u128, u128)> = Vec::new();
+        let mut v6: Vec<(u128, u128)> = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        for h in self.own.drain(..).chain(hosts.into_iter().cloned()) {
+            match own_entry(&h) {
+                Some((std::net::IpAddr::V4(a), bits)) => {
+                    v4.push(interval(u128::from(u32::from(a)), bits, 32));
+                }
+                Some((std::net::IpAddr::V6(a), bits)) => {
+                    v6.push(interval(u128::from(a), bits, 128));
+                }
+                None => names.push(h.to_ascii_lowercase()),
+            }
+        }
+        let mut own = ranges(v4, 32, &|a| {
+            std::net::Ipv4Addr::from(u32::try_from(a).unwrap_or(u32::MAX)).to_string()
+        });
+        own.extend(ranges(v6, 128, &|a| {
+            std::net::Ipv6Addr::from(a).to_string()
+        }));
+        names.sort();
+        names.dedup();
+        own.extend(names);
+        self.own = own;
     }
+}
+
+/// An address (`10.1.0.7`) or a range written by [`BackendPlan::add_own`] (`10.1.0.0/22`),
+/// as (network, prefix length); none for a name.
+fn own_entry(h: &str) -> Option<(std::net::IpAddr, u32)> {
+    let (addr, bits): (std::net::IpAddr, u32) = match h.split_once('/') {
+        Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+        None => {
+            let a: std::net::IpAddr = h.parse().ok()?;
+            (a, if a.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let width = if addr.is_ipv4() { 32 } else { 128 };
+    (bits <= width).then_some((addr, bits))
+}
+
+/// `2^k - 1`, for k up to 128.
+fn ones(k: u32) -> u128 {
+    u128::MAX.checked_shr(128 - k.min(128)).unwrap_or(0)
+}
+
+/// The first and last address of `start/bits` in an address space `width` bits wide.
+fn interval(start: u128, bits: u32, width: u32) -> (u128, u128) {
+    let host = ones(width - bits);
+    let first = start & !host;
+    (first, first | host)
+}
+
+/// Intervals merged where they touch, each written as the fewest aligned ranges that cover
+/// it exactly; a range of one address is the address alone.
+fn ranges(mut all: Vec<(u128, u128)>, width: u32, show: &dyn Fn(u128) -> String) -> Vec<String> {
+    all.sort_unstable();
+    let mut merged: Vec<(u128, u128)> = Vec::new();
+    for (a, b) in all {
+        match merged.last_mut() {
+            Some((_, last)) if a <= last.saturating_add(1) => *last = (*last).max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    let mut out = Vec::new();
+    for (first, last) in merged {
+        let mut at = first;
+        loop {
+            // The largest aligned block from `at` that does not pass `last`.
+            let mut k = at.trailing_zeros().min(width);
+            while k > 0 && at.checked_add(ones(k)).is_none_or(|end| end > last) {
+                k -= 1;
+            }
+            out.push(if k == 0 {
+                show(at)
+            } else {
+                format!("{}/{}", show(at), width - k)
+            });
+            let end = at + ones(k);
+            if end >= last {
+                break;
+            }
+            at = end + 1;
+        }
+    }
+    out
 }
 
 /// The host of a database URL (`engine://user:pass@host:port/db`), none for SQLite files.
@@ -610,13 +695,18 @@ impl Plan {
             .iter()
             .map(|b| b.value.clone())
             .collect();
+        // Merged once: every gateway holds the same list.
+        let mut backends = BackendPlan {
+            allow,
+            own: Vec::new(),
+        };
+        backends.add_own(&own);
         for n in &mut nodes {
             if n.listeners
                 .iter()
                 .any(|l| matches!(l.component, Component::Publisher | Component::Gateway))
             {
-                n.backends.allow = allow.clone();
-                n.backends.add_own(&own);
+                n.backends = backends.clone();
             }
         }
         Plan {
@@ -910,4 +1000,85 @@ fn balancer(
         host: lb.host.as_ref()?.value.clone(),
         routes: routes.into_values().collect(),
     })
+}
+
+#[cfg(test)]
+mod own_tests {
+    use super::BackendPlan;
+    use proptest::prelude::*;
+
+    fn own(hosts: &[&str]) -> Vec<String> {
+        let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+        let mut b = BackendPlan::default();
+        b.add_own(&hosts);
+        b.own
+    }
+
+    #[test]
+    fn consecutive_addresses_become_the_fewest_exact_ranges() {
+        assert_eq!(
+            own(&[
+                "10.1.0.6",
+                "DB.internal",
+                "10.1.0.1",
+                "10.1.0.2",
+                "10.1.0.3",
+                "10.1.0.4",
+                "10.1.0.5",
+                "::1",
+                "::2"
+            ]),
+            [
+                "10.1.0.1",
+                "10.1.0.2/31",
+                "10.1.0.4/31",
+                "10.1.0.6",
+                "::1",
+                "::2",
+                "db.internal"
+            ]
+        );
+        let fleet: Vec<String> = (0..1024)
+            .map(|i| format!("10.1.{}.{}", i / 256, i % 256))
+            .collect();
+        let fleet: Vec<&str> = fleet.iter().map(String::as_str).collect();
+        assert_eq!(own(&fleet), ["10.1.0.0/22"]);
+        // Adding to a merged list merges again.
+        let mut b = BackendPlan::default();
+        b.add_own(&["10.1.0.0".to_string(), "10.1.0.1".to_string()]);
+        b.add_own(&["10.1.0.2".to_string(), "10.1.0.3".to_string()]);
+        assert_eq!(b.own, ["10.1.0.0/30"]);
+    }
+
+    proptest! {
+        /// Every address given is covered, and no other.
+        #[test]
+        fn the_ranges_cover_exactly_the_addresses(
+            addrs in proptest::collection::btree_set(0u32..600, 0..80)
+        ) {
+            let hosts: Vec<String> = addrs
+                .iter()
+                .map(|a| std::net::Ipv4Addr::from(0x0a01_0000 + a).to_string())
+                .collect();
+            let mut b = BackendPlan::default();
+            b.add_own(&hosts);
+            let policy = apim_topology::vocab::BackendRule::parse;
+            let ranges: Vec<(u32, u32)> = b
+                .own
+                .iter()
+                .map(|r| match policy(r) {
+                    Ok(apim_topology::vocab::BackendRule::Range(std::net::IpAddr::V4(n), bits)) => {
+                        let size = 1u32 << (32 - u32::from(bits));
+                        (u32::from(n), size)
+                    }
+                    other => panic!("{r}: {other:?}"),
+                })
+                .collect();
+            for a in 0u32..700 {
+                let ip = 0x0a01_0000 + a;
+                let covered = ranges.iter().any(|&(n, size)| ip >= n && ip - n < size);
+                prop_assert_eq!(covered, addrs.contains(&a), "{}", a);
+            }
+        }
+    }
 }

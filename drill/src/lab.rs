@@ -358,6 +358,18 @@ impl Lab {
             _ => None,
         }
     }
+
+    /// The last `lines` lines of `name`'s log, and where the whole log is: what a user reads
+    /// first when a process ended before its time.
+    pub fn log_tail(&self, name: &str, lines: usize) -> String {
+        let Some(p) = self.procs.get(name) else {
+            return String::new();
+        };
+        let text = std::fs::read_to_string(&p.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        let tail = all[all.len().saturating_sub(lines)..].join("\n  ");
+        format!("{}:\n  {tail}", p.log.display())
+    }
 }
 
 impl Drop for Lab {

@@ -214,9 +214,11 @@ async fn until_ready(built: &Built, lab: &Mutex<Lab>) -> Result<(), String> {
             if ready(&client, n).await {
                 break;
             }
-            if let Some(status) = lock(lab).exited(&n.name) {
+            let exited = lock(lab).exited(&n.name);
+            if let Some(status) = exited {
+                let log = lock(lab).log_tail(&n.name, 8);
                 return Err(format!(
-                    "node {} exited ({status}) while starting; see its log",
+                    "node {} exited ({status}) while starting; its log, {log}",
                     n.name
                 ));
             }

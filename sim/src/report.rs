@@ -7,6 +7,7 @@ use crate::stats::{Op, Stats, Tally};
 use apim_compiler::plan::Plan;
 use apim_topology::flows::Flow;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// A flow's state in a window: works (≥ 99 % succeed), broken (< 1 %), degraded, or idle.
@@ -53,6 +54,10 @@ pub struct OpSummary {
     pub success_ratio: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// Why the failed requests failed, for API calls: `no token` (none could be had), `no
+    /// application`, `no answer`, or the gateway's status.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub failures: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -205,6 +210,11 @@ impl Report {
                     success_ratio: ratio(&t).unwrap_or(1.0),
                     p50_ms: ms(t.latency.quantile(0.5)),
                     p99_ms: ms(t.latency.quantile(0.99)),
+                    failures: if op == Op::Invoke {
+                        stats.invoke_failures.clone()
+                    } else {
+                        BTreeMap::new()
+                    },
                 }
             })
             .collect();
@@ -306,6 +316,10 @@ impl Report {
                 o.p50_ms,
                 o.p99_ms
             );
+            if !o.failures.is_empty() {
+                let why: Vec<String> = o.failures.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                let _ = writeln!(s, "  {:<21} failed: {}", "", why.join(", "));
+            }
         }
         if !self.faults.is_empty() {
             let _ = writeln!(

@@ -2,6 +2,7 @@
 //! whole run and for each time window. Nothing per request is kept.
 
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// The operations clients perform.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -135,6 +136,8 @@ impl Tally {
 pub struct Stats {
     pub window_us: u64,
     pub windows: Vec<[Tally; 5]>,
+    /// Why the API calls that failed did (`no token`, `no answer`, a status), over the run.
+    pub invoke_failures: BTreeMap<&'static str, u64>,
 }
 
 impl Stats {
@@ -143,6 +146,7 @@ impl Stats {
         Stats {
             window_us: window_us.max(1),
             windows: vec![Default::default(); n.max(1)],
+            invoke_failures: BTreeMap::new(),
         }
     }
 

@@ -983,10 +983,12 @@ impl<D: Driver> Workload<D> {
         };
         let Some((i, api)) = self.pick_app() else {
             self.record(Op::Invoke, started, false, 0);
+            self.invoke_failed("no application");
             return Some(false);
         };
         let Some(held) = self.usable_token(i).await else {
             self.record(Op::Invoke, started, false, 0);
+            self.invoke_failed("no token");
             return Some(false);
         };
         let context = guard(&self.clients).apis[api].context.clone();
@@ -1019,7 +1021,14 @@ impl<D: Driver> Workload<D> {
             return None;
         }
         self.record(Op::Invoke, started, status == 200, status);
+        if status != 200 {
+            self.invoke_failed(failure_name(status));
+        }
         Some(status == 200)
+    }
+
+    fn invoke_failed(&self, why: &'static str) {
+        *guard(&self.stats).invoke_failures.entry(why).or_default() += 1;
     }
 
     /// Revokes an application's token in use, through the gateways as the flows table says.
@@ -1564,4 +1573,21 @@ impl<D: Driver> Workload<D> {
 /// The size of the report's time windows: a second for short runs, coarser for long ones.
 pub fn window_ms(duration_ms: u64) -> u64 {
     (duration_ms / 720).max(1000).div_ceil(1000) * 1000
+}
+
+/// How a failed API call's answer is counted in the report.
+fn failure_name(status: u16) -> &'static str {
+    match status {
+        0 => "no answer",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        _ => "other status",
+    }
 }

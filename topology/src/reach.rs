@@ -3,7 +3,7 @@
 use crate::flows::{End, FLOWS, Listener, Path};
 use crate::model::{Cluster, FirewallRule, LoadBalancer, Topology};
 use crate::vocab::Component;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One end of some traffic as the checker names it: the network it sits on and, for a cluster's
 /// node or a balancer, its name (a firewall rule may name it instead of its network).
@@ -47,6 +47,9 @@ pub struct At<'a> {
 pub struct Firewall {
     networks: BTreeMap<String, usize>,
     rules: Vec<Rule>,
+    /// Every name a rule's end gives, so that a party no rule names can be judged by its
+    /// network alone (the checker then evaluates each network once, not each cluster).
+    named: BTreeSet<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -87,7 +90,7 @@ impl Firewall {
             net: networks.get(name).copied(),
             name: name.to_string(),
         };
-        let rules = rules
+        let rules: Vec<Rule> = rules
             .into_iter()
             .map(|(from, to, ports)| Rule {
                 from: end(from),
@@ -95,7 +98,21 @@ impl Firewall {
                 ports,
             })
             .collect();
-        Firewall { networks, rules }
+        let named = rules
+            .iter()
+            .flat_map(|r| [r.from.name.clone(), r.to.name.clone()])
+            .collect();
+        Firewall {
+            networks,
+            rules,
+            named,
+        }
+    }
+
+    /// Whether some rule's end gives `name`: a party named so is judged by its name too; any
+    /// other passes exactly where its network does.
+    pub fn names(&self, name: &str) -> bool {
+        self.named.contains(name)
     }
 
     /// A topology's firewall. A rule missing an end (the parser reported it) opens nothing.

@@ -6,8 +6,10 @@ const COMPONENTS: [&str; 4] = ["publisher", "store", "key-manager", "gateway"];
 const NODES_PER_CLUSTER: usize = 10;
 const ZONES: usize = 4;
 
+/// The `i`th address from `10.prefix.0.0` on (past 65,535 into the next second octet).
 fn address(prefix: u8, i: usize) -> String {
-    format!("10.{prefix}.{}.{}", (i >> 8) & 255, i & 255)
+    let second = usize::from(prefix) + (i >> 16);
+    format!("10.{second}.{}.{}", (i >> 8) & 255, i & 255)
 }
 
 /// A topology of about `nodes` nodes: clusters of ten, each component in turn, spread over
@@ -20,19 +22,47 @@ pub fn topology(nodes: usize) -> String {
 /// The shape of large real deployments: a few portal and key-manager nodes (two clusters of
 /// two of each), and gateways, in clusters of ten, for the rest of `nodes`.
 pub fn gateway_heavy(nodes: usize) -> String {
+    shaped(heavy_clusters(nodes))
+}
+
+/// The clusters of [`gateway_heavy`]: six portal and key-manager clusters (c0..c5), then the
+/// gateways'.
+fn heavy_clusters(nodes: usize) -> impl Iterator<Item = (&'static str, usize)> {
     let fixed = [("publisher", 2), ("store", 2), ("key-manager", 2)];
     let portal: usize = fixed.iter().map(|(_, n)| n * 2).sum();
     let gateways = nodes
         .saturating_sub(portal)
         .div_ceil(NODES_PER_CLUSTER)
         .max(1);
-    shaped(
-        fixed
-            .iter()
-            .chain(fixed.iter())
-            .copied()
-            .chain((0..gateways).map(|_| ("gateway", NODES_PER_CLUSTER))),
-    )
+    fixed
+        .into_iter()
+        .chain(fixed)
+        .chain((0..gateways).map(|_| ("gateway", NODES_PER_CLUSTER)))
+}
+
+/// A fleet: two clusters of two of each portal and key-manager, then gateways in clusters of
+/// ten, every gateway cluster behind the same two edge balancers (as a fleet is fronted), every
+/// key-manager cluster behind one internal balancer. The shape where a rule that scans a
+/// balancer's fronts once per front turns quadratic.
+pub fn fleet(nodes: usize) -> String {
+    let clusters = heavy_clusters(nodes).count();
+    let mut out = shaped(heavy_clusters(nodes));
+    let gateways: Vec<String> = (6..clusters).map(|c| format!("\"c{c}\"")).collect();
+    for (i, (name, kind, fronts)) in [
+        ("edge-a", "external", gateways.join(", ")),
+        ("edge-b", "external", gateways.join(", ")),
+        ("km", "internal", "\"c2\", \"c5\"".to_string()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let _ = writeln!(
+            out,
+            "[load_balancers.{name}]\nkind = \"{kind}\"\nnetwork = \"zone-0\"\nhost = \"{}\"\nfronts = [{fronts}]\n",
+            address(201, i + 1)
+        );
+    }
+    out
 }
 
 /// A topology of the given clusters (component, nodes), in order.
@@ -88,10 +118,13 @@ fn shaped(clusters: impl Iterator<Item = (&'static str, usize)>) -> String {
 mod tests {
     #[test]
     fn synthetic_topologies_are_valid_at_every_size() {
-        for (nodes, text) in [1, 40, 333]
-            .into_iter()
-            .flat_map(|n| [(n, super::topology(n)), (n, super::gateway_heavy(n))])
-        {
+        for (nodes, text) in [1, 40, 333].into_iter().flat_map(|n| {
+            [
+                (n, super::topology(n)),
+                (n, super::gateway_heavy(n)),
+                (n, super::fleet(n)),
+            ]
+        }) {
             let c = crate::check_str("synthetic.toml", &text);
             let errors: Vec<_> = c
                 .diagnostics

@@ -143,33 +143,25 @@ fn secret(v: &mut Values, plan: &Plan) {
 }
 
 /// The host clients use for a cluster's component: its balancer of `kind`, else its first node.
-fn host_of(plan: &Plan, kind: BalancerKind, cluster: &str, component: Component) -> String {
-    placed(plan, kind, cluster, component).1
+fn host_of(w: &Wso2<'_>, kind: BalancerKind, cluster: &str, component: Component) -> String {
+    placed(w, kind, cluster, component).1
 }
 
 /// [`host_of`], with the entry of the topology that gives it.
-fn placed(plan: &Plan, kind: BalancerKind, cluster: &str, component: Component) -> (About, String) {
-    plan.balancers
-        .iter()
-        .filter(|b| b.kind == kind)
-        .find(|b| {
-            b.routes.iter().any(|r| {
-                r.component == component
-                    && r.upstream.iter().any(|u| {
-                        plan.nodes
-                            .iter()
-                            .any(|n| n.name == u.node && n.cluster == cluster)
-                    })
-            })
-        })
-        .map(|b| (About::Balancer(b.name.clone()), b.host.clone()))
-        .or_else(|| {
-            plan.nodes
-                .iter()
-                .find(|n| n.cluster == cluster)
-                .map(|n| (About::Cluster(cluster.to_string()), n.host.clone()))
-        })
-        .unwrap_or((About::Cluster(cluster.to_string()), String::new()))
+fn placed(
+    w: &Wso2<'_>,
+    kind: BalancerKind,
+    cluster: &str,
+    component: Component,
+) -> (About, String) {
+    if let Some(b) = w.front_balancer(kind, cluster, component) {
+        return (About::Balancer(b.name.clone()), b.host.clone());
+    }
+    let host = w
+        .first_node(cluster)
+        .map(|n| n.host.clone())
+        .unwrap_or_default();
+    (About::Cluster(cluster.to_string()), host)
 }
 
 /// An Ingress host must be a DNS name: an address from the topology is left to the chart's
@@ -287,12 +279,7 @@ pub fn render(plan: &Plan, w: &Wso2<'_>) -> (BTreeMap<String, String>, Vec<Warni
     ingress_host(
         &mut v,
         "kubernetes.ingress.controlPlane.hostname",
-        placed(
-            plan,
-            BalancerKind::External,
-            cp_cluster,
-            Component::Publisher,
-        ),
+        placed(w, BalancerKind::External, cp_cluster, Component::Publisher),
         &mut warnings,
     );
     secret(&mut v, plan);
@@ -321,9 +308,9 @@ pub fn render(plan: &Plan, w: &Wso2<'_>) -> (BTreeMap<String, String>, Vec<Warni
                 "showAsTokenEndpointUrl": true,
                 "serviceName": format!("{deployment}-{cluster}-wso2am-gateway-service"),
                 "servicePort": wso2::HTTPS,
-                "httpHostname": host_of(plan, BalancerKind::External, cluster, Component::Gateway),
-                "wsHostname": host_of(plan, BalancerKind::External, cluster, Component::Gateway),
-                "websubHostname": host_of(plan, BalancerKind::External, cluster, Component::Gateway),
+                "httpHostname": host_of(w, BalancerKind::External, cluster, Component::Gateway),
+                "wsHostname": host_of(w, BalancerKind::External, cluster, Component::Gateway),
+                "websubHostname": host_of(w, BalancerKind::External, cluster, Component::Gateway),
             })
         })
         .collect();
@@ -344,7 +331,7 @@ pub fn render(plan: &Plan, w: &Wso2<'_>) -> (BTreeMap<String, String>, Vec<Warni
         v.set(
             "kubernetes.ingress.gateway.hostname",
             json!(host_of(
-                plan,
+                w,
                 BalancerKind::External,
                 cluster,
                 Component::Gateway
@@ -410,7 +397,7 @@ pub fn render(plan: &Plan, w: &Wso2<'_>) -> (BTreeMap<String, String>, Vec<Warni
         v.set(
             "kubernetes.ingress.km.hostname",
             json!(host_of(
-                plan,
+                w,
                 BalancerKind::Internal,
                 cluster,
                 Component::KeyManager

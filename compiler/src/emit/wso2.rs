@@ -15,11 +15,11 @@
 
 use super::{About, Warning};
 use crate::plan::RouteListener;
-use crate::plan::{NodePlan, Plan};
+use crate::plan::{BalancerPlan, BalancerRoute, NodePlan, Plan};
 use crate::secrets;
 use apim_topology::vocab::BalancerKind;
 use apim_topology::vocab::{Component, Engine, Role};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 /// Every key path WSO2's deployment kits use, one a line.
@@ -214,6 +214,80 @@ pub struct Wso2<'p> {
     plan: &'p Plan,
     pub nodes: Vec<Wso2Node<'p>>,
     warnings: Vec<Warning>,
+    /// Indexes built once: the emitters ask per node, and a fleet has thousands of nodes
+    /// behind one balancer.
+    index: Index<'p>,
+}
+
+/// A balancer and one of its routes.
+type Front<'p> = (&'p BalancerPlan, &'p BalancerRoute);
+
+#[derive(Default)]
+struct Index<'p> {
+    /// A node's name -> its place in `nodes` (not its traffic manager's).
+    node: HashMap<&'p str, usize>,
+    /// A cluster -> its first node.
+    first: HashMap<&'p str, &'p str>,
+    /// (cluster, component) -> the balancer routes with one of its nodes upstream, in plan
+    /// order.
+    routes: HashMap<&'p str, HashMap<Component, Vec<Front<'p>>>>,
+    /// The control planes (places in `nodes`), the traffic managers, and the services URLs
+    /// every node's file names.
+    control_planes: Vec<usize>,
+    traffic_managers: Vec<usize>,
+    control_plane_service: Option<String>,
+    key_manager_service: Option<String>,
+    /// A gateway cluster -> its first gateway (the one an environment is named from).
+    first_gateway: HashMap<&'p str, usize>,
+}
+
+impl<'p> Index<'p> {
+    fn of(plan: &'p Plan, nodes: &[Wso2Node<'p>]) -> Index<'p> {
+        let mut index = Index::default();
+        for (i, w) in nodes.iter().enumerate() {
+            if w.profile != Profile::TrafficManager {
+                index.node.entry(w.node.name.as_str()).or_insert(i);
+            }
+        }
+        let mut cluster_of: HashMap<&str, &str> = HashMap::new();
+        for n in &plan.nodes {
+            index
+                .first
+                .entry(n.cluster.as_str())
+                .or_insert(n.name.as_str());
+            cluster_of.insert(n.name.as_str(), n.cluster.as_str());
+        }
+        for b in &plan.balancers {
+            for r in &b.routes {
+                let mut clusters: Vec<&str> = r
+                    .upstream
+                    .iter()
+                    .filter_map(|u| cluster_of.get(u.node.as_str()).copied())
+                    .collect();
+                clusters.sort_unstable();
+                clusters.dedup();
+                for c in clusters {
+                    index
+                        .routes
+                        .entry(c)
+                        .or_default()
+                        .entry(r.component)
+                        .or_default()
+                        .push((b, r));
+                }
+            }
+        }
+        index
+    }
+
+    fn routes(&self, cluster: &str, component: Component) -> impl Iterator<Item = Front<'p>> + '_ {
+        self.routes
+            .get(cluster)
+            .and_then(|c| c.get(&component))
+            .into_iter()
+            .flatten()
+            .copied()
+    }
 }
 
 impl<'p> Wso2<'p> {
@@ -252,11 +326,47 @@ impl<'p> Wso2<'p> {
         }
         warnings.sort();
         warnings.dedup();
-        Wso2 {
+        let index = Index::of(plan, &nodes);
+        let mut w = Wso2 {
             plan,
             nodes,
             warnings,
+            index,
+        };
+        let places = |profiles: &[Profile]| -> Vec<usize> {
+            w.nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| profiles.contains(&n.profile))
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let control_planes: Vec<usize> = places(&[Profile::ControlPlane, Profile::AllInOne])
+            .into_iter()
+            .filter(|&i| {
+                w.nodes[i]
+                    .node
+                    .listeners
+                    .iter()
+                    .any(|l| l.component == Component::Publisher)
+            })
+            .collect();
+        let mut traffic_managers = places(&[Profile::TrafficManager]);
+        if traffic_managers.is_empty() {
+            traffic_managers = places(&[Profile::AllInOne]);
         }
+        let mut first_gateway = HashMap::new();
+        for i in places(&[Profile::Gateway, Profile::AllInOne]) {
+            first_gateway
+                .entry(w.nodes[i].node.cluster.as_str())
+                .or_insert(i);
+        }
+        w.index.control_planes = control_planes;
+        w.index.traffic_managers = traffic_managers;
+        w.index.first_gateway = first_gateway;
+        w.index.control_plane_service = w.find_control_plane_service();
+        w.index.key_manager_service = w.find_key_manager_service();
+        w
     }
 
     fn of(&self, profiles: &[Profile]) -> impl Iterator<Item = &Wso2Node<'p>> {
@@ -266,29 +376,16 @@ impl<'p> Wso2<'p> {
     }
 
     fn node(&self, name: &str) -> Option<&Wso2Node<'p>> {
-        self.nodes
-            .iter()
-            .find(|w| w.node.name == name && w.profile != Profile::TrafficManager)
+        self.nodes.get(*self.index.node.get(name)?)
     }
 
     /// Where a cluster's `component` is reached: the balancer route in front of it (of `kind`
     /// first), or its first node's WSO2 port.
     fn front(&self, cluster: &str, component: Component, port: u16) -> Option<String> {
-        let mut routes: Vec<(&crate::plan::BalancerPlan, u16)> = self
-            .plan
-            .balancers
-            .iter()
-            .flat_map(|b| b.routes.iter().map(move |r| (b, r)))
-            .filter(|(_, r)| {
-                r.component == component
-                    && r.listener == RouteListener::Public
-                    && r.upstream.iter().any(|u| {
-                        self.plan
-                            .nodes
-                            .iter()
-                            .any(|n| n.name == u.node && n.cluster == cluster)
-                    })
-            })
+        let mut routes: Vec<(&BalancerPlan, u16)> = self
+            .index
+            .routes(cluster, component)
+            .filter(|(_, r)| r.listener == RouteListener::Public)
             .map(|(b, r)| (b, r.port))
             .collect();
         // Between components, an internal balancer; for clients, an external one.
@@ -296,8 +393,8 @@ impl<'p> Wso2<'p> {
         if let Some((b, p)) = routes.first() {
             return Some(super::nginx::address(&b.host, *p));
         }
-        let first = self.plan.nodes.iter().find(|n| n.cluster == cluster)?;
-        Some(self.node(&first.name)?.at(port))
+        let first = self.index.first.get(cluster)?;
+        Some(self.node(first)?.at(port))
     }
 
     /// The balancer of `kind` in front of a cluster's `component`: its host and route port.
@@ -307,20 +404,9 @@ impl<'p> Wso2<'p> {
         cluster: &str,
         component: Component,
     ) -> Option<(String, u16)> {
-        self.plan
-            .balancers
-            .iter()
-            .filter(|b| b.kind == kind)
-            .flat_map(|b| b.routes.iter().map(move |r| (b, r)))
-            .find(|(_, r)| {
-                r.component == component
-                    && r.upstream.iter().any(|u| {
-                        self.plan
-                            .nodes
-                            .iter()
-                            .any(|n| n.name == u.node && n.cluster == cluster)
-                    })
-            })
+        self.index
+            .routes(cluster, component)
+            .find(|(b, _)| b.kind == kind)
             .map(|(b, r)| (b.host.clone(), r.port))
     }
 
@@ -331,34 +417,63 @@ impl<'p> Wso2<'p> {
     /// The control plane every other node talks to: the publisher's nodes (the event hub),
     /// or the all-in-one nodes.
     fn control_planes(&self) -> Vec<&Wso2Node<'p>> {
-        self.of(&[Profile::ControlPlane, Profile::AllInOne])
-            .filter(|w| {
-                w.node
-                    .listeners
-                    .iter()
-                    .any(|l| l.component == Component::Publisher)
-            })
-            .collect()
+        self.places(&self.index.control_planes)
     }
 
     fn traffic_managers(&self) -> Vec<&Wso2Node<'p>> {
-        let tms: Vec<_> = self.of(&[Profile::TrafficManager]).collect();
-        if tms.is_empty() {
-            self.of(&[Profile::AllInOne]).collect()
-        } else {
-            tms
-        }
+        self.places(&self.index.traffic_managers)
+    }
+
+    fn places(&self, places: &[usize]) -> Vec<&Wso2Node<'p>> {
+        places.iter().filter_map(|&i| self.nodes.get(i)).collect()
+    }
+
+    /// The first balancer of `kind` (in plan order) with a route to a node of `cluster`'s
+    /// `component`.
+    pub(crate) fn front_balancer(
+        &self,
+        kind: BalancerKind,
+        cluster: &str,
+        component: Component,
+    ) -> Option<&'p BalancerPlan> {
+        self.index
+            .routes(cluster, component)
+            .find(|(b, _)| b.kind == kind)
+            .map(|(b, _)| b)
+    }
+
+    /// A cluster's first node.
+    pub(crate) fn first_node(&self, cluster: &str) -> Option<&'p NodePlan> {
+        let name = self.index.first.get(cluster)?;
+        Some(self.nodes.get(*self.index.node.get(name)?)?.node)
+    }
+
+    /// Whether `gw` is its cluster's first gateway.
+    fn first_of_its_cluster(&self, gw: &Wso2Node<'_>) -> bool {
+        self.index
+            .first_gateway
+            .get(gw.node.cluster.as_str())
+            .and_then(|&i| self.nodes.get(i))
+            .is_some_and(|first| first.name == gw.name)
     }
 
     /// The control plane's services URL (event hub, notifications), through its balancer
     /// where it has one.
     fn control_plane_service(&self) -> Option<String> {
+        self.index.control_plane_service.clone()
+    }
+
+    fn find_control_plane_service(&self) -> Option<String> {
         let cp = self.control_planes().into_iter().next()?;
         self.front(&cp.node.cluster, Component::Publisher, HTTPS)
     }
 
     /// The key manager's services URL: its internal balancer, or its node.
     fn key_manager_service(&self) -> Option<String> {
+        self.index.key_manager_service.clone()
+    }
+
+    fn find_key_manager_service(&self) -> Option<String> {
         let km = self.nodes.iter().find(|w| {
             w.profile != Profile::TrafficManager
                 && w.node
@@ -708,11 +823,7 @@ fn render(w: &Wso2<'_>, me: &Wso2Node<'_>) -> (String, Vec<Warning>) {
     if runs(Component::Publisher) && profile != Profile::TrafficManager {
         for gw in w.of(&[Profile::Gateway, Profile::AllInOne]) {
             // One environment per gateway cluster, from its first node.
-            if w.of(&[Profile::Gateway, Profile::AllInOne])
-                .find(|x| x.node.cluster == gw.node.cluster)
-                .map(|x| &x.name)
-                != Some(&gw.name)
-            {
+            if !w.first_of_its_cluster(gw) {
                 continue;
             }
             let clients = w

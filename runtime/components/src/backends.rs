@@ -4,6 +4,7 @@
 //! topology allows them (`[deployment] backends`). The publisher checks the URL as written;
 //! the worlds check the address a name resolves to when they connect (DNS rebinding).
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use apim_topology::vocab::BackendRule as Allowed;
@@ -12,26 +13,57 @@ use apim_topology::vocab::BackendRule as Allowed;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
     allow: Vec<Allowed>,
-    /// The deployment's own hosts (names and addresses, lowercase).
-    own: Vec<String>,
+    /// The deployment's own host names, lowercase.
+    own_names: BTreeSet<String>,
+    /// The deployment's own addresses, as the compiler merged them into ranges.
+    own_ranges: Vec<(IpAddr, u8)>,
 }
 
 /// The policy of a deployment that allows nothing more than the default.
 pub static DEFAULT: Policy = Policy {
     allow: Vec::new(),
-    own: Vec::new(),
+    own_names: BTreeSet::new(),
+    own_ranges: Vec::new(),
 };
 
 impl Policy {
     /// `allow`: the topology's allow-list (CIDR ranges, addresses, host names); `own`: the
-    /// hosts of the deployment's nodes, balancers and databases.
+    /// hosts of the deployment's nodes, balancers and databases (names, addresses, and the
+    /// ranges the compiler merges consecutive addresses into).
     pub fn new(allow: &[String], own: &[String]) -> Result<Policy, String> {
         let allow = allow
             .iter()
             .map(|a| parse_allowed(a))
             .collect::<Result<_, _>>()?;
-        let own = own.iter().map(|h| h.to_ascii_lowercase()).collect();
-        Ok(Policy { allow, own })
+        let mut own_names = BTreeSet::new();
+        let mut own_ranges = Vec::new();
+        for h in own {
+            match parse_allowed(h) {
+                Ok(Allowed::Range(net, bits)) => own_ranges.push((canonical(net), bits)),
+                _ => {
+                    own_names.insert(h.to_ascii_lowercase());
+                }
+            }
+        }
+        Ok(Policy {
+            allow,
+            own_names,
+            own_ranges,
+        })
+    }
+
+    fn own_address(&self, ip: IpAddr) -> bool {
+        self.own_ranges
+            .iter()
+            .any(|&(net, bits)| within(ip, net, bits))
+    }
+
+    fn own_name(&self, host: &str) -> bool {
+        if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.own_names.contains(&host.to_ascii_lowercase())
+        } else {
+            self.own_names.contains(host)
+        }
     }
 
     /// Checks a backend URL as written: its host is neither refused by name, nor an address the
@@ -41,7 +73,8 @@ impl Policy {
         // `localhost.` is `localhost`: a name ending in the root's dot is the same name. Every
         // API call comes here: no allocation on the way to "allowed".
         let host = host.trim_end_matches('.');
-        if self.own.iter().any(|o| o.eq_ignore_ascii_case(host)) {
+        let literal_ip = literal(host).ok().flatten();
+        if literal_ip.map_or_else(|| self.own_name(host), |ip| self.own_address(ip)) {
             return Err(format!(
                 "`{host}` is a host of this deployment; an API's backend is outside it"
             ));
@@ -63,11 +96,7 @@ impl Policy {
     /// Checks an address a backend's host resolved to, before connecting to it.
     pub fn check_ip(&self, host: &str, ip: IpAddr) -> Result<(), String> {
         let ip = canonical(ip);
-        if self
-            .own
-            .iter()
-            .any(|o| o.parse::<IpAddr>().ok() == Some(ip))
-        {
+        if self.own_address(ip) {
             return Err(format!(
                 "{ip} is an address of this deployment; an API's backend is outside it"
             ));
@@ -220,6 +249,32 @@ mod tests {
     fn policy(allow: &[&str]) -> Policy {
         let allow: Vec<String> = allow.iter().map(|s| s.to_string()).collect();
         Policy::new(&allow, &["10.0.1.11".into(), "db.internal".into()]).expect("policy")
+    }
+
+    #[test]
+    fn own_ranges_refuse_every_address_in_them_and_none_outside() {
+        let allow = ["10.0.0.0/8".to_string()];
+        let p = Policy::new(&allow, &["10.1.0.0/22".into(), "10.1.4.1".into()]).expect("policy");
+        for url in [
+            "http://10.1.0.0/",
+            "http://10.1.3.255/",
+            "http://10.1.4.1/",
+            "http://[::ffff:10.1.2.3]/",
+        ] {
+            assert!(p.check_url(url).is_err(), "{url} was allowed");
+        }
+        for url in [
+            "http://10.1.4.0/",
+            "http://10.1.4.2/",
+            "http://10.0.255.255/",
+        ] {
+            assert_eq!(p.check_url(url), Ok(()), "{url}");
+        }
+        let ip = "10.1.1.1".parse().expect("address");
+        assert!(
+            p.check_ip("backend.example", ip).is_err(),
+            "a name resolving into a range"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::vocab::{
     TokenFormat,
 };
 use std::borrow::Cow;
+use std::collections::HashMap;
 use toml::de::{DeTable, DeValue};
 
 type Key<'i> = toml::Spanned<Cow<'i, str>>;
@@ -263,12 +264,14 @@ impl Parser {
             );
         }
         let mut out: Vec<Spanned<String>> = Vec::new();
+        // Where each entry was first listed: a fleet's balancer lists thousands of clusters.
+        let mut seen: HashMap<String, Span> = HashMap::new();
+        let item_path = format!("{path}[]");
         for item in items {
-            let Some(s) = self.string(item, &format!("{path}[]")) else {
+            let Some(s) = self.string(item, &item_path) else {
                 continue;
             };
-            if let Some(first) = out.iter().find(|o| o.value == s.value) {
-                let first = first.span;
+            if let Some(&first) = seen.get(&s.value) {
                 self.push(
                     Diagnostic::new(
                         &DUPLICATE_ENTRY,
@@ -280,6 +283,7 @@ impl Parser {
                 );
                 continue;
             }
+            seen.insert(s.value.clone(), s.span);
             out.push(s);
         }
         out

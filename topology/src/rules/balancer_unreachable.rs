@@ -20,6 +20,8 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
         let Some(lb_net) = t.network_of(lb.network.as_ref()) else {
             continue;
         };
+        // Once per balancer: computed per front, it made a fleet's check quadratic.
+        let listens = reach::balancer_ports(t, lb);
         for f in &lb.fronts {
             let Some(c) = t.clusters.get(&f.value) else {
                 continue;
@@ -27,7 +29,6 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
             let Some(c_net) = t.network_of(c.network.as_ref()) else {
                 continue;
             };
-            let listens = reach::balancer_ports(t, lb);
             let mut ports: Vec<u16> = c
                 .components
                 .iter()
@@ -36,11 +37,13 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
                     c.components
                         .iter()
                         .any(|comp| {
-                            listens.iter().any(|(p, x, l)| {
-                                *x == comp.value
-                                    && *l == crate::flows::Listener::Internal
-                                    && *p == c.internal_port()
-                            })
+                            listens
+                                .binary_search(&(
+                                    c.internal_port(),
+                                    comp.value,
+                                    crate::flows::Listener::Internal,
+                                ))
+                                .is_ok()
                         })
                         .then(|| c.internal_port()),
                 )

@@ -54,39 +54,45 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
         }
         let groups = targets(t, hop);
         let need = format!("{}: {}", hop.flow, hop.why);
+        // What a source cannot reach depends on its network, and on its name only where a
+        // rule gives it: sources alike are judged once (a fleet's check stays linear).
+        let mut judged: BTreeMap<(&str, Option<&str>), Vec<&Target>> = BTreeMap::new();
         for (from_net, src) in sources {
-            let clusters = [src];
-            let me = reach::Party::named(from_net, &src.name);
-            let reached = |(net, party, port): &(String, Option<String>, u16)| {
-                let to = reach::Party {
-                    network: net,
-                    name: party.as_deref(),
+            let named = firewall.names(&src.name).then_some(src.name.as_str());
+            let failed = judged.entry((from_net, named)).or_insert_with(|| {
+                let me = reach::Party {
+                    network: from_net,
+                    name: named,
                 };
-                firewall.allows_between(me, to, *port)
-            };
-            let failed: Vec<&Target> = match hop.path {
-                // Every node of every target cluster must hear from the source.
-                Path::EachNode => groups
-                    .iter()
-                    .filter(|(k, _)| !reached(k))
-                    .flat_map(|(_, v)| v)
-                    .collect(),
-                // One working route is enough; name the first when none works.
-                Path::Direct | Path::Balanced(_) if groups.keys().any(reached) => Vec::new(),
-                Path::Direct | Path::Balanced(_) => groups.values().flatten().take(1).collect(),
-            };
-            for target in failed {
-                for &src in &clusters {
-                    let key = (src.name.clone(), target.name.clone(), target.port);
-                    let entry = blocked.entry(key).or_insert_with(|| Blocked {
-                        source: src,
-                        from_net,
-                        target: target.clone(),
-                        needs: Vec::new(),
-                    });
-                    if !entry.needs.contains(&need) {
-                        entry.needs.push(need.clone());
-                    }
+                let reached = |(net, party, port): &(String, Option<String>, u16)| {
+                    let to = reach::Party {
+                        network: net,
+                        name: party.as_deref(),
+                    };
+                    firewall.allows_between(me, to, *port)
+                };
+                match hop.path {
+                    // Every node of every target cluster must hear from the source.
+                    Path::EachNode => groups
+                        .iter()
+                        .filter(|(k, _)| !reached(k))
+                        .flat_map(|(_, v)| v)
+                        .collect(),
+                    // One working route is enough; name the first when none works.
+                    Path::Direct | Path::Balanced(_) if groups.keys().any(reached) => Vec::new(),
+                    Path::Direct | Path::Balanced(_) => groups.values().flatten().take(1).collect(),
+                }
+            });
+            for target in failed.iter() {
+                let key = (src.name.clone(), target.name.clone(), target.port);
+                let entry = blocked.entry(key).or_insert_with(|| Blocked {
+                    source: src,
+                    from_net,
+                    target: (*target).clone(),
+                    needs: Vec::new(),
+                });
+                if !entry.needs.contains(&need) {
+                    entry.needs.push(need.clone());
                 }
             }
         }

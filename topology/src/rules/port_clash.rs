@@ -2,10 +2,12 @@
 
 use crate::code;
 use crate::diagnostic::{Diagnostic, Label};
-use crate::model::Topology;
+use crate::flows;
+use crate::model::{Cluster, LoadBalancer, Topology};
 use crate::parse::host;
 use crate::source::Span;
-use std::collections::BTreeMap;
+use crate::vocab::Component;
+use std::collections::{BTreeMap, HashMap};
 
 code!(
     CODE,
@@ -16,6 +18,43 @@ code!(
     "Move one of them to another host, or give it another port with `ports = { component = N }` in its cluster."
 );
 
+/// Who listens: gathered for every node and balancer, named only when it clashes (a fleet
+/// has hundreds of thousands of listeners and no clash).
+#[derive(Clone, Copy)]
+enum Owner<'t> {
+    Node(&'t Cluster, usize),
+    Balancer(&'t LoadBalancer),
+}
+
+impl Owner<'_> {
+    fn name(self) -> String {
+        match self {
+            Owner::Node(c, i) => c.node_name(i),
+            Owner::Balancer(lb) => lb.name.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum What {
+    Component(Component),
+    Admin,
+    Internal,
+    Balancer(Component, flows::Listener),
+}
+
+impl What {
+    fn name(self) -> String {
+        match self {
+            What::Component(c) => c.as_str().to_string(),
+            What::Admin => "admin".to_string(),
+            What::Internal => "internal".to_string(),
+            What::Balancer(c, flows::Listener::Public) => format!("balancer for {c}"),
+            What::Balancer(c, flows::Listener::Internal) => format!("balancer for {c} internal"),
+        }
+    }
+}
+
 struct Listener<'t> {
     owner: String,
     what: String,
@@ -25,53 +64,73 @@ struct Listener<'t> {
     set_at: Option<Span>,
 }
 
+/// A listener as gathered: (machine id, port) first, the rest named on a clash.
+struct Gathered<'t> {
+    machine: u32,
+    port: u16,
+    owner: Owner<'t>,
+    what: What,
+    host: &'t str,
+    span: Span,
+    set_at: Option<Span>,
+}
+
 pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
-    let mut by_address: BTreeMap<(String, u16), Vec<Listener<'_>>> = BTreeMap::new();
+    // Machines by id: one string per host, not per listener.
+    let mut machines: HashMap<host::Machine, u32> = HashMap::new();
+    let mut machine_names: Vec<host::Machine> = Vec::new();
+    let mut machine_id = |host: &str| {
+        let m = host::Machine::of(host);
+        if let Some(&id) = machines.get(&m) {
+            return id;
+        }
+        let id = u32::try_from(machine_names.len()).unwrap_or(u32::MAX);
+        machines.insert(m.clone(), id);
+        machine_names.push(m);
+        id
+    };
+    let mut all: Vec<Gathered<'_>> = Vec::new();
     for c in t.clusters.values() {
         for (i, h) in c.hosts.iter().enumerate() {
-            let machine = host::machine(&h.value);
+            let machine = machine_id(&h.value);
             let listeners = c
                 .components
                 .iter()
                 .map(|comp| {
                     let set_at = c.ports.get(&comp.value).map(|p| p.span);
-                    (comp.value.as_str(), c.port(comp.value), set_at)
+                    (What::Component(comp.value), c.port(comp.value), set_at)
                 })
                 .chain([
                     (
-                        "admin",
+                        What::Admin,
                         c.admin_port(),
                         c.admin_port.as_ref().map(|p| p.span),
                     ),
                     (
-                        "internal",
+                        What::Internal,
                         c.internal_port(),
                         c.internal_port.as_ref().map(|p| p.span),
                     ),
                 ]);
             for (what, port, set_at) in listeners {
-                by_address
-                    .entry((machine.clone(), port))
-                    .or_default()
-                    .push(Listener {
-                        owner: c.node_name(i),
-                        what: what.to_string(),
-                        host: &h.value,
-                        span: h.span,
-                        set_at,
-                    });
+                all.push(Gathered {
+                    machine,
+                    port,
+                    owner: Owner::Node(c, i),
+                    what,
+                    host: &h.value,
+                    span: h.span,
+                    set_at,
+                });
             }
         }
     }
     for lb in t.load_balancers.values() {
         let Some(h) = &lb.host else { continue };
-        let machine = host::machine(&h.value);
-        let mut ports: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+        let machine = machine_id(&h.value);
+        let mut ports: BTreeMap<u16, Vec<What>> = BTreeMap::new();
         for (port, comp, listener) in crate::reach::balancer_ports(t, lb) {
-            let what = match listener {
-                crate::flows::Listener::Public => comp.as_str().to_string(),
-                crate::flows::Listener::Internal => format!("{comp} internal"),
-            };
+            let what = What::Balancer(comp, listener);
             let fronted = ports.entry(port).or_default();
             if !fronted.contains(&what) {
                 fronted.push(what);
@@ -80,23 +139,43 @@ pub fn check(t: &Topology, out: &mut Vec<Diagnostic>) {
         for (port, components) in ports {
             // One balancer listener per port; two components on it cannot be told apart.
             for what in components {
-                by_address
-                    .entry((machine.clone(), port))
-                    .or_default()
-                    .push(Listener {
-                        owner: lb.name.clone(),
-                        what: format!("balancer for {what}"),
-                        host: &h.value,
-                        span: h.span,
-                        set_at: None,
-                    });
+                all.push(Gathered {
+                    machine,
+                    port,
+                    owner: Owner::Balancer(lb),
+                    what,
+                    host: &h.value,
+                    span: h.span,
+                    set_at: None,
+                });
             }
         }
     }
-    for ((_, port), mut listeners) in by_address {
-        if listeners.len() < 2 {
-            continue;
-        }
+    // Stable: within an address, listeners keep the order they were gathered in.
+    all.sort_by_key(|g| (g.machine, g.port));
+    let mut clashes: Vec<(String, u16, Vec<Listener<'_>>)> = all
+        .chunk_by(|a, b| (a.machine, a.port) == (b.machine, b.port))
+        .filter(|group| group.len() >= 2)
+        .map(|group| {
+            let listeners = group
+                .iter()
+                .map(|g| Listener {
+                    owner: g.owner.name(),
+                    what: g.what.name(),
+                    host: g.host,
+                    span: g.span,
+                    set_at: g.set_at,
+                })
+                .collect();
+            let machine = machine_names
+                .get(group[0].machine as usize)
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            (machine, group[0].port, listeners)
+        })
+        .collect();
+    clashes.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    for (_, port, mut listeners) in clashes {
         listeners.sort_by(|a, b| (&a.owner, &a.what).cmp(&(&b.owner, &b.what)));
         let names: Vec<String> = listeners
             .iter()

@@ -2,6 +2,10 @@
 //! under faults, the ratio of virtual to wall time, and one virtual hour at 1,000 requests/s
 //! (target: under 20 s and 200 MB). Run with `cargo bench -p apim-sim --bench sim`; the
 //! process pins itself to one core, as the target is stated for one core.
+//!
+//! `-- fleet` measures only the fleets: one virtual minute at 1,000 invokes/s on gateway-heavy
+//! topologies of 8 to 1,008 nodes (issue "Fleet scale": the same work should cost the same
+//! whatever the number of idle gateways; target for 1,008 nodes < 3 s and < 100 MB).
 
 use apim_compiler::plan::Plan;
 use apim_sim::run::{Options, simulate};
@@ -64,10 +68,41 @@ fn run(plan: &Plan, s: &Scenario) -> (u64, f64) {
     (out.stats.between(&[Op::Invoke], 0, u64::MAX).total(), wall)
 }
 
+/// One virtual minute at 1,000 invokes/s on fleets of growing size: wall time against the
+/// smallest's.
+fn fleets() {
+    let minute = Scenario {
+        workload: Workload {
+            duration_ms: 60_000,
+            invoke_rate: 1_000.0,
+            ..Workload::default()
+        },
+        faults: Vec::new(),
+    };
+    let mut first = None;
+    for nodes in [8, 108, 308, 1_008] {
+        let text = apim_topology::synth::gateway_heavy(nodes);
+        let plan = Plan::of(&apim_topology::check_str("fleet", &text).topology);
+        let (invokes, wall) = run(&plan, &minute);
+        let base = *first.get_or_insert(wall);
+        println!(
+            "fleet of {:>5} nodes, 1 virtual minute at 1,000 invokes/s: {wall:>6.2} s wall ({invokes} invokes), {:.1}x the smallest; peak RSS so far {:.0} MB",
+            plan.nodes.len(),
+            wall / base,
+            peak_rss_mb()
+        );
+    }
+}
+
 fn main() {
     let pinned = core_affinity::get_core_ids()
         .and_then(|ids| ids.into_iter().next())
         .is_some_and(core_affinity::set_for_current);
+    if std::env::args().skip(1).any(|a| a == "fleet") {
+        println!("apim sim benchmark, fleets (pinned to one core: {pinned})");
+        fleets();
+        return;
+    }
     println!("apim sim benchmark (clustered-external-store, pinned to one core: {pinned})");
     let plan = plan();
 

@@ -15,7 +15,7 @@ use apim_components::world::{Api, Application, ClientKeys, Db, Failures, Session
 use apim_components::{CallError, Node, Peer, Request, Response, Storage, World};
 use apim_topology::reach::{At, Firewall};
 use apim_topology::vocab::Component;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -139,6 +139,37 @@ pub struct Deployment {
     backend_breaks: std::sync::atomic::AtomicU64,
     /// Requests the backend got: by (read, broken), as `2 * read + broken`.
     backend_requests: [std::sync::atomic::AtomicU64; 4],
+    /// JWT signatures checked, by (key, signed, signature): every simulated gateway sees the
+    /// same tokens, and the answer is the real check's, made once. Bounded; a forgotten one
+    /// is checked again.
+    signatures: Mutex<HashMap<Vec<u8>, bool>>,
+}
+
+/// Signatures remembered at most (about 40 MB).
+const SIGNATURES_MAX: usize = 100_000;
+
+/// What a signature check is remembered by: lengths first, so that no two different (key,
+/// signed, signature) read as the same bytes.
+fn signature_id(key: &[u8], signed: &[u8], sig: &[u8]) -> Vec<u8> {
+    let lengths = [key.len(), signed.len(), sig.len()].map(|n| (n as u64).to_le_bytes());
+    [&lengths.concat()[..], key, signed, sig].concat()
+}
+
+#[cfg(test)]
+mod signature_tests {
+    #[test]
+    fn a_signature_check_is_remembered_by_every_part_apart() {
+        let id = super::signature_id;
+        assert_ne!(
+            id(b"k", b"head.claims", b"sig"),
+            id(b"k", b"head.claim", b"ssig")
+        );
+        assert_ne!(
+            id(b"kh", b"ead.claims", b"sig"),
+            id(b"k", b"head.claims", b"sig")
+        );
+        assert_eq!(id(b"k", b"m", b"s"), id(b"k", b"m", b"s"));
+    }
 }
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -273,6 +304,7 @@ impl Deployment {
             backend_latency_p99_ms: Default::default(),
             backend_breaks: Default::default(),
             backend_requests: Default::default(),
+            signatures: Mutex::default(),
         })
     }
 
@@ -847,6 +879,19 @@ impl World for SimWorld {
     }
     fn defects(&self) -> Defects {
         self.d.defects
+    }
+    fn signature_ok(&self, key: &[u8], signed: &[u8], sig: &[u8]) -> bool {
+        let what = signature_id(key, signed, sig);
+        if let Some(&ok) = guard(&self.d.signatures).get(&what) {
+            return ok;
+        }
+        let ok = apim_components::jwt::ed25519_ok(key, signed, sig);
+        let mut known = guard(&self.d.signatures);
+        if known.len() >= SIGNATURES_MAX {
+            known.clear();
+        }
+        known.insert(what, ok);
+        ok
     }
     async fn sleep(&self, ms: u64) {
         self.d.exec.sleep(ms * 1000).await;

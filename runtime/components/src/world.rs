@@ -318,6 +318,11 @@ pub trait World: Send + Sync {
     fn defects(&self) -> crate::defects::Defects {
         crate::defects::Defects::NONE
     }
+    /// Whether `sig` is `key`'s Ed25519 signature of `signed` (a JWT's). The simulator, where
+    /// a thousand gateways share one process, answers each signature once for all of them.
+    fn signature_ok(&self, key: &[u8], signed: &[u8], sig: &[u8]) -> bool {
+        crate::jwt::ed25519_ok(key, signed, sig)
+    }
     /// Password hashing (argon2 in the real world): slow on purpose, done once per login.
     fn hash_password(&self, password: &str) -> impl Future<Output = String> + Send;
     fn verify_password(&self, password: &str, hash: &str) -> impl Future<Output = bool> + Send;

@@ -209,6 +209,73 @@ pub fn explore(
     search(plan, base, n, options, false, progress)
 }
 
+/// [`explore`] on `jobs` threads: each schedule is still drawn and run from its own seed, and
+/// what is found comes back in run order, so the result is the same as on one thread;
+/// `progress` hears of each run as it ends (in the order they end).
+pub fn explore_jobs(
+    plan: &Plan,
+    base: &Scenario,
+    n: usize,
+    options: &Options,
+    jobs: usize,
+    mut progress: impl FnMut(usize, usize, bool),
+) -> Vec<Found> {
+    if jobs <= 1 || n <= 1 {
+        return explore(plan, base, n, options, progress);
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Option<Found>)>();
+    let mut found: Vec<Found> = Vec::new();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(n) {
+            let tx = tx.clone();
+            let next = &next;
+            scope.spawn(move || {
+                loop {
+                    let run = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if run >= n {
+                        return;
+                    }
+                    if tx.send((run, one(plan, base, options, run))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for (done, (_, f)) in rx.iter().enumerate() {
+            progress(done + 1, n, f.is_some());
+            found.extend(f);
+        }
+    });
+    found.sort_by_key(|f| f.run);
+    found
+}
+
+/// Draws and runs schedule `run`; what it found, shrunk, when it failed.
+fn one(plan: &Plan, base: &Scenario, options: &Options, run: usize) -> Option<Found> {
+    let seed = options.seed.wrapping_add(run as u64);
+    let mut rng = Rng::new(seed);
+    let drawn = draw(plan, base, &mut rng);
+    let opts = Options {
+        seed,
+        ..options.clone()
+    };
+    let out = simulate(plan, &drawn, &opts);
+    if !fails(&out) {
+        return None;
+    }
+    let (minimal, violations, shrink_runs) = shrink(plan, &drawn, &opts);
+    Some(Found {
+        run,
+        seed,
+        drawn,
+        minimal,
+        violations,
+        shrink_runs,
+    })
+}
+
 /// Runs drawn schedules until one fails (at most `n`); the failure, shrunk.
 pub fn first_failure(plan: &Plan, base: &Scenario, n: usize, options: &Options) -> Option<Found> {
     search(plan, base, n, options, true, |_, _, _| {})
@@ -226,26 +293,9 @@ fn search(
 ) -> Vec<Found> {
     let mut found = Vec::new();
     for run in 0..n {
-        let seed = options.seed.wrapping_add(run as u64);
-        let mut rng = Rng::new(seed);
-        let drawn = draw(plan, base, &mut rng);
-        let opts = Options {
-            seed,
-            ..options.clone()
-        };
-        let out = simulate(plan, &drawn, &opts);
-        let failed = fails(&out);
-        if failed {
-            let (minimal, violations, shrink_runs) = shrink(plan, &drawn, &opts);
-            found.push(Found {
-                run,
-                seed,
-                drawn,
-                minimal,
-                violations,
-                shrink_runs,
-            });
-        }
+        let f = one(plan, base, options, run);
+        let failed = f.is_some();
+        found.extend(f);
         progress(run + 1, n, failed);
         if failed && stop_at_first {
             break;

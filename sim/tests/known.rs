@@ -218,6 +218,55 @@ fn a_gateway_that_skips_the_subscription_check_is_caught_and_the_failure_shrinks
     assert_eq!(clean.violations, Vec::new());
 }
 
+/// `--explore N --jobs 2` finds what one thread finds, in the same order, shrunk alike.
+#[test]
+fn exploring_on_two_threads_finds_what_one_finds() {
+    let plan = plan("clustered-external-store");
+    let options = Options {
+        defects: Defects::of(Defect::SubscriptionSkipped),
+        seed: 40,
+        ..Options::default()
+    };
+    let base = Scenario {
+        workload: workload(10_000),
+        faults: Vec::new(),
+    };
+    let summary = |found: Vec<apim_sim::explore::Found>| -> Vec<_> {
+        found
+            .into_iter()
+            .map(|f| {
+                (
+                    f.run,
+                    f.seed,
+                    f.drawn.to_toml(),
+                    f.minimal.to_toml(),
+                    f.violations,
+                    f.shrink_runs,
+                )
+            })
+            .collect()
+    };
+    let one = summary(apim_sim::explore::explore(
+        &plan,
+        &base,
+        3,
+        &options,
+        |_, _, _| {},
+    ));
+    let mut heard = 0;
+    let two = summary(apim_sim::explore::explore_jobs(
+        &plan,
+        &base,
+        3,
+        &options,
+        2,
+        |_, _, _| heard += 1,
+    ));
+    assert_eq!(one.len(), 3, "the broken gateway fails every schedule");
+    assert_eq!(one, two);
+    assert_eq!(heard, 3, "progress hears of every run");
+}
+
 #[test]
 fn an_expired_certificate_takes_its_node_out_until_renewed_and_the_matrix_agrees() {
     // The standalone node's certificate: nobody can reach it, every flow is broken, and all

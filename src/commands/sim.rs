@@ -58,6 +58,10 @@ pub struct Args {
     /// Draw N random fault schedules, run each, and shrink every failing one.
     #[arg(long, value_name = "N")]
     explore: Option<usize>,
+    /// With --explore: run the schedules on K threads (each still from its own seed; what is
+    /// printed is the same as with one).
+    #[arg(long, value_name = "K", default_value_t = 1, requires = "explore", value_parser = clap::value_parser!(u16).range(1..=256))]
+    jobs: u16,
     /// Fail every node, cluster, balancer, database and firewall link in turn and print
     /// which flows keep working, compared with a static reachability analysis.
     #[arg(long)]
@@ -244,10 +248,12 @@ pub fn run(args: Args) -> Outcome {
     }
     if let Some(n) = args.explore {
         let mut failing = 0;
-        let found = apim_sim::explore::explore(&plan, &scenario, n, &options, |k, n, failed| {
-            failing += usize::from(failed);
-            progress(show, &format!("[{k}/{n}] {failing} failing"));
-        });
+        let jobs = usize::from(args.jobs);
+        let found =
+            apim_sim::explore::explore_jobs(&plan, &scenario, n, &options, jobs, |k, n, failed| {
+                failing += usize::from(failed);
+                progress(show, &format!("[{k}/{n}] {failing} failing"));
+            });
         progress(show, "");
         let file_arg = if file.is_empty() {
             String::new()

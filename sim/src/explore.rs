@@ -220,36 +220,15 @@ pub fn explore_jobs(
     jobs: usize,
     mut progress: impl FnMut(usize, usize, bool),
 ) -> Vec<Found> {
-    if jobs <= 1 || n <= 1 {
-        return explore(plan, base, n, options, progress);
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let (tx, rx) = std::sync::mpsc::channel::<(usize, Option<Found>)>();
-    let mut found: Vec<Found> = Vec::new();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.min(n) {
-            let tx = tx.clone();
-            let next = &next;
-            scope.spawn(move || {
-                loop {
-                    let run = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if run >= n {
-                        return;
-                    }
-                    if tx.send((run, one(plan, base, options, run))).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        for (done, (_, f)) in rx.iter().enumerate() {
-            progress(done + 1, n, f.is_some());
-            found.extend(f);
-        }
-    });
-    found.sort_by_key(|f| f.run);
-    found
+    crate::jobs::in_order(
+        n,
+        jobs,
+        |run| one(plan, base, options, run),
+        |done, f| progress(done, n, f.is_some()),
+    )
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Draws and runs schedule `run`; what it found, shrunk, when it failed.

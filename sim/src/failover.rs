@@ -504,7 +504,7 @@ pub struct Matrix {
 
 /// Fails every part in turn; `progress` hears of each run as it ends.
 pub fn matrix(plan: &Plan, options: &Options, progress: impl FnMut(usize, usize, &str)) -> Matrix {
-    matrix_of(plan, parts(plan), options, false, progress)
+    matrix_of(plan, parts(plan), options, false, 1, progress)
 }
 
 /// The matrix with each failure also run under every token setting (`POLICIES`).
@@ -513,7 +513,19 @@ pub fn policy_matrix(
     options: &Options,
     progress: impl FnMut(usize, usize, &str),
 ) -> Matrix {
-    matrix_of(plan, parts(plan), options, true, progress)
+    matrix_of(plan, parts(plan), options, true, 1, progress)
+}
+
+/// [`matrix`] (or with `compare`, [`policy_matrix`]) with the failures run on `jobs` threads;
+/// the same matrix as on one.
+pub fn matrix_jobs(
+    plan: &Plan,
+    options: &Options,
+    compare: bool,
+    jobs: usize,
+    progress: impl FnMut(usize, usize, &str),
+) -> Matrix {
+    matrix_of(plan, parts(plan), options, compare, jobs, progress)
 }
 
 /// The rows of the matrix for the databases alone: each refusing, then never answering.
@@ -527,7 +539,7 @@ pub fn database_matrix(plan: &Plan, options: &Options) -> Matrix {
             )
         })
         .collect();
-    matrix_of(plan, parts, options, false, |_, _, _| {})
+    matrix_of(plan, parts, options, false, 1, |_, _, _| {})
 }
 
 fn matrix_of(
@@ -535,113 +547,22 @@ fn matrix_of(
     parts: Vec<FaultKind>,
     options: &Options,
     compare: bool,
+    jobs: usize,
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Matrix {
     let grace = grace_ms(plan);
+    let n = parts.len();
+    let done = crate::jobs::in_order(
+        n,
+        jobs,
+        |k| row_of(plan, &parts[k], options, compare, grace),
+        |k, (row, _)| progress(k, n, &row.failure),
+    );
     let mut rows = Vec::new();
     let mut findings = Vec::new();
-    for (k, part) in parts.iter().enumerate() {
-        let scenario = Scenario {
-            workload: workload(),
-            faults: vec![Fault {
-                at_ms: FAULT_AT_MS,
-                for_ms: Some(FAULT_FOR_MS),
-                kind: part.clone(),
-            }],
-        };
-        let out = simulate(plan, &scenario, options);
-        let effects = effect(
-            &out.stats,
-            (FAULT_AT_MS, FAULT_AT_MS + FAULT_FOR_MS),
-            grace,
-            scenario.workload.duration_ms,
-            |flow| out.recovered.get(&(0, flow)).copied(),
-        );
-        let mut cells = Vec::new();
-        for (flow, e) in Flow::ALL.iter().zip(effects) {
-            let predicted = static_verdict(plan, part, *flow);
-            // DESIGN.md: static "works" meets works or degraded, "broken" meets broken; a flow
-            // with no requests in the window says nothing. "Degraded" (API calls without the
-            // key manager, `/token` failing) meets degraded.
-            let agree = matches!(
-                (predicted, e.verdict),
-                (Static::Works, Verdict::Works | Verdict::Degraded)
-                    | (Static::Degraded, Verdict::Degraded)
-                    | (Static::Broken, Verdict::Broken)
-                    | (_, Verdict::Idle)
-            );
-            if !agree {
-                findings.push(format!(
-                    "{}: {} is {} in simulation but static analysis says {}",
-                    part.describe(),
-                    flow,
-                    e.verdict.as_str(),
-                    predicted.as_str()
-                ));
-            }
-            cells.push(Cell {
-                flow: flow.as_str(),
-                simulated: e.verdict,
-                static_analysis: predicted.as_str(),
-                agree,
-                recovered_after_ms: e.recovered_after_ms,
-            });
-        }
-        if let Some(e) = &out.setup_error {
-            findings.push(format!("{}: setup failed: {e}", part.describe()));
-        }
-        for v in &out.violations {
-            findings.push(format!(
-                "{}: {} violation at {} ms: {}",
-                part.describe(),
-                v.invariant,
-                v.at_ms,
-                v.what
-            ));
-        }
-        let mut policies = Vec::new();
-        if compare {
-            for (name, format, revocation) in POLICIES {
-                let variant = with_tokens(plan, format, revocation);
-                let o = simulate(&variant, &scenario, options);
-                let e = effect(
-                    &o.stats,
-                    (FAULT_AT_MS, FAULT_AT_MS + FAULT_FOR_MS),
-                    grace,
-                    scenario.workload.duration_ms,
-                    |flow| o.recovered.get(&(0, flow)).copied(),
-                );
-                let invoke = Flow::ALL
-                    .iter()
-                    .zip(&e)
-                    .find(|(f, _)| **f == Flow::Invoke)
-                    .map_or(Verdict::Idle, |(_, e)| e.verdict);
-                for v in &o.violations {
-                    findings.push(format!(
-                        "{} ({name}): {} violation at {} ms: {}",
-                        part.describe(),
-                        v.invariant,
-                        v.at_ms,
-                        v.what
-                    ));
-                }
-                policies.push(PolicyCell {
-                    policy: name,
-                    invoke,
-                    revoked_served_calls: o.revoked_served.calls,
-                    revoked_served_longest_ms: o.revoked_served.longest_ms,
-                    violations: o.violations.len(),
-                });
-            }
-        }
-        progress(k + 1, parts.len(), &part.describe());
-        rows.push(Row {
-            failure: part.describe(),
-            cells,
-            violations: out.violations.len(),
-            trace_hash: format!("{:016x}", out.trace_hash),
-            policies,
-        });
+    for (row, found) in done {
+        rows.push(row);
+        findings.extend(found);
     }
     Matrix {
         deployment: plan.deployment.clone(),
@@ -652,6 +573,118 @@ fn matrix_of(
         rows,
         findings,
     }
+}
+
+/// One part failed: its row, and what it found.
+fn row_of(
+    plan: &Plan,
+    part: &FaultKind,
+    options: &Options,
+    compare: bool,
+    grace: u64,
+) -> (Row, Vec<String>) {
+    let mut findings = Vec::new();
+    let scenario = Scenario {
+        workload: workload(),
+        faults: vec![Fault {
+            at_ms: FAULT_AT_MS,
+            for_ms: Some(FAULT_FOR_MS),
+            kind: part.clone(),
+        }],
+    };
+    let out = simulate(plan, &scenario, options);
+    let effects = effect(
+        &out.stats,
+        (FAULT_AT_MS, FAULT_AT_MS + FAULT_FOR_MS),
+        grace,
+        scenario.workload.duration_ms,
+        |flow| out.recovered.get(&(0, flow)).copied(),
+    );
+    let mut cells = Vec::new();
+    for (flow, e) in Flow::ALL.iter().zip(effects) {
+        let predicted = static_verdict(plan, part, *flow);
+        // DESIGN.md: static "works" meets works or degraded, "broken" meets broken; a flow
+        // with no requests in the window says nothing. "Degraded" (API calls without the
+        // key manager, `/token` failing) meets degraded.
+        let agree = matches!(
+            (predicted, e.verdict),
+            (Static::Works, Verdict::Works | Verdict::Degraded)
+                | (Static::Degraded, Verdict::Degraded)
+                | (Static::Broken, Verdict::Broken)
+                | (_, Verdict::Idle)
+        );
+        if !agree {
+            findings.push(format!(
+                "{}: {} is {} in simulation but static analysis says {}",
+                part.describe(),
+                flow,
+                e.verdict.as_str(),
+                predicted.as_str()
+            ));
+        }
+        cells.push(Cell {
+            flow: flow.as_str(),
+            simulated: e.verdict,
+            static_analysis: predicted.as_str(),
+            agree,
+            recovered_after_ms: e.recovered_after_ms,
+        });
+    }
+    if let Some(e) = &out.setup_error {
+        findings.push(format!("{}: setup failed: {e}", part.describe()));
+    }
+    for v in &out.violations {
+        findings.push(format!(
+            "{}: {} violation at {} ms: {}",
+            part.describe(),
+            v.invariant,
+            v.at_ms,
+            v.what
+        ));
+    }
+    let mut policies = Vec::new();
+    if compare {
+        for (name, format, revocation) in POLICIES {
+            let variant = with_tokens(plan, format, revocation);
+            let o = simulate(&variant, &scenario, options);
+            let e = effect(
+                &o.stats,
+                (FAULT_AT_MS, FAULT_AT_MS + FAULT_FOR_MS),
+                grace,
+                scenario.workload.duration_ms,
+                |flow| o.recovered.get(&(0, flow)).copied(),
+            );
+            let invoke = Flow::ALL
+                .iter()
+                .zip(&e)
+                .find(|(f, _)| **f == Flow::Invoke)
+                .map_or(Verdict::Idle, |(_, e)| e.verdict);
+            for v in &o.violations {
+                findings.push(format!(
+                    "{} ({name}): {} violation at {} ms: {}",
+                    part.describe(),
+                    v.invariant,
+                    v.at_ms,
+                    v.what
+                ));
+            }
+            policies.push(PolicyCell {
+                policy: name,
+                invoke,
+                revoked_served_calls: o.revoked_served.calls,
+                revoked_served_longest_ms: o.revoked_served.longest_ms,
+                violations: o.violations.len(),
+            });
+        }
+    }
+    let row = Row {
+        failure: part.describe(),
+        cells,
+        violations: out.violations.len(),
+        trace_hash: format!("{:016x}", out.trace_hash),
+        policies,
+    };
+    (row, findings)
 }
 
 impl Matrix {

@@ -11,6 +11,7 @@ pub mod exec;
 pub mod explore;
 pub mod failover;
 pub mod html;
+pub mod jobs;
 pub mod oracle;
 pub mod report;
 pub mod rng;

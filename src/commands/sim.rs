@@ -35,6 +35,7 @@ use std::io::IsTerminal;
 /// `--single-failures`), 2 for usage errors and unreadable or invalid files.
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
+#[command(group(clap::ArgGroup::new("runs many").args(["explore", "single_failures"]).multiple(true)))]
 pub struct Args {
     /// The topology file; without one, the built-in clustered-external-store pattern.
     file: Option<String>,
@@ -58,9 +59,9 @@ pub struct Args {
     /// Draw N random fault schedules, run each, and shrink every failing one.
     #[arg(long, value_name = "N")]
     explore: Option<usize>,
-    /// With --explore: run the schedules on K threads (each still from its own seed; what is
-    /// printed is the same as with one).
-    #[arg(long, value_name = "K", default_value_t = 1, requires = "explore", value_parser = clap::value_parser!(u16).range(1..=256))]
+    /// With --explore or --single-failures: run the schedules or failures on K threads (each
+    /// still from its own seed; what is printed is the same as with one).
+    #[arg(long, value_name = "K", default_value_t = 1, requires = "runs many", value_parser = clap::value_parser!(u16).range(1..=256))]
     jobs: u16,
     /// Fail every node, cluster, balancer, database and firewall link in turn and print
     /// which flows keep working, compared with a static reachability analysis.
@@ -224,11 +225,13 @@ pub fn run(args: Args) -> Outcome {
     let show = std::io::stderr().is_terminal() && args.format == Format::Human;
     if args.single_failures {
         let each = |k: usize, n: usize, what: &str| progress(show, &format!("[{k}/{n}] {what}"));
-        let m = if args.compare_policies {
-            apim_sim::failover::policy_matrix(&plan, &options, each)
-        } else {
-            apim_sim::failover::matrix(&plan, &options, each)
-        };
+        let m = apim_sim::failover::matrix_jobs(
+            &plan,
+            &options,
+            args.compare_policies,
+            usize::from(args.jobs),
+            each,
+        );
         progress(show, "");
         if let Some(path) = &args.html
             && let Err(e) = output::write(Some(path), &apim_sim::html::matrix_page(&plan, &m))

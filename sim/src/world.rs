@@ -996,9 +996,6 @@ pub type NodeStorage = Guarded<Reached, SimClock>;
 pub struct SimClock(Arc<Deployment>);
 
 impl Clock for SimClock {
-    fn now_ms(&self) -> u64 {
-        self.0.now_ms()
-    }
     fn sleep(&self, ms: u64) -> impl Future<Output = ()> + Send {
         self.0.exec.sleep(ms * 1000)
     }

@@ -112,12 +112,11 @@ fn in_external_store_cutting_external_off_from_internal_breaks_subscribe_until_i
     assert_eq!(out.violations, Vec::new());
     assert_eq!(e[1].flow, "subscribe");
     assert_eq!(e[1].verdict, Verdict::Broken);
-    // The store's breakers on its databases reopen within their longest backoff (2 s) of the
-    // repair, after the operations sent into the partition have waited out the database bound
-    // (2 s) and reopened them once more: subscribing works again within seconds (3 to 6 s
-    // over seeds 1 to 4 here, with either token format).
+    // The store's breakers on its databases close on the first probe after the repair (one
+    // probe period and bound at most): subscribing works again at once.
+    let bound = apim_topology::timing::PROBE_EVERY_MS + apim_topology::timing::PROBE_BOUND_MS + 250;
     assert!(
-        e[1].recovered_after_ms.is_some_and(|ms| ms <= 7_000),
+        e[1].recovered_after_ms.is_some_and(|ms| ms <= bound),
         "{:?}",
         e[1]
     );
@@ -586,4 +585,51 @@ fn a_sparse_flow_recovers_as_soon_as_the_probes_after_the_repair_find_it_working
         flows.iter().all(|f| f.verdict != Verdict::Idle),
         "every flow judged: {flows:?}"
     );
+}
+
+/// A database that does not answer (a blackhole) comes back while probes are in flight: the
+/// flows it broke work again within one probe period and one probe bound of the repair (plus
+/// the workload's 250 ms between recovery tries), wherever the repair falls among the nodes'
+/// timers. The breaker used to back off 1 s, then 2 s, between probes that waited out a whole
+/// operation's bound, so a repair just after a probe went out cost up to 4 s — the real and
+/// the simulated deployment then differed by where their timers happened to stand.
+#[test]
+fn a_database_that_comes_back_is_used_within_a_probe_wherever_the_repair_falls() {
+    use apim_topology::timing::{PROBE_BOUND_MS, PROBE_EVERY_MS};
+    let plan = plan("clustered-internal");
+    let mut worst = 0;
+    for database in ["apim", "shared"] {
+        for k in 0..8u64 {
+            // Repairs spread over two seconds: every phase of the old backoff.
+            let for_ms = 20_000 + k * 263;
+            let scenario = Scenario {
+                workload: workload(45_000),
+                faults: vec![Fault {
+                    at_ms: 10_000,
+                    for_ms: Some(for_ms),
+                    kind: FaultKind::DatabaseBlackhole {
+                        database: database.into(),
+                    },
+                }],
+            };
+            let out = simulate(&plan, &scenario, &Options::default());
+            let e = effect(
+                &out.stats,
+                (10_000, 10_000 + for_ms),
+                grace_ms(&plan),
+                45_000,
+                |f| out.recovered.get(&(0, f)).copied(),
+            );
+            for f in e.iter().filter(|f| f.verdict != Verdict::Works) {
+                let back = f.recovered_after_ms.expect("recovers");
+                worst = worst.max(back);
+                assert!(
+                    back <= PROBE_EVERY_MS + PROBE_BOUND_MS + 250,
+                    "{database} blackholed for {for_ms} ms: {} back {back} ms",
+                    f.flow
+                );
+            }
+        }
+    }
+    eprintln!("worst recovery: {worst} ms");
 }

@@ -67,14 +67,14 @@ pub const PASS_IDLE_MS: u64 = 60_000;
 pub const DATABASE_MS: u64 = 2_000;
 /// Consecutive failures that open a database's breaker.
 pub const FAILURES_TO_OPEN: u32 = 3;
-/// The breaker's first backoff; it doubles on each failed probe, up to `MAX_OPEN_MS`, which
-/// bounds how long after a database's return its breaker may still be open (a probe is one
-/// request every two seconds per node: nothing a recovering database notices).
-pub const OPEN_MS: u64 = 1_000;
-pub const MAX_OPEN_MS: u64 = 2_000;
-/// How often a node looks for a database to probe; the breaker's backoff decides whether a
-/// probe is due.
-pub const PROBE_EVERY_MS: u64 = OPEN_MS / 4;
+/// While a database's breaker is open, each node asks it `SELECT 1` this often (one at a time),
+/// and the first answer closes the breaker: a database's return is seen within one period and
+/// one probe bound, wherever the node's timers stood (a probe is four tiny requests a second per
+/// node at most, and only while the database looks down).
+pub const PROBE_EVERY_MS: u64 = 250;
+/// A probe's bound: a probe sent just before a database that was not answering came back must
+/// not keep its breaker open for a whole operation's bound (`SELECT 1` takes a millisecond).
+pub const PROBE_BOUND_MS: u64 = 500;
 
 // ---- Tokens and revocation ----
 
@@ -137,7 +137,10 @@ const _: () = assert!(
     CATCH_UP_MS < DATABASE_MS,
     "the catch-up's bound is the shorter"
 );
-const _: () = assert!(OPEN_MS <= MAX_OPEN_MS && PROBE_EVERY_MS < OPEN_MS);
+const _: () = assert!(
+    PROBE_BOUND_MS < DATABASE_MS,
+    "a probe waits less than an operation"
+);
 const _: () = assert!(
     FIRST_READ_RETRY_MS < RECONCILE_MS,
     "a gateway that has not read the registry asks sooner than one that has"

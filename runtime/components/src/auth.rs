@@ -367,6 +367,6 @@ pub fn unavailable(why: &str) -> Response {
     .header("retry-after", RETRY_AFTER_S)
 }
 
-/// What a 503 for a database down asks clients to wait, in seconds: the breaker's first
-/// backoff (`breaker::OPEN_MS`).
+/// What a 503 for a database down asks clients to wait, in seconds: the shortest a header can
+/// say (the breaker closes within `PROBE_EVERY_MS` + `PROBE_BOUND_MS` of the database's return).
 pub const RETRY_AFTER_S: &str = "1";

@@ -1,9 +1,13 @@
 //! A circuit breaker per database: after consecutive failures a node stops waiting on a dead
-//! database and fails at once for a backoff period, then lets one request through to probe it.
+//! database and fails at once; while it is open the node's background probe asks the database
+//! (`SELECT 1`, every `PROBE_EVERY_MS`, each bounded by `PROBE_BOUND_MS`), and the first answer
+//! closes it. No request of a client is ever the probe: a client never waits on a database known
+//! to be down, and a database that comes back is seen within one probe period and bound, so
+//! how soon a node serves again does not depend on where a backoff stood (both worlds agree).
 //! The state machine is component logic, so the real and the simulated worlds trip and recover
 //! alike; each world only supplies the clock and the time bound on one operation.
 
-pub use apim_topology::timing::{CATCH_UP_MS, FAILURES_TO_OPEN, MAX_OPEN_MS, OPEN_MS};
+pub use apim_topology::timing::{CATCH_UP_MS, FAILURES_TO_OPEN, PROBE_BOUND_MS, PROBE_EVERY_MS};
 use std::sync::Mutex;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,15 +15,8 @@ pub enum State {
     Closed {
         failures: u32,
     },
-    /// Failing at once until `until_ms`; `backoff_ms` is the period it opened for.
-    Open {
-        until_ms: u64,
-        backoff_ms: u64,
-    },
-    /// One request is probing the database; the others fail at once until it answers.
-    Probing {
-        backoff_ms: u64,
-    },
+    /// Failing at once; the background probe closes it.
+    Open,
 }
 
 /// Why a request was not sent to the database: it is known to be down.
@@ -56,28 +53,18 @@ impl Breaker {
         !matches!(self.state(), State::Closed { .. })
     }
 
-    /// Whether a request may go to the database now; past the backoff, the first one does, as
-    /// the probe.
-    pub fn admit(&self, now_ms: u64) -> Result<(), Refused> {
-        let mut s = self.lock();
-        match *s {
+    /// Whether a client's request may go to the database now.
+    pub fn admit(&self) -> Result<(), Refused> {
+        match *self.lock() {
             State::Closed { .. } => Ok(()),
-            State::Open {
-                until_ms,
-                backoff_ms,
-            } if now_ms >= until_ms => {
-                *s = State::Probing { backoff_ms };
-                Ok(())
-            }
-            State::Open { until_ms, .. } => Err(Refused {
-                retry_after_s: (until_ms - now_ms).div_ceil(1000).max(1),
+            State::Open => Err(Refused {
+                retry_after_s: PROBE_EVERY_MS.div_ceil(1000).max(1),
             }),
-            State::Probing { .. } => Err(Refused { retry_after_s: 1 }),
         }
     }
 
-    /// The outcome of an admitted request.
-    pub fn record(&self, now_ms: u64, ok: bool) {
+    /// The outcome of an admitted request, or of a probe: any answer closes the breaker.
+    pub fn record(&self, ok: bool) {
         let mut s = self.lock();
         *s = match (*s, ok) {
             (_, true) => State::Closed { failures: 0 },
@@ -86,19 +73,7 @@ impl Breaker {
                     failures: failures + 1,
                 }
             }
-            (State::Closed { .. }, false) => State::Open {
-                until_ms: now_ms + OPEN_MS,
-                backoff_ms: OPEN_MS,
-            },
-            (State::Probing { backoff_ms }, false) => {
-                let backoff_ms = (backoff_ms * 2).min(MAX_OPEN_MS);
-                State::Open {
-                    until_ms: now_ms + backoff_ms,
-                    backoff_ms,
-                }
-            }
-            // A request admitted before the breaker opened: the state already says enough.
-            (open @ State::Open { .. }, false) => open,
+            (State::Closed { .. } | State::Open, false) => State::Open,
         };
     }
 }
@@ -108,54 +83,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn it_opens_after_consecutive_failures_probes_after_the_backoff_and_closes_on_success() {
+    fn it_opens_after_consecutive_failures_and_closes_on_the_first_answer() {
         let b = Breaker::default();
         for _ in 0..FAILURES_TO_OPEN - 1 {
-            assert_eq!(b.admit(0), Ok(()));
-            b.record(0, false);
+            assert_eq!(b.admit(), Ok(()));
+            b.record(false);
         }
         assert!(!b.is_open(), "not before {FAILURES_TO_OPEN} failures");
-        b.record(0, true);
+        b.record(true);
         for _ in 0..FAILURES_TO_OPEN {
-            b.record(10, false);
+            b.record(false);
         }
-        assert_eq!(b.admit(10), Err(Refused { retry_after_s: 1 }));
-        // Past the backoff one request probes; the others still fail at once.
-        assert_eq!(b.admit(10 + OPEN_MS), Ok(()));
-        assert_eq!(b.admit(10 + OPEN_MS), Err(Refused { retry_after_s: 1 }));
-        // A failed probe doubles the backoff.
-        b.record(2_000, false);
-        assert_eq!(
-            b.state(),
-            State::Open {
-                until_ms: 2_000 + 2 * OPEN_MS,
-                backoff_ms: 2 * OPEN_MS
-            }
-        );
-        assert_eq!(b.admit(2_500), Err(Refused { retry_after_s: 2 }));
-        assert_eq!(b.admit(4_000), Ok(()));
-        b.record(4_000, true);
+        assert!(b.is_open());
+        // Open, no client request goes through, however long it has been.
+        for _ in 0..100 {
+            assert_eq!(b.admit(), Err(Refused { retry_after_s: 1 }));
+        }
+        // A failed probe keeps it open; an answer closes it.
+        b.record(false);
+        assert_eq!(b.state(), State::Open);
+        b.record(true);
         assert_eq!(b.state(), State::Closed { failures: 0 });
-    }
-
-    #[test]
-    fn the_backoff_stops_growing_at_its_ceiling() {
-        let b = Breaker::default();
-        for _ in 0..FAILURES_TO_OPEN {
-            b.record(0, false);
-        }
-        let mut now = 0;
-        for _ in 0..20 {
-            now += MAX_OPEN_MS;
-            assert_eq!(b.admit(now), Ok(()));
-            b.record(now, false);
-        }
-        assert_eq!(
-            b.state(),
-            State::Open {
-                until_ms: now + MAX_OPEN_MS,
-                backoff_ms: MAX_OPEN_MS
-            }
-        );
+        assert_eq!(b.admit(), Ok(()));
     }
 }

@@ -12,15 +12,14 @@ use crate::breaker::{Breaker, State};
 use crate::world::{
     Api, Application, ClientKeys, Db, DbError, Failures, Session, Storage, Token, User,
 };
-use apim_topology::timing::{CATCH_UP_MS, FAILURES_TO_OPEN};
+use apim_topology::timing::{CATCH_UP_MS, FAILURES_TO_OPEN, PROBE_BOUND_MS};
 use apim_topology::vocab::Role;
 use std::future::Future;
 
 const ROLES: [Role; 3] = [Role::User, Role::Apim, Role::Registry];
 
-/// The time a guard reads and waits on: the world's.
+/// The time a guard waits on: the world's.
 pub trait Clock: Send + Sync {
-    fn now_ms(&self) -> u64;
     fn sleep(&self, ms: u64) -> impl Future<Output = ()> + Send;
 }
 
@@ -109,30 +108,37 @@ impl<S: Databases, C: Clock> Guarded<S, C> {
         op: impl Future<Output = Db<T>>,
     ) -> Db<T> {
         let breaker = self.breaker(role);
-        if let Err(refused) = breaker.admit(self.clock.now_ms()) {
+        if let Err(refused) = breaker.admit() {
             return Err(DbError::unavailable(format!(
-                "the {} database is down ({FAILURES_TO_OPEN} operations in a row failed); the next try is in {} s",
+                "the {} database is down ({FAILURES_TO_OPEN} operations in a row failed); try again in {} s",
                 role.as_str(),
                 refused.retry_after_s
             )));
         }
+        let out = self.bounded(role, bound_ms, op).await;
+        // A statement this request's content made fail is no sign the database is down.
+        breaker.record(out.as_ref().map_or_else(|e| !e.is_outage(), |_| true));
+        out
+    }
+
+    /// `op` given at most `bound_ms`; a database that does not answer takes all of it.
+    async fn bounded<T>(
+        &self,
+        role: Role,
+        bound_ms: u64,
+        op: impl Future<Output = Db<T>>,
+    ) -> Db<T> {
         let answered = if self.inner.answers(role) {
             race(op, self.clock.sleep(bound_ms)).await
         } else {
             race(std::future::pending(), self.clock.sleep(bound_ms)).await
         };
-        let out = answered.unwrap_or_else(|| {
+        answered.unwrap_or_else(|| {
             Err(DbError::unavailable(format!(
                 "the {} database did not answer within {bound_ms} ms",
                 role.as_str()
             )))
-        });
-        // A statement this request's content made fail is no sign the database is down.
-        breaker.record(
-            self.clock.now_ms(),
-            out.as_ref().map_or_else(|e| !e.is_outage(), |_| true),
-        );
-        out
+        })
     }
 }
 
@@ -279,7 +285,14 @@ impl<S: Databases, C: Clock> Storage for Guarded<S, C> {
             let database = self.of_role[role as usize];
             if self.breaker(role).is_open() && !probed.contains(&database) {
                 probed.push(database);
-                let _ = self.run(role, self.inner.ping(role)).await;
+                // Short-bound: a probe sent just before the database came back must not
+                // hold the breaker open for a whole operation's bound.
+                let bound = self.operation_ms.min(PROBE_BOUND_MS);
+                let ok = self
+                    .bounded(role, bound, self.inner.ping(role))
+                    .await
+                    .is_ok();
+                self.breaker(role).record(ok);
             }
         }
     }

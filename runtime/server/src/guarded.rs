@@ -16,15 +16,10 @@ pub fn guard(inner: SqlStorage, operation: Duration) -> Guarded {
     Guarded::new(inner, SystemClock, ms)
 }
 
-/// Wall time, and tokio's timers.
+/// Tokio's timers.
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    fn now_ms(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
     fn sleep(&self, ms: u64) -> impl Future<Output = ()> + Send {
         tokio::time::sleep(Duration::from_millis(ms))
     }

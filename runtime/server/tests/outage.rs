@@ -4,7 +4,7 @@
 //! within the bound, the breaker then fails at once, and the storage recovers when the
 //! database is back; a whole deployment keeps answering API calls from its gateway's cache.
 
-use apim_components::breaker::{FAILURES_TO_OPEN, OPEN_MS};
+use apim_components::breaker::{FAILURES_TO_OPEN, PROBE_BOUND_MS, PROBE_EVERY_MS};
 use apim_components::world::Storage;
 use apim_runtime::dbproxy::{DbProxy, Mode};
 use apim_runtime::guarded::Guarded;
@@ -60,13 +60,25 @@ async fn outage(upstream: &'static str, scheme: &str, mode: Mode) {
         t.elapsed()
     );
     assert!(e.0.contains("apim database"), "{}", e.0);
-    // The database comes back: after the backoff, the node's background probe closes the
-    // breaker, before any request has to fail on it.
-    proxy.set(Mode::Pass);
-    assert_eq!(s.breakers(), vec![("apim", true)]);
-    let deadline = Instant::now() + Duration::from_millis(OPEN_MS * 4) + BOUND * 4;
+    // A probe goes out while the database still does not answer; it comes back while the
+    // probe waits: the probe fails within its own bound, not an operation's.
+    let t = Instant::now();
+    let probing = s.probe();
+    let back = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        proxy.set(Mode::Pass);
+    };
+    tokio::join!(probing, back);
+    assert!(
+        t.elapsed() < BOUND.min(Duration::from_millis(PROBE_BOUND_MS)) + Duration::from_millis(300),
+        "a probe took {:?}",
+        t.elapsed()
+    );
+    // The node's background probe closes the breaker on its next round, before any request
+    // has to fail on it.
+    let deadline = Instant::now() + Duration::from_millis(PROBE_EVERY_MS + PROBE_BOUND_MS) * 4;
     loop {
-        tokio::time::sleep(Duration::from_millis(apim_topology::timing::PROBE_EVERY_MS)).await;
+        tokio::time::sleep(Duration::from_millis(PROBE_EVERY_MS)).await;
         s.probe().await;
         if !s.is_open(Role::Apim) {
             break;

@@ -357,7 +357,7 @@ pub(crate) async fn workload(
     let within = apim_sim::workload::SETTLE_MS + apim_sim::workload::LIVENESS_MS;
     run.clone().liveness(within * 1000).await;
     let took_ms = d.now_us().saturating_sub(run.started_us()) / 1000;
-    let mut outcome = run.outcome(None, took_ms, Default::default());
+    let mut outcome = run.outcome(None, took_ms, Default::default(), None);
     // The trace is the simulator's replay check; a real run's timing is not replayable.
     outcome.trace_hash = 0;
     Ok(outcome)

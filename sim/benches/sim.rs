@@ -59,13 +59,21 @@ fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Runs a scenario; (simulated invokes, wall seconds).
-fn run(plan: &Plan, s: &Scenario) -> (u64, f64) {
+/// Runs a scenario; (simulated invokes, wall seconds, key-manager requests per gateway per
+/// second).
+fn run(plan: &Plan, s: &Scenario) -> (u64, f64, f64) {
     let t = Instant::now();
     let out = simulate(plan, s, &Options::default());
     let wall = t.elapsed().as_secs_f64();
     assert!(out.setup_error.is_none(), "{:?}", out.setup_error);
-    (out.stats.between(&[Op::Invoke], 0, u64::MAX).total(), wall)
+    let km = out
+        .key_managers
+        .map_or(0.0, |k| k.per_gateway_per_s(out.virtual_ms));
+    (
+        out.stats.between(&[Op::Invoke], 0, u64::MAX).total(),
+        wall,
+        km,
+    )
 }
 
 /// One virtual minute at 1,000 invokes/s on fleets of growing size: wall time against the
@@ -83,15 +91,36 @@ fn fleets() {
     for nodes in [8, 108, 308, 1_008] {
         let text = apim_topology::synth::gateway_heavy(nodes);
         let plan = Plan::of(&apim_topology::check_str("fleet", &text).topology);
-        let (invokes, wall) = run(&plan, &minute);
+        let (invokes, wall, km) = run(&plan, &minute);
         let base = *first.get_or_insert(wall);
         println!(
-            "fleet of {:>5} nodes, 1 virtual minute at 1,000 invokes/s: {wall:>6.2} s wall ({invokes} invokes), {:.1}x the smallest; peak RSS so far {:.0} MB",
+            "fleet of {:>5} nodes, 1 virtual minute at 1,000 invokes/s: {wall:>6.2} s wall ({invokes} invokes), {:.1}x the smallest; peak RSS so far {:.0} MB; {km:.2} key-manager requests per gateway per second",
             plan.nodes.len(),
             wall / base,
             peak_rss_mb()
         );
     }
+    // Nothing happening: what the gateways alone cost the key managers (target <= 0.2).
+    let idle = Scenario {
+        workload: Workload {
+            duration_ms: 60_000,
+            invoke_rate: 0.0,
+            token_rate: 0.0,
+            publish_rate: 0.0,
+            subscribe_rate: 0.0,
+            revoke_rate: 0.0,
+            lifecycle_rate: 0.0,
+            ..Workload::default()
+        },
+        faults: Vec::new(),
+    };
+    let text = apim_topology::synth::gateway_heavy(1_008);
+    let plan = Plan::of(&apim_topology::check_str("fleet", &text).topology);
+    let (_, wall, km) = run(&plan, &idle);
+    println!(
+        "fleet of {:>5} nodes, 1 idle virtual minute: {wall:.2} s wall, {km:.2} key-manager requests per gateway per second (target <= 0.2)",
+        plan.nodes.len()
+    );
 }
 
 fn main() {
@@ -119,7 +148,7 @@ fn main() {
             },
             faults,
         };
-        let (invokes, wall) = run(&plan, &hour);
+        let (invokes, wall, _) = run(&plan, &hour);
         let rss = peak_rss_mb();
         println!(
             "1 virtual hour at 1,000 invokes/s {label}: {wall:.1} s wall ({invokes} invokes, {:.0}/s), peak RSS {rss:.0} MB; targets < 20 s and < 200 MB: {} and {}",
@@ -139,7 +168,7 @@ fn main() {
     };
     let mut rates: Vec<(f64, f64)> = (0..5)
         .map(|_| {
-            let (invokes, wall) = run(&plan, &busy);
+            let (invokes, wall, _) = run(&plan, &busy);
             (invokes as f64 / wall, 120.0 / wall)
         })
         .collect();

@@ -115,10 +115,22 @@ pub struct Report {
     /// What the APIs' backend was asked, when the scenario breaks some of its requests.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend: Option<crate::world::BackendRequests>,
+    /// What the gateways asked of the key managers (simulated runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_managers: Option<KeyManagerLoad>,
     pub timeline: Vec<Window>,
     pub events: u64,
     pub trace_hash: String,
     pub scenario: Scenario,
+}
+
+/// What the gateways asked of the key managers in a run: catch-ups, keys, token questions.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyManagerLoad {
+    pub gateways: u64,
+    pub requests: u64,
+    /// Over the whole run (its virtual time, liveness included).
+    pub per_gateway_per_s: f64,
 }
 
 /// The balancers' failure detection time: a fault's first moments are not judged.
@@ -280,6 +292,11 @@ impl Report {
             violations,
             revoked_served: out.revoked_served,
             backend: (scenario.workload.backend_breaks > 0.0).then_some(out.backend),
+            key_managers: out.key_managers.map(|k| KeyManagerLoad {
+                gateways: k.gateways,
+                requests: k.requests,
+                per_gateway_per_s: k.per_gateway_per_s(out.virtual_ms),
+            }),
             timeline,
             events: out.events,
             trace_hash: format!("{:016x}", out.trace_hash),
@@ -373,6 +390,13 @@ impl Report {
                 b.reads_broken,
                 b.writes,
                 b.writes_broken
+            );
+        }
+        if let Some(k) = &self.key_managers {
+            let _ = writeln!(
+                s,
+                "\nkey managers: {} requests from {} gateway(s), {:.2} per gateway per second",
+                k.requests, k.gateways, k.per_gateway_per_s
             );
         }
         if self.violations.is_empty() {

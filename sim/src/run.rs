@@ -368,7 +368,8 @@ fn run_simulation(plan: &Plan, scenario: &Scenario, options: &Options) -> Outcom
     }
     let virtual_ms = d.now_us() / 1000;
     let backend = d.backend_requests();
+    let key_managers = d.key_manager_load();
     d.shut_down();
     drop(exec);
-    run.outcome(setup_error, virtual_ms, backend)
+    run.outcome(setup_error, virtual_ms, backend, Some(key_managers))
 }

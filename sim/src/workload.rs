@@ -70,6 +70,8 @@ pub struct Outcome {
     pub revoked_served: RevokedServed,
     /// What the APIs' backend was asked.
     pub backend: crate::world::BackendRequests,
+    /// What the gateways asked of the key managers, where the world counts it.
+    pub key_managers: Option<crate::world::KeyManagerLoad>,
     /// Per fault (its index in the scenario) and flow: how long after the repair the first
     /// request of the flow that then succeeded was sent (the recovery probes').
     pub recovered: BTreeMap<(usize, Flow), u64>,
@@ -1457,6 +1459,7 @@ impl<D: Driver> Workload<D> {
         setup_error: Option<String>,
         virtual_ms: u64,
         backend: crate::world::BackendRequests,
+        key_managers: Option<crate::world::KeyManagerLoad>,
     ) -> Outcome {
         let stats = guard(&self.stats).clone();
         let mut violations = guard(&self.violations).clone();
@@ -1471,6 +1474,7 @@ impl<D: Driver> Workload<D> {
             virtual_ms,
             revoked_served: *guard(&self.late),
             backend,
+            key_managers,
             recovered: guard(&self.recovered).clone(),
         }
     }

@@ -139,6 +139,9 @@ pub struct Deployment {
     backend_breaks: std::sync::atomic::AtomicU64,
     /// Requests the backend got: by (read, broken), as `2 * read + broken`.
     backend_requests: [std::sync::atomic::AtomicU64; 4],
+    /// Internal requests a key manager received from a gateway (catch-ups, key and token
+    /// questions): what a fleet of gateways costs the key managers.
+    km_from_gateways: std::sync::atomic::AtomicU64,
     /// JWT signatures checked, by (key, signed, signature): every simulated gateway sees the
     /// same tokens, and the answer is the real check's, made once. Bounded; a forgotten one
     /// is checked again.
@@ -304,6 +307,7 @@ impl Deployment {
             backend_latency_p99_ms: Default::default(),
             backend_breaks: Default::default(),
             backend_requests: Default::default(),
+            km_from_gateways: Default::default(),
             signatures: Mutex::default(),
         })
     }
@@ -462,6 +466,22 @@ impl Deployment {
             reads_broken: n(3),
             writes: n(0) + n(1),
             writes_broken: n(1),
+        }
+    }
+
+    /// What the gateways asked of the key managers so far.
+    pub fn key_manager_load(&self) -> KeyManagerLoad {
+        let gateways = self
+            .plan
+            .nodes
+            .iter()
+            .filter(|n| serves(n, Component::Gateway))
+            .count() as u64;
+        KeyManagerLoad {
+            gateways,
+            requests: self
+                .km_from_gateways
+                .load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -631,6 +651,14 @@ impl Deployment {
                         Target::Node(_, None) => node.admin(world.as_ref(), &req),
                         // Mutual TLS proves which node is calling.
                         _ => {
+                            if from
+                                .node
+                                .is_some_and(|c| serves(&self.plan.nodes[c], Component::Gateway))
+                                && serves(&self.plan.nodes[i], Component::KeyManager)
+                            {
+                                self.km_from_gateways
+                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
                             let caller = from.node.map(|n| self.plan.nodes[n].identity.as_str());
                             node.internal(world.as_ref(), caller, req).await
                         }
@@ -804,6 +832,29 @@ impl Future for Incarnation {
         }
         self.job.as_mut().poll(cx)
     }
+}
+
+/// What a run's gateways asked of its key managers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KeyManagerLoad {
+    pub gateways: u64,
+    /// Internal requests from gateways to key managers.
+    pub requests: u64,
+}
+
+impl KeyManagerLoad {
+    /// Requests per gateway per second over `ms`.
+    pub fn per_gateway_per_s(&self, ms: u64) -> f64 {
+        if self.gateways == 0 || ms == 0 {
+            return 0.0;
+        }
+        self.requests as f64 * 1000.0 / (self.gateways as f64 * ms as f64)
+    }
+}
+
+/// Whether a node runs `c`.
+fn serves(n: &apim_compiler::plan::NodePlan, c: Component) -> bool {
+    n.listeners.iter().any(|l| l.component == c)
 }
 
 /// The requests the APIs' backend got in a run: reads (idempotent methods) and writes, and how

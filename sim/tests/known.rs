@@ -633,3 +633,39 @@ fn a_database_that_comes_back_is_used_within_a_probe_wherever_the_repair_falls()
     }
     eprintln!("worst recovery: {worst} ms");
 }
+
+/// What a fleet's gateways cost its key managers when nothing happens: the report counts
+/// every internal request a gateway makes of a key manager. Today each gateway catches up on
+/// revocations twice a second (`timing::REVOCATIONS_MS`), so an idle gateway asks about two a
+/// second; a design whose idle cost does not grow with the fleet lowers this figure.
+#[test]
+fn the_report_counts_what_idle_gateways_ask_of_the_key_managers() {
+    let plan = plan("clustered-external-store");
+    let idle = Workload {
+        duration_ms: 30_000,
+        invoke_rate: 0.0,
+        publish_rate: 0.0,
+        subscribe_rate: 0.0,
+        token_rate: 0.0,
+        revoke_rate: 0.0,
+        lifecycle_rate: 0.0,
+        ..Workload::default()
+    };
+    let out = simulate(
+        &plan,
+        &Scenario {
+            workload: idle,
+            faults: Vec::new(),
+        },
+        &Options::default(),
+    );
+    let k = out.key_managers.expect("the simulator counts");
+    assert_eq!(k.gateways, 2);
+    let per_s = k.per_gateway_per_s(out.virtual_ms);
+    let catch_ups = 1000.0 / apim_topology::timing::REVOCATIONS_MS as f64;
+    assert!(
+        per_s >= catch_ups * 0.9 && per_s <= catch_ups * 1.5,
+        "{per_s:.2} requests per gateway per second at idle ({k:?} in {} ms)",
+        out.virtual_ms
+    );
+}

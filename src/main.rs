@@ -38,6 +38,7 @@ enum Command {
     Balancer(commands::run::BalancerArgs),
     Certs(commands::certs::Args),
     Sim(commands::sim::Args),
+    Compare(commands::compare::Args),
     Drill(commands::drill::Args),
     Explain(commands::explain::Args),
 }
@@ -111,6 +112,7 @@ fn main() -> ExitCode {
         Command::Balancer(args) => commands::run::balancer(args),
         Command::Certs(args) => commands::certs::run(args),
         Command::Sim(args) => commands::sim::run(args),
+        Command::Compare(args) => commands::compare::run(args),
         Command::Drill(args) => commands::drill::run(args),
         Command::Explain(args) => commands::explain::run(args),
     };

@@ -101,6 +101,7 @@ fn init_lists_patterns_and_rejects_unknown_ones() {
     for p in apim_patterns::PATTERNS {
         assert!(text(&o).contains(p.id));
     }
+    assert!(text(&o).contains("apim compare --patterns"), "{}", text(&o));
     let o = run(&["init", "--list", "--format", "json"], dir.path());
     let list: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(
@@ -429,4 +430,61 @@ fn sim_single_failures_compare_the_token_settings_in_json_text_and_html() {
     // Without --single-failures the flag is a usage error.
     let o = run(&["sim", "t.toml", "--compare-policies"], dir.path());
     assert_eq!(code(&o), 2, "{}", text(&o));
+}
+
+/// `apim compare` needs two topologies, names unknown patterns, and compares nothing when one
+/// has errors (shown as `apim check` shows them, exit 1); two small ones compare, in JSON too.
+#[test]
+fn compare_refuses_what_it_cannot_compare_and_compares_the_rest() {
+    let dir = tempdir();
+    let o = run(&["compare", "--patterns", "standalone"], dir.path());
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(text(&o).contains("two topologies or more"), "{}", text(&o));
+    let o = run(&["compare", "--patterns", "standalone,cluster"], dir.path());
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(
+        text(&o).contains("no built-in pattern is named `cluster`"),
+        "{}",
+        text(&o)
+    );
+    let bad =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/check/duplicate-entry.toml");
+    let bad = bad.to_str().expect("utf-8 path");
+    let o = run(&["compare", bad, "--patterns", "standalone"], dir.path());
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(
+        text(&o).contains("has errors; nothing was compared"),
+        "{}",
+        text(&o)
+    );
+    assert!(o.stdout.is_empty(), "nothing compared, nothing printed");
+    let o = run_within(
+        &[
+            "compare",
+            "--patterns",
+            "standalone,standalone",
+            "--format",
+            "json",
+            "--jobs",
+            "2",
+        ],
+        dir.path(),
+        Duration::from_secs(300),
+    );
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let columns = v["columns"].as_array().expect("columns");
+    assert_eq!(columns.len(), 2);
+    assert_eq!(
+        columns[0], columns[1],
+        "the same topology compares the same"
+    );
+    assert_eq!(columns[0]["nodes"], 1);
+    assert!(
+        columns[0]["flows"][2]["broken_by"]
+            .as_array()
+            .is_some_and(|b| b.iter().any(|f| f == "crash all-in-one-1")),
+        "{}",
+        columns[0]
+    );
 }

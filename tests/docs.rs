@@ -152,3 +152,79 @@ fn architecture_describes_every_crate() {
         );
     }
 }
+
+/// The README's "Choosing a pattern" table is `apim compare --patterns` as it prints it; its
+/// counts are the single-failure matrices' (checked flow by flow), and the patterns differ as
+/// a reader expects. Set APIM_BLESS=1 to rewrite it.
+#[test]
+fn readme_compares_the_patterns_as_apim_compare_does() {
+    use apim_sim::compare::{Comparison, column};
+    use apim_sim::report::Verdict;
+    let options = apim_sim::run::Options {
+        replay: "apim compare".into(),
+        ..apim_sim::run::Options::default()
+    };
+    let mut columns = Vec::new();
+    let mut timing = (0, 0);
+    for p in apim_patterns::PATTERNS {
+        let checked = apim_topology::check_str(p.id, p.template);
+        let plan = apim_compiler::plan::Plan::of(&checked.topology);
+        let m = apim_sim::failover::matrix_jobs(&plan, &options, false, 2, |_, _, _| {});
+        timing = (m.fault_at_ms, m.fault_for_ms);
+        let c = column(p.id, &checked, &plan, &m);
+        for f in &c.flows {
+            let with = |v: Verdict| -> Vec<String> {
+                m.rows
+                    .iter()
+                    .filter(|r| r.cells.iter().any(|x| x.flow == f.flow && x.simulated == v))
+                    .map(|r| r.failure.clone())
+                    .collect()
+            };
+            assert_eq!(f.broken_by, with(Verdict::Broken), "{} {}", p.id, f.flow);
+            assert_eq!(
+                f.degraded_by,
+                with(Verdict::Degraded),
+                "{} {}",
+                p.id,
+                f.flow
+            );
+        }
+        columns.push(c);
+    }
+    let summary = |id: &str| {
+        columns
+            .iter()
+            .find(|c| c.name == id)
+            .map(|c| c.summary.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        summary("standalone").starts_with("any single node crash breaks every flow"),
+        "{}",
+        summary("standalone")
+    );
+    for id in ["clustered-internal", "clustered-external-store"] {
+        assert!(
+            summary(id).starts_with("survives any single node crash"),
+            "{id}: {}",
+            summary(id)
+        );
+    }
+    assert!(
+        summary("external-store").contains("cluster `store` (store)"),
+        "{}",
+        summary("external-store")
+    );
+    let c = Comparison {
+        seed: options.seed,
+        fault_at_ms: timing.0,
+        fault_for_ms: timing.1,
+        columns,
+    };
+    keep_section(
+        "<!-- compare:begin -->\n",
+        "<!-- compare:end -->",
+        &format!("```text\n$ apim compare --patterns\n{}```\n", c.text()),
+        "pattern comparison",
+    );
+}

@@ -6,6 +6,7 @@
 //! plan, scenario and seed give the same run, byte for byte.
 
 pub mod codes;
+pub mod compare;
 pub mod driver;
 pub mod exec;
 pub mod explore;

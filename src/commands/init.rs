@@ -50,6 +50,7 @@ pub fn run(args: Args) -> Outcome {
                 for p in PATTERNS {
                     println!("{:width$}  {}", p.id, p.summary);
                 }
+                println!("\nwhat each single failure breaks in each: apim compare --patterns");
             }
         }
         return Outcome::Success;

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod certs;
 pub mod check;
+pub mod compare;
 pub mod drill;
 pub mod explain;
 pub mod graph;

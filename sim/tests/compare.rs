@@ -1,0 +1,78 @@
+//! `apim compare`'s columns are read off the single-failure matrices, never typed again, and
+//! show what an edit to a topology changes. (The five patterns side by side: `tests/docs.rs`,
+//! which writes them into the README.)
+
+use apim_compiler::plan::Plan;
+use apim_sim::compare::{Column, column};
+use apim_sim::failover::{Matrix, matrix};
+use apim_sim::report::Verdict;
+use apim_sim::run::Options;
+
+fn compared(name: &str, text: &str) -> (Column, Matrix) {
+    let checked = apim_topology::check_str(name, text);
+    assert_eq!(checked.errors(), 0, "{name}");
+    let plan = Plan::of(&checked.topology);
+    let m = matrix(&plan, &Options::default(), |_, _, _| {});
+    (column(name, &checked, &plan, &m), m)
+}
+
+/// Every count and list of a column is what the matrix says, flow by flow.
+fn agrees_with_its_matrix(c: &Column, m: &Matrix) {
+    for f in &c.flows {
+        let with = |v: Verdict| -> Vec<String> {
+            m.rows
+                .iter()
+                .filter(|r| r.cells.iter().any(|x| x.flow == f.flow && x.simulated == v))
+                .map(|r| r.failure.clone())
+                .collect()
+        };
+        assert_eq!(f.broken_by, with(Verdict::Broken), "{} {}", c.name, f.flow);
+        assert_eq!(
+            f.degraded_by,
+            with(Verdict::Degraded),
+            "{} {}",
+            c.name,
+            f.flow
+        );
+    }
+}
+
+/// A user's topology and its copy with one gateway node removed: the copy has a single point
+/// of failure the original has not, named by the checker and seen in the matrix.
+#[test]
+fn removing_a_gateway_node_shows_the_new_single_point_of_failure() {
+    let text = apim_patterns::find("clustered-internal")
+        .expect("pattern")
+        .template;
+    let two = r#"hosts = ["10.0.3.11", "10.0.3.12"]"#;
+    assert!(text.contains(two), "the template's gateway hosts moved");
+    let one_less = text.replace(two, r#"hosts = ["10.0.3.11"]"#);
+    let (before, _) = compared("ours", text);
+    let (after, m) = compared("ours-one-gateway-less", &one_less);
+    agrees_with_its_matrix(&after, &m);
+    let invoke = |c: &Column| c.flows.iter().find(|f| f.flow == "invoke").cloned();
+    let (b, a) = (
+        invoke(&before).expect("invoke"),
+        invoke(&after).expect("invoke"),
+    );
+    assert!(!b.broken_by.iter().any(|x| x == "crash gateway-1"));
+    assert!(
+        a.broken_by.iter().any(|x| x == "crash gateway-1"),
+        "{:?}",
+        a.broken_by
+    );
+    assert_eq!(after.single_points.len(), before.single_points.len() + 1);
+    assert!(
+        after
+            .single_points
+            .iter()
+            .any(|p| p.contains("`gateway` has a single node")),
+        "{:?}",
+        after.single_points
+    );
+    assert!(
+        after.summary.contains("a crash of gateway-1 breaks invoke"),
+        "{}",
+        after.summary
+    );
+}

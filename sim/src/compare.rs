@@ -273,8 +273,8 @@ fn summary(c: &Column, rows: &[Row]) -> String {
 }
 
 impl Comparison {
-    /// The table, a column per topology, then each one's summary.
-    pub fn text(&self) -> String {
+    /// The table's rows: a label, and a cell per topology.
+    pub fn rows(&self) -> Vec<(String, Vec<String>)> {
         let mut rows: Vec<(String, Vec<String>)> = vec![
             ("nodes".into(), self.each(|c| c.nodes.to_string())),
             ("clusters".into(), self.each(|c| c.clusters.to_string())),
@@ -323,6 +323,12 @@ impl Comparison {
             "invariants broken".into(),
             self.each(|c| c.violations.to_string()),
         ));
+        rows
+    }
+
+    /// The table, a column per topology, then each one's summary.
+    pub fn text(&self) -> String {
+        let rows = self.rows();
         let label = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
         let widths: Vec<usize> = (0..self.columns.len())
             .map(|k| {

@@ -12,93 +12,50 @@ const W: f64 = 900.0;
 const CHART_H: f64 = 140.0;
 const LEFT: f64 = 60.0;
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
+use crate::diagram::{Failed, esc};
+
+/// Every page: nothing may load or run; the page's own style sheet is the only exception.
+const HEAD: &str = r#"<meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">"#;
 
 fn x_of(ms: u64, total_ms: u64) -> f64 {
     LEFT + (W - LEFT - 10.0) * ms as f64 / total_ms.max(1) as f64
 }
 
-/// Networks side by side, each with its balancers, nodes and databases.
-fn topology_svg(plan: &Plan) -> String {
-    let cols = plan.networks.len().max(1);
-    let col_w = W / cols as f64;
-    let mut rows_max = 0;
-    let mut body = String::new();
-    for (k, net) in plan.networks.iter().enumerate() {
-        let x = k as f64 * col_w + 8.0;
-        let mut items: Vec<(String, &str)> = Vec::new();
-        for b in plan.balancers.iter().filter(|b| b.network == net.name) {
-            items.push((format!("balancer {}", b.name), "#e8d5f5"));
-        }
-        for n in plan.nodes.iter().filter(|n| n.network == net.name) {
-            let comps: Vec<String> = n
-                .listeners
-                .iter()
-                .map(|l| l.component.to_string())
-                .collect();
-            items.push((format!("{} ({})", n.name, comps.join(", ")), "#d5e8f5"));
-        }
-        for d in plan
-            .databases
-            .iter()
-            .filter(|d| d.network.as_deref() == Some(net.name.as_str()))
-        {
-            items.push((format!("database {}", d.name), "#f5ecd5"));
-        }
-        rows_max = rows_max.max(items.len());
-        let _ = write!(
-            body,
-            r#"<text x="{x}" y="18" font-weight="bold">{}{}</text>"#,
-            esc(&net.name),
-            if net.public { " (public)" } else { "" }
-        );
-        for (i, (label, fill)) in items.iter().enumerate() {
-            let y = 28.0 + i as f64 * 26.0;
-            let _ = write!(
-                body,
-                r##"<rect x="{x}" y="{y}" width="{}" height="22" rx="4" fill="{fill}" stroke="#888"/><text x="{}" y="{}" font-size="11">{}</text>"##,
-                col_w - 16.0,
-                x + 5.0,
-                y + 15.0,
-                esc(label)
-            );
-        }
-    }
-    let h = 40.0 + rows_max as f64 * 26.0;
-    format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" font-family="sans-serif" font-size="12">{body}</svg>"#
-    )
-}
-
+/// One row per fault: its label on a line of its own above its bar, so no label covers a bar
+/// or another label; a label that would run past the right edge ends at its bar's end.
 fn timeline_svg(r: &Report) -> String {
+    const ROW: f64 = 34.0;
     let total = r.duration_ms;
     let mut body = String::new();
     for (i, f) in r.faults.iter().enumerate() {
-        let y = 10.0 + i as f64 * 22.0;
+        let y = 6.0 + i as f64 * ROW;
         let (x0, x1) = (x_of(f.at_ms, total), x_of(f.until_ms, total));
+        let label = format!(
+            "{} ({} – {})",
+            f.fault,
+            format_ms(f.at_ms),
+            format_ms(f.until_ms)
+        );
+        // About 6 px a character at 11 px.
+        let wide = label.chars().count() as f64 * 6.0;
+        let (tx, anchor) = if x0 + wide > W - 10.0 {
+            (x1.max(LEFT + wide), "end")
+        } else {
+            (x0, "start")
+        };
         let _ = write!(
             body,
-            r##"<rect x="{x0}" y="{y}" width="{}" height="16" fill="#f4a6a6"/><text x="{}" y="{}" font-size="11">{}</text>"##,
+            r##"<g class="fault"><text x="{tx:.1}" y="{:.1}" font-size="11" text-anchor="{anchor}">{}</text><rect x="{x0:.1}" y="{:.1}" width="{:.1}" height="12" fill="#f4a6a6"/></g>"##,
+            y + 11.0,
+            esc(&label),
+            y + 16.0,
             (x1 - x0).max(2.0),
-            x0 + 3.0,
-            y + 12.0,
-            esc(&format!(
-                "{} ({} – {})",
-                f.fault,
-                format_ms(f.at_ms),
-                format_ms(f.until_ms)
-            ))
         );
     }
-    let h = 20.0 + r.faults.len().max(1) as f64 * 22.0;
+    let h = 14.0 + r.faults.len().max(1) as f64 * ROW;
     let axis = axis(total, h - 4.0);
     format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{}" font-family="sans-serif" font-size="11">{body}{axis}</svg>"#,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="timeline" width="{W}" height="{}" font-family="sans-serif" font-size="11">{body}{axis}</svg>"#,
         h + 14.0
     )
 }
@@ -190,7 +147,7 @@ pub fn page(plan: &Plan, r: &Report) -> String {
     };
     let _ = write!(
         s,
-        r#"<!doctype html><html><head><meta charset="utf-8"><title>apim sim — {dep}</title><style>body{{font-family:sans-serif;margin:24px;max-width:960px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#eee}}.bad{{color:#b00}}.good{{color:#070}}code{{background:#f3f3f3;padding:1px 4px}}</style></head><body><h1>apim sim — {dep}</h1><p>{dur} of virtual time, seed {seed}, {events} requests, trace hash <code>{hash}</code>: <b class="{cls}">{status}</b></p>"#,
+        r#"<!doctype html><html lang="en"><head>{HEAD}<title>apim sim — {dep}</title><style>body{{font-family:sans-serif;margin:24px;max-width:960px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#eee}}.bad{{color:#b00}}.good{{color:#070}}code{{background:#f3f3f3;padding:1px 4px}}</style></head><body><h1>apim sim — {dep}</h1><p>{dur} of virtual time, seed {seed}, {events} requests, trace hash <code>{hash}</code>: <b class="{cls}">{status}</b></p>"#,
         dep = esc(&r.deployment),
         dur = format_ms(r.duration_ms),
         seed = r.seed,
@@ -198,7 +155,15 @@ pub fn page(plan: &Plan, r: &Report) -> String {
         hash = r.trace_hash,
         cls = if r.ok { "good" } else { "bad" },
     );
-    let _ = write!(s, "<h2>Topology</h2>{}", topology_svg(plan));
+    let _ = write!(
+        s,
+        "<h2>Topology</h2><p>Parts the scenario fails are drawn in red.</p>{}",
+        crate::diagram::svg(
+            plan,
+            &Failed::of(r.scenario.faults.iter().map(|f| &f.kind)),
+            "topology"
+        )
+    );
     let _ = write!(s, "<h2>Faults</h2>");
     if r.faults.is_empty() {
         s.push_str("<p>No faults.</p>");
@@ -273,14 +238,18 @@ pub fn matrix_page(plan: &Plan, m: &crate::failover::Matrix) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        r#"<!doctype html><html><head><meta charset="utf-8"><title>apim sim — single failures of {dep}</title><style>body{{font-family:sans-serif;margin:24px;max-width:1200px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}th{{background:#eee}}.broken{{color:#b00}}.degraded{{color:#a60}}.works{{color:#070}}</style></head><body><h1>apim sim — single failures of {dep}</h1><p>Each part failed alone from {at} for {for_}, judged after {grace}; seed {seed}.</p>"#,
+        r#"<!doctype html><html lang="en"><head>{HEAD}<title>apim sim — single failures of {dep}</title><style>body{{font-family:sans-serif;margin:24px;max-width:1200px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}th{{background:#eee}}.broken{{color:#b00}}.degraded{{color:#a60}}.works{{color:#070}}</style></head><body><h1>apim sim — single failures of {dep}</h1><p>Each part failed alone from {at} for {for_}, judged after {grace}; seed {seed}.</p>"#,
         dep = esc(&m.deployment),
         at = format_ms(m.fault_at_ms),
         for_ = format_ms(m.fault_for_ms),
         grace = format_ms(m.grace_ms),
         seed = m.seed,
     );
-    let _ = write!(s, "<h2>Topology</h2>{}", topology_svg(plan));
+    let _ = write!(
+        s,
+        "<h2>Topology</h2>{}",
+        crate::diagram::svg(plan, &Failed::default(), "topology")
+    );
     let compared = m.rows.iter().any(|r| !r.policies.is_empty());
     s.push_str("<h2>Verdicts</h2><table><tr><th>failure</th><th>publish</th><th>subscribe</th><th>invoke</th>");
     if compared {
@@ -316,6 +285,72 @@ pub fn matrix_page(plan: &Plan, m: &crate::failover::Matrix) -> String {
             let _ = write!(s, "<li>{}</li>", esc(f));
         }
         s.push_str("</ul>");
+    }
+    s.push_str("</body></html>\n");
+    s
+}
+
+/// `apim compare --html`: the table, each topology's picture and summary, and the failures
+/// behind every count.
+pub fn compare_page(plans: &[&Plan], c: &crate::compare::Comparison) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<!doctype html><html lang="en"><head>{HEAD}<title>apim compare</title><style>body{{font-family:sans-serif;margin:24px;max-width:1200px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}th{{background:#eee}}svg{{max-width:100%;height:auto}}</style></head><body><h1>apim compare</h1><p>Every part of each topology failed on its own from {at} for {for_} (seed {seed}).</p>"#,
+        at = format_ms(c.fault_at_ms),
+        for_ = format_ms(c.fault_for_ms),
+        seed = c.seed,
+    );
+    s.push_str(r#"<h2>Side by side</h2><table id="comparison"><tr><th scope="col"></th>"#);
+    for col in &c.columns {
+        let _ = write!(s, r#"<th scope="col">{}</th>"#, esc(&col.name));
+    }
+    s.push_str("</tr>");
+    for (label, cells) in c.rows() {
+        let _ = write!(s, r#"<tr><th scope="row">{}</th>"#, esc(&label));
+        for cell in cells {
+            let _ = write!(s, "<td>{}</td>", esc(&cell));
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str("</table>");
+    for (k, col) in c.columns.iter().enumerate() {
+        let _ = write!(
+            s,
+            r#"<section><h2>{name}</h2><p>{summary}</p>"#,
+            name = esc(&col.name),
+            summary = esc(&col.summary)
+        );
+        if let Some(plan) = plans.get(k) {
+            s.push_str(&crate::diagram::svg(
+                plan,
+                &Failed::default(),
+                &format!("topology-{k}"),
+            ));
+        }
+        s.push_str("<ul>");
+        for p in &col.single_points {
+            let _ = write!(s, "<li>single point: {}</li>", esc(p));
+        }
+        for f in &col.flows {
+            if !f.broken_by.is_empty() {
+                let _ = write!(
+                    s,
+                    "<li>{} broken by: {}</li>",
+                    f.flow,
+                    esc(&f.broken_by.join(", "))
+                );
+            }
+            if !f.degraded_by.is_empty() {
+                let _ = write!(
+                    s,
+                    "<li>{} degraded by: {}</li>",
+                    f.flow,
+                    esc(&f.degraded_by.join(", "))
+                );
+            }
+        }
+        s.push_str("</ul></section>");
     }
     s.push_str("</body></html>\n");
     s

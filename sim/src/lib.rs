@@ -7,6 +7,7 @@
 
 pub mod codes;
 pub mod compare;
+pub mod diagram;
 pub mod driver;
 pub mod exec;
 pub mod explore;

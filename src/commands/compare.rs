@@ -22,7 +22,7 @@ use std::io::IsTerminal;
 ///
 ///   apim compare --patterns                      the five built-in patterns
 ///   apim compare --patterns standalone,clustered-internal
-///   apim compare ours.toml ours-one-gateway-less.toml
+///   apim compare ours.toml ours-one-gateway-less.toml --html compare.html
 ///
 /// Exit status: 0 when every topology could be compared, 1 when one has errors (shown as
 /// `apim check` shows them; nothing is simulated), 2 for usage errors and unreadable files.
@@ -44,6 +44,9 @@ pub struct Args {
     /// Also list the failures behind each count.
     #[arg(long)]
     details: bool,
+    /// Also write the comparison as one self-contained HTML page (a picture of each topology).
+    #[arg(long, value_name = "FILE")]
+    html: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
 }
@@ -121,6 +124,7 @@ pub fn run(args: Args) -> Outcome {
         ..Options::default()
     };
     let mut columns = Vec::new();
+    let mut plans = Vec::new();
     let mut timing = (0, 0);
     for (name, checked) in &candidates {
         let plan = Plan::of(&checked.topology);
@@ -137,6 +141,7 @@ pub fn run(args: Args) -> Outcome {
         );
         timing = (m.fault_at_ms, m.fault_for_ms);
         columns.push(column(name, checked, &plan, &m));
+        plans.push(plan);
     }
     if show {
         eprint!("\r\x1b[2K");
@@ -147,6 +152,13 @@ pub fn run(args: Args) -> Outcome {
         fault_for_ms: timing.1,
         columns,
     };
+    if let Some(path) = &args.html {
+        let plans: Vec<&Plan> = plans.iter().collect();
+        if let Err(e) = output::write(Some(path), &apim_sim::html::compare_page(&plans, &c)) {
+            output::error(&e);
+            return Outcome::Usage;
+        }
+    }
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&c).unwrap_or_default()),
         Format::Human => {

@@ -458,6 +458,34 @@ fn compare_refuses_what_it_cannot_compare_and_compares_the_rest() {
         text(&o)
     );
     assert!(o.stdout.is_empty(), "nothing compared, nothing printed");
+    let scenario = dir.path().join("scenario.toml");
+    std::fs::write(
+        &scenario,
+        "[workload]\nduration = \"30s\"\n\n[[faults]]\nkind = \"crash\"\nnode = \"gateway-1\"\nat = \"5s\"\nfor = \"10s\"\n",
+    )
+    .expect("scenario");
+    let scenario = scenario.to_str().expect("utf-8 path");
+    let o = run(
+        &[
+            "compare",
+            "--patterns",
+            "standalone,clustered-internal",
+            "--scenario",
+            scenario,
+        ],
+        dir.path(),
+    );
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(
+        text(&o).contains("the scenario does not fit `standalone`"),
+        "{}",
+        text(&o)
+    );
+    std::fs::write(
+        scenario,
+        "[workload]\nduration = \"30s\"\n\n[[faults]]\nkind = \"crash\"\nnode = \"all-in-one-1\"\nat = \"5s\"\nfor = \"15s\"\n",
+    )
+    .expect("scenario");
     let o = run_within(
         &[
             "compare",
@@ -467,6 +495,9 @@ fn compare_refuses_what_it_cannot_compare_and_compares_the_rest() {
             "json",
             "--jobs",
             "2",
+            "--scenario",
+            scenario,
+            "--compare-policies",
         ],
         dir.path(),
         Duration::from_secs(300),
@@ -487,4 +518,18 @@ fn compare_refuses_what_it_cannot_compare_and_compares_the_rest() {
         "{}",
         columns[0]
     );
+    // The scenario's one crash breaks every flow of the one node.
+    let faults = &columns[0]["scenario"]["faults"];
+    assert_eq!(faults[0]["fault"], "crash all-in-one-1", "{}", columns[0]);
+    for f in 0..3 {
+        assert_eq!(faults[0]["flows"][f]["verdict"], "broken", "{}", faults);
+    }
+    // Every token setting: the node's crash breaks invoke.
+    let policies = columns[0]["policies"].as_array().expect("policies");
+    assert_eq!(policies.len(), 3);
+    assert!(policies.iter().all(|p| {
+        p["invoke_broken_by"]
+            .as_array()
+            .is_some_and(|b| b.iter().any(|f| f == "crash all-in-one-1"))
+    }));
 }

@@ -171,7 +171,7 @@ fn readme_compares_the_patterns_as_apim_compare_does() {
         let plan = apim_compiler::plan::Plan::of(&checked.topology);
         let m = apim_sim::failover::matrix_jobs(&plan, &options, false, 2, |_, _, _| {});
         timing = (m.fault_at_ms, m.fault_for_ms);
-        let c = column(p.id, &checked, &plan, &m);
+        let c = column(p.id, &checked, &plan, &m, None);
         for f in &c.flows {
             let with = |v: Verdict| -> Vec<String> {
                 m.rows

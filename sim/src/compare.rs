@@ -3,8 +3,8 @@
 //! that break or degrade it (from each topology's single-failure matrix, never typed again),
 //! with the worst recovery and a one-line summary.
 
-use crate::failover::{Matrix, Row};
-use crate::report::Verdict;
+use crate::failover::{Matrix, POLICIES, Row};
+use crate::report::{FaultEffect, Report, Verdict};
 use apim_compiler::plan::{Plan, RouteListener};
 use apim_topology::Checked;
 use serde::Serialize;
@@ -33,7 +33,43 @@ pub struct Column {
     pub flows: Vec<FlowColumn>,
     /// Single failures whose runs broke an invariant (a defect, whatever the verdicts).
     pub violations: usize,
+    /// With `--compare-policies`: each token setting's invoke under the same failures.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<PolicyColumn>,
+    /// With `--scenario`: what the scenario did to this topology.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<ScenarioColumn>,
     pub summary: String,
+}
+
+/// One token setting (`failover::POLICIES`) under every single failure.
+#[derive(Clone, Debug, Serialize)]
+pub struct PolicyColumn {
+    pub policy: &'static str,
+    pub invoke_broken_by: Vec<String>,
+    /// Failures during which a gateway served a token revoked longer ago than the bound.
+    pub revoked_served_during: Vec<String>,
+    /// The longest such a token was served after its revocation.
+    pub revoked_served_longest_ms: u64,
+}
+
+/// A scenario's verdicts on one topology.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScenarioColumn {
+    /// Every invariant held.
+    pub ok: bool,
+    pub violations: usize,
+    pub faults: Vec<FaultEffect>,
+}
+
+impl ScenarioColumn {
+    pub fn of(r: &Report) -> ScenarioColumn {
+        ScenarioColumn {
+            ok: r.ok,
+            violations: r.violations.len(),
+            faults: r.faults.clone(),
+        }
+    }
 }
 
 /// What the single failures did to one flow.
@@ -59,7 +95,15 @@ pub struct Comparison {
 }
 
 /// The column of one checked topology, from its plan and its single-failure matrix.
-pub fn column(name: &str, checked: &Checked, plan: &Plan, matrix: &Matrix) -> Column {
+/// The column of one checked topology, from its plan and its single-failure matrix (with
+/// policies when the matrix was run under each token setting), and a scenario's report on it.
+pub fn column(
+    name: &str,
+    checked: &Checked,
+    plan: &Plan,
+    matrix: &Matrix,
+    scenario: Option<&Report>,
+) -> Column {
     let single_points = checked
         .diagnostics
         .iter()
@@ -81,10 +125,44 @@ pub fn column(name: &str, checked: &Checked, plan: &Plan, matrix: &Matrix) -> Co
         single_points,
         flows,
         violations: matrix.rows.iter().filter(|r| r.violations > 0).count(),
+        policies: policy_columns(&matrix.rows),
+        scenario: scenario.map(ScenarioColumn::of),
         summary: String::new(),
     };
     c.summary = summary(&c, &matrix.rows);
     c
+}
+
+fn policy_columns(rows: &[Row]) -> Vec<PolicyColumn> {
+    if rows.iter().all(|r| r.policies.is_empty()) {
+        return Vec::new();
+    }
+    POLICIES
+        .iter()
+        .map(|&(policy, _, _)| {
+            let mut p = PolicyColumn {
+                policy,
+                invoke_broken_by: Vec::new(),
+                revoked_served_during: Vec::new(),
+                revoked_served_longest_ms: 0,
+            };
+            for r in rows {
+                let Some(cell) = r.policies.iter().find(|c| c.policy == policy) else {
+                    continue;
+                };
+                if cell.invoke == Verdict::Broken {
+                    p.invoke_broken_by.push(r.failure.clone());
+                }
+                if cell.revoked_served_calls > 0 {
+                    p.revoked_served_during.push(r.failure.clone());
+                    p.revoked_served_longest_ms = p
+                        .revoked_served_longest_ms
+                        .max(cell.revoked_served_longest_ms);
+                }
+            }
+            p
+        })
+        .collect()
 }
 
 fn flow_column(flow: &'static str, rows: &[Row]) -> FlowColumn {
@@ -323,6 +401,52 @@ impl Comparison {
             "invariants broken".into(),
             self.each(|c| c.violations.to_string()),
         ));
+        for (k, (policy, _, _)) in POLICIES.iter().enumerate() {
+            if self.columns.iter().all(|c| c.policies.is_empty()) {
+                break;
+            }
+            let at = |c: &Column| c.policies.get(k).cloned();
+            rows.push((
+                format!("invoke broken by, {policy}"),
+                self.each(|c| at(c).map_or("-".into(), |p| p.invoke_broken_by.len().to_string())),
+            ));
+            rows.push((
+                format!("revoked token served, {policy}"),
+                self.each(|c| match at(c) {
+                    Some(p) if !p.revoked_served_during.is_empty() => format!(
+                        "{} failures, up to {}",
+                        p.revoked_served_during.len(),
+                        crate::scenario::format_ms(p.revoked_served_longest_ms)
+                    ),
+                    Some(_) => "never".into(),
+                    None => "-".into(),
+                }),
+            ));
+        }
+        if let Some(first) = self.columns.iter().find_map(|c| c.scenario.as_ref()) {
+            rows.push((
+                "scenario: invariants".into(),
+                self.each(|c| match &c.scenario {
+                    Some(s) if s.ok => "held".into(),
+                    Some(s) => format!("{} broken", s.violations),
+                    None => "-".into(),
+                }),
+            ));
+            for (i, fault) in first.faults.iter().enumerate() {
+                for (j, flow) in FLOWS.iter().enumerate() {
+                    rows.push((
+                        format!("{}: {flow}", fault.fault),
+                        self.each(|c| {
+                            c.scenario
+                                .as_ref()
+                                .and_then(|s| s.faults.get(i))
+                                .and_then(|f| f.flows.get(j))
+                                .map_or("-".into(), |f| f.verdict.as_str().to_string())
+                        }),
+                    ));
+                }
+            }
+        }
         rows
     }
 

@@ -13,7 +13,7 @@ fn compared(name: &str, text: &str) -> (Column, Matrix) {
     assert_eq!(checked.errors(), 0, "{name}");
     let plan = Plan::of(&checked.topology);
     let m = matrix(&plan, &Options::default(), |_, _, _| {});
-    (column(name, &checked, &plan, &m), m)
+    (column(name, &checked, &plan, &m, None), m)
 }
 
 /// Every count and list of a column is what the matrix says, flow by flow.

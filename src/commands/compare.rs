@@ -6,7 +6,10 @@ use crate::output::{self, Format};
 use apim_compiler::plan::Plan;
 use apim_sim::compare::{Comparison, column};
 use apim_sim::failover::matrix_jobs;
-use apim_sim::run::Options;
+use apim_sim::report::Report;
+use apim_sim::run::{Options, simulate};
+use apim_sim::scenario::Scenario;
+use apim_topology::SourceFile;
 use std::io::IsTerminal;
 
 /// Compare topologies side by side: size, public exposure, single points of failure, and what
@@ -41,6 +44,14 @@ pub struct Args {
     /// Run the single failures on K threads (the table is the same as with one).
     #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     jobs: u16,
+    /// A scenario (as `apim sim --scenario`) run on each topology too: its verdicts, fault by
+    /// fault, in the table. Its faults must name parts every topology has.
+    #[arg(long, short)]
+    scenario: Option<String>,
+    /// Also run every single failure with opaque tokens and with JWT under each revocation
+    /// policy: which break invoke, and under which revoked tokens were served past the bound.
+    #[arg(long)]
+    compare_policies: bool,
     /// Also list the failures behind each count.
     #[arg(long)]
     details: bool,
@@ -126,12 +137,32 @@ pub fn run(args: Args) -> Outcome {
     let mut columns = Vec::new();
     let mut plans = Vec::new();
     let mut timing = (0, 0);
+    let scenario_text = match &args.scenario {
+        Some(path) => match crate::input::read(path) {
+            Ok((name, bytes)) => Some(SourceFile::new(
+                name,
+                String::from_utf8_lossy(&bytes).into_owned(),
+            )),
+            Err(e) => {
+                output::error(&e);
+                return Outcome::Usage;
+            }
+        },
+        None => None,
+    };
     for (name, checked) in &candidates {
         let plan = Plan::of(&checked.topology);
+        let report = match &scenario_text {
+            Some(source) => match scenario_report(source, name, &plan, &options) {
+                Ok(r) => Some(r),
+                Err(o) => return o,
+            },
+            None => None,
+        };
         let m = matrix_jobs(
             &plan,
             &options,
-            false,
+            args.compare_policies,
             usize::from(args.jobs),
             |k, n, what| {
                 if show {
@@ -140,7 +171,7 @@ pub fn run(args: Args) -> Outcome {
             },
         );
         timing = (m.fault_at_ms, m.fault_for_ms);
-        columns.push(column(name, checked, &plan, &m));
+        columns.push(column(name, checked, &plan, &m, report.as_ref()));
         plans.push(plan);
     }
     if show {
@@ -169,4 +200,31 @@ pub fn run(args: Args) -> Outcome {
         }
     }
     Outcome::Success
+}
+
+/// The scenario run on one topology; its diagnostics, naming the topology, when it does not
+/// fit it.
+fn scenario_report(
+    source: &SourceFile,
+    name: &str,
+    plan: &Plan,
+    options: &Options,
+) -> Result<Report, Outcome> {
+    let scenario: Scenario = apim_sim::scenario::parse(source, plan).map_err(|diagnostics| {
+        eprint!(
+            "{}",
+            apim_topology::render::human(source, &diagnostics, false)
+        );
+        output::error(&format!(
+            "the scenario does not fit `{name}`; nothing was compared"
+        ));
+        Outcome::Usage
+    })?;
+    Ok(Report::new(
+        plan,
+        &scenario,
+        options.seed,
+        &options.replay,
+        simulate(plan, &scenario, options),
+    ))
 }

@@ -134,6 +134,14 @@ fn every_kind_of_report_renders_in_a_browser_without_errors() {
         dom.contains(r#"class="database failed" data-name="apim""#),
         "the database out is marked"
     );
+    assert!(
+        dom.contains(r#"class="hop publish broken""#),
+        "the crashed publisher's hops are marked"
+    );
+    assert!(
+        dom.contains(r#"class="hop subscribe""#),
+        "the other flows' hops"
+    );
     assert_eq!(
         dom.matches(r#"<g class="fault">"#).count(),
         2,
@@ -151,6 +159,10 @@ fn every_kind_of_report_renders_in_a_browser_without_errors() {
     assert_eq!(console, Vec::<String>::new(), "console of the matrix");
     assert!(dom.contains(r#"class="topology""#));
     assert!(dom.contains("crash publisher-1"), "a row per failure");
+    assert!(
+        dom.matches("<details>").count() >= 20,
+        "a picture per failure"
+    );
 
     let compare = d.join("compare.html");
     let first = write_page(

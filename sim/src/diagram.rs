@@ -1,17 +1,21 @@
 //! A topology as a picture, for every HTML report: networks as regions side by side, each with
 //! its balancers on top, its clusters under them and its databases at the bottom; an arrow from
 //! each balancer to every cluster it sends to, a dashed line from each cluster to the databases
-//! it uses. A failed part is drawn in red. Inline SVG, laid out from the plan's order alone: the
-//! same plan gives the same bytes.
+//! it uses, and the flows' hops between components (publish, subscribe, invoke: one colour
+//! each) as curves between the clusters that run them. A failed part is drawn in red, and a hop
+//! to or from it dashed red. Inline SVG, laid out from the plan's order alone: the same plan
+//! gives the same bytes.
 
 use apim_compiler::plan::Plan;
-use std::collections::BTreeSet;
+use apim_topology::flows::{End, FLOWS, Flow};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 const WIDTH: f64 = 900.0;
 const BOX_H: f64 = 38.0;
 const GAP: f64 = 22.0;
 const HEAD: f64 = 30.0;
+const LANE: f64 = 48.0;
 
 /// What a report marks as failed: names of nodes, clusters, balancers or databases.
 #[derive(Clone, Debug, Default)]
@@ -85,7 +89,8 @@ pub fn svg(plan: &Plan, failed: &Failed<'_>, id: &str) -> String {
     let mut boxes = String::new();
     for (k, net) in plan.networks.iter().enumerate() {
         let x = k as f64 * col_w + 6.0;
-        let w = col_w - 12.0;
+        // The boxes leave a lane on their right for the hops between clusters of one network.
+        let w = col_w - 12.0 - LANE;
         let mut y = HEAD + 12.0;
         let mut item = |label: &str, detail: String, kind: &str, name: &str| -> Placed {
             let bad = failed.has(name);
@@ -174,7 +179,7 @@ pub fn svg(plan: &Plan, failed: &Failed<'_>, id: &str) -> String {
             r##"<g class="network" data-name="{n}"><rect x="{rx:.1}" y="2" width="{rw:.1}" height="{{H}}" rx="8" fill="{fill}" stroke="#999" stroke-dasharray="{dash}"/><text x="{tx:.1}" y="20" font-weight="bold">{n}{public}</text></g>"##,
             n = esc(&net.name),
             rx = x - 3.0,
-            rw = w + 6.0,
+            rw = w + LANE + 6.0,
             fill = if net.public { "#fff6f0" } else { "#f6f8fa" },
             dash = if net.public { "6 3" } else { "none" },
             tx = x + 4.0,
@@ -253,10 +258,114 @@ pub fn svg(plan: &Plan, failed: &Failed<'_>, id: &str) -> String {
             );
         }
     }
+    // The flows' hops between components, cluster to cluster, once per flow and pair.
+    let mut runs: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for n in &plan.nodes {
+        for l in &n.listeners {
+            runs.entry(l.component.as_str())
+                .or_default()
+                .insert(n.cluster.as_str());
+        }
+    }
+    let down = |cluster: &str| {
+        failed.has(cluster)
+            || plan
+                .nodes
+                .iter()
+                .any(|n| n.cluster == cluster && failed.has(&n.name))
+    };
+    let mut hops = BTreeSet::new();
+    let mut flows = String::new();
+    for h in FLOWS {
+        let (End::Component(a), End::Component(b)) = (h.from, h.to) else {
+            continue;
+        };
+        let none = BTreeSet::new();
+        let (from, to) = (
+            runs.get(a.as_str()).unwrap_or(&none),
+            runs.get(b.as_str()).unwrap_or(&none),
+        );
+        for &x in from {
+            for &y in to {
+                if x != y {
+                    hops.insert((flow_rank(h.flow), x, y));
+                }
+            }
+        }
+    }
+    for (rank, x, y) in &hops {
+        let (Some(from), Some(to)) = (at(&clusters, x), at(&clusters, y)) else {
+            continue;
+        };
+        let flow = Flow::ALL[*rank];
+        let broken = down(x) || down(y);
+        // Each flow leaves and enters a box at its own height, bending its own way.
+        let off = (*rank as f64 - 1.0) * 9.0;
+        let (ya, yb) = (from.y + BOX_H / 2.0 + off, to.y + BOX_H / 2.0 + off);
+        let (x1, x2, cx, cy) = if (from.x - to.x).abs() < 1.0 {
+            // One network: out of the right edge, through the lane, back in.
+            let edge = from.x + from.w;
+            let bulge = edge + 14.0 + *rank as f64 * 11.0;
+            (edge, edge, bulge + (yb - ya).abs() / 12.0, (ya + yb) / 2.0)
+        } else if to.x > from.x {
+            let (a, b) = (from.x + from.w, to.x);
+            (a, b, (a + b) / 2.0, (ya + yb) / 2.0 - 24.0 - off)
+        } else {
+            let (a, b) = (from.x, to.x + to.w);
+            (a, b, (a + b) / 2.0, (ya + yb) / 2.0 - 24.0 - off)
+        };
+        let (y1, y2) = (ya, yb);
+        let _ = write!(
+            flows,
+            r##"<path class="hop {f}{b}" d="M{x1:.1},{y1:.1} Q{cx:.1},{cy:.1} {x2:.1},{y2:.1}" fill="none" stroke="{c}" stroke-width="1.6" stroke-dasharray="{dash}" marker-end="url(#{id}-{f})"><title>{f}: {x} to {y}</title></path>"##,
+            f = flow.as_str(),
+            b = if broken { " broken" } else { "" },
+            c = if broken { "#b00" } else { flow_colour(flow) },
+            dash = if broken { "5 3" } else { "none" },
+            x = esc(x),
+            y = esc(y),
+        );
+    }
+    let mut markers = String::new();
+    for f in Flow::ALL {
+        let _ = write!(
+            markers,
+            r##"<marker id="{id}-{f}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" markerHeight="6" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="{c}"/></marker>"##,
+            f = f.as_str(),
+            c = flow_colour(*f),
+        );
+    }
+    let mut legend = String::new();
+    for (k, f) in Flow::ALL.iter().enumerate() {
+        let x = 10.0 + k as f64 * 120.0;
+        let _ = write!(
+            legend,
+            r##"<g class="legend"><line x1="{x:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{c}" stroke-width="2"/><text x="{:.1}" y="{:.1}" font-size="11">{f}</text></g>"##,
+            x + 24.0,
+            x + 30.0,
+            height + 4.0,
+            y = height,
+            c = flow_colour(*f),
+            f = f.as_str(),
+        );
+    }
+    let height = height + 12.0;
     format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" id="{id}" class="topology" width="{WIDTH}" height="{height:.1}" viewBox="0 0 {WIDTH} {height:.1}" font-family="sans-serif" font-size="12" role="img" aria-label="topology of {dep}"><defs><marker id="{id}-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#7a5a99"/></marker></defs>{body}{lines}{boxes}</svg>"##,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" id="{id}" class="topology" width="{WIDTH}" height="{height:.1}" viewBox="0 0 {WIDTH} {height:.1}" font-family="sans-serif" font-size="12" role="img" aria-label="topology of {dep}"><defs><marker id="{id}-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#7a5a99"/></marker>{markers}</defs>{body}{lines}{boxes}{flows}{legend}</svg>"##,
         dep = esc(&plan.deployment),
     )
+}
+
+fn flow_rank(f: Flow) -> usize {
+    Flow::ALL.iter().position(|x| *x == f).unwrap_or(0)
+}
+
+fn flow_colour(f: Flow) -> &'static str {
+    match f {
+        Flow::Publish => "#2a6fb0",
+        Flow::Subscribe => "#2a9d4b",
+        Flow::Invoke => "#d07a12",
+    }
 }
 
 #[cfg(test)]

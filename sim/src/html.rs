@@ -275,6 +275,18 @@ pub fn matrix_page(plan: &Plan, m: &crate::failover::Matrix) -> String {
         s.push_str("</tr>");
     }
     s.push_str("</table>");
+    // Each failure's picture: the failed part in red, the hops to and from it dashed.
+    let parts = crate::failover::parts(plan);
+    s.push_str("<h2>Each failure</h2>");
+    for (k, r) in m.rows.iter().enumerate() {
+        let kind = parts.iter().find(|p| p.describe() == r.failure);
+        let _ = write!(
+            s,
+            r#"<details><summary>{}</summary>{}</details>"#,
+            esc(&r.failure),
+            crate::diagram::svg(plan, &Failed::of(kind), &format!("failure-{k}"))
+        );
+    }
     if m.findings.is_empty() {
         s.push_str(
             "<p>No findings: the simulation and static analysis agree, every invariant held.</p>",

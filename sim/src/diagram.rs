@@ -288,17 +288,38 @@ pub fn svg(plan: &Plan, failed: &Failed<'_>, id: &str) -> String {
         for &x in from {
             for &y in to {
                 if x != y {
-                    hops.insert((flow_rank(h.flow), x, y));
+                    // Through a balancer: broken when every balancer in front of the
+                    // target's nodes for that component failed.
+                    let through: Vec<&str> = match h.path {
+                        apim_topology::flows::Path::Balanced(_) => plan
+                            .balancers
+                            .iter()
+                            .filter(|lb| {
+                                lb.routes.iter().any(|r| {
+                                    r.component == b
+                                        && r.upstream.iter().any(|u| {
+                                            plan.nodes
+                                                .iter()
+                                                .any(|n| n.name == u.node && n.cluster == y)
+                                        })
+                                })
+                            })
+                            .map(|lb| lb.name.as_str())
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    let cut = !through.is_empty() && through.iter().all(|lb| failed.has(lb));
+                    hops.insert((flow_rank(h.flow), x, y, cut));
                 }
             }
         }
     }
-    for (rank, x, y) in &hops {
+    for (rank, x, y, cut) in &hops {
         let (Some(from), Some(to)) = (at(&clusters, x), at(&clusters, y)) else {
             continue;
         };
         let flow = Flow::ALL[*rank];
-        let broken = down(x) || down(y);
+        let broken = *cut || down(x) || down(y);
         // Each flow leaves and enters a box at its own height, bending its own way.
         let off = (*rank as f64 - 1.0) * 9.0;
         let (ya, yb) = (from.y + BOX_H / 2.0 + off, to.y + BOX_H / 2.0 + off);

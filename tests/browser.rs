@@ -150,10 +150,19 @@ fn every_kind_of_report_renders_in_a_browser_without_errors() {
     assert!(dom.contains("<table"), "the tables");
 
     let matrix = d.join("matrix.html");
-    write_page(
+    let first = write_page(
         &["sim", topology, "--single-failures", "--jobs", "2"],
         d,
         &matrix,
+    );
+    let again = write_page(
+        &["sim", topology, "--single-failures"],
+        d,
+        &d.join("matrix-again.html"),
+    );
+    assert!(
+        first == again,
+        "the same matrix writes the same page, on one thread or two"
     );
     let (console, dom) = open(browser, &matrix, "single-failures");
     assert_eq!(console, Vec::<String>::new(), "console of the matrix");

@@ -253,8 +253,8 @@ pub(crate) async fn roll(
 }
 
 /// How long after the fault's start the certificate it puts in place expires: long enough to
-/// pass the reload's check, short beside the balancers' detection time.
-const EXPIRES_IN_S: i64 = 1;
+/// pass the reload's check; both worlds judge the fault from then (`report::grace_of`).
+const EXPIRES_IN_S: i64 = (apim_sim::report::CERT_EXPIRY_LAG_MS / 1000) as i64;
 
 /// A certificate-expiry fault for real: `name`'s certificate is replaced by one from the same
 /// CA that expires a second later (`expiring`), or, at the repair, by a good one, and the

@@ -550,12 +550,11 @@ fn matrix_of(
     jobs: usize,
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Matrix {
-    let grace = grace_ms(plan);
     let n = parts.len();
     let done = crate::jobs::in_order(
         n,
         jobs,
-        |k| row_of(plan, &parts[k], options, compare, grace),
+        |k| row_of(plan, &parts[k], options, compare),
         |k, (row, _)| progress(k, n, &row.failure),
     );
     let mut rows = Vec::new();
@@ -569,20 +568,15 @@ fn matrix_of(
         seed: options.seed,
         fault_at_ms: FAULT_AT_MS,
         fault_for_ms: FAULT_FOR_MS,
-        grace_ms: grace,
+        grace_ms: grace_ms(plan),
         rows,
         findings,
     }
 }
 
 /// One part failed: its row, and what it found.
-fn row_of(
-    plan: &Plan,
-    part: &FaultKind,
-    options: &Options,
-    compare: bool,
-    grace: u64,
-) -> (Row, Vec<String>) {
+fn row_of(plan: &Plan, part: &FaultKind, options: &Options, compare: bool) -> (Row, Vec<String>) {
+    let grace = crate::report::grace_of(plan, part);
     let mut findings = Vec::new();
     let scenario = Scenario {
         workload: workload(),

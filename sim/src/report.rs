@@ -133,6 +133,21 @@ pub struct KeyManagerLoad {
     pub per_gateway_per_s: f64,
 }
 
+/// How long after its fault starts a drilled certificate runs out: the drill presents one that
+/// must still pass the node's reload check. Both worlds judge a certificate's expiry from then,
+/// so that the drill's lag is never taken for a difference between them.
+pub const CERT_EXPIRY_LAG_MS: u64 = 1_000;
+
+/// The part of `kind`'s window not judged at its start: the balancers' detection time, counted
+/// for a certificate's expiry from when the certificate has run out in both worlds.
+pub fn grace_of(plan: &Plan, kind: &crate::scenario::FaultKind) -> u64 {
+    let lag = match kind {
+        crate::scenario::FaultKind::CertExpiry { .. } => CERT_EXPIRY_LAG_MS,
+        _ => 0,
+    };
+    grace_ms(plan) + lag
+}
+
 /// The balancers' failure detection time: a fault's first moments are not judged.
 pub fn grace_ms(plan: &Plan) -> u64 {
     plan.balancers
@@ -249,9 +264,13 @@ impl Report {
                     fault: f.kind.describe(),
                     at_ms: f.at_ms,
                     until_ms: until,
-                    flows: effect(stats, (f.at_ms, until), grace, next, |flow| {
-                        out.recovered.get(&(k, flow)).copied()
-                    }),
+                    flows: effect(
+                        stats,
+                        (f.at_ms, until),
+                        grace_of(plan, &f.kind),
+                        next,
+                        |flow| out.recovered.get(&(k, flow)).copied(),
+                    ),
                 }
             })
             .collect();

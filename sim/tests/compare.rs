@@ -4,37 +4,15 @@
 
 use apim_compiler::plan::Plan;
 use apim_sim::compare::{Column, column};
-use apim_sim::failover::{Matrix, matrix};
-use apim_sim::report::Verdict;
+use apim_sim::failover::matrix;
 use apim_sim::run::Options;
 
-fn compared(name: &str, text: &str) -> (Column, Matrix) {
+fn compared(name: &str, text: &str) -> Column {
     let checked = apim_topology::check_str(name, text);
     assert_eq!(checked.errors(), 0, "{name}");
     let plan = Plan::of(&checked.topology);
     let m = matrix(&plan, &Options::default(), |_, _, _| {});
-    (column(name, &checked, &plan, &m, None), m)
-}
-
-/// Every count and list of a column is what the matrix says, flow by flow.
-fn agrees_with_its_matrix(c: &Column, m: &Matrix) {
-    for f in &c.flows {
-        let with = |v: Verdict| -> Vec<String> {
-            m.rows
-                .iter()
-                .filter(|r| r.cells.iter().any(|x| x.flow == f.flow && x.simulated == v))
-                .map(|r| r.failure.clone())
-                .collect()
-        };
-        assert_eq!(f.broken_by, with(Verdict::Broken), "{} {}", c.name, f.flow);
-        assert_eq!(
-            f.degraded_by,
-            with(Verdict::Degraded),
-            "{} {}",
-            c.name,
-            f.flow
-        );
-    }
+    column(name, &checked, &plan, &m, None)
 }
 
 /// A user's topology and its copy with one gateway node removed: the copy has a single point
@@ -47,9 +25,8 @@ fn removing_a_gateway_node_shows_the_new_single_point_of_failure() {
     let two = r#"hosts = ["10.0.3.11", "10.0.3.12"]"#;
     assert!(text.contains(two), "the template's gateway hosts moved");
     let one_less = text.replace(two, r#"hosts = ["10.0.3.11"]"#);
-    let (before, _) = compared("ours", text);
-    let (after, m) = compared("ours-one-gateway-less", &one_less);
-    agrees_with_its_matrix(&after, &m);
+    let before = compared("ours", text);
+    let after = compared("ours-one-gateway-less", &one_less);
     let invoke = |c: &Column| c.flows.iter().find(|f| f.flow == "invoke").cloned();
     let (b, a) = (
         invoke(&before).expect("invoke"),

@@ -112,19 +112,7 @@ pub fn run(args: Args) -> Outcome {
         candidates.iter().filter(|(_, c)| c.errors() > 0).collect();
     if !with_errors.is_empty() {
         for (name, checked) in &with_errors {
-            let errors: Vec<_> = checked
-                .diagnostics
-                .iter()
-                .filter(|d| d.is_error())
-                .cloned()
-                .collect();
-            eprint!(
-                "{}",
-                apim_topology::render::human(&checked.source, &errors, false)
-            );
-            output::error(&format!(
-                "`{name}` has errors; nothing was compared (apim check shows them all)"
-            ));
+            super::print_errors(checked, name, "nothing was compared");
         }
         return Outcome::Failure;
     }

@@ -32,6 +32,13 @@ pub fn load_clean(path: &str, done: &str) -> Result<Checked, crate::Outcome> {
     if checked.errors() == 0 {
         return Ok(checked);
     }
+    print_errors(&checked, &checked.source.name, done);
+    Err(crate::Outcome::Failure)
+}
+
+/// Prints a topology's errors to standard error as `apim check` does, saying that nothing was
+/// `done` because `name` has them.
+pub fn print_errors(checked: &Checked, name: &str, done: &str) {
     let errors: Vec<_> = checked
         .diagnostics
         .iter()
@@ -43,8 +50,6 @@ pub fn load_clean(path: &str, done: &str) -> Result<Checked, crate::Outcome> {
         apim_topology::render::human(&checked.source, &errors, false)
     );
     crate::output::error(&format!(
-        "`{}` has errors; {done} (apim check shows them all)",
-        checked.source.name
+        "`{name}` has errors; {done} (apim check shows them all)"
     ));
-    Err(crate::Outcome::Failure)
 }

@@ -360,8 +360,9 @@ impl Report {
         if !self.faults.is_empty() {
             let _ = writeln!(
                 s,
-                "\nfaults (judged {} after each starts, the balancers' detection time):",
-                format_ms(self.grace_ms)
+                "\nfaults (judged {} after each starts, the balancers' detection time; a certificate's expiry {} later):",
+                format_ms(self.grace_ms),
+                format_ms(CERT_EXPIRY_LAG_MS)
             );
             for f in &self.faults {
                 let _ = writeln!(

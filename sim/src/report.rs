@@ -138,14 +138,34 @@ pub struct KeyManagerLoad {
 /// so that the drill's lag is never taken for a difference between them.
 pub const CERT_EXPIRY_LAG_MS: u64 = 1_000;
 
-/// The part of `kind`'s window not judged at its start: the balancers' detection time, counted
-/// for a certificate's expiry from when the certificate has run out in both worlds.
-pub fn grace_of(plan: &Plan, kind: &crate::scenario::FaultKind) -> u64 {
+/// The parts of a fault's window not judged: after its start and before its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grace {
+    pub start_ms: u64,
+    pub end_ms: u64,
+}
+
+impl From<u64> for Grace {
+    fn from(ms: u64) -> Grace {
+        Grace {
+            start_ms: ms,
+            end_ms: ms,
+        }
+    }
+}
+
+/// The parts of `kind`'s window not judged: the balancers' detection time at both ends,
+/// counted at the start of a certificate's expiry from when the certificate has run out in
+/// both worlds (its repair is at once in both).
+pub fn grace_of(plan: &Plan, kind: &crate::scenario::FaultKind) -> Grace {
     let lag = match kind {
         crate::scenario::FaultKind::CertExpiry { .. } => CERT_EXPIRY_LAG_MS,
         _ => 0,
     };
-    grace_ms(plan) + lag
+    Grace {
+        start_ms: grace_ms(plan) + lag,
+        end_ms: grace_ms(plan),
+    }
 }
 
 /// The balancers' failure detection time: a fault's first moments are not judged.
@@ -180,10 +200,11 @@ fn ms(us: u64) -> f64 {
 pub fn effect(
     stats: &Stats,
     (at_ms, until_ms): (u64, u64),
-    grace_ms: u64,
+    grace: impl Into<Grace>,
     end_ms: u64,
     probed: impl Fn(Flow) -> Option<u64>,
 ) -> Vec<FlowEffect> {
+    let grace = grace.into();
     let w = stats.window_us / 1000;
     Flow::ALL
         .iter()
@@ -193,8 +214,9 @@ pub fn effect(
             let before = stats.between(&ops, 0, us(at_ms));
             // Judged from the detection time after the fault starts to the detection time
             // before it ends: requests retried across the repair are neither.
-            let judged_end = until_ms.saturating_sub(grace_ms).max(at_ms + grace_ms);
-            let during = stats.between(&ops, us(at_ms + grace_ms), us(judged_end));
+            let from = at_ms + grace.start_ms;
+            let judged_end = until_ms.saturating_sub(grace.end_ms).max(from);
+            let during = stats.between(&ops, us(from), us(judged_end));
             let after = stats.between(&ops, us(until_ms), us(end_ms.max(until_ms)));
             let verdict = Verdict::of(&during);
             let hurt = matches!(verdict, Verdict::Degraded | Verdict::Broken);

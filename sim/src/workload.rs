@@ -1353,8 +1353,8 @@ impl<D: Driver> Workload<D> {
         self.d.sleep(at.saturating_sub(self.d.now_us())).await;
         self.d.begin(k, &f.kind).await;
         let until = f.for_ms.map_or(end, |d| (at + d * 1000).min(end));
-        let grace_us = crate::report::grace_of(self.d.plan(), &f.kind) * 1000;
-        self.d.spawn(self.clone().witness(at, until, grace_us));
+        let grace = crate::report::grace_of(self.d.plan(), &f.kind);
+        self.d.spawn(self.clone().witness(at, until, grace));
         if let FaultKind::RollingRestart {
             cluster,
             drain_ms,
@@ -1410,8 +1410,11 @@ impl<D: Driver> Workload<D> {
     /// time after it starts to the detection time before it ends), whatever the rates: so
     /// that every flow has a verdict for every fault, in both worlds, and a drill's verdicts
     /// can all be compared with the simulator's.
-    async fn witness(self: Arc<Self>, at_us: u64, until_us: u64, grace_us: u64) {
-        let (from, to) = (at_us + grace_us, until_us.saturating_sub(grace_us));
+    async fn witness(self: Arc<Self>, at_us: u64, until_us: u64, grace: crate::report::Grace) {
+        let (from, to) = (
+            at_us + grace.start_ms * 1000,
+            until_us.saturating_sub(grace.end_ms * 1000),
+        );
         if to <= from {
             return;
         }

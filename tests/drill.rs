@@ -195,7 +195,11 @@ for = "20s"
     let rows = v["compare"].as_array().expect("compare rows");
     assert!(rows.len() >= 2, "{}", v["compare"]);
     for r in rows.iter().filter(|r| r["compared"] == true) {
-        assert_eq!(r["real"], r["simulated"], "{r}\n{stderr}");
+        assert_eq!(
+            r["real"], r["simulated"],
+            "{r}\nwhy operations failed, for real: {}\n{stderr}",
+            v["report"]["operations"]
+        );
     }
     assert!(
         rows.iter()

@@ -54,10 +54,11 @@ pub struct OpSummary {
     pub success_ratio: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
-    /// Why the failed requests failed, for API calls: `no token` (none could be had), `no
+    /// Why the failed requests failed: the step that failed and its answer's status
+    /// (`subscribe 503`, `keys no answer`); for API calls `no token` (none could be had), `no
     /// application`, `no answer`, or the gateway's status.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub failures: BTreeMap<&'static str, u64>,
+    pub failures: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -259,11 +260,7 @@ impl Report {
                     success_ratio: ratio(&t).unwrap_or(1.0),
                     p50_ms: ms(t.latency.quantile(0.5)),
                     p99_ms: ms(t.latency.quantile(0.99)),
-                    failures: if op == Op::Invoke {
-                        stats.invoke_failures.clone()
-                    } else {
-                        BTreeMap::new()
-                    },
+                    failures: stats.failures[op as usize].clone(),
                 }
             })
             .collect();

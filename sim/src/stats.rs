@@ -131,13 +131,17 @@ impl Tally {
     }
 }
 
+/// Kinds of failure told apart per operation; past them, `other`.
+pub const FAILURE_KINDS: usize = 16;
+
 /// Per operation, per window of `window_us` counted from the start of the workload.
 #[derive(Clone, Debug)]
 pub struct Stats {
     pub window_us: u64,
     pub windows: Vec<[Tally; 5]>,
-    /// Why the API calls that failed did (`no token`, `no answer`, a status), over the run.
-    pub invoke_failures: BTreeMap<&'static str, u64>,
+    /// Per operation, why those that failed did (the step and its answer's status, `no
+    /// answer`, `no token`), over the run; at most [`FAILURE_KINDS`] kinds each.
+    pub failures: [BTreeMap<String, u64>; 5],
 }
 
 impl Stats {
@@ -146,8 +150,19 @@ impl Stats {
         Stats {
             window_us: window_us.max(1),
             windows: vec![Default::default(); n.max(1)],
-            invoke_failures: BTreeMap::new(),
+            failures: Default::default(),
         }
+    }
+
+    /// One more failure of `op`, for `why`.
+    pub fn failed(&mut self, op: Op, why: &str) {
+        let kinds = &mut self.failures[op as usize];
+        let why = if kinds.len() < FAILURE_KINDS || kinds.contains_key(why) {
+            why
+        } else {
+            "other"
+        };
+        *kinds.entry(why.to_string()).or_default() += 1;
     }
 
     /// A request that started at `start_us` (workload time) and took `took_us`.

@@ -139,6 +139,45 @@ impl Clients {
     }
 }
 
+/// Why an operation failed: what the report counts (the step and its answer's status, or
+/// `no answer`), and what a person reads (with the answer's body or the transport's error).
+struct Failed {
+    kind: String,
+    detail: String,
+}
+
+impl Failed {
+    fn refused(step: &str, r: &Response) -> Failed {
+        Failed {
+            kind: format!("{step} {}", r.status),
+            detail: format!(
+                "{step} answered {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            ),
+        }
+    }
+
+    fn unanswered(step: &str, e: String) -> Failed {
+        Failed {
+            kind: format!("{step} no answer"),
+            detail: format!("{step}: {e}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl From<Failed> for String {
+    fn from(f: Failed) -> String {
+        f.detail
+    }
+}
+
 pub struct Workload<D: Driver> {
     d: D,
     scenario: Scenario,
@@ -262,6 +301,21 @@ impl<D: Driver> Workload<D> {
             jar.insert((c as usize, session), cookie);
         }
         r
+    }
+
+    /// A step of an operation: the answer when it has status `want`.
+    async fn step(
+        &self,
+        c: Component,
+        req: Request,
+        step: &str,
+        want: u16,
+    ) -> Result<Response, Failed> {
+        match self.client(c, req).await {
+            Ok(r) if r.status == want => Ok(r),
+            Ok(r) => Err(Failed::refused(step, &r)),
+            Err(e) => Err(Failed::unanswered(step, e)),
+        }
     }
 
     /// A request straight to one gateway node.
@@ -443,7 +497,7 @@ impl<D: Driver> Workload<D> {
     }
 
     /// Creates and publishes an API; acknowledged publishes are checked against the databases.
-    async fn publish_one(&self) -> Result<(), String> {
+    async fn publish_one(&self) -> Result<(), Failed> {
         let (session, n) = {
             let mut c = guard(&self.clients);
             c.next += 1;
@@ -459,16 +513,13 @@ impl<D: Driver> Workload<D> {
                 backend: self.d.backend(),
             },
         );
-        let r = self.client(Component::Publisher, create).await?;
-        if r.status != 201 {
-            return Err(format!("create answered {}", r.status));
-        }
-        let id = client::id(&r).map_err(|e| format!("create: {e}"))?;
+        let r = self
+            .step(Component::Publisher, create, "create", 201)
+            .await?;
+        let id = client::id(&r).map_err(|_| Failed::refused("create", &r))?;
         let publish = client::lifecycle(&session, &id, Step::Publish);
-        let r = self.client(Component::Publisher, publish).await?;
-        if r.status != 200 {
-            return Err(format!("publish answered {}", r.status));
-        }
+        self.step(Component::Publisher, publish, "publish", 200)
+            .await?;
         if self.d.published(&id) == Some(false) {
             self.violate(
                 "safety",
@@ -488,15 +539,20 @@ impl<D: Driver> Workload<D> {
         Ok(())
     }
 
-    async fn login(&self, user: &str) -> Result<String, String> {
+    async fn login(&self, user: &str) -> Result<String, Failed> {
         let r = self
-            .client(Component::Store, client::login(user, CONSUMER_PASSWORD))
+            .step(
+                Component::Store,
+                client::login(user, CONSUMER_PASSWORD),
+                "login",
+                200,
+            )
             .await?;
-        client::session(&r).map_err(|e| format!("login: {e}"))
+        client::session(&r).map_err(|_| Failed::refused("login", &r))
     }
 
     /// A consumer's new application, subscribed to `apis`, with keys; its index.
-    async fn new_app(&self, user: &str, apis: &[usize]) -> Result<usize, String> {
+    async fn new_app(&self, user: &str, apis: &[usize]) -> Result<usize, Failed> {
         let session = self.login(user).await?;
         let n = {
             let mut c = guard(&self.clients);
@@ -504,8 +560,11 @@ impl<D: Driver> Workload<D> {
             c.next
         };
         let create = client::create_application(&session, &format!("app-{n}"));
-        let r = self.client(Component::Store, create).await?;
-        let app = client::id(&r).map_err(|e| format!("create application: {e}"))?;
+        let r = self
+            .step(Component::Store, create, "create application", 201)
+            .await?;
+        let app = client::id(&r).map_err(|_| Failed::refused("create application", &r))?;
+        let mut subscribed = Vec::with_capacity(apis.len());
         for &i in apis {
             let Some(api) = ({
                 let mut c = guard(&self.clients);
@@ -517,11 +576,19 @@ impl<D: Driver> Workload<D> {
             }) else {
                 continue;
             };
-            let r = self
-                .client(Component::Store, client::subscribe(&session, &app, &api))
-                .await?;
-            if r.status != 201 {
-                return Err(format!("subscribe answered {}", r.status));
+            let subscribe = client::subscribe(&session, &app, &api);
+            match self
+                .step(Component::Store, subscribe, "subscribe", 201)
+                .await
+            {
+                Ok(_) => subscribed.push(i),
+                // Retired since it was picked (a sign-in and a new application ago): the store
+                // rightly refuses, and the application goes on without it.
+                Err(f) if f.kind == "subscribe 404" && self.retiring(i) => {
+                    guard(&self.clients).oracle.unsubscribing(&app, &api);
+                    continue;
+                }
+                Err(f) => return Err(f),
             }
             if self.d.subscribed(&app, &api) == Some(false) {
                 self.violate(
@@ -534,16 +601,17 @@ impl<D: Driver> Workload<D> {
             }
         }
         let r = self
-            .client(Component::Store, client::keys(&session, &app))
+            .step(Component::Store, client::keys(&session, &app), "keys", 201)
             .await?;
-        let client::Keys { key, secret } = client::keys_of(&r).map_err(|e| format!("keys: {e}"))?;
+        let client::Keys { key, secret } =
+            client::keys_of(&r).map_err(|_| Failed::refused("keys", &r))?;
         let mut c = guard(&self.clients);
         c.apps.push(App {
             id: app,
             owner: user.to_string(),
             key,
             secret,
-            apis: apis.to_vec(),
+            apis: subscribed,
             token: None,
             old: Vec::new(),
             renewing: false,
@@ -551,22 +619,38 @@ impl<D: Driver> Workload<D> {
         Ok(c.apps.len() - 1)
     }
 
+    /// Whether the workload has begun to retire API `k`.
+    fn retiring(&self, k: usize) -> bool {
+        guard(&self.clients)
+            .apis
+            .get(k)
+            .is_some_and(|a| a.state == Lifecycle::Retiring)
+    }
+
     /// A new token for application `i`, through the gateways (the flows table's path).
-    async fn token_for(&self, i: usize) -> Result<Held, String> {
+    async fn token_for(&self, i: usize) -> Result<Held, Failed> {
         let Some((key, secret)) = guard(&self.clients)
             .apps
             .get(i)
             .map(|a| (a.key.clone(), a.secret.clone()))
         else {
-            return Err("no application".into());
+            return Err(Failed {
+                kind: "no application".into(),
+                detail: format!("no application {i}"),
+            });
         };
         let r = self
-            .client(Component::Gateway, client::token(&key, &secret))
+            .step(
+                Component::Gateway,
+                client::token(&key, &secret),
+                "token",
+                200,
+            )
             .await?;
         let client::Issued {
             token,
             lifetime_ms: lifetime,
-        } = client::issued(&r).map_err(|e| format!("token: {e}"))?;
+        } = client::issued(&r).map_err(|_| Failed::refused("token", &r))?;
         let hash = secret::hash(&token);
         let app = guard(&self.clients).apps[i].id.clone();
         // The key manager's own expiry is the truth: `expires_in` is in whole seconds.
@@ -672,7 +756,7 @@ impl<D: Driver> Workload<D> {
     /// One operation, recorded: whether it succeeded (`None`: nothing was attempted).
     async fn attempt(self: Arc<Self>, op: Op) -> Option<bool> {
         let started = self.d.now_us();
-        let ok = match op {
+        let outcome = match op {
             Op::Publish => {
                 let changed = if self.d.rng().chance(self.lifecycle_share()) {
                     self.lifecycle().await
@@ -681,25 +765,26 @@ impl<D: Driver> Workload<D> {
                 };
                 // With no API to change, the provider publishes one.
                 match changed {
-                    Some(ok) => ok,
-                    None => self.publish_one().await.is_ok(),
+                    Some(outcome) => outcome,
+                    None => self.publish_one().await,
                 }
             }
             Op::Subscribe => self.subscribe().await,
             Op::Token => {
                 let (i, _) = self.pick_app()?;
-                let ok = self.token_for(i).await.is_ok();
+                let outcome = self.token_for(i).await.map(|_| ());
                 self.clone().token_probes(i).await;
-                ok
+                outcome
             }
             Op::Invoke => return self.invoked_ok().await,
-            Op::Revoke => match self.revoke().await {
-                Some(ok) => ok,
-                // No application holds a token to revoke: nothing was attempted.
-                None => return None,
-            },
+            // No application holds a token to revoke: nothing was attempted.
+            Op::Revoke => self.revoke().await?,
         };
+        let ok = outcome.is_ok();
         self.record(op, started, ok, u16::from(ok));
+        if let Err(f) = outcome {
+            guard(&self.stats).failed(op, &f.kind);
+        }
         Some(ok)
     }
 
@@ -711,14 +796,17 @@ impl<D: Driver> Workload<D> {
 
     /// A new application subscribed to one API; now and then, an attempt on another
     /// consumer's application, which the store must refuse.
-    async fn subscribe(&self) -> bool {
+    async fn subscribe(&self) -> Result<(), Failed> {
         let n = self.scenario.workload.applications.max(1) as u64;
         let user = format!("consumer{}-{}", self.tag, self.d.rng().below(n));
         let api = {
             let c = guard(&self.clients);
             let open: Vec<usize> = (0..c.apis.len()).filter(|&k| c.invokable(k)).collect();
             if open.is_empty() {
-                return false;
+                return Err(Failed {
+                    kind: "no API open".into(),
+                    detail: "every API the workload published is being retired".into(),
+                });
             }
             open[self.d.rng().below(open.len() as u64) as usize]
         };
@@ -731,7 +819,7 @@ impl<D: Driver> Workload<D> {
         if self.d.rng().chance(0.3) {
             self.cross_tenant(&user, api).await;
         }
-        made.is_ok()
+        made.map(|_| ())
     }
 
     /// Ends the subscription application `i` was just made with: from then on the oracle
@@ -1030,12 +1118,12 @@ impl<D: Driver> Workload<D> {
     }
 
     fn invoke_failed(&self, why: &'static str) {
-        *guard(&self.stats).invoke_failures.entry(why).or_default() += 1;
+        guard(&self.stats).failed(Op::Invoke, why);
     }
 
     /// Revokes an application's token in use, through the gateways as the flows table says.
     /// The gateways the key manager told must refuse it at once; every gateway past the bound.
-    async fn revoke(self: &Arc<Self>) -> Option<bool> {
+    async fn revoke(self: &Arc<Self>) -> Option<Result<(), Failed>> {
         let (i, api, key, secret, held) = (0..8).find_map(|_| {
             let (i, api) = self.pick_app()?;
             let c = guard(&self.clients);
@@ -1053,7 +1141,7 @@ impl<D: Driver> Workload<D> {
         key: String,
         secret: String,
         held: Held,
-    ) -> bool {
+    ) -> Result<(), Failed> {
         {
             let mut c = guard(&self.clients);
             c.revoking.push_back(held.hash.clone());
@@ -1062,12 +1150,7 @@ impl<D: Driver> Workload<D> {
             }
         }
         let req = client::revoke(&key, &secret, &held.token);
-        let Ok(r) = self.client(Component::Gateway, req).await else {
-            return false;
-        };
-        if r.status != 200 {
-            return false;
-        }
+        let r = self.step(Component::Gateway, req, "revoke", 200).await?;
         let acked_ms = self.d.now_ms();
         match self.d.token_row(&held.hash) {
             Some(Some(TokenRow { revoked: true, .. })) | None => {}
@@ -1097,7 +1180,7 @@ impl<D: Driver> Workload<D> {
         self.d.spawn(async move {
             run.probe_revoked(held.token, api, told).await;
         });
-        true
+        Ok(())
     }
 
     /// Gateway nodes not named in `missed`.
@@ -1169,7 +1252,7 @@ impl<D: Driver> Workload<D> {
 
     /// Updates, deprecates or retires an API (never the first, nor below two callable ones).
     /// A retirement must be enforced at once by the gateways the publisher told.
-    async fn lifecycle(self: &Arc<Self>) -> Option<bool> {
+    async fn lifecycle(self: &Arc<Self>) -> Option<Result<(), Failed>> {
         let picked = {
             let c = guard(&self.clients);
             let open: Vec<usize> = (1..c.apis.len()).filter(|&k| c.invokable(k)).collect();
@@ -1205,12 +1288,10 @@ impl<D: Driver> Workload<D> {
             // The workload stops calling it before asking: a call in flight is not a probe.
             guard(&self.clients).apis[k].state = Lifecycle::Retiring;
         }
-        let Ok(r) = self.client(Component::Publisher, req).await else {
-            return Some(false);
+        let r = match self.step(Component::Publisher, req, action, 200).await {
+            Ok(r) => r,
+            Err(f) => return Some(Err(f)),
         };
-        if r.status != 200 {
-            return Some(false);
-        }
         let now = self.d.now_ms();
         match action {
             "deprecate" => {
@@ -1228,7 +1309,7 @@ impl<D: Driver> Workload<D> {
             }
             _ => {}
         }
-        Some(true)
+        Some(Ok(()))
     }
 
     /// Calls a retired API with a subscribed application's token on each gateway in `on`:

@@ -669,3 +669,27 @@ fn the_report_counts_what_idle_gateways_ask_of_the_key_managers() {
         out.virtual_ms
     );
 }
+
+#[test]
+fn every_failed_operation_names_the_step_that_failed() {
+    // The store cluster down: subscribes fail at their first step, the consumer's sign-in, and
+    // the report says so per operation (as it always said for API calls).
+    let (out, _) = one_fault(
+        "clustered-external-store",
+        FaultKind::ClusterDown {
+            cluster: "store".into(),
+        },
+    );
+    let failed = out.stats.between(&[Op::Subscribe], 10_000_000, 40_000_000);
+    assert!(failed.failed > 0, "the store's outage shows");
+    let why = &out.stats.failures[Op::Subscribe as usize];
+    assert_eq!(
+        why.values().sum::<u64>(),
+        out.stats.between(&[Op::Subscribe], 0, u64::MAX).failed,
+        "every failure is counted once: {why:?}"
+    );
+    assert!(
+        why.keys().all(|k| k.starts_with("login ")),
+        "a subscribe fails at its sign-in while no store answers: {why:?}"
+    );
+}

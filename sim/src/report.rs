@@ -132,6 +132,8 @@ pub struct KeyManagerLoad {
     pub requests: u64,
     /// Over the whole run (its virtual time, liveness included).
     pub per_gateway_per_s: f64,
+    /// The key managers' reads of the apim database for the gateways' catch-ups, a second.
+    pub catch_up_reads_per_s: f64,
 }
 
 /// How long after its fault starts a drilled certificate runs out: the drill presents one that
@@ -334,6 +336,8 @@ impl Report {
                 gateways: k.gateways,
                 requests: k.requests,
                 per_gateway_per_s: k.per_gateway_per_s(out.virtual_ms),
+                catch_up_reads_per_s: k.catch_up_reads as f64 * 1000.0
+                    / out.virtual_ms.max(1) as f64,
             }),
             timeline,
             events: out.events,
@@ -434,8 +438,8 @@ impl Report {
         if let Some(k) = &self.key_managers {
             let _ = writeln!(
                 s,
-                "\nkey managers: {} requests from {} gateway(s), {:.2} per gateway per second",
-                k.requests, k.gateways, k.per_gateway_per_s
+                "\nkey managers: {} requests from {} gateway(s), {:.2} per gateway per second; {:.1} reads of the revocations a second",
+                k.requests, k.gateways, k.per_gateway_per_s, k.catch_up_reads_per_s
             );
         }
         if self.violations.is_empty() {

@@ -142,6 +142,8 @@ pub struct Deployment {
     /// Internal requests a key manager received from a gateway (catch-ups, key and token
     /// questions): what a fleet of gateways costs the key managers.
     km_from_gateways: std::sync::atomic::AtomicU64,
+    /// Reads of the revocations by key managers (their catch-up feeds).
+    catch_up_reads: std::sync::atomic::AtomicU64,
     /// JWT signatures checked, by (key, signed, signature): every simulated gateway sees the
     /// same tokens, and the answer is the real check's, made once. Bounded; a forgotten one
     /// is checked again.
@@ -308,6 +310,7 @@ impl Deployment {
             backend_breaks: Default::default(),
             backend_requests: Default::default(),
             km_from_gateways: Default::default(),
+            catch_up_reads: Default::default(),
             signatures: Mutex::default(),
         })
     }
@@ -481,6 +484,9 @@ impl Deployment {
             gateways,
             requests: self
                 .km_from_gateways
+                .load(std::sync::atomic::Ordering::Relaxed),
+            catch_up_reads: self
+                .catch_up_reads
                 .load(std::sync::atomic::Ordering::Relaxed),
         }
     }
@@ -840,6 +846,8 @@ pub struct KeyManagerLoad {
     pub gateways: u64,
     /// Internal requests from gateways to key managers.
     pub requests: u64,
+    /// Reads of the revocations for the gateways' catch-ups.
+    pub catch_up_reads: u64,
 }
 
 impl KeyManagerLoad {
@@ -1087,6 +1095,12 @@ macro_rules! forward {
 }
 
 impl Storage for Reached {
+    async fn revoked_since(&self, since_ms: u64) -> Db<Vec<(String, u64)>> {
+        self.d
+            .catch_up_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.d.storage.revoked_since(since_ms).await
+    }
     forward! {
         create_user(user: &User) -> bool;
         user(name: &str) -> Option<User>;
@@ -1118,7 +1132,6 @@ impl Storage for Reached {
         revoke_token(token_hash: &str, at_ms: u64) -> bool;
         revoke_application_keys(application: &str, at_ms: u64) -> Vec<String>;
         purge_tokens(now_ms: u64) -> u64;
-        revoked_since(since_ms: u64) -> Vec<String>;
         register(api: &Api) -> ();
         unregister(id: &str) -> ();
         registered() -> Vec<Api>;

@@ -693,3 +693,54 @@ fn every_failed_operation_names_the_step_that_failed() {
         "a subscribe fails at its sign-in while no store answers: {why:?}"
     );
 }
+
+#[test]
+fn a_fleets_catch_ups_cost_each_key_manager_a_bounded_number_of_reads() {
+    // About a hundred idle gateways ask twice a second each; their key managers read the
+    // revocations for all of them together, at most once per feed period each.
+    let checked = apim_topology::check_str("fleet", &apim_topology::synth::gateway_heavy(112));
+    assert_eq!(checked.errors(), 0);
+    let plan = Plan::of(&checked.topology);
+    let key_managers = plan
+        .nodes
+        .iter()
+        .filter(|n| {
+            n.listeners
+                .iter()
+                .any(|l| l.component == apim_topology::vocab::Component::KeyManager)
+        })
+        .count() as f64;
+    let idle = Workload {
+        duration_ms: 10_000,
+        invoke_rate: 0.0,
+        publish_rate: 0.0,
+        subscribe_rate: 0.0,
+        token_rate: 0.0,
+        revoke_rate: 0.0,
+        lifecycle_rate: 0.0,
+        applications: 1,
+        apis: 1,
+        ..Workload::default()
+    };
+    let out = simulate(
+        &plan,
+        &Scenario {
+            workload: idle,
+            faults: Vec::new(),
+        },
+        &Options::default(),
+    );
+    let k = out.key_managers.expect("the simulator counts");
+    assert!(k.gateways >= 90, "{k:?}");
+    let seconds = out.virtual_ms as f64 / 1000.0;
+    let reads = k.catch_up_reads as f64 / seconds;
+    let most = key_managers * 1000.0 / apim_topology::timing::FEED_EVERY_MS as f64;
+    assert!(
+        reads <= most,
+        "{reads:.1} reads a second by {key_managers} key managers ({k:?})"
+    );
+    assert!(
+        (k.catch_up_reads as f64) < k.requests as f64 / 4.0,
+        "one read serves many catch-ups: {k:?}"
+    );
+}

@@ -88,6 +88,10 @@ pub const REVOCATION_BOUND_MS: u64 = 1_000;
 pub const REVOCATIONS_MS: u64 = 500;
 /// The bound on the read behind that catch-up (shorter than any database timeout).
 pub const CATCH_UP_MS: u64 = 250;
+/// A key manager's reads of the revocations for the gateways' catch-ups start at least this far
+/// apart: every catch-up that arrives meanwhile waits for the next read (`feed.rs`), so the
+/// database sees a bounded number of reads a second whatever the number of gateways.
+pub const FEED_EVERY_MS: u64 = 50;
 /// Asked-for windows overlap by this much, so clocks a little apart lose nothing.
 pub const REVOCATIONS_OVERLAP_MS: u64 = 5_000;
 /// How far before the revocation bound a gateway stops trusting its revocation list: one
@@ -136,6 +140,10 @@ const _: () = assert!(
 const _: () = assert!(
     CATCH_UP_MS < DATABASE_MS,
     "the catch-up's bound is the shorter"
+);
+const _: () = assert!(
+    FEED_EVERY_MS < CATCH_UP_MS,
+    "a catch-up that waits for the next read of the revocations still has time for the read"
 );
 const _: () = assert!(
     PROBE_BOUND_MS < DATABASE_MS,

@@ -255,7 +255,7 @@ impl<S: Databases, C: Clock> Storage for Guarded<S, C> {
     async fn purge_tokens(&self, now_ms: u64) -> Db<u64> {
         self.run(Role::Apim, self.inner.purge_tokens(now_ms)).await
     }
-    async fn revoked_since(&self, since_ms: u64) -> Db<Vec<String>> {
+    async fn revoked_since(&self, since_ms: u64) -> Db<Vec<(String, u64)>> {
         // The gateways' catch-up: its answer, even "the database is unavailable", must come
         // back within their cache's trust window, or a database that hangs would end the
         // trust that a database that refuses keeps.

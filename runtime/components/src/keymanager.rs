@@ -3,15 +3,17 @@
 //! validation call (token and subscription in one answer).
 
 use crate::defects::Defect;
+use crate::feed::Feed;
 use crate::http::{Request, Response, body};
 use crate::limits::{self, Limits};
 use crate::secret;
 use crate::wire::{self, Clients, RevocationsSince, Revoked, Subscribed, Validate};
 use crate::world::{ClientKeys, Peer, Storage, Token, World};
+use apim_topology::timing::CATCH_UP_MS;
 use base64::Engine;
 use serde_json::json;
 
-pub async fn handle(world: &impl World, limits: &Limits, req: Request) -> Response {
+pub async fn handle(world: &impl World, limits: &Limits, feed: &Feed, req: Request) -> Response {
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", wire::TOKEN) => token(world, limits, &req).await,
         ("GET", wire::JWKS) => jwks(world),
@@ -20,7 +22,7 @@ pub async fn handle(world: &impl World, limits: &Limits, req: Request) -> Respon
         ("POST", wire::CLIENTS) => new_client(world, &req).await,
         ("POST", wire::CLIENTS_REVOKE) => revoke_clients(world, &req).await,
         ("POST", wire::VALIDATE) => validate(world, &req).await,
-        ("POST", wire::REVOCATIONS) => revocations(world, &req).await,
+        ("POST", wire::REVOCATIONS) => revocations(world, feed, &req).await,
         ("POST", wire::SUBSCRIPTIONS) => subscriptions(world).await,
         ("POST", wire::NOTIFY_SUBSCRIBED) => notify_subscribed(world, &req).await,
         _ => Response::error(404, "not_found", "no such key-manager endpoint"),
@@ -376,19 +378,29 @@ async fn subscriptions(world: &impl World) -> Response {
     }
 }
 
-/// The gateways' catch-up: tokens revoked since a time, for gateways that missed a notification.
-async fn revocations(world: &impl World, req: &Request) -> Response {
+/// The gateways' catch-up: tokens revoked since a time, for gateways that missed a
+/// notification; from the key manager's next read of the revocations, which starts after the
+/// request arrived, so the answer is complete as of `now_ms`. Bounded as a read of its own
+/// was: past the bound, an answer that says so comes back within the gateway's trust window.
+async fn revocations(world: &impl World, feed: &Feed, req: &Request) -> Response {
     let q: RevocationsSince = match body(req) {
         Ok(q) => q,
         Err(r) => return r,
     };
     let now = world.now_ms();
-    match world.storage().revoked_since(q.since_ms).await {
-        Ok(hashes) => Response::json(200, &json!({ "token_hashes": hashes, "now_ms": now })),
-        Err(e) => Response::error(
+    let read =
+        crate::world::within(world, CATCH_UP_MS, feed.revoked_since(world, q.since_ms)).await;
+    match read {
+        Some(Ok(hashes)) => Response::json(200, &json!({ "token_hashes": hashes, "now_ms": now })),
+        Some(Err(e)) => Response::error(
             503,
             wire::NO_REVOCATIONS_POSSIBLE,
             format!("the apim database is unavailable: {}", e.0),
+        ),
+        None => Response::error(
+            503,
+            wire::NO_REVOCATIONS_POSSIBLE,
+            "the apim database did not answer in time",
         ),
     }
 }

@@ -11,6 +11,7 @@ pub mod balancer;
 pub mod breaker;
 pub mod client;
 pub mod defects;
+pub mod feed;
 pub mod gateway;
 pub mod guard;
 pub mod http;

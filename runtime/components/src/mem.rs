@@ -317,12 +317,12 @@ impl Storage for MemStorage {
             revoked
         })
     }
-    async fn revoked_since(&self, since_ms: u64) -> Db<Vec<String>> {
+    async fn revoked_since(&self, since_ms: u64) -> Db<Vec<(String, u64)>> {
         self.with(Role::Apim, |t| {
             t.revocations
                 .iter()
                 .filter(|(_, at)| **at >= since_ms)
-                .map(|(h, _)| h.clone())
+                .map(|(h, at)| (h.clone(), *at))
                 .collect()
         })
     }

@@ -23,6 +23,8 @@ pub struct Node {
     draining: AtomicBool,
     /// Sign-ups and token issuance per address and client.
     pub limits: crate::limits::Limits,
+    /// A key manager's reads of the revocations, shared by the gateways' catch-ups.
+    pub feed: crate::feed::Feed,
 }
 
 /// One endpoint of the internal listener: `METHOD /path`, the component serving it, and the
@@ -67,6 +69,7 @@ impl Node {
             refused: Mutex::default(),
             draining: AtomicBool::new(false),
             limits: crate::limits::Limits::default(),
+            feed: Default::default(),
         }
     }
 
@@ -186,7 +189,7 @@ impl Node {
             match component {
                 Peer::Publisher => publisher::handle(world, req).await,
                 Peer::Store => store::handle(world, &self.limits, req).await,
-                Peer::KeyManager => keymanager::handle(world, &self.limits, req).await,
+                Peer::KeyManager => keymanager::handle(world, &self.limits, &self.feed, req).await,
                 Peer::Gateway => self.gateway.handle(world, req).await,
             }
         };

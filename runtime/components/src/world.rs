@@ -249,8 +249,8 @@ pub trait Storage: Send + Sync {
     /// Deletes the tokens that expired before `now_ms` (revoked or not: an expired token is
     /// refused everywhere anyway); answers how many.
     fn purge_tokens(&self, now_ms: u64) -> impl Future<Output = Db<u64>> + Send;
-    /// Hashes of the tokens revoked at or after `since_ms`.
-    fn revoked_since(&self, since_ms: u64) -> impl Future<Output = Db<Vec<String>>> + Send;
+    /// The tokens revoked at or after `since_ms`: (hash, when), by hash.
+    fn revoked_since(&self, since_ms: u64) -> impl Future<Output = Db<Vec<(String, u64)>>> + Send;
     // registry database
     fn register(&self, api: &Api) -> impl Future<Output = Db<()>> + Send;
     fn unregister(&self, id: &str) -> impl Future<Output = Db<()>> + Send;

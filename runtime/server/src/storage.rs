@@ -802,14 +802,19 @@ impl Storage for SqlStorage {
         Ok(hashes)
     }
 
-    async fn revoked_since(&self, since_ms: u64) -> Db<Vec<String>> {
+    async fn revoked_since(&self, since_ms: u64) -> Db<Vec<(String, u64)>> {
         let c = self.conn(Role::Apim)?;
-        let rows = sqlx::query(&c.dialect.sql("SELECT token_hash FROM apim_tokens WHERE revoked = 1 AND revoked_ms >= ? ORDER BY token_hash"))
+        let rows = sqlx::query(&c.dialect.sql("SELECT token_hash, revoked_ms FROM apim_tokens WHERE revoked = 1 AND revoked_ms >= ? ORDER BY token_hash"))
             .bind(ms(since_ms))
             .fetch_all(&c.pool)
             .await
             .map_err(db_error)?;
-        rows.iter().map(|r| text(r, 0)).collect()
+        rows.iter()
+            .map(|r| {
+                let at: i64 = r.try_get(1).map_err(db_error)?;
+                Ok((text(r, 0)?, u64::try_from(at).unwrap_or(0)))
+            })
+            .collect()
     }
 
     async fn register(&self, api: &Api) -> Db<()> {

@@ -114,7 +114,7 @@ async fn exercise(urls: &BTreeMap<Role, String>) {
     assert!(b.revoke_token("t3", 5_000).await.expect("revoke"));
     assert_eq!(
         a.revoked_since(4_000).await.expect("since"),
-        vec!["t3".to_string()]
+        vec![("t3".to_string(), 5_000)]
     );
     assert!(a.revoked_since(6_000).await.expect("since").is_empty());
     assert!(
@@ -239,7 +239,7 @@ async fn exercise(urls: &BTreeMap<Role, String>) {
         a.revoked_since(5_000)
             .await
             .expect("since")
-            .contains(&"tr-2".to_string())
+            .contains(&("tr-2".to_string(), 5_000))
     );
     assert!(b.registered().await.expect("registry").is_empty());
 }

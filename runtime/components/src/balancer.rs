@@ -204,7 +204,14 @@ where
                 return Ok((i, r));
             }
             Err(CallError::Connect(e)) => {
-                lock(pool).connect_failed(i);
+                let mut p = lock(pool);
+                p.connect_failed(i);
+                // With no other target, the same one once more: the one target is most often a
+                // balancer in front, whose next connection goes to another node (it may have
+                // spent the client's whole connect bound on a node that vanished).
+                if p.targets.len() == 1 {
+                    tried.clear();
+                }
                 last = CallError::Connect(e);
             }
             Err(CallError::Broken(e)) if repeatable => {
@@ -341,6 +348,29 @@ mod tests {
         }));
         assert!(answer.is_err());
         assert_eq!(*tries.lock().unwrap_or_else(|e| e.into_inner()), ATTEMPTS);
+    }
+
+    #[test]
+    fn a_connection_that_failed_to_the_one_target_is_tried_once_more() {
+        // Nothing was sent: even a request that must not be repeated may go again, and a
+        // balancer in front sends the new connection to another node.
+        let p = Mutex::new(pool(1));
+        let sent = Mutex::new(Vec::new());
+        let answer = pollster::block_on(attempt(&p, None, false, |i| {
+            let n = {
+                let mut s = lock_sent(&sent);
+                s.push(i);
+                s.len()
+            };
+            async move {
+                match n {
+                    1 => Err(CallError::Connect("timed out".into())),
+                    _ => Ok(201),
+                }
+            }
+        }));
+        assert_eq!(answer.ok(), Some((0, 201)));
+        assert_eq!(*lock_sent(&sent), [0, 0]);
     }
 
     #[test]

@@ -27,6 +27,29 @@ fn workload(duration_ms: u64) -> Workload {
     }
 }
 
+/// Nothing happening but what the nodes do by themselves.
+fn idle(duration_ms: u64) -> Workload {
+    Workload {
+        duration_ms,
+        invoke_rate: 0.0,
+        publish_rate: 0.0,
+        subscribe_rate: 0.0,
+        token_rate: 0.0,
+        revoke_rate: 0.0,
+        lifecycle_rate: 0.0,
+        ..Workload::default()
+    }
+}
+
+/// A run without faults.
+fn unfaulted(plan: &Plan, workload: Workload) -> Outcome {
+    let scenario = Scenario {
+        workload,
+        faults: Vec::new(),
+    };
+    simulate(plan, &scenario, &Options::default())
+}
+
 /// Runs one fault from 10 s to 40 s of a 55 s run; its effect on publish, subscribe, invoke.
 fn one_fault(pattern: &str, kind: FaultKind) -> (Outcome, Vec<FlowEffect>) {
     let plan = plan(pattern);
@@ -640,25 +663,7 @@ fn a_database_that_comes_back_is_used_within_a_probe_wherever_the_repair_falls()
 /// second; a design whose idle cost does not grow with the fleet lowers this figure.
 #[test]
 fn the_report_counts_what_idle_gateways_ask_of_the_key_managers() {
-    let plan = plan("clustered-external-store");
-    let idle = Workload {
-        duration_ms: 30_000,
-        invoke_rate: 0.0,
-        publish_rate: 0.0,
-        subscribe_rate: 0.0,
-        token_rate: 0.0,
-        revoke_rate: 0.0,
-        lifecycle_rate: 0.0,
-        ..Workload::default()
-    };
-    let out = simulate(
-        &plan,
-        &Scenario {
-            workload: idle,
-            faults: Vec::new(),
-        },
-        &Options::default(),
-    );
+    let out = unfaulted(&plan("clustered-external-store"), idle(30_000));
     let k = out.key_managers.expect("the simulator counts");
     assert_eq!(k.gateways, 2);
     let per_s = k.per_gateway_per_s(out.virtual_ms);
@@ -711,25 +716,11 @@ fn a_fleets_catch_ups_cost_each_key_manager_a_bounded_number_of_reads() {
         })
         .count() as f64;
     let idle = Workload {
-        duration_ms: 10_000,
-        invoke_rate: 0.0,
-        publish_rate: 0.0,
-        subscribe_rate: 0.0,
-        token_rate: 0.0,
-        revoke_rate: 0.0,
-        lifecycle_rate: 0.0,
         applications: 1,
         apis: 1,
-        ..Workload::default()
+        ..idle(10_000)
     };
-    let out = simulate(
-        &plan,
-        &Scenario {
-            workload: idle,
-            faults: Vec::new(),
-        },
-        &Options::default(),
-    );
+    let out = unfaulted(&plan, idle);
     let k = out.key_managers.expect("the simulator counts");
     assert!(k.gateways >= 90, "{k:?}");
     let seconds = out.virtual_ms as f64 / 1000.0;

@@ -320,25 +320,30 @@ mod tests {
         assert_eq!(sent, [0, 1]);
     }
 
-    #[test]
-    fn a_repeatable_request_with_one_target_is_sent_to_it_once_more() {
+    /// A pool of one target whose first attempt fails with `first`, the next answers; the
+    /// answer and the targets sent to.
+    fn one_target_failing_once(
+        repeatable: bool,
+        first: CallError,
+    ) -> (Result<(usize, u16), CallError>, Vec<usize>) {
         let p = Mutex::new(pool(1));
         let sent = Mutex::new(Vec::new());
-        let answer = pollster::block_on(attempt(&p, None, true, |i| {
-            let n = {
-                let mut s = lock_sent(&sent);
-                s.push(i);
-                s.len()
-            };
-            async move {
-                match n {
-                    1 => Err(CallError::Broken("closed before message completed".into())),
-                    _ => Ok(200),
-                }
-            }
+        let first = Mutex::new(Some(first));
+        let answer = pollster::block_on(attempt(&p, None, repeatable, |i| {
+            lock_sent(&sent).push(i);
+            let failed = first.lock().unwrap_or_else(|e| e.into_inner()).take();
+            async move { failed.map_or(Ok(200), Err) }
         }));
+        let sent = lock_sent(&sent).clone();
+        (answer, sent)
+    }
+
+    #[test]
+    fn a_repeatable_request_with_one_target_is_sent_to_it_once_more() {
+        let broken = CallError::Broken("closed before message completed".into());
+        let (answer, sent) = one_target_failing_once(true, broken);
         assert_eq!(answer.ok(), Some((0, 200)));
-        assert_eq!(*lock_sent(&sent), [0, 0]);
+        assert_eq!(sent, [0, 0]);
         // Never more than the attempts allowed.
         let p = Mutex::new(pool(1));
         let tries = Mutex::new(0);
@@ -354,23 +359,13 @@ mod tests {
     fn a_connection_that_failed_to_the_one_target_is_tried_once_more() {
         // Nothing was sent: even a request that must not be repeated may go again, and a
         // balancer in front sends the new connection to another node.
-        let p = Mutex::new(pool(1));
-        let sent = Mutex::new(Vec::new());
-        let answer = pollster::block_on(attempt(&p, None, false, |i| {
-            let n = {
-                let mut s = lock_sent(&sent);
-                s.push(i);
-                s.len()
-            };
-            async move {
-                match n {
-                    1 => Err(CallError::Connect("timed out".into())),
-                    _ => Ok(201),
-                }
-            }
-        }));
-        assert_eq!(answer.ok(), Some((0, 201)));
-        assert_eq!(*lock_sent(&sent), [0, 0]);
+        let (answer, sent) = one_target_failing_once(false, CallError::Connect("timed out".into()));
+        assert_eq!(answer.ok(), Some((0, 200)));
+        assert_eq!(sent, [0, 0]);
+        // A write whose connection broke after it was sent is not.
+        let (answer, sent) = one_target_failing_once(false, CallError::Broken("reset".into()));
+        assert!(answer.is_err());
+        assert_eq!(sent, [0]);
     }
 
     #[test]
